@@ -1,0 +1,158 @@
+"""The backend protocol: what the jobs app asks of a cluster, in plain data.
+
+A backend never imports the jobs app. It receives a fully resolved
+``JobDescription`` and returns ``JobObservation``s; only the state machine in
+``jobs/state.py`` turns observations into states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+
+# --- what a backend is given ---------------------------------------------------
+
+
+@dataclass
+class TaskDescription:
+    role: str  # master, worker, ps, chief, evaluator, launcher, or a batch role name
+    index: int  # 0-based within the role
+    replicas: int  # how many tasks the role has
+    name: str  # "{role}-{index}", unique in the job
+    image: str
+    command: list[str]  # argv; a shell command arrives as ["/bin/sh", "-c", "..."]
+    working_dir: str
+    env: dict[str, str]  # user env merged with the storage variables (local paths locally, container paths on k8s)
+    cpu_milli: int  # limit, in millicores
+    memory_bytes: int  # limit, in bytes
+    gpu: int
+    storage: dict[str, str] = field(default_factory=dict)  # variable -> real path (local) or NFS sub-path (k8s)
+    ports: dict[str, int] = field(default_factory=dict)  # named web endpoints the task serves (name -> container port)
+
+
+@dataclass
+class JobDescription:
+    job_id: str  # the public id, e.g. "j-3k9x2m4q"; backends derive every name from it
+    name: str
+    team: str  # team slug
+    owner: str  # username
+    framework: str  # pytorch, tensorflow, mpi, xgboost, paddle, batch, notebook, tensorboard
+    priority: str  # low, normal, high
+    tasks: list[TaskDescription]
+    gang: bool = True
+    oversell: float = 1.0  # request = limit / oversell for cpu and memory
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    queue: str = ""  # scheduler queue; default the team's
+    volumes: list[dict[str, Any]] = field(default_factory=list)  # admin-defined volumes, resolved
+    created_at: datetime | None = None  # for first-come-first-served ordering
+    spec: dict[str, Any] = field(default_factory=dict)  # the whole validated spec, for reference
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat() if self.created_at else None
+        return data
+
+
+# --- what a backend reports ------------------------------------------------------
+
+
+class ObservedState:
+    """Backend-level states; the state machine maps them onto job states."""
+
+    PENDING = "pending"  # created on the backend, waiting for placement or starting
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"  # ended by the backend itself (e.g. preempted)
+    MISSING = "missing"  # the backend has no object for this job
+
+    ALL = (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED, MISSING)
+
+
+@dataclass
+class TaskObservation:
+    role: str
+    index: int
+    state: str  # an ObservedState value
+    node: str = ""  # host or node name
+    pod_name: str = ""  # pod name, or "pid 1234" locally
+    address: str = ""  # pod IP or 127.0.0.1
+    gpu_ids: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+    reason: str = ""
+    message: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass
+class JobObservation:
+    job_id: str
+    state: str  # an ObservedState value
+    reason: str = ""
+    message: str = ""
+    tasks: list[TaskObservation] = field(default_factory=list)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass
+class Capacity:
+    cpu_milli: int
+    memory_bytes: int
+    gpu: int
+    free_cpu_milli: int
+    free_memory_bytes: int
+    free_gpu: int
+
+
+# --- errors ------------------------------------------------------------------------
+
+
+class BackendError(Exception):
+    """A backend call failed in a way worth retrying (5xx, timeout, connection refused)."""
+
+
+class BackendUnavailable(BackendError):
+    """The cluster refuses us (401/403, bad credentials): mark it unhealthy; jobs stay queued."""
+
+
+class BackendRejected(Exception):
+    """The backend refuses this job for good (422, an MPI-less host): the job fails with this message."""
+
+
+# --- the protocol ----------------------------------------------------------------------
+
+
+@runtime_checkable
+class Backend(Protocol):
+    def check(self, job: JobDescription) -> list[str]:
+        """Problems that make this job impossible on this cluster (empty when it can run)."""
+
+    def render(self, job: JobDescription) -> list[dict[str, Any]]:
+        """What submit would create, for dry runs (manifests on Kubernetes, process plans locally)."""
+
+    def submit(self, job: JobDescription) -> None:
+        """Create the job. Idempotent: submitting the same job id twice creates it once."""
+
+    def observe(self, job_ids: list[str]) -> dict[str, JobObservation]:
+        """One pass over the cluster: an observation for every id asked (MISSING when gone)."""
+
+    def stop(self, job_id: str) -> None:
+        """Stop every task of the job. Idempotent; a job already gone is not an error."""
+
+    def delete(self, job_id: str) -> None:
+        """Remove what the backend keeps for the job (objects, process records), after logs are saved."""
+
+    def capacity(self) -> Capacity:
+        """Total and free resources."""
+
+    def read_log(self, job_id: str, task_name: str, offset: int = 0, limit: int | None = None) -> tuple[bytes, int]:
+        """Bytes of a task's log from a byte offset, and the next offset."""
+
+    def follow_log(self, job_id: str, task_name: str, offset: int = 0) -> Iterator[bytes]:
+        """Yield chunks of the task's log from an offset as they are written, until the task ends."""

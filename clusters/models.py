@@ -1,0 +1,72 @@
+"""Clusters: where jobs run. One row per local host or Kubernetes cluster."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from clusters import crypto
+
+
+class Cluster(models.Model):
+    class Kind(models.TextChoices):
+        LOCAL = "local", _("Local (processes on this host)")
+        KUBERNETES = "kubernetes", _("Kubernetes")
+
+    class Scheduler(models.TextChoices):
+        DEFAULT = "default", _("Kubernetes default scheduler")
+        VOLCANO = "volcano", _("Volcano")
+
+    name = models.SlugField(_("name"), max_length=63, unique=True)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, default=Kind.LOCAL)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    is_default = models.BooleanField(_("default"), default=False, help_text=_("Jobs that name no cluster go here."))
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    # Backend-specific settings: capacity overrides and preemption for local; anything extra for Kubernetes.
+    settings = models.JSONField(_("settings"), default=dict, blank=True)
+
+    # Kubernetes connection.
+    kubeconfig_encrypted = models.TextField(_("kubeconfig (encrypted)"), blank=True, editable=False)
+    in_cluster = models.BooleanField(_("use in-cluster config"), default=False)
+    namespace_prefix = models.CharField(_("namespace prefix"), max_length=20, blank=True)
+    nfs_server = models.CharField(_("NFS server"), max_length=200, blank=True)
+    nfs_path = models.CharField(_("NFS path"), max_length=300, blank=True)
+    gpu_resource_name = models.CharField(_("GPU resource name"), max_length=100, default="nvidia.com/gpu")
+    scheduler = models.CharField(_("scheduler"), max_length=20, choices=Scheduler.choices, default=Scheduler.DEFAULT)
+    image_pull_secrets = models.JSONField(_("image pull secrets"), default=list, blank=True)
+    ingress_host = models.CharField(_("ingress host"), max_length=200, blank=True)
+
+    # Health, written by the backend when it is refused (401/403) or answers again.
+    healthy = models.BooleanField(_("healthy"), default=True)
+    health_message = models.TextField(_("health message"), blank=True)
+    health_checked_at = models.DateTimeField(_("health checked at"), null=True, blank=True)
+    server_version = models.CharField(_("server version"), max_length=50, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("cluster")
+        verbose_name_plural = _("clusters")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_cluster"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def kubeconfig(self) -> str:
+        return crypto.decrypt(self.kubeconfig_encrypted) if self.kubeconfig_encrypted else ""
+
+    @kubeconfig.setter
+    def kubeconfig(self, value: str) -> None:
+        self.kubeconfig_encrypted = crypto.encrypt(value) if value else ""
+
+    def backend(self):
+        """The backend object that acts on this cluster."""
+        from clusters.backends import get_backend
+
+        return get_backend(self)

@@ -1,0 +1,105 @@
+"""Fixtures shared by every app's tests: the people of a permission test, a team, clusters."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from clusters.backends import use_backend
+from clusters.backends.fake import FakeBackend
+from clusters.models import Cluster
+from teams.models import Membership, Team
+
+PASSWORD = "s3cret-pass-123"
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str, **fields):
+        return get_user_model().objects.create_user(username, f"{username}@example.com", PASSWORD, **fields)
+
+    return make
+
+
+@pytest.fixture
+def team(db) -> Team:
+    return Team.objects.create(name="Vision", slug="vision")
+
+
+@pytest.fixture
+def other_team(db) -> Team:
+    return Team.objects.create(name="Speech", slug="speech")
+
+
+@pytest.fixture
+def owner(make_user, team):
+    user = make_user("owner")
+    Membership.objects.create(team=team, user=user, role=Membership.Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def mate(make_user, team):
+    user = make_user("mate")
+    Membership.objects.create(team=team, user=user, role=Membership.Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def team_admin(make_user, team):
+    user = make_user("teamadmin")
+    Membership.objects.create(team=team, user=user, role=Membership.Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def outsider(make_user, other_team):
+    user = make_user("outsider")
+    Membership.objects.create(team=other_team, user=user, role=Membership.Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def staff(make_user):
+    return make_user("staff", is_staff=True)
+
+
+@pytest.fixture
+def people(owner, mate, team_admin, outsider, staff):
+    """Everyone of a permission matrix, by role."""
+    return {"owner": owner, "mate": mate, "team_admin": team_admin, "outsider": outsider, "staff": staff}
+
+
+def api_client_for(user=None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api():
+    """api(user) -> an APIClient authenticated with the user's token (anonymous with None)."""
+    return api_client_for
+
+
+@pytest.fixture
+def fake_backend(db):
+    """A default cluster whose backend is a FakeBackend the test drives."""
+    cluster = Cluster.objects.create(name="fake", kind=Cluster.Kind.LOCAL, is_default=True)
+    backend = FakeBackend()
+    use_backend(cluster.name, backend)
+    backend.cluster = cluster
+    yield backend
+    use_backend(cluster.name, None)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(settings, tmp_path):
+    """Every test gets its own storage root and local backend state."""
+    settings.EASYAI_STORAGE_ROOT = tmp_path / "storage"
+    settings.EASYAI_LOCAL_STATE_DIR = tmp_path / "local-backend"
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}

@@ -1,0 +1,11 @@
+"""Everything under /api/v1/: each app contributes its own api_urls module."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("teams.api_urls")),
+    path("", include("jobs.api_urls")),
+    path("", include("clusters.api_urls")),
+    path("", include("notebooks.api_urls")),
+    path("", include("serving.api_urls")),
+]

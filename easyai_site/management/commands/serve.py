@@ -1,0 +1,60 @@
+"""Serve the portal (daphne: pages, API, websockets), its worker and its scheduler as one process tree.
+
+Ctrl-C (SIGINT) or SIGTERM stops all of them; if one dies, the others are stopped too.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run the portal at http://HOST:PORT with its background worker and scheduler."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("EASYAI_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("EASYAI_PORT", "8000")))
+        parser.add_argument("--no-worker", action="store_true", help="serve pages only")
+
+    def handle(self, *args, **options):
+        python = sys.executable
+        manage = os.path.join(os.getcwd(), "manage.py")
+        commands = {
+            "web": [python, "-m", "daphne", "-b", options["host"], "-p", str(options["port"]), "easyai_site.asgi:application"],
+        }
+        if not options["no_worker"]:
+            commands["worker"] = [python, manage, "qcluster"]
+            commands["scheduler"] = [python, manage, "scheduler"]
+        children: dict[str, subprocess.Popen] = {}
+        stopping = False
+
+        def stop(signum=None, frame=None):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for name, argv in commands.items():
+            children[name] = subprocess.Popen(argv)
+        self.stdout.write(f"EasyAI is serving at http://{options['host']}:{options['port']}/ (Ctrl-C stops it)")
+        try:
+            while not stopping:
+                for name, child in children.items():
+                    if child.poll() is not None:
+                        self.stderr.write(f"{name} exited with {child.returncode}; stopping the rest")
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            for child in children.values():
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            for child in children.values():
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()

@@ -1,0 +1,334 @@
+"""EasyAI settings: every value from an environment variable, with an embedded default.
+
+The defaults run the portal on a laptop: SQLite under var/, the local backend,
+django-q2's ORM broker and the in-memory channel layer. Production switches to
+MySQL, Redis and Kubernetes clusters through the variables documented in the
+README. A wrong value fails at start with ImproperlyConfigured.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+# --- typed readers -----------------------------------------------------------
+
+
+def env_str(name: str, default: str = "") -> str:
+    """A string from NAME, or from the file named by NAME_FILE (for secrets)."""
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={file_name!r} cannot be read: {exc}") from exc
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def env_float(name: str, default: float, minimum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def database_from_url(url: str) -> dict:
+    """DATABASE_URL: mysql://user:password@host:port/name or sqlite:///path."""
+    parsed = urlparse(url)
+    if parsed.scheme in {"mysql", "mariadb"}:
+        name = parsed.path.lstrip("/")
+        if not name:
+            raise ImproperlyConfigured("DATABASE_URL names no database (mysql://user:pass@host:3306/NAME)")
+        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        test_name = options.pop("test_name", None) or f"test_{name}"
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": name,
+            "USER": unquote(parsed.username or ""),
+            "PASSWORD": unquote(parsed.password or ""),
+            "HOST": parsed.hostname or "127.0.0.1",
+            "PORT": str(parsed.port or 3306),
+            "CONN_MAX_AGE": env_int("EASYAI_DB_CONN_MAX_AGE", 60, minimum=0),
+            "OPTIONS": {
+                "charset": "utf8mb4",
+                "init_command": "SET sql_mode='STRICT_TRANS_TABLES', innodb_strict_mode=1",
+                "isolation_level": "read committed",
+                **options,
+            },
+            "TEST": {
+                "NAME": test_name,
+                "CHARSET": "utf8mb4",
+                "COLLATION": "utf8mb4_unicode_ci",
+            },
+        }
+    if parsed.scheme == "sqlite":
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else parsed.path
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path or str(VAR_DIR / "easyai.sqlite3")}
+    raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use mysql:// or sqlite:///)")
+
+
+# --- core --------------------------------------------------------------------
+
+VAR_DIR = Path(env_str("EASYAI_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("EASYAI_DEBUG", True)
+
+
+def _secret_key() -> str:
+    key = env_str("SECRET_KEY")
+    if key:
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) is required when EASYAI_DEBUG=0")
+    # Development: generated once and kept, so sessions survive restarts.
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("EASYAI_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("EASYAI_CSRF_TRUSTED_ORIGINS", [])
+SITE_URL = env_str("EASYAI_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "guardian",
+    "django_q",
+    "channels",
+    "easyai_site",
+    "teams",
+    "clusters",
+    "jobs",
+    "notebooks",
+    "serving",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "teams.middleware.CurrentTeamMiddleware",
+]
+
+ROOT_URLCONF = "easyai_site.urls"
+WSGI_APPLICATION = "easyai_site.wsgi.application"
+ASGI_APPLICATION = "easyai_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "teams.context_processors.current_team",
+                "teams.context_processors.nav_items",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL")
+DATABASES = {
+    "default": database_from_url(DATABASE_URL)
+    if DATABASE_URL
+    else {"ENGINE": "django.db.backends.sqlite3", "NAME": str(VAR_DIR / "easyai.sqlite3")}
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Many workers and the portal share one file: wait for locks rather than fail.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    *env_list("EASYAI_AUTH_BACKENDS", ["django.contrib.auth.backends.ModelBackend"]),
+    "guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+EASYAI_SIGNUP_ENABLED = env_bool("EASYAI_SIGNUP_ENABLED", True)
+
+# guardian: object permissions are per-object grants only; a global permission
+# never stands in for an object one (set explicitly, see STYLE.md).
+GUARDIAN_GLOBAL_PERMISSIONS_CARRY_OVER = False
+GUARDIAN_RAISE_403 = False
+GUARDIAN_RENDER_403 = False
+ANONYMOUS_USER_NAME = None
+
+LANGUAGE_CODE = env_str("EASYAI_LANGUAGE", "en")
+LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env_str("EASYAI_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- API ---------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": env_int("EASYAI_API_PAGE_SIZE", 50, minimum=1),
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"auth_token": env_str("EASYAI_TOKEN_THROTTLE", "10/min")},
+    "EXCEPTION_HANDLER": "easyai_site.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "EasyAI API",
+    "DESCRIPTION": "Teams, jobs, logs and more. Authenticate with the header `Authorization: Token <token>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- background work and live streams -----------------------------------------
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+Q_CLUSTER = {
+    "name": "easyai",
+    "workers": env_int("EASYAI_WORKERS", 2, minimum=1),
+    # retry above timeout, so a task is never delivered twice while it still runs.
+    "timeout": env_int("EASYAI_TASK_TIMEOUT", 300, minimum=10),
+    "retry": env_int("EASYAI_TASK_TIMEOUT", 300, minimum=10) + 60,
+    "max_attempts": 1,
+    "catch_up": False,
+    "ack_failures": True,
+    "save_limit": 1000,
+    "poll": env_float("EASYAI_Q_POLL", 0.5, minimum=0.05),
+    "guard_cycle": env_float("EASYAI_Q_GUARD_CYCLE", 0.5, minimum=0.1),
+    "sync": env_bool("EASYAI_Q_SYNC", False),
+}
+if REDIS_URL and env_bool("EASYAI_Q_REDIS", True):
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- the platform ------------------------------------------------------------
+
+EASYAI_STORAGE_ROOT = Path(env_str("EASYAI_STORAGE_ROOT", str(VAR_DIR / "storage"))).resolve()
+EASYAI_LOCAL_STATE_DIR = Path(env_str("EASYAI_LOCAL_STATE_DIR", str(VAR_DIR / "local-backend"))).resolve()
+EASYAI_K8S_SCHEMAS = Path(env_str("EASYAI_K8S_SCHEMAS", str(BASE_DIR.parent / "shared" / "k8s-schemas")))
+# Fernet key (urlsafe base64, 32 bytes) for kubeconfigs at rest; derived from SECRET_KEY when unset.
+EASYAI_FIELD_KEY = env_str("EASYAI_FIELD_KEY")
+
+# Sync cadences of the original design, in seconds.
+EASYAI_SYNC_INTERVAL = env_float("EASYAI_SYNC_INTERVAL", 2.0, minimum=0.1)
+EASYAI_SYNC_UNKNOWN_INTERVAL = env_float("EASYAI_SYNC_UNKNOWN_INTERVAL", 10.0, minimum=0.1)
+EASYAI_SYNC_RUNNING_INTERVAL = env_float("EASYAI_SYNC_RUNNING_INTERVAL", 600.0, minimum=1)
+EASYAI_RETRY_BASE = env_float("EASYAI_RETRY_BASE", 5.0, minimum=0.01)
+EASYAI_RETRY_MAX = env_float("EASYAI_RETRY_MAX", 600.0, minimum=0.01)
+EASYAI_STOP_GRACE = env_float("EASYAI_STOP_GRACE", 10.0, minimum=0)
+EASYAI_MISSING_GRACE = env_float("EASYAI_MISSING_GRACE", 60.0, minimum=0)
+
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "easyai@localhost")
+EASYAI_NOTIFY_EMAIL = env_bool("EASYAI_NOTIFY_EMAIL", False)
+EASYAI_NOTIFY_WEBHOOKS = env_bool("EASYAI_NOTIFY_WEBHOOKS", False)
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("EASYAI_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("EASYAI_SECURE_COOKIES", True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("EASYAI_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

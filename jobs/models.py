@@ -1,0 +1,186 @@
+"""Experiments, jobs, tasks and job events."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from jobs.state import FINAL, JobState
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_job_id() -> str:
+    """A short public id, unique for good: ``j-`` and 8 characters, a valid DNS-1035 label prefix."""
+    return "j-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+class Framework(models.TextChoices):
+    PYTORCH = "pytorch", "PyTorch"
+    TENSORFLOW = "tensorflow", "TensorFlow"
+    MPI = "mpi", "MPI"
+    XGBOOST = "xgboost", "XGBoost"
+    PADDLE = "paddle", "Paddle"
+    BATCH = "batch", _("batch")
+    NOTEBOOK = "notebook", _("notebook")
+    TENSORBOARD = "tensorboard", "TensorBoard"
+
+
+class Priority(models.TextChoices):
+    LOW = "low", _("low")
+    NORMAL = "normal", _("normal")
+    HIGH = "high", _("high")
+
+
+PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2}
+
+
+class Experiment(models.Model):
+    team = models.ForeignKey("teams.Team", on_delete=models.PROTECT, related_name="experiments")
+    name = models.CharField(_("name"), max_length=100)
+    description = models.TextField(_("description"), blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="experiments")
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("experiment")
+        verbose_name_plural = _("experiments")
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="experiment_name_unique_in_team")]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.name}"
+
+
+class Job(models.Model):
+    public_id = models.CharField(_("id"), max_length=16, unique=True, default=new_job_id, editable=False)
+    name = models.CharField(_("name"), max_length=100)
+    team = models.ForeignKey("teams.Team", on_delete=models.PROTECT, related_name="jobs")
+    experiment = models.ForeignKey(
+        Experiment, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
+    cluster = models.ForeignKey("clusters.Cluster", on_delete=models.PROTECT, related_name="jobs")
+    framework = models.CharField(_("framework"), max_length=20, choices=Framework.choices)
+    spec = models.JSONField(_("spec"))
+
+    state = models.CharField(_("state"), max_length=10, choices=JobState.choices, default=JobState.QUEUED)
+    reason = models.CharField(_("reason"), max_length=100, blank=True)
+    message = models.TextField(_("message"), blank=True)
+    priority = models.CharField(_("priority"), max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+
+    # Total limits over all tasks, for quota accounting without reading specs.
+    cpu_milli = models.PositiveBigIntegerField(default=0)
+    memory_bytes = models.PositiveBigIntegerField(default=0)
+    gpu = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    scheduled_at = models.DateTimeField(_("scheduled"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    timeout_seconds = models.PositiveIntegerField(_("timeout (s)"), null=True, blank=True)
+    max_retries = models.PositiveIntegerField(_("max retries"), default=0)
+
+    # Submit bookkeeping: backend calls that failed are retried with back-off.
+    retry_count = models.PositiveIntegerField(_("retries"), default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    missing_since = models.DateTimeField(null=True, blank=True)
+    stop_requested = models.BooleanField(default=False)
+    cleaned_up = models.BooleanField(default=False)
+
+    pre_job = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+
+    deleted = models.BooleanField(_("deleted"), default=False)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
+        indexes = [
+            models.Index(fields=["cluster", "state"], name="job_cluster_state"),
+            models.Index(fields=["team", "deleted", "created_at"], name="job_team_created"),
+            models.Index(fields=["state", "next_attempt_at"], name="job_state_attempt"),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL
+
+    @property
+    def duration(self):
+        """How long it ran (or has been running)."""
+        from django.utils import timezone
+
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+
+class Task(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", _("pending")
+        RUNNING = "running", _("running")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+        STOPPED = "stopped", _("stopped")
+        MISSING = "missing", _("missing")
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="tasks")
+    role = models.CharField(_("role"), max_length=63)
+    index = models.PositiveIntegerField(_("index"))
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
+    node = models.CharField(_("host or node"), max_length=255, blank=True)
+    pod_name = models.CharField(_("process or pod"), max_length=255, blank=True)
+    address = models.CharField(_("address"), max_length=64, blank=True)
+    gpu_ids = models.JSONField(_("GPUs"), default=list, blank=True)
+    exit_code = models.IntegerField(_("exit code"), null=True, blank=True)
+    reason = models.CharField(_("reason"), max_length=100, blank=True)
+    message = models.TextField(_("message"), blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "role", "index"]
+        verbose_name = _("task")
+        verbose_name_plural = _("tasks")
+        constraints = [models.UniqueConstraint(fields=["job", "role", "index"], name="task_unique_in_job")]
+
+    def __str__(self) -> str:
+        return f"{self.job.public_id}/{self.name}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}-{self.index}"
+
+
+class JobEvent(models.Model):
+    """One state transition: the audit trail and the outbox for notifications."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(_("from"), max_length=10, choices=JobState.choices)
+    to_state = models.CharField(_("to"), max_length=10, choices=JobState.choices)
+    reason = models.CharField(_("reason"), max_length=100, blank=True)
+    message = models.TextField(_("message"), blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("job event")
+        verbose_name_plural = _("job events")
+
+    def __str__(self) -> str:
+        return f"{self.job_id}: {self.from_state} → {self.to_state}"

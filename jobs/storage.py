@@ -1,0 +1,101 @@
+"""Storage conventions: the directories every task sees, on every backend.
+
+| variable      | in the container     | on shared storage                           |
+| summary_dir   | /summary_dir         | {prefix}/{job_id}/{task_id}/summary_dir     |
+| model_dir     | /model_dir           | {prefix}/{job_id}/model_dir                 |
+| log_dir       | /log_dir             | {prefix}/{job_id}/log_dir                   |
+| data_dir      | /data_dir (ro)       | {prefix}/data/{owner}                       |
+| pre_model_dir | /pre_model_dir       | {prefix}/{pre_job_id}/model_dir             |
+| share_dir     | /share_dir           | {prefix}/{job_id}/share_dir                 |
+|               | /workspace/personal  | {prefix}/notebook/{owner}                   |
+|               | /workspace/public    | {prefix}/notebook/public                    |
+
+On Kubernetes the prefix is the cluster's NFS path, mounted with sub-paths; on
+the local backend it is the storage root, and the variables hold real paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+
+@dataclass(frozen=True)
+class Place:
+    variable: str  # environment variable ("" for the workspaces, which have none)
+    container_path: str  # where a container sees it
+    relative: str  # where it lies under the storage prefix
+    read_only: bool = False
+
+
+# The outputs a user may browse and download from a job's page.
+JOB_OUTPUTS = ("model_dir", "summary_dir", "log_dir", "share_dir")
+
+
+def places(job_id: str, task_name: str, owner: str, pre_job_id: str | None = None) -> list[Place]:
+    """Every place a task of this job sees, in the order of the table."""
+    result = [
+        Place("summary_dir", "/summary_dir", f"{job_id}/{task_name}/summary_dir"),
+        Place("model_dir", "/model_dir", f"{job_id}/model_dir"),
+        Place("log_dir", "/log_dir", f"{job_id}/log_dir"),
+        Place("data_dir", "/data_dir", f"data/{owner}", read_only=True),
+    ]
+    if pre_job_id:
+        result.append(Place("pre_model_dir", "/pre_model_dir", f"{pre_job_id}/model_dir"))
+    result += [
+        Place("share_dir", "/share_dir", f"{job_id}/share_dir"),
+        Place("", "/workspace/personal", f"notebook/{owner}"),
+        Place("", "/workspace/public", "notebook/public"),
+    ]
+    return result
+
+
+def local_env(root: Path, job_id: str, task_name: str, owner: str, pre_job_id: str | None = None) -> dict[str, str]:
+    """Variable -> real path under a local storage root."""
+    return {p.variable: str(root / p.relative) for p in places(job_id, task_name, owner, pre_job_id) if p.variable}
+
+
+def container_env(job_id: str, task_name: str, owner: str, pre_job_id: str | None = None) -> dict[str, str]:
+    """Variable -> path inside a container."""
+    return {p.variable: p.container_path for p in places(job_id, task_name, owner, pre_job_id) if p.variable}
+
+
+def nfs_subpath(prefix: str, place: Place) -> str:
+    return str(PurePosixPath(prefix) / place.relative)
+
+
+def personal_workspace(root: Path, owner: str) -> Path:
+    return root / "notebook" / owner
+
+
+def public_workspace(root: Path) -> Path:
+    return root / "notebook" / "public"
+
+
+def job_dir(root: Path, job_id: str) -> Path:
+    return root / job_id
+
+
+def task_log_path(root: Path, job_id: str, task_name: str) -> Path:
+    """A task's log file, the source of truth for its live and persisted log."""
+    return root / job_id / "log_dir" / f"{task_name}.log"
+
+
+def output_dir(root: Path, job_id: str, output: str, task_name: str | None = None) -> Path:
+    """One of a job's outputs; summary_dir is per task (the first task when none is named)."""
+    if output not in JOB_OUTPUTS:
+        raise ValueError(f"unknown output {output!r}; one of {', '.join(JOB_OUTPUTS)}")
+    if output == "summary_dir":
+        if not task_name:
+            raise ValueError("summary_dir belongs to a task: name the task")
+        return root / job_id / task_name / "summary_dir"
+    return root / job_id / output
+
+
+def ensure_local_dirs(root: Path, job_id: str, task_names: list[str], owner: str, pre_job_id: str | None = None) -> None:
+    """Create the documented layout for a job under a local root."""
+    for task_name in task_names:
+        for place in places(job_id, task_name, owner, pre_job_id):
+            if place.variable == "pre_model_dir":
+                continue  # another job's output: never created on its behalf
+            (root / place.relative).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,36 @@
+from django.conf import settings
+
+
+def current_team(request):
+    from teams.selectors import teams_for_header
+
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"signup_enabled": settings.EASYAI_SIGNUP_ENABLED}
+    return {
+        "current_team": getattr(request, "team", None),
+        "header_teams": teams_for_header(user),
+        "signup_enabled": settings.EASYAI_SIGNUP_ENABLED,
+    }
+
+
+# Top navigation: (url name, label). Names that are not (yet) routed are skipped.
+NAV = [
+    ("job-list", "Jobs"),
+    ("experiment-list", "Experiments"),
+    ("notebook-list", "Notebooks"),
+    ("file-browser", "Files"),
+]
+
+
+def nav_items(request):
+    from django.urls import NoReverseMatch, reverse
+    from django.utils.translation import gettext
+
+    items = []
+    for name, label in NAV:
+        try:
+            items.append({"url": reverse(name), "label": gettext(label)})
+        except NoReverseMatch:
+            continue
+    return {"nav_items": items}

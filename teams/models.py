@@ -1,0 +1,92 @@
+"""Teams ("spaces"), memberships with roles, quotas per cluster, and each user's current team."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxLengthValidator, RegexValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+# A Kubernetes namespace name: a DNS-1123 label.
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+slug_validator = RegexValidator(
+    DNS1123_LABEL,
+    _("Use lowercase letters, digits and '-', starting and ending with a letter or digit (a Kubernetes namespace name)."),
+)
+
+
+class Team(models.Model):
+    name = models.CharField(_("name"), max_length=100)
+    slug = models.CharField(
+        _("slug"),
+        max_length=63,
+        unique=True,
+        validators=[slug_validator, MaxLengthValidator(63)],
+        help_text=_("The team's Kubernetes namespace: lowercase letters, digits and '-', at most 63 characters."),
+    )
+    description = models.TextField(_("description"), blank=True)
+    webhook_url = models.URLField(
+        _("webhook URL"), blank=True, help_text=_("Job state changes are POSTed here as JSON, when set.")
+    )
+    notebook_max_lease_hours = models.PositiveIntegerField(_("notebook maximum lease (hours)"), default=72)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+        verbose_name = _("team")
+        verbose_name_plural = _("teams")
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", _("admin")
+        MEMBER = "member", _("member")
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["team", "user"]
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="one_membership_per_team_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+
+class Quota(models.Model):
+    """What one team may use at once on one cluster. Zero means none of it; no row means no limit."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="quotas")
+    cluster = models.ForeignKey("clusters.Cluster", on_delete=models.CASCADE, related_name="quotas")
+    cpu_milli = models.PositiveBigIntegerField(_("CPU (millicores)"), default=0)
+    memory_bytes = models.PositiveBigIntegerField(_("memory (bytes)"), default=0)
+    gpu = models.PositiveIntegerField(_("GPUs"), default=0)
+
+    class Meta:
+        ordering = ["team", "cluster"]
+        verbose_name = _("quota")
+        verbose_name_plural = _("quotas")
+        constraints = [models.UniqueConstraint(fields=["team", "cluster"], name="one_quota_per_team_cluster")]
+
+    def __str__(self) -> str:
+        return f"{self.team} on {self.cluster}"
+
+
+class Profile(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    current_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        verbose_name = _("profile")
+        verbose_name_plural = _("profiles")
+
+    def __str__(self) -> str:
+        return f"profile of {self.user}"

@@ -1,0 +1,149 @@
+"""The one permission chokepoint: pages, API, admin actions and consumers all ask here.
+
+The rules:
+- platform admins (staff) see and change everything;
+- members of a team see all of the team's resources;
+- owners manage (stop, delete, open a shell in) their own resources;
+- team admins manage every resource of their team and administer the team;
+- anyone may be granted view or change on one object with django-guardian
+  (sharing with someone outside the team); global permissions never stand in
+  for object grants (``accept_global_perms=False``);
+- everyone else does not see the object at all: faces answer 404, not 403, so
+  existence does not leak.
+
+A "resource" is any model with ``team`` and ``owner`` foreign keys (experiments,
+jobs, notebooks, ...).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, Q, QuerySet
+from django.http import Http404
+from guardian.shortcuts import get_objects_for_user
+
+from teams.models import Membership, Team
+
+
+class Action(str, Enum):
+    VIEW = "view"  # read the resource, its logs and outputs
+    CHANGE = "change"  # stop, delete, rerun, open a shell: the owner, a team admin or a change grant
+
+
+def _is_user(user) -> bool:
+    return bool(user is not None and user.is_authenticated and user.is_active)
+
+
+def is_platform_admin(user) -> bool:
+    return _is_user(user) and user.is_staff
+
+
+def team_role(user, team: Team | int) -> str | None:
+    """The user's role in the team (``admin`` or ``member``), or None."""
+    if not _is_user(user):
+        return None
+    team_id = team.pk if isinstance(team, Team) else team
+    cache = getattr(user, "_easyai_roles", None)
+    if cache is None:
+        cache = dict(Membership.objects.filter(user=user).values_list("team_id", "role"))
+        user._easyai_roles = cache
+    return cache.get(team_id)
+
+
+def forget_roles(user) -> None:
+    """Drop the per-user role cache after memberships change."""
+    if hasattr(user, "_easyai_roles"):
+        del user._easyai_roles
+
+
+# --- teams ------------------------------------------------------------------------
+
+
+def can_view_team(user, team: Team) -> bool:
+    return is_platform_admin(user) or team_role(user, team) is not None
+
+
+def can_admin_team(user, team: Team) -> bool:
+    return is_platform_admin(user) or team_role(user, team) == Membership.Role.ADMIN
+
+
+def can_use_team(user, team: Team) -> bool:
+    """May submit work into the team: members and admins (platform admins too)."""
+    return can_view_team(user, team)
+
+
+def visible_teams(user, queryset: QuerySet[Team] | None = None) -> QuerySet[Team]:
+    queryset = Team.objects.all() if queryset is None else queryset
+    if is_platform_admin(user):
+        return queryset
+    if not _is_user(user):
+        return queryset.none()
+    return queryset.filter(pk__in=Membership.objects.filter(user=user).values("team_id"))
+
+
+def get_team_or_404(user, slug: str, *, admin: bool = False) -> Team:
+    """The team if the user may see it; 404 otherwise; 403 when seen but not administered."""
+    team = visible_teams(user).filter(slug=slug).first()
+    if team is None:
+        raise Http404("No such team.")
+    if admin and not can_admin_team(user, team):
+        raise PermissionDenied("Only the team's admins may do this.")
+    return team
+
+
+# --- team resources -----------------------------------------------------------------
+
+
+def _perm(model: type[Model], action: Action) -> str:
+    return f"{model._meta.app_label}.{action.value}_{model._meta.model_name}"
+
+
+def _granted_ids(user, queryset: QuerySet, action: Action) -> QuerySet:
+    granted = get_objects_for_user(
+        user,
+        _perm(queryset.model, action),
+        klass=queryset.model.objects.all(),
+        accept_global_perms=False,
+        with_superuser=False,
+    )
+    return granted.values("pk")
+
+
+def restrict(queryset: QuerySet, user, action: Action = Action.VIEW) -> QuerySet:
+    """The objects of the queryset this user may act on."""
+    if is_platform_admin(user):
+        return queryset
+    if not _is_user(user):
+        return queryset.none()
+    if action == Action.VIEW:
+        mine = Q(team_id__in=Membership.objects.filter(user=user).values("team_id"))
+    else:
+        admin_teams = Membership.objects.filter(user=user, role=Membership.Role.ADMIN).values("team_id")
+        mine = Q(owner=user) | Q(team_id__in=admin_teams)
+    return queryset.filter(mine | Q(pk__in=_granted_ids(user, queryset, action)))
+
+
+def can(user, obj: Model, action: Action = Action.VIEW) -> bool:
+    """May the user act on this one object?"""
+    if is_platform_admin(user):
+        return True
+    if not _is_user(user):
+        return False
+    role = team_role(user, obj.team_id)
+    if action == Action.VIEW and role is not None:
+        return True
+    if action == Action.CHANGE and (obj.owner_id == user.pk or role == Membership.Role.ADMIN):
+        return True
+    return user.has_perm(_perm(type(obj), action), obj)
+
+
+def get_or_404(queryset: QuerySet, user, action: Action = Action.VIEW, **lookup) -> Model:
+    """One object: 404 when the user may not see it, 403 when seen but the action is not allowed."""
+    obj = restrict(queryset, user, Action.VIEW).filter(**lookup).first()
+    if obj is None:
+        raise Http404("Not found.")
+    if action != Action.VIEW and not can(user, obj, action):
+        raise PermissionDenied("Only the owner or a team admin may do this.")
+    return obj
