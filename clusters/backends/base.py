@@ -110,6 +110,21 @@ class Capacity:
     free_gpu: int
 
 
+class ShellSession(Protocol):
+    """An interactive terminal in a running task (a PTY locally, the exec API on Kubernetes)."""
+
+    def read(self, timeout: float = 0.1) -> bytes | None:
+        """Terminal output; b"" when nothing came within the timeout; None once the shell has ended."""
+
+    def write(self, data: bytes) -> None:
+        """Keystrokes, as bytes (Ctrl-C is b"\\x03")."""
+
+    def resize(self, rows: int, cols: int) -> None: ...
+
+    def close(self) -> None:
+        """End the shell and everything it started."""
+
+
 # --- errors ------------------------------------------------------------------------
 
 
@@ -156,3 +171,6 @@ class Backend(Protocol):
 
     def follow_log(self, job_id: str, task_name: str, offset: int = 0) -> Iterator[bytes]:
         """Yield chunks of the task's log from an offset as they are written, until the task ends."""
+
+    def open_shell(self, job_id: str, task_name: str, command: list[str] | None = None) -> ShellSession:
+        """A login shell (or the command) in a running task, in its working directory and environment."""
