@@ -60,9 +60,7 @@ class Job(models.Model):
     public_id = models.CharField(_("id"), max_length=16, unique=True, default=new_job_id, editable=False)
     name = models.CharField(_("name"), max_length=100)
     team = models.ForeignKey("teams.Team", on_delete=models.PROTECT, related_name="jobs")
-    experiment = models.ForeignKey(
-        Experiment, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
-    )
+    experiment = models.ForeignKey(Experiment, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
     cluster = models.ForeignKey("clusters.Cluster", on_delete=models.PROTECT, related_name="jobs")
     framework = models.CharField(_("framework"), max_length=20, choices=Framework.choices)
@@ -94,6 +92,7 @@ class Job(models.Model):
     stop_requested = models.BooleanField(default=False)
     cleaned_up = models.BooleanField(default=False)
 
+    attempt = models.PositiveIntegerField(_("attempt"), default=1, help_text=_("1 for a first run; retries count up."))
     pre_job = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
 
@@ -184,3 +183,38 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}: {self.from_state} → {self.to_state}"
+
+
+class Volume(models.Model):
+    """An admin-defined volume that job specs name under ``volumes``."""
+
+    name = models.SlugField(_("name"), max_length=63, unique=True)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    mount_path = models.CharField(_("mount path"), max_length=300, help_text=_("Where tasks see it, e.g. /datasets."))
+    read_only = models.BooleanField(_("read-only"), default=True)
+    host_path = models.CharField(
+        _("host path"), max_length=300, blank=True, help_text=_("On the local backend: the directory on this host.")
+    )
+    nfs_server = models.CharField(_("NFS server"), max_length=200, blank=True)
+    nfs_path = models.CharField(_("NFS path"), max_length=300, blank=True)
+    teams = models.ManyToManyField(
+        "teams.Team", blank=True, related_name="volumes", help_text=_("Teams that may use it; none means every team.")
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("volume")
+        verbose_name_plural = _("volumes")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "mount_path": self.mount_path,
+            "read_only": self.read_only,
+            "host_path": self.host_path,
+            "nfs_server": self.nfs_server,
+            "nfs_path": self.nfs_path,
+        }

@@ -1,0 +1,155 @@
+"""Operators' view of experiments, jobs, tasks, events and volumes.
+
+A job's state is read-only here; it changes only through the admin actions,
+which call the same services as the pages and the API.
+"""
+
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from easyai_site.admin_utils import CappedCountPaginator
+from jobs import services
+from jobs.models import Experiment, Job, JobEvent, Task, Volume
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    list_display = ["name", "team", "owner", "created_at"]
+    list_select_related = ["team", "owner"]
+    list_filter = ["team"]
+    search_fields = ["name", "team__slug", "owner__username"]
+    raw_id_fields = ["team", "owner"]
+
+
+class TaskInline(admin.TabularInline):
+    model = Task
+    extra = 0
+    can_delete = False
+    fields = [
+        "role",
+        "index",
+        "state",
+        "node",
+        "pod_name",
+        "gpu_ids",
+        "exit_code",
+        "reason",
+        "message",
+        "started_at",
+        "finished_at",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class JobEventInline(admin.TabularInline):
+    model = JobEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "from_state", "to_state", "reason", "message", "actor"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "public_id",
+        "name",
+        "team",
+        "owner",
+        "cluster",
+        "framework",
+        "state",
+        "priority",
+        "created_at",
+        "deleted",
+    ]
+    list_select_related = ["team", "owner", "cluster"]
+    list_filter = ["state", "framework", "priority", "cluster", "deleted"]
+    search_fields = ["public_id", "name", "owner__username", "team__slug"]
+    raw_id_fields = ["team", "owner", "experiment", "pre_job", "rerun_of", "cluster"]
+    readonly_fields = [
+        "public_id",
+        "state",
+        "reason",
+        "message",
+        "spec",
+        "framework",
+        "cpu_milli",
+        "memory_bytes",
+        "gpu",
+        "created_at",
+        "scheduled_at",
+        "started_at",
+        "finished_at",
+        "retry_count",
+        "next_attempt_at",
+        "last_error",
+        "last_synced_at",
+        "missing_since",
+        "stop_requested",
+        "attempt",
+        "deleted",
+        "deleted_at",
+    ]
+    inlines = [TaskInline, JobEventInline]
+    actions = ["stop_jobs", "resync_jobs"]
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    date_hierarchy = None
+
+    def has_add_permission(self, request):
+        return False  # jobs are submitted through the spec, not typed in here
+
+    @admin.action(description=_("Stop the selected jobs"))
+    def stop_jobs(self, request, queryset):
+        stopped = 0
+        for job in queryset:
+            try:
+                services.job_stop(job=job, actor=request.user, reason="stopped by admin")
+                stopped += 1
+            except services.JobActionRefused as exc:
+                self.message_user(request, f"{job.public_id}: {exc}", messages.WARNING)
+        self.message_user(request, ngettext("%d job stopped.", "%d jobs stopped.", stopped) % stopped)
+
+    @admin.action(description=_("Resync the selected jobs' clusters now"))
+    def resync_jobs(self, request, queryset):
+        from django_q.tasks import async_task
+
+        clusters = set(queryset.values_list("cluster_id", flat=True))
+        for cluster_pk in clusters:
+            async_task("jobs.tasks.sync_cluster", cluster_pk)
+        self.message_user(
+            request, ngettext("%d cluster resync queued.", "%d cluster resyncs queued.", len(clusters)) % len(clusters)
+        )
+
+
+@admin.register(JobEvent)
+class JobEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "job", "from_state", "to_state", "reason", "actor"]
+    list_select_related = ["job", "actor"]
+    list_filter = ["to_state"]
+    search_fields = ["job__public_id", "reason"]
+    raw_id_fields = ["job", "actor"]
+    readonly_fields = ["job", "from_state", "to_state", "reason", "message", "actor", "created_at"]
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Volume)
+class VolumeAdmin(admin.ModelAdmin):
+    list_display = ["name", "mount_path", "read_only", "host_path", "nfs_server", "nfs_path"]
+    search_fields = ["name"]
+    filter_horizontal = ["teams"]

@@ -1,0 +1,294 @@
+"""The jobs API (DRF): experiments and jobs, through the permission module and the services."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count, Q
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.response import Response
+
+from jobs import selectors, services
+from jobs import spec as job_spec
+from jobs.models import Experiment, Job, JobEvent, Task
+from teams import permissions
+from teams.permissions import Action
+
+
+class YAMLParser(BaseParser):
+    """Job specs in YAML (``application/yaml``); JSON is read by the JSON parser."""
+
+    media_type = "application/yaml"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return job_spec.parse(stream.read(), "application/yaml")
+        except job_spec.SpecError as exc:
+            raise ValidationError(exc.errors) from None
+
+
+class TextYAMLParser(YAMLParser):
+    media_type = "text/yaml"
+
+
+class XYAMLParser(YAMLParser):
+    media_type = "application/x-yaml"
+
+
+# --- serializers ---------------------------------------------------------------------
+
+
+class ExperimentSerializer(serializers.ModelSerializer):
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    job_count = serializers.IntegerField(read_only=True, default=0)
+
+    class Meta:
+        model = Experiment
+        fields = ["id", "team", "name", "description", "owner", "created_at", "job_count"]
+
+
+class ExperimentCreateSerializer(serializers.Serializer):
+    team = serializers.CharField(required=False, allow_blank=True, help_text="team slug; default: your current team")
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Task
+        fields = [
+            "name",
+            "role",
+            "index",
+            "state",
+            "node",
+            "pod_name",
+            "address",
+            "gpu_ids",
+            "exit_code",
+            "reason",
+            "message",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class JobEventSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    from_state = serializers.CharField()
+    to_state = serializers.CharField()
+
+    class Meta:
+        model = JobEvent
+        fields = ["from_state", "to_state", "reason", "message", "actor", "created_at"]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    experiment = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    duration = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "name",
+            "team",
+            "experiment",
+            "owner",
+            "cluster",
+            "framework",
+            "state",
+            "reason",
+            "message",
+            "priority",
+            "created_at",
+            "scheduled_at",
+            "started_at",
+            "finished_at",
+            "duration",
+            "cpu_milli",
+            "memory_bytes",
+            "gpu",
+            "attempt",
+            "retry_count",
+        ]
+
+    def get_duration(self, job: Job) -> float | None:
+        duration = job.duration
+        return round(duration.total_seconds(), 3) if duration is not None else None
+
+
+class JobDetailSerializer(JobSerializer):
+    spec = serializers.JSONField(read_only=True)
+    tasks = TaskSerializer(many=True, read_only=True)
+    events = JobEventSerializer(many=True, read_only=True)
+    pre_job = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    rerun_of = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    can_change = serializers.SerializerMethodField()
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "spec", "pre_job", "rerun_of", "tasks", "events", "can_change"]
+
+    def get_can_change(self, job: Job) -> bool:
+        request = self.context.get("request")
+        return bool(request and permissions.can(request.user, job, Action.CHANGE))
+
+
+# --- views -------------------------------------------------------------------------
+
+
+def _raise_validation(exc: DjangoValidationError):
+    raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
+
+
+class ExperimentViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    """Experiments group a team's jobs."""
+
+    serializer_class = ExperimentSerializer
+
+    def get_queryset(self):
+        queryset = permissions.restrict(Experiment.objects.select_related("team", "owner"), self.request.user)
+        queryset = queryset.annotate(job_count=Count("jobs", filter=Q(jobs__deleted=False)))
+        team = self.request.query_params.get("team")
+        if team:
+            queryset = queryset.filter(team__slug=team)
+        return queryset.order_by("-created_at", "-id")
+
+    @extend_schema(request=ExperimentCreateSerializer, responses={201: ExperimentSerializer})
+    def create(self, request, *args, **kwargs):
+        data = ExperimentCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        slug = data.validated_data.get("team")
+        if slug:
+            team = permissions.visible_teams(request.user).filter(slug=slug).first()
+            if team is None:
+                raise ValidationError({"team": [f"No team {slug!r} that you belong to."]})
+        else:
+            team = request.team
+            if team is None:
+                raise ValidationError({"team": ["You are in no team: name one."]})
+        try:
+            experiment = services.experiment_create(
+                user=request.user,
+                team=team,
+                name=data.validated_data["name"],
+                description=data.validated_data.get("description", ""),
+            )
+        except DjangoValidationError as exc:
+            _raise_validation(exc)
+        return Response(ExperimentSerializer(experiment).data, status=status.HTTP_201_CREATED)
+
+
+JOB_FILTERS = [
+    OpenApiParameter("team", str, description="team slug"),
+    OpenApiParameter("experiment", str, description="experiment name or id"),
+    OpenApiParameter("owner", str, description="owner's username"),
+    OpenApiParameter("state", str, description="a state, or several separated by commas"),
+    OpenApiParameter("framework", str),
+    OpenApiParameter("cluster", str, description="cluster name"),
+    OpenApiParameter("q", str, description="part of the job's name or id"),
+    OpenApiParameter("ordering", str, description="created_at, -created_at (default), name, -name, state, -state"),
+]
+
+
+class JobViewSet(viewsets.GenericViewSet):
+    """Training jobs: submit (JSON or YAML spec), list, inspect, stop, rerun, delete."""
+
+    lookup_field = "public_id"
+    lookup_url_kwarg = "id"
+    lookup_value_regex = "j-[a-z0-9]{8}"
+    parser_classes = [JSONParser, YAMLParser, TextYAMLParser, XYAMLParser]
+    serializer_class = JobSerializer
+
+    def get_queryset(self):
+        return selectors.jobs_visible(self.request.user)
+
+    def _get_job(self, action: Action = Action.VIEW) -> Job:
+        return permissions.get_or_404(
+            selectors.jobs_visible(self.request.user, detail=True),
+            self.request.user,
+            action,
+            public_id=self.kwargs["id"],
+        )
+
+    @extend_schema(parameters=JOB_FILTERS, responses=JobSerializer(many=True))
+    def list(self, request):
+        try:
+            queryset = selectors.jobs_filtered(self.get_queryset(), request.query_params)
+        except ValueError as exc:
+            raise ValidationError({"ordering": [str(exc)]}) from None
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(JobSerializer(page, many=True).data)
+
+    @extend_schema(
+        request={"application/json": OpenApiTypes.OBJECT, "application/yaml": OpenApiTypes.STR},
+        parameters=[OpenApiParameter("dry_run", bool, description="validate and show what would be submitted")],
+        responses={201: JobDetailSerializer, 200: OpenApiTypes.OBJECT},
+    )
+    def create(self, request):
+        dry_run = request.query_params.get("dry_run", "").lower() in {"1", "true", "yes"}
+        try:
+            if dry_run:
+                result = services.job_dry_run(user=request.user, data=request.data)
+                return Response(
+                    {"spec": result.spec, "description": result.description.to_dict(), "manifests": result.rendered}
+                )
+            job = services.job_submit(user=request.user, data=request.data)
+        except DjangoValidationError as exc:
+            _raise_validation(exc)
+        job = selectors.jobs_visible(request.user, detail=True).get(pk=job.pk)
+        return Response(
+            JobDetailSerializer(job, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/jobs/{job.public_id}/"},
+        )
+
+    @extend_schema(responses=JobDetailSerializer)
+    def retrieve(self, request, id=None):
+        return Response(JobDetailSerializer(self._get_job(), context={"request": request}).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, id=None):
+        services.job_delete(job=self._get_job(Action.CHANGE), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=JobDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request, id=None):
+        job = self._get_job(Action.CHANGE)
+        try:
+            services.job_stop(job=job, actor=request.user)
+        except services.JobActionRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        job = selectors.jobs_visible(request.user, detail=True).get(pk=job.pk)
+        return Response(JobDetailSerializer(job, context={"request": request}).data)
+
+    @extend_schema(request=None, responses={201: JobDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def rerun(self, request, id=None):
+        try:
+            job = services.job_rerun(job=self._get_job(), user=request.user)
+        except DjangoValidationError as exc:
+            _raise_validation(exc)
+        job = selectors.jobs_visible(request.user, detail=True).get(pk=job.pk)
+        return Response(JobDetailSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={(200, "application/yaml"): OpenApiTypes.STR})
+    @action(detail=True, methods=["get"])
+    def spec(self, request, id=None):
+        job = self._get_job()
+        return HttpResponse(job_spec.to_yaml(job.spec), content_type="application/yaml; charset=utf-8")

@@ -1,0 +1,76 @@
+"""Turn a recorded job into the plain, fully resolved description a backend receives."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from clusters.backends.base import JobDescription, TaskDescription
+from jobs import spec as job_spec
+from jobs import storage
+from jobs.models import Job, Volume
+
+
+def _task_names(roles: dict[str, dict]) -> list[tuple[str, int, int]]:
+    return [(role, index, res["replicas"]) for role, res in roles.items() for index in range(res["replicas"])]
+
+
+def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription:
+    """The job as its backend sees it: tasks with commands, resources, environment and storage."""
+    spec = job.spec
+    local = job.cluster.kind == "local"
+    root = settings.EASYAI_STORAGE_ROOT
+    owner = job.owner.username
+    pre_job_id = job.pre_job.public_id if job.pre_job_id else None
+    roles = job_spec.role_resources(spec)
+    tasks: list[TaskDescription] = []
+    for role, index, replicas in _task_names(roles):
+        res = roles[role]
+        name = f"{role}-{index}"
+        if local:
+            paths = storage.local_env(root, job.public_id, name, owner, pre_job_id)
+            storage_map = dict(paths)
+            workspace = str(storage.personal_workspace(root, owner))
+        else:
+            paths = storage.container_env(job.public_id, name, owner, pre_job_id)
+            prefix = job.cluster.nfs_path or ""
+            storage_map = {
+                p.variable or p.container_path: storage.nfs_subpath(prefix, p)
+                for p in storage.places(job.public_id, name, owner, pre_job_id)
+            }
+            workspace = "/workspace/personal"
+        env = {**res["env"], **paths}
+        tasks.append(
+            TaskDescription(
+                role=role,
+                index=index,
+                replicas=replicas,
+                name=name,
+                image=res["image"],
+                command=res["command"],
+                working_dir=spec.get("working_dir") or workspace,
+                env=env,
+                cpu_milli=res["cpu_milli"],
+                memory_bytes=res["memory_bytes"],
+                gpu=res["gpu"],
+                storage=storage_map,
+                ports=dict(spec.get("ports") or {}),
+            )
+        )
+    scheduling = spec.get("scheduling") or {}
+    return JobDescription(
+        job_id=job.public_id,
+        name=job.name,
+        team=job.team.slug,
+        owner=owner,
+        framework=job.framework,
+        priority=job.priority,
+        tasks=tasks,
+        gang=scheduling.get("gang", True),
+        oversell=float(scheduling.get("oversell", 1)),
+        node_selector=dict(scheduling.get("node_selector") or {}),
+        tolerations=list(scheduling.get("tolerations") or []),
+        queue=scheduling.get("queue") or "",
+        volumes=[v.as_dict() for v in (volumes or [])],
+        created_at=job.created_at,
+        spec=spec,
+    )

@@ -1,0 +1,70 @@
+"""Notifications on transitions into running and into final states: e-mail and a team webhook.
+
+Both are off by default (EASYAI_NOTIFY_EMAIL, EASYAI_NOTIFY_WEBHOOKS), run in a
+worker after the transition has committed, and never block or undo it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+
+from django.conf import settings
+from django.core.mail import send_mail
+
+from jobs.models import JobEvent
+
+log = logging.getLogger(__name__)
+
+
+def payload(event: JobEvent) -> dict:
+    job = event.job
+    return {
+        "event": "job.state_changed",
+        "job": {
+            "id": job.public_id,
+            "name": job.name,
+            "team": job.team.slug,
+            "owner": job.owner.username,
+            "framework": job.framework,
+            "state": event.to_state,
+            "url": f"{settings.SITE_URL}/jobs/{job.public_id}/",
+        },
+        "from": event.from_state,
+        "to": event.to_state,
+        "reason": event.reason,
+        "message": event.message,
+        "time": event.created_at.isoformat(),
+    }
+
+
+def send_for_event(event_pk: int) -> dict[str, bool]:
+    """Send what is switched on for one transition; a failure is logged, never raised."""
+    event = JobEvent.objects.select_related("job__team", "job__owner").filter(pk=event_pk).first()
+    sent = {"email": False, "webhook": False}
+    if event is None:
+        return sent
+    job = event.job
+    body = payload(event)
+    if settings.EASYAI_NOTIFY_EMAIL and job.owner.email:
+        subject = f"[EasyAI] {job.name} ({job.public_id}) is {event.to_state}"
+        text = f"{subject}\n\n{event.reason}: {event.message}\n\n{body['job']['url']}\n"
+        try:
+            send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [job.owner.email])
+            sent["email"] = True
+        except Exception as exc:  # the mail server is not ours to trust
+            log.warning("e-mail for %s failed: %s", job.public_id, exc)
+    if settings.EASYAI_NOTIFY_WEBHOOKS and job.team.webhook_url:
+        request = urllib.request.Request(
+            job.team.webhook_url,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "User-Agent": "EasyAI"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                sent["webhook"] = 200 <= response.status < 300
+        except Exception as exc:  # a team's endpoint may be down; the job goes on
+            log.warning("webhook for %s failed: %s", job.public_id, exc)
+    return sent

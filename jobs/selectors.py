@@ -1,0 +1,87 @@
+"""Reads about experiments and jobs, always through the permission module."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.db.models import Prefetch, Q, QuerySet, Sum
+
+from jobs.models import Experiment, Job, JobEvent, Task
+from jobs.state import JobState
+from teams import permissions
+
+ORDERINGS = {"created_at", "-created_at", "name", "-name", "state", "-state", "started_at", "-started_at"}
+
+
+def jobs_visible(user, *, detail: bool = False) -> QuerySet[Job]:
+    """Jobs the user may see (deleted ones are gone for everyone but the admin)."""
+    queryset = Job.objects.filter(deleted=False).select_related("team", "owner", "cluster", "experiment")
+    if detail:
+        queryset = queryset.select_related("pre_job", "rerun_of").prefetch_related(
+            Prefetch("tasks", queryset=Task.objects.order_by("role", "index")),
+            Prefetch("events", queryset=JobEvent.objects.select_related("actor").order_by("created_at", "id")),
+        )
+    return permissions.restrict(queryset, user)
+
+
+def jobs_filtered(queryset: QuerySet[Job], params: Mapping[str, str]) -> QuerySet[Job]:
+    """The list filters shared by the jobs page and the API."""
+    if params.get("team"):
+        queryset = queryset.filter(team__slug=params["team"])
+    if params.get("experiment"):
+        value = params["experiment"]
+        queryset = queryset.filter(
+            Q(experiment__name=value) | Q(experiment_id=int(value)) if value.isdigit() else Q(experiment__name=value)
+        )
+    if params.get("owner"):
+        queryset = queryset.filter(owner__username=params["owner"])
+    if params.get("state"):
+        states = [s.strip() for s in params["state"].split(",") if s.strip()]
+        queryset = queryset.filter(state__in=states)
+    if params.get("framework"):
+        queryset = queryset.filter(framework=params["framework"])
+    if params.get("cluster"):
+        queryset = queryset.filter(cluster__name=params["cluster"])
+    if params.get("q"):
+        queryset = queryset.filter(Q(name__icontains=params["q"]) | Q(public_id=params["q"]))
+    ordering = params.get("ordering") or "-created_at"
+    if ordering not in ORDERINGS:
+        raise ValueError(f"Unknown ordering {ordering!r}; one of {', '.join(sorted(ORDERINGS))}.")
+    return queryset.order_by(ordering, "-id" if ordering.startswith("-") else "id")
+
+
+def experiments_visible(user) -> QuerySet[Experiment]:
+    return permissions.restrict(Experiment.objects.select_related("team", "owner"), user)
+
+
+def why_waiting(job: Job) -> str:
+    """The "why is my job waiting" line: the backend's reason, the team's quota, the cluster's capacity."""
+    if job.state not in (JobState.QUEUED, JobState.PENDING, JobState.UNKNOWN):
+        return ""
+    from clusters.backends.base import BackendError
+    from jobs.quantity import format_cpu, format_memory
+    from teams.models import Quota
+
+    parts = []
+    if job.message and job.reason in {"waiting", "submit_retry", "Unschedulable", "unschedulable"}:
+        parts.append(job.message)
+    quota = Quota.objects.filter(team_id=job.team_id, cluster_id=job.cluster_id).first()
+    if quota is not None:
+        used = Job.objects.filter(
+            team_id=job.team_id, cluster_id=job.cluster_id, state__in=[JobState.PENDING, JobState.RUNNING]
+        ).aggregate(cpu=Sum("cpu_milli"), memory=Sum("memory_bytes"), gpu=Sum("gpu"))
+        parts.append(
+            f"team quota used: {format_cpu(used['cpu'] or 0)} of {format_cpu(quota.cpu_milli)} CPU, "
+            f"{format_memory(used['memory'] or 0)} of {format_memory(quota.memory_bytes)} memory, "
+            f"{used['gpu'] or 0} of {quota.gpu} GPU"
+        )
+    try:
+        capacity = job.cluster.backend().capacity()
+        parts.append(
+            f"cluster free: {format_cpu(capacity.free_cpu_milli)} of {format_cpu(capacity.cpu_milli)} CPU, "
+            f"{format_memory(capacity.free_memory_bytes)} of {format_memory(capacity.memory_bytes)} memory, "
+            f"{capacity.free_gpu} of {capacity.gpu} GPU"
+        )
+    except (BackendError, NotImplementedError, OSError) as exc:
+        parts.append(f"cluster capacity unknown: {exc}")
+    return "; ".join(parts)

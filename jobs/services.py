@@ -1,0 +1,331 @@
+"""Functions that change experiments and jobs. Pages, API, admin, CLI and workers all call these.
+
+The one writer of a job's state is ``job_transition``: a compare-and-set on the
+row, a JobEvent in the same transaction, and side effects after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from clusters.backends.base import JobDescription
+from clusters.models import Cluster
+from jobs import spec as job_spec
+from jobs.describe import describe
+from jobs.models import Experiment, Job, JobEvent, Task, Volume
+from jobs.state import ACTIVE, FINAL, Input, JobState
+from jobs.state import path as transition_path
+from teams import permissions
+from teams.models import Quota, Team
+from teams.selectors import current_team_for
+
+log = logging.getLogger(__name__)
+
+
+class JobActionRefused(Exception):  # noqa: N818 - reads as what happened
+    """An action the job's state does not allow (stopping a finished job). Faces answer 409."""
+
+
+def _enqueue(func: str, *args: Any) -> None:
+    """Hand work to a django-q2 worker once the current transaction has committed."""
+    from django_q.tasks import async_task
+
+    transaction.on_commit(lambda: async_task(func, *args))
+
+
+# --- experiments ------------------------------------------------------------------
+
+
+@transaction.atomic
+def experiment_create(*, user, team: Team, name: str, description: str = "") -> Experiment:
+    """Create an experiment in a team the user belongs to."""
+    errors: dict[str, list[str]] = {}
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = ["This field is required."]
+    elif len(name) > 100:
+        errors["name"] = ["At most 100 characters."]
+    if not permissions.can_use_team(user, team):
+        errors["team"] = ["No such team."]
+    if not errors and Experiment.objects.filter(team=team, name=name).exists():
+        errors["name"] = [f"The team already has an experiment named {name!r}."]
+    if errors:
+        raise ValidationError(errors)
+    return Experiment.objects.create(team=team, name=name, description=description or "", owner=user)
+
+
+# --- submit -----------------------------------------------------------------------
+
+
+@dataclass
+class DryRun:
+    """What a submit would record and hand to the backend, without recording anything."""
+
+    spec: dict
+    description: JobDescription
+    rendered: list[dict]
+
+
+def _resolve(user, spec: dict) -> tuple[Team, Cluster, list[Volume], Job | None]:
+    """Turn the spec's names into rows the user may use; every problem is named by its field."""
+    errors: dict[str, list[str]] = {}
+    team: Team | None
+    if spec.get("team"):
+        team = permissions.visible_teams(user).filter(slug=spec["team"]).first()
+        if team is None:
+            errors["team"] = [f"No team {spec['team']!r} that you belong to."]
+    else:
+        team = current_team_for(user)
+        if team is None:
+            errors["team"] = ["You are in no team: name one, or ask a team admin to add you."]
+
+    if spec.get("cluster"):
+        cluster = Cluster.objects.filter(name=spec["cluster"]).first()
+        if cluster is None:
+            errors["cluster"] = [f"No cluster {spec['cluster']!r}."]
+        elif not cluster.enabled:
+            errors["cluster"] = [f"The cluster {cluster.name!r} is disabled."]
+    else:
+        cluster = Cluster.objects.filter(is_default=True, enabled=True).first() or (
+            Cluster.objects.filter(enabled=True).order_by("pk").first()
+        )
+        if cluster is None:
+            errors["cluster"] = ["No cluster is enabled: ask a platform admin to add one."]
+
+    volumes: list[Volume] = []
+    if spec.get("volumes"):
+        found = {v.name: v for v in Volume.objects.filter(name__in=spec["volumes"]).prefetch_related("teams")}
+        for i, name in enumerate(spec["volumes"]):
+            volume = found.get(name)
+            if volume is None or (team is not None and volume.teams.all() and team not in volume.teams.all()):
+                errors[f"volumes.{i}"] = [f"No volume {name!r} for this team."]
+            else:
+                volumes.append(volume)
+
+    pre_job = None
+    if spec.get("pre_job"):
+        pre_job = permissions.restrict(Job.objects.all(), user).filter(public_id=spec["pre_job"]).first()
+        if pre_job is None:
+            errors["pre_job"] = [f"No job {spec['pre_job']!r} that you can see."]
+
+    if errors:
+        raise ValidationError(errors)
+    return team, cluster, volumes, pre_job
+
+
+def _check_quota(team: Team, cluster: Cluster, cpu_milli: int, memory_bytes: int, gpu: int) -> None:
+    """Refuse a job that could never fit the team's quota on the cluster, with the numbers."""
+    from jobs.quantity import format_cpu, format_memory
+
+    quota = Quota.objects.filter(team=team, cluster=cluster).first()
+    if quota is None:
+        return
+    problems = []
+    if cpu_milli > quota.cpu_milli:
+        problems.append(
+            f"needs {format_cpu(cpu_milli)} CPU, the team's quota on {cluster.name} is {format_cpu(quota.cpu_milli)}"
+        )
+    if memory_bytes > quota.memory_bytes:
+        problems.append(
+            f"needs {format_memory(memory_bytes)} memory, the team's quota on {cluster.name} is "
+            f"{format_memory(quota.memory_bytes)}"
+        )
+    if gpu > quota.gpu:
+        problems.append(f"needs {gpu} GPU, the team's quota on {cluster.name} is {quota.gpu}")
+    if problems:
+        raise ValidationError({"roles": problems})
+
+
+def job_prepare(*, user, data: Any) -> tuple[dict, Team, Cluster, list[Volume], Job | None]:
+    """Validate a raw spec and resolve its names; raises ValidationError naming every field."""
+    try:
+        spec = job_spec.validate(data)
+    except job_spec.SpecError as exc:
+        raise ValidationError(exc.errors) from None
+    team, cluster, volumes, pre_job = _resolve(user, spec)
+    # The stored spec names what it resolved to, so a rerun lands in the same place.
+    spec = {**spec, "team": team.slug, "cluster": cluster.name}
+    cpu_milli, memory_bytes, gpu = job_spec.totals(spec)
+    _check_quota(team, cluster, cpu_milli, memory_bytes, gpu)
+    return spec, team, cluster, volumes, pre_job
+
+
+def _new_job(user, spec, team, cluster, pre_job, *, rerun_of: Job | None, attempt: int) -> Job:
+    cpu_milli, memory_bytes, gpu = job_spec.totals(spec)
+    timeout = job_spec_timeout(spec)
+    return Job(
+        name=spec["name"],
+        team=team,
+        owner=user,
+        cluster=cluster,
+        framework=spec["framework"],
+        spec=spec,
+        priority=spec.get("priority", "normal"),
+        cpu_milli=cpu_milli,
+        memory_bytes=memory_bytes,
+        gpu=gpu,
+        timeout_seconds=timeout,
+        max_retries=spec.get("max_retries", 0),
+        pre_job=pre_job,
+        rerun_of=rerun_of,
+        attempt=attempt,
+    )
+
+
+def job_spec_timeout(spec: dict) -> int | None:
+    from jobs.quantity import parse_duration
+
+    return parse_duration(spec["timeout"]) if spec.get("timeout") else None
+
+
+def job_dry_run(*, user, data: Any) -> DryRun:
+    """Validate and show what would be submitted, recording nothing."""
+    spec, team, cluster, volumes, pre_job = job_prepare(user=user, data=data)
+    job = _new_job(user, spec, team, cluster, pre_job, rerun_of=None, attempt=1)
+    job.created_at = timezone.now()
+    description = describe(job, volumes=volumes)
+    backend = cluster.backend()
+    problems = backend.check(description)
+    if problems:
+        raise ValidationError({"cluster": problems})
+    return DryRun(spec=spec, description=description, rendered=backend.render(description))
+
+
+@transaction.atomic
+def job_submit(*, user, data: Any, rerun_of: Job | None = None, attempt: int = 1) -> Job:
+    """Validate a spec, record the job and its tasks, and queue it for its backend."""
+    spec, team, cluster, volumes, pre_job = job_prepare(user=user, data=data)
+    experiment = None
+    if spec.get("experiment"):
+        experiment = Experiment.objects.filter(team=team, name=spec["experiment"]).first()
+        if experiment is None:
+            experiment = Experiment.objects.create(team=team, name=spec["experiment"], owner=user)
+    job = _new_job(user, spec, team, cluster, pre_job, rerun_of=rerun_of, attempt=attempt)
+    job.experiment = experiment
+    job.created_at = timezone.now()
+    # The submit is enqueued on commit; the lease keeps the scheduler from enqueuing it a second time.
+    job.next_attempt_at = job.created_at + timedelta(seconds=30)
+    description = describe(job, volumes=volumes)
+    problems = cluster.backend().check(description)
+    if problems:
+        raise ValidationError({"cluster": problems})
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                job.save()
+            break
+        except IntegrityError:  # a public id collision: draw another
+            from jobs.models import new_job_id
+
+            job.public_id = new_job_id()
+    Task.objects.bulk_create([Task(job=job, role=t.role, index=t.index) for t in description.tasks])
+    _enqueue("jobs.tasks.submit_job", job.pk)
+    return job
+
+
+def job_rerun(*, job: Job, user) -> Job:
+    """A new job from the same spec."""
+    return job_submit(user=user, data=job.spec, rerun_of=job)
+
+
+# --- transitions ------------------------------------------------------------------
+
+
+def job_transition(
+    job: Job,
+    event: str,
+    *,
+    reason: str = "",
+    message: str = "",
+    actor=None,
+    when=None,
+) -> bool:
+    """Apply one input to a job: compare-and-set, record the event, notify after commit.
+
+    Returns True when this call moved the job; False when the table refused the
+    input or another writer got there first (the row is then left as it was).
+    """
+    from jobs import state
+
+    target = state.next_state(job.state, event)
+    if target is None:
+        return False
+    now = when or timezone.now()
+    reason = reason or state.DEFAULT_REASON[event]
+    fields: dict[str, Any] = {"state": target, "reason": reason[:100], "message": message}
+    if target == JobState.PENDING and job.scheduled_at is None:
+        fields["scheduled_at"] = now
+    if target == JobState.RUNNING and job.started_at is None:
+        fields["started_at"] = now
+    if target in FINAL:
+        fields["finished_at"] = now
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job.pk, state=job.state).update(**fields)
+        if not changed:
+            return False
+        event_row = JobEvent.objects.create(
+            job=job, from_state=job.state, to_state=target, reason=fields["reason"], message=message, actor=actor
+        )
+        for name, value in fields.items():
+            setattr(job, name, value)
+        if target in FINAL:
+            # Tasks the backend will not report on again end with the job; a sync pass then
+            # overwrites them with what it observed.
+            task_state = {
+                Input.OBSERVED_MISSING: Task.State.MISSING,
+                Input.REJECTED: Task.State.FAILED,
+            }.get(event, Task.State.STOPPED)
+            Task.objects.filter(job=job, state__in=[Task.State.PENDING, Task.State.RUNNING]).update(
+                state=task_state, finished_at=now
+            )
+        if target == JobState.RUNNING or target in FINAL:
+            _enqueue("jobs.tasks.notify", event_row.pk)
+        if target == JobState.FAILED and job.attempt <= job.max_retries:
+            _enqueue("jobs.tasks.retry_job", job.pk)
+    return True
+
+
+def job_apply_path(job: Job, event: str, **kwargs) -> bool:
+    """Apply an observation, passing through the states a fast job skipped between two passes."""
+    moved = False
+    for step in transition_path(job.state, event):
+        moved = job_transition(job, step, **kwargs if step == event else {}) or moved
+    return moved
+
+
+# --- actions ----------------------------------------------------------------------
+
+
+def job_stop(*, job: Job, actor=None, event: str = Input.STOP, reason: str = "", message: str = "") -> Job:
+    """Stop an active job now; its backend objects are stopped by a worker right after."""
+    job.refresh_from_db()
+    if job.state in FINAL:
+        raise JobActionRefused(f"The job already ended ({job.state}).")
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(stop_requested=True)
+        if not job_transition(job, event, reason=reason, message=message, actor=actor):
+            job.refresh_from_db()
+            if job.state not in FINAL:
+                raise JobActionRefused(f"The job is {job.state} and cannot be stopped now; try again.")
+            return job
+        # A queued job may be in a submit worker's hands: stopping on the backend is idempotent and
+        # harmless when nothing was created, so it is always asked for.
+        _enqueue("jobs.tasks.stop_on_backend", job.pk)
+    return job
+
+
+@transaction.atomic
+def job_delete(*, job: Job, actor=None) -> Job:
+    """Stop the job if it is active, then hide it; the record stays for audit and billing."""
+    if job.state in ACTIVE:
+        job_stop(job=job, actor=actor, reason="deleted")
+    Job.objects.filter(pk=job.pk).update(deleted=True, deleted_at=timezone.now())
+    job.refresh_from_db()
+    return job

@@ -1,0 +1,317 @@
+"""The workers' steps: submit to a backend, sync a cluster, enforce timeouts, stop, retry.
+
+Each is called by a thin django-q2 task in ``jobs/tasks.py`` and is idempotent:
+a second delivery does no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import Sum
+from django.utils import timezone
+
+from clusters.backends.base import ObservedState
+from clusters.models import Cluster
+from jobs.describe import describe
+from jobs.models import PRIORITY_RANK, Job, Task, Volume
+from jobs.services import JobActionRefused, job_apply_path, job_stop, job_submit, job_transition
+from jobs.state import ACTIVE, FINAL, Input, JobState
+from teams.models import Quota
+
+log = logging.getLogger(__name__)
+
+
+def _backoff(retry_count: int) -> timedelta:
+    seconds = min(settings.EASYAI_RETRY_BASE * (2 ** max(retry_count - 1, 0)), settings.EASYAI_RETRY_MAX)
+    return timedelta(seconds=seconds)
+
+
+def quota_wait_reason(job: Job) -> str:
+    """Why a queued job waits for its team's quota, or "" when it fits now."""
+    from jobs.quantity import format_cpu, format_memory
+
+    quota = Quota.objects.filter(team_id=job.team_id, cluster_id=job.cluster_id).first()
+    if quota is None:
+        return ""
+    used = (
+        Job.objects.filter(
+            team_id=job.team_id,
+            cluster_id=job.cluster_id,
+            state__in=[JobState.PENDING, JobState.RUNNING, JobState.UNKNOWN],
+        )
+        .exclude(pk=job.pk)
+        .aggregate(cpu=Sum("cpu_milli"), memory=Sum("memory_bytes"), gpu=Sum("gpu"))
+    )
+    cpu, memory, gpu = used["cpu"] or 0, used["memory"] or 0, used["gpu"] or 0
+    if cpu + job.cpu_milli > quota.cpu_milli:
+        return f"team quota: needs {format_cpu(job.cpu_milli)} CPU, {format_cpu(max(quota.cpu_milli - cpu, 0))} of {format_cpu(quota.cpu_milli)} free"
+    if memory + job.memory_bytes > quota.memory_bytes:
+        return (
+            f"team quota: needs {format_memory(job.memory_bytes)} memory, "
+            f"{format_memory(max(quota.memory_bytes - memory, 0))} of {format_memory(quota.memory_bytes)} free"
+        )
+    if gpu + job.gpu > quota.gpu:
+        return f"team quota: needs {job.gpu} GPU, {max(quota.gpu - gpu, 0)} of {quota.gpu} free"
+    return ""
+
+
+def _higher_priority_queued_first(job: Job) -> bool:
+    """Within a team's quota, queued jobs go in priority order, first come first served."""
+    rank = PRIORITY_RANK[job.priority]
+    higher = [p for p, r in PRIORITY_RANK.items() if r > rank]
+    ahead = Job.objects.filter(
+        team_id=job.team_id, cluster_id=job.cluster_id, state=JobState.QUEUED, deleted=False
+    ).exclude(pk=job.pk)
+    return (
+        ahead.filter(priority__in=higher).exists()
+        or ahead.filter(priority=job.priority, created_at__lt=job.created_at).exists()
+    )
+
+
+def job_submit_to_backend(job_pk: int) -> None:
+    """The submit worker's step. Idempotent: a redelivered submit never creates a second job."""
+    from clusters.backends.base import BackendError, BackendRejected, BackendUnavailable
+
+    job = Job.objects.select_related("cluster", "team", "owner", "pre_job").filter(pk=job_pk).first()
+    if job is None or job.state != JobState.QUEUED or job.stop_requested:
+        return
+    waiting = quota_wait_reason(job)
+    if waiting or (
+        Quota.objects.filter(team_id=job.team_id, cluster_id=job.cluster_id).exists()
+        and _higher_priority_queued_first(job)
+    ):
+        waiting = waiting or "team quota: waiting behind earlier or higher-priority jobs of the team"
+        Job.objects.filter(pk=job.pk, state=JobState.QUEUED).update(
+            reason="waiting",
+            message=waiting,
+            next_attempt_at=timezone.now() + timedelta(seconds=settings.EASYAI_SYNC_INTERVAL),
+        )
+        return
+    volumes = list(Volume.objects.filter(name__in=job.spec.get("volumes", [])))
+    backend = job.cluster.backend()
+    try:
+        backend.submit(describe(job, volumes=volumes))
+    except BackendRejected as exc:
+        job_transition(job, Input.REJECTED, message=str(exc))
+        return
+    except BackendError as exc:
+        retry = job.retry_count + 1
+        kind = "cluster unavailable" if isinstance(exc, BackendUnavailable) else "backend error"
+        Job.objects.filter(pk=job.pk, state=JobState.QUEUED).update(
+            retry_count=retry,
+            next_attempt_at=timezone.now() + _backoff(retry),
+            last_error=str(exc),
+            reason="submit_retry",
+            message=f"{kind}: {exc} (attempt {retry}, retrying with back-off)",
+        )
+        log.warning("submit of %s failed (attempt %s): %s", job.public_id, retry, exc)
+        return
+    if not job_transition(job, Input.START):
+        job.refresh_from_db()
+        if job.state in FINAL:
+            # Stopped while we were submitting: make sure nothing keeps running.
+            _enqueue_now("jobs.tasks.stop_on_backend", job.pk)
+    else:
+        Job.objects.filter(pk=job.pk).update(next_attempt_at=None, last_error="")
+
+
+def _enqueue_now(func: str, *args: Any) -> None:
+    from django_q.tasks import async_task
+
+    async_task(func, *args)
+
+
+_TASK_STATE = {
+    ObservedState.PENDING: Task.State.PENDING,
+    ObservedState.RUNNING: Task.State.RUNNING,
+    ObservedState.SUCCEEDED: Task.State.SUCCEEDED,
+    ObservedState.FAILED: Task.State.FAILED,
+    ObservedState.STOPPED: Task.State.STOPPED,
+    ObservedState.MISSING: Task.State.MISSING,
+}
+_INPUT = {
+    ObservedState.PENDING: Input.OBSERVED_PENDING,
+    ObservedState.RUNNING: Input.OBSERVED_RUNNING,
+    ObservedState.SUCCEEDED: Input.OBSERVED_SUCCEEDED,
+    ObservedState.FAILED: Input.OBSERVED_FAILED,
+    ObservedState.STOPPED: Input.OBSERVED_STOPPED,
+}
+_TASK_FIELDS = (
+    "state",
+    "node",
+    "pod_name",
+    "address",
+    "gpu_ids",
+    "exit_code",
+    "reason",
+    "message",
+    "started_at",
+    "finished_at",
+)
+
+
+def _apply_tasks(job: Job, observation, tasks: dict[tuple[str, int], Task]) -> list[Task]:
+    changed = []
+    for seen in observation.tasks:
+        task = tasks.get((seen.role, seen.index))
+        if task is None:
+            continue
+        values = {
+            "state": _TASK_STATE.get(seen.state, Task.State.PENDING),
+            "node": seen.node[:255],
+            "pod_name": seen.pod_name[:255],
+            "address": seen.address[:64],
+            "gpu_ids": list(seen.gpu_ids),
+            "exit_code": seen.exit_code,
+            "reason": seen.reason[:100],
+            "message": seen.message,
+            "started_at": seen.started_at or task.started_at,
+            "finished_at": seen.finished_at or task.finished_at,
+        }
+        if any(getattr(task, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(task, k, v)
+            changed.append(task)
+    return changed
+
+
+def cluster_sync(cluster: Cluster) -> dict[str, int]:
+    """One sync pass over a cluster: observe all its active jobs in one backend call and reconcile them."""
+    from clusters.backends.base import BackendError
+
+    jobs = list(
+        Job.objects.filter(cluster=cluster, state__in=[JobState.UNKNOWN, JobState.PENDING, JobState.RUNNING]).only(
+            "pk",
+            "public_id",
+            "state",
+            "started_at",
+            "scheduled_at",
+            "attempt",
+            "max_retries",
+            "missing_since",
+            "stop_requested",
+        )
+    )
+    counts = {"jobs": len(jobs), "moved": 0}
+    if not jobs:
+        return counts
+    try:
+        observations = cluster.backend().observe([j.public_id for j in jobs])
+    except BackendError as exc:
+        log.warning("sync of cluster %s failed: %s", cluster.name, exc)
+        counts["error"] = 1
+        return counts
+    now = timezone.now()
+    tasks_by_job: dict[int, dict[tuple[str, int], Task]] = {}
+    for task in Task.objects.filter(job__in=[j.pk for j in jobs]):
+        tasks_by_job.setdefault(task.job_id, {})[(task.role, task.index)] = task
+    changed_tasks: list[Task] = []
+    missing_grace = timedelta(seconds=settings.EASYAI_MISSING_GRACE)
+    for job in jobs:
+        seen = observations.get(job.public_id)
+        if seen is None:
+            continue
+        if seen.state == ObservedState.MISSING:
+            if job.missing_since is None:
+                Job.objects.filter(pk=job.pk).update(missing_since=now)
+            elif now - job.missing_since >= missing_grace and job_transition(
+                job, Input.OBSERVED_MISSING, message="Its objects vanished from the cluster."
+            ):
+                counts["moved"] += 1
+            continue
+        if job.missing_since is not None:
+            Job.objects.filter(pk=job.pk).update(missing_since=None)
+        changed_tasks += _apply_tasks(job, seen, tasks_by_job.get(job.pk, {}))
+        event = _INPUT[seen.state]
+        if job_apply_path(job, event, reason=seen.reason, message=seen.message):
+            counts["moved"] += 1
+        elif seen.state == ObservedState.PENDING and seen.message and job.state == JobState.PENDING:
+            # The "why is my job waiting" line, kept fresh without an event per pass.
+            Job.objects.filter(pk=job.pk, state=JobState.PENDING).update(reason=seen.reason[:100], message=seen.message)
+    if changed_tasks:
+        Task.objects.bulk_update(changed_tasks, _TASK_FIELDS, batch_size=500)
+    Job.objects.filter(pk__in=[j.pk for j in jobs]).update(last_synced_at=now)
+    return counts
+
+
+def jobs_timed_out(now=None) -> list[int]:
+    """Running or pending jobs past their spec's timeout."""
+    now = now or timezone.now()
+    result = []
+    for job in Job.objects.filter(state__in=ACTIVE, timeout_seconds__isnull=False).only(
+        "pk", "created_at", "started_at", "timeout_seconds"
+    ):
+        since = job.started_at or job.created_at
+        if since + timedelta(seconds=job.timeout_seconds) <= now:
+            result.append(job.pk)
+    return result
+
+
+def job_timeout(job_pk: int) -> None:
+    job = Job.objects.filter(pk=job_pk).first()
+    if job is None or job.state in FINAL:
+        return
+    try:
+        job_stop(
+            job=job,
+            event=Input.TIMEOUT,
+            reason="timeout",
+            message=f"Ran past its timeout of {job.spec.get('timeout')}.",
+        )
+    except JobActionRefused:
+        pass
+
+
+def job_stop_on_backend(job_pk: int) -> None:
+    """Stop a job's tasks on its backend (idempotent), then let its objects go."""
+    job = Job.objects.select_related("cluster").filter(pk=job_pk).first()
+    if job is None:
+        return
+    backend = job.cluster.backend()
+    backend.stop(job.public_id)
+    Task.objects.filter(job=job, state__in=[Task.State.PENDING, Task.State.RUNNING]).update(
+        state=Task.State.STOPPED, finished_at=timezone.now()
+    )
+
+
+def job_retry(job_pk: int) -> Job | None:
+    """Resubmit a failed job while it has retries left (the spec's max_retries)."""
+    job = Job.objects.select_related("owner").filter(pk=job_pk).first()
+    if job is None or job.state != JobState.FAILED or job.attempt > job.max_retries:
+        return None
+    if Job.objects.filter(rerun_of=job, attempt=job.attempt + 1).exists():
+        return None  # a redelivered retry
+    try:
+        return job_submit(user=job.owner, data=job.spec, rerun_of=job, attempt=job.attempt + 1)
+    except ValidationError as exc:
+        log.warning("retry of %s refused: %s", job.public_id, exc)
+        return None
+
+
+def submits_due(now=None, lease_seconds: float = 30.0) -> list[int]:
+    """Queued jobs whose submit is due, leased so the scheduler does not enqueue them twice."""
+    now = now or timezone.now()
+    due = list(
+        Job.objects.filter(state=JobState.QUEUED, stop_requested=False)
+        .filter(next_attempt_at__isnull=True)
+        .values_list("pk", flat=True)[:500]
+    ) + list(
+        Job.objects.filter(state=JobState.QUEUED, stop_requested=False, next_attempt_at__lte=now).values_list(
+            "pk", flat=True
+        )[:500]
+    )
+    leased = []
+    lease_until = now + timedelta(seconds=lease_seconds)
+    for pk in due:
+        if Job.objects.filter(pk=pk, state=JobState.QUEUED).filter(next_attempt_at__isnull=True).update(
+            next_attempt_at=lease_until
+        ) or Job.objects.filter(pk=pk, state=JobState.QUEUED, next_attempt_at__lte=now).update(
+            next_attempt_at=lease_until
+        ):
+            leased.append(pk)
+    return leased
