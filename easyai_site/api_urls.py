@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("clusters.api_urls")),
     path("", include("notebooks.api_urls")),
     path("", include("serving.api_urls")),
+    path("", include("files.api_urls")),
 ]

@@ -161,6 +161,7 @@ INSTALLED_APPS = [
     "jobs",
     "notebooks",
     "serving",
+    "files",
 ]
 
 MIDDLEWARE = [

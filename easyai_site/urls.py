@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("clusters.urls")),
     path("", include("notebooks.urls")),
     path("", include("serving.urls")),
+    path("", include("files.urls")),
 ]
 
 if settings.DEBUG:
