@@ -1,0 +1,880 @@
+"""The job spec: one document (YAML or JSON) for the web form, the API and the CLI.
+
+Pure: no database. ``parse`` reads text, ``validate`` checks everything at once
+and returns the normalized spec, which is what gets stored and what every
+other module reads. In a normalized spec every field is present:
+
+- references the caller resolves (``team``, ``experiment``, ``cluster``,
+  ``pre_job``) and ``timeout`` are None when not given;
+- ``image`` and ``working_dir`` are "" when not given, ``command`` is [] (only
+  when every role has its own), ``env``/``ports`` are {} and ``volumes`` [];
+- every role has ``replicas``, ``cpu``, ``memory``, ``gpu``, ``command``,
+  ``image`` and ``env``; a string command becomes ``["/bin/sh", "-c", text]``;
+- quantities stay as the user wrote them (numbers become their text).
+
+A normalized spec validates to itself, so a stored spec can be re-run as is.
+In input, null or an empty value of an optional field means "not given".
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from jobs.quantity import MAX_INT64, parse_cpu, parse_duration, parse_memory
+
+FRAMEWORK_ROLES: dict[str, tuple[str, ...] | None] = {
+    "pytorch": ("master", "worker"),
+    "tensorflow": ("chief", "ps", "worker", "evaluator"),
+    "mpi": ("launcher", "worker"),
+    "xgboost": ("master", "worker"),
+    "paddle": ("master", "worker"),
+    "batch": None,  # any DNS-1123 label up to 40 characters
+}
+# Roles that have at most one task, and roles a framework cannot run without
+# (the training operator refuses a PyTorchJob or XGBoostJob without a master,
+# and an MPIJob without its launcher and workers).
+SINGLE_ROLES: dict[str, tuple[str, ...]] = {
+    "pytorch": ("master",),
+    "xgboost": ("master",),
+    "paddle": ("master",),
+    "mpi": ("launcher",),
+    "tensorflow": ("chief", "evaluator"),
+}
+REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
+    "pytorch": ("master",),
+    "xgboost": ("master",),
+    "mpi": ("launcher", "worker"),
+}
+# The role the simple form adds once next to its workers.
+LEADER_ROLE: dict[str, str | None] = {
+    "pytorch": "master",
+    "tensorflow": "chief",
+    "mpi": "launcher",
+    "xgboost": "master",
+    "paddle": "master",
+    "batch": None,
+}
+PRIORITIES = ("low", "normal", "high")
+# Set by the backends (the operators' contract and the storage places); a user value would break them.
+RESERVED_ENV = frozenset(
+    {
+        "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TF_CONFIG", "LOCAL_RANK", "CUDA_VISIBLE_DEVICES",
+        "summary_dir", "model_dir", "log_dir", "data_dir", "pre_model_dir", "share_dir",
+    }
+)  # fmt: skip
+MAX_TASKS = 1000
+MAX_RETRIES = 10
+MAX_SPEC_CHARS = 1_000_000
+SHELL = ("/bin/sh", "-c")
+DEFAULT_CPU = "1"
+DEFAULT_MEMORY = "2Gi"
+TOLERATION_OPERATORS = ("Exists", "Equal")
+TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+# Stable, human order: also the order of to_yaml.
+FIELDS = (
+    "name", "team", "experiment", "cluster", "framework", "image", "command", "working_dir", "env", "roles",
+    "priority", "scheduling", "pre_job", "volumes", "timeout", "max_retries", "ports",
+)  # fmt: skip
+ROLE_FIELDS = ("replicas", "cpu", "memory", "gpu", "image", "command", "env")
+SCHEDULING_FIELDS = ("node_selector", "tolerations", "queue", "gang", "oversell")
+TOLERATION_FIELDS = ("key", "operator", "value", "effect")
+
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"  # DNS-1123 label
+_DNS_LABEL = re.compile(_LABEL, re.ASCII)
+_DNS_SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*", re.ASCII)
+_SLUG = re.compile(r"[-a-zA-Z0-9_]+", re.ASCII)  # Django's SlugField: cluster and volume names
+_NO_SPACES = re.compile(r"\S+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+_JOB_ID = re.compile(r"j-[a-z0-9]{8}", re.ASCII)
+_LABEL_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?", re.ASCII)  # Kubernetes label name/value
+_PORT_NAME = re.compile(r"(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?!-))*(?<!-)", re.ASCII)  # Kubernetes IANA_SVC_NAME
+
+_LABEL_MESSAGE = "must be lowercase letters, digits and '-', starting and ending with a letter or digit"
+_MAX_LIST = 100  # volumes and tolerations; longer lists are a mistake, and capping keeps errors bounded
+_MAX_GPU_TOTAL = 2**31 - 1  # the job's gpu column
+_MAX_TIMEOUT = 2**31 - 1  # the job's timeout_seconds column
+
+
+class SpecError(Exception):
+    """Every problem of a spec, by field path (``roles.worker.replicas``, ``scheduling.tolerations.0.effect``)."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{path}: {message}" for path, messages in errors.items() for message in messages))
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.errors: dict[str, list[str]] = {}
+
+    def add(self, path: str, message: str) -> None:
+        messages = self.errors.setdefault(path, [])
+        if message not in messages:
+            messages.append(message)
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _absent(value: Any) -> bool:
+    """Null or empty: an optional field that was not given."""
+    return value is None or (isinstance(value, str | list | dict) and not value)
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"
+
+
+def _fields(value: Any, path: str, known: tuple[str, ...], errs: _Errors, what: str = "a mapping") -> Mapping | None:
+    """The mapping, with every unknown key reported; None (reported) when it is not a mapping."""
+    if not isinstance(value, Mapping):
+        errs.add(path or "spec", f"must be {what}, not {_type_name(value)}")
+        return None
+    for key in value:
+        if isinstance(key, str) and key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1) if isinstance(key, str) else []
+        errs.add(_join(path, key), "unknown field" + (f"; did you mean {close[0]!r}?" if close else ""))
+    return value
+
+
+def _string(
+    value: Any, path: str, errs: _Errors, *, max_len: int, pattern: re.Pattern | None = None, message: str = ""
+) -> str | None:
+    if not isinstance(value, str):
+        hint = "; put it in quotes" if isinstance(value, bool | int | float) else ""
+        errs.add(path, f"must be a string, not {_type_name(value)}{hint}")
+    elif "\x00" in value:
+        errs.add(path, "must not contain NUL characters")
+    elif not value:
+        errs.add(path, "must not be empty")
+    elif len(value) > max_len:
+        errs.add(path, f"must be at most {max_len} characters")
+    elif pattern is not None and not pattern.fullmatch(value):
+        errs.add(path, message)
+    else:
+        return value
+    return None
+
+
+def _integer(value: Any, path: str, errs: _Errors, *, low: int, high: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        errs.add(path, f"must be a whole number, not {_type_name(value)}")
+    elif value < low:
+        errs.add(path, f"must be at least {low}")
+    elif value > high:
+        errs.add(path, f"must be at most {high}")
+    else:
+        return value
+    return None
+
+
+def _choice(value: Any, path: str, errs: _Errors, choices: tuple[str, ...]) -> str | None:
+    if isinstance(value, str) and value in choices:
+        return value
+    errs.add(path, f"must be one of {', '.join(choices)}")
+    return None
+
+
+def _command(value: Any, path: str, errs: _Errors) -> list[str]:
+    if isinstance(value, str):
+        if "\x00" in value:
+            errs.add(path, "must not contain NUL characters")
+        elif not value.strip():
+            errs.add(path, "must not be blank")
+        else:
+            return [*SHELL, value]
+        return []
+    if not isinstance(value, list):
+        errs.add(path, f"must be a string (run by /bin/sh) or a list of strings, not {_type_name(value)}")
+        return []
+    ok = True
+    for i, arg in enumerate(value):
+        if not isinstance(arg, str):
+            errs.add(_join(path, i), f"must be a string, not {_type_name(arg)}")
+            ok = False
+        elif "\x00" in arg:
+            errs.add(_join(path, i), "must not contain NUL characters")
+            ok = False
+    if ok and not value[0]:
+        errs.add(_join(path, 0), "must not be empty: it is the program to run")
+        ok = False
+    return list(value) if ok else []
+
+
+def _env(value: Any, path: str, errs: _Errors) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        errs.add(path, f"must be a mapping of variable names to strings, not {_type_name(value)}")
+        return {}
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        key_path = _join(path, key)
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+            errs.add(key_path, "is not a variable name: letters, digits and '_', not starting with a digit")
+        elif key in RESERVED_ENV:
+            errs.add(key_path, "is set by the platform and cannot be set here")
+        elif item is None:
+            errs.add(key_path, 'needs a value (write "" for an empty one)')
+        elif isinstance(item, bool | int | float):
+            errs.add(key_path, f'must be a string, not {_type_name(item)}; put it in quotes, e.g. "{item}"')
+        elif not isinstance(item, str):
+            errs.add(key_path, f"must be a string, not {_type_name(item)}")
+        elif "\x00" in item:
+            errs.add(key_path, "must not contain NUL characters")
+        else:
+            result[key] = item
+    return result
+
+
+def _label_key(key: Any, path: str, errs: _Errors) -> bool:
+    """A Kubernetes label key: an optional DNS subdomain prefix and '/', then a name of up to 63 characters."""
+    if not isinstance(key, str):
+        errs.add(path, "must be a string")
+        return False
+    prefix, _, name = key.rpartition("/")
+    if (
+        not name
+        or len(name) > 63
+        or not _LABEL_NAME.fullmatch(name)
+        or ("/" in key and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)))
+    ):
+        errs.add(path, "is not a label key such as 'gpu-type' or 'example.com/pool'")
+        return False
+    return True
+
+
+def _label_value(value: Any, path: str, errs: _Errors) -> str | None:
+    if not isinstance(value, str) or len(value) > 63 or not _LABEL_NAME.fullmatch(value):
+        errs.add(
+            path,
+            "must be a string of up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+        )
+        return None
+    return value
+
+
+def _quantity(value: Any, path: str, errs: _Errors, parse: Any) -> str | None:
+    """The user's text, kept as written (a number becomes its text), once it parses to more than zero."""
+    try:
+        amount = parse(value)
+    except ValueError as exc:
+        errs.add(path, str(exc))
+        return None
+    if amount <= 0:
+        errs.add(path, "must be more than 0")
+        return None
+    return value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
+
+
+def _role(value: Any, path: str, errs: _Errors) -> dict[str, Any] | None:
+    if value is None:  # "worker:" with nothing under it: all defaults
+        value = {}
+    if _fields(value, path, ROLE_FIELDS, errs) is None:
+        return None
+    before = len(errs.errors)
+    role: dict[str, Any] = {
+        "replicas": _integer(value.get("replicas", 1), _join(path, "replicas"), errs, low=1, high=MAX_TASKS),
+        "cpu": _quantity(value.get("cpu", DEFAULT_CPU), _join(path, "cpu"), errs, parse_cpu),
+        "memory": _quantity(value.get("memory", DEFAULT_MEMORY), _join(path, "memory"), errs, parse_memory),
+        "gpu": _integer(value.get("gpu", 0), _join(path, "gpu"), errs, low=0, high=_MAX_GPU_TOTAL),
+        "command": [] if _absent(value.get("command")) else _command(value["command"], _join(path, "command"), errs),
+        "image": "",
+        "env": {} if _absent(value.get("env")) else _env(value["env"], _join(path, "env"), errs),
+    }
+    if not _absent(value.get("image")):
+        role["image"] = _image(value["image"], _join(path, "image"), errs)
+    return role if len(errs.errors) == before else None
+
+
+def _image(value: Any, path: str, errs: _Errors) -> str:
+    return _string(value, path, errs, max_len=1024, pattern=_NO_SPACES, message="must not contain spaces") or ""
+
+
+def _roles(value: Any, framework: str | None, errs: _Errors) -> dict[str, dict[str, Any]] | None:
+    """Each role checked on its own, then the framework's rules over all of them; None when any is wrong."""
+    if _absent(value):
+        errs.add("roles", "at least one role is required")
+        return None
+    if not isinstance(value, Mapping):
+        errs.add("roles", f"must be a mapping of role names to resources, not {_type_name(value)}")
+        return None
+    allowed = FRAMEWORK_ROLES.get(framework) if framework else None
+    roles: dict[str, dict[str, Any]] = {}
+    ok = True
+    for name, body in value.items():
+        path = _join("roles", name)
+        if not isinstance(name, str):
+            errs.add(path, "a role name must be a string")
+            ok = False
+        elif framework and allowed is not None and name not in allowed:
+            errs.add(path, f"is not a {framework} role; one of {', '.join(allowed)}")
+            ok = False
+        elif framework == "batch" and (len(name) > 40 or not _DNS_LABEL.fullmatch(name)):
+            errs.add(path, f"a role name {_LABEL_MESSAGE}, at most 40 characters")
+            ok = False
+        role = _role(body, path, errs)
+        if role is None or not isinstance(name, str):
+            ok = False
+        else:
+            roles[name] = role
+    if framework:
+        for name in REQUIRED_ROLES.get(framework, ()):
+            if name not in value:
+                errs.add(_join("roles", name), f"required: a {framework} job needs a {name}")
+                ok = False
+        for name in SINGLE_ROLES.get(framework, ()):
+            if name in roles and roles[name]["replicas"] != 1:
+                errs.add(f"roles.{name}.replicas", f"must be 1: a {framework} job has at most one {name}")
+                ok = False
+    if not ok:
+        return None
+    tasks = sum(role["replicas"] for role in roles.values())
+    if tasks > MAX_TASKS:
+        errs.add("roles", f"a job has at most {MAX_TASKS} tasks; this one has {tasks}")
+        return None
+    cpu, memory, gpu = _sum(roles)
+    for what, amount, limit in (("cpu", cpu, MAX_INT64), ("memory", memory, MAX_INT64), ("gpus", gpu, _MAX_GPU_TOTAL)):
+        if amount > limit:
+            errs.add("roles", f"the job's {what} in all is too large to record")
+            return None
+    if allowed:  # the framework's own order, so stored specs and YAML read alike
+        roles = {name: roles[name] for name in allowed if name in roles}
+    return roles
+
+
+def _sum(roles: Mapping[str, Mapping[str, Any]]) -> tuple[int, int, int]:
+    cpu = memory = gpu = 0
+    for role in roles.values():
+        cpu += role["replicas"] * parse_cpu(role["cpu"])
+        memory += role["replicas"] * parse_memory(role["memory"])
+        gpu += role["replicas"] * role["gpu"]
+    return cpu, memory, gpu
+
+
+def _scheduling(value: Any, errs: _Errors) -> dict[str, Any]:
+    result: dict[str, Any] = {"node_selector": {}, "tolerations": [], "queue": "", "gang": True, "oversell": 1.0}
+    if _absent(value):
+        return result
+    if _fields(value, "scheduling", SCHEDULING_FIELDS, errs) is None:
+        return result
+    selector = value.get("node_selector")
+    if not _absent(selector):
+        path = "scheduling.node_selector"
+        if not isinstance(selector, Mapping):
+            errs.add(path, f"must be a mapping of label keys to values, not {_type_name(selector)}")
+        else:
+            for key, item in selector.items():
+                if _label_key(key, _join(path, key), errs) and _label_value(item, _join(path, key), errs) is not None:
+                    result["node_selector"][key] = item
+    tolerations = value.get("tolerations")
+    if not _absent(tolerations):
+        if not isinstance(tolerations, list):
+            errs.add("scheduling.tolerations", f"must be a list, not {_type_name(tolerations)}")
+        elif len(tolerations) > _MAX_LIST:
+            errs.add("scheduling.tolerations", f"at most {_MAX_LIST}")
+        else:
+            for i, item in enumerate(tolerations):
+                toleration = _toleration(item, f"scheduling.tolerations.{i}", errs)
+                if toleration:
+                    result["tolerations"].append(toleration)
+    if not _absent(value.get("queue")):
+        queue = _string(
+            value["queue"], "scheduling.queue", errs, max_len=253, pattern=_DNS_SUBDOMAIN, message=_LABEL_MESSAGE
+        )
+        result["queue"] = queue or ""
+    if value.get("gang") is not None:
+        if isinstance(value["gang"], bool):
+            result["gang"] = value["gang"]
+        else:
+            errs.add("scheduling.gang", f"must be true or false, not {_type_name(value['gang'])}")
+    oversell = value.get("oversell")
+    if oversell is not None:
+        if isinstance(oversell, bool) or not isinstance(oversell, int | float):
+            errs.add("scheduling.oversell", f"must be a number, not {_type_name(oversell)}")
+        elif not math.isfinite(oversell) or oversell < 1:
+            errs.add("scheduling.oversell", "must be a finite number of at least 1")
+        else:
+            result["oversell"] = float(oversell)
+    return result
+
+
+def _toleration(value: Any, path: str, errs: _Errors) -> dict[str, str] | None:
+    if _fields(value, path, TOLERATION_FIELDS, errs) is None:
+        return None
+    before = len(errs.errors)
+    operator = _choice(value.get("operator") or "Equal", _join(path, "operator"), errs, TOLERATION_OPERATORS)
+    key = value.get("key")
+    if _absent(key):
+        key = ""
+        if operator == "Equal":  # only Exists may match every key
+            errs.add(_join(path, "key"), "required unless operator is Exists")
+    elif not _label_key(key, _join(path, "key"), errs):
+        key = ""
+    item = value.get("value")
+    if _absent(item):
+        item = ""
+    elif operator == "Exists":
+        errs.add(_join(path, "value"), "must be empty when operator is Exists")
+    else:
+        item = _label_value(item, _join(path, "value"), errs) or ""
+    effect = value.get("effect")
+    effect = "" if _absent(effect) else _choice(effect, _join(path, "effect"), errs, TOLERATION_EFFECTS)
+    if len(errs.errors) != before:
+        return None
+    return {"key": key, "operator": operator or "", "value": item, "effect": effect or ""}
+
+
+def validate(data: Any) -> dict[str, Any]:
+    """The normalized spec; raises SpecError naming every problem by its path."""
+    errs = _Errors()
+    if _fields(data, "", FIELDS, errs, "a mapping of fields (name, framework, roles, ...)") is None:
+        raise SpecError(errs.errors)
+    spec: dict[str, Any] = dict.fromkeys(FIELDS)
+
+    def optional(field: str, check: Any, default: Any = None) -> None:
+        value = data.get(field)
+        spec[field] = default if _absent(value) else check(value, field)
+
+    def required(field: str, check: Any) -> None:
+        if _absent(data.get(field)):
+            errs.add(field, "required")
+        else:
+            spec[field] = check(data[field], field)
+
+    def text(max_len: int, pattern: re.Pattern | None = None, message: str = "") -> Any:
+        return lambda value, path: _string(value, path, errs, max_len=max_len, pattern=pattern, message=message)
+
+    required("name", text(63, _DNS_LABEL, _LABEL_MESSAGE))
+    optional("team", text(63, _DNS_LABEL, _LABEL_MESSAGE))
+    optional("experiment", text(100, re.compile(r"\S(.*\S)?", re.DOTALL), "must not start or end with spaces"))
+    optional("cluster", text(63, _SLUG, "must be letters, digits, '-' or '_'"))
+    required("framework", lambda value, path: _choice(value, path, errs, tuple(FRAMEWORK_ROLES)))
+    optional("image", lambda value, path: _image(value, path, errs), "")
+    optional("command", lambda value, path: _command(value, path, errs), [])
+    optional("working_dir", text(4096, re.compile(r"/.*", re.DOTALL), "must be an absolute path"), "")
+    optional("env", lambda value, path: _env(value, path, errs), {})
+    raw_roles = data.get("roles")
+    spec["roles"] = _roles(raw_roles, spec["framework"], errs)
+    every_role_has_command = (
+        isinstance(raw_roles, Mapping)
+        and bool(raw_roles)
+        and all(isinstance(role, Mapping) and not _absent(role.get("command")) for role in raw_roles.values())
+    )
+    if _absent(data.get("command")) and not every_role_has_command:
+        errs.add("command", "required (or give every role its own command)")
+    optional("priority", lambda value, path: _choice(value, path, errs, PRIORITIES), "normal")
+    spec["scheduling"] = _scheduling(data.get("scheduling"), errs)
+    optional("pre_job", text(10, _JOB_ID, "must be a job id such as j-3k9x2m4q"))
+    optional("volumes", _volumes(errs), [])
+    optional("timeout", _timeout(errs))
+    optional("max_retries", lambda value, path: _integer(value, path, errs, low=0, high=MAX_RETRIES), 0)
+    optional("ports", _ports(errs), {})
+    if errs.errors:
+        raise SpecError(errs.errors)
+    return spec
+
+
+def _volumes(errs: _Errors) -> Any:
+    def check(value: Any, path: str) -> list[str]:
+        if not isinstance(value, list):
+            errs.add(path, f"must be a list of volume names, not {_type_name(value)}")
+            return []
+        if len(value) > _MAX_LIST:
+            errs.add(path, f"at most {_MAX_LIST}")
+            return []
+        names: list[str] = []
+        for i, item in enumerate(value):
+            name = _string(item, f"{path}.{i}", errs, max_len=63, pattern=_SLUG, message="must be a volume name")
+            if name in names:
+                errs.add(f"{path}.{i}", "is named twice")
+            elif name:
+                names.append(name)
+        return names
+
+    return check
+
+
+def _timeout(errs: _Errors) -> Any:
+    def check(value: Any, path: str) -> str | None:
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            errs.add(path, str(exc))
+            return None
+        if seconds <= 0:
+            errs.add(path, "must be longer than 0s")
+        elif seconds > _MAX_TIMEOUT:
+            errs.add(path, "must be at most 68 years")
+        else:
+            return value if isinstance(value, str) else f"{value}s"
+        return None
+
+    return check
+
+
+def _ports(errs: _Errors) -> Any:
+    def check(value: Any, path: str) -> dict[str, int]:
+        if not isinstance(value, Mapping):
+            errs.add(path, f"must be a mapping of names to port numbers, not {_type_name(value)}")
+            return {}
+        ports: dict[str, int] = {}
+        for name, port in value.items():
+            port_path = _join(path, name)
+            if not isinstance(name, str) or len(name) > 15 or not _PORT_NAME.fullmatch(name):
+                errs.add(
+                    port_path, "a port name is up to 15 lowercase letters, digits and '-', with at least one letter"
+                )
+            elif (number := _integer(port, port_path, errs, low=1, high=65535)) is not None:
+                ports[name] = number
+        return ports
+
+    return check
+
+
+# --- text ----------------------------------------------------------------------------------
+
+
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """A safe loader that refuses duplicate keys: with two ``env:`` blocks YAML would silently keep the last."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    key = self.construct_object(key_node)
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            "while reading a mapping",
+                            node.start_mark,
+                            f"found the key {key!r} twice",
+                            key_node.start_mark,
+                        )
+                    seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(f"found the key {key!r} twice")
+        result[key] = value
+    return result
+
+
+def _json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse(text: str | bytes, content_type: str | None = None) -> dict:
+    """A spec document (YAML, or JSON when the content type says so) as a mapping; SpecError when unreadable."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        as_json = True
+    elif media in ("", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"):
+        as_json = False
+    else:
+        raise SpecError({"spec": [f"unsupported content type {media!r}: send application/json or application/yaml"]})
+    if isinstance(text, bytes | bytearray):
+        if len(text) > MAX_SPEC_CHARS * 4:
+            raise SpecError({"spec": ["is too large"]})
+        try:
+            text = bytes(text).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise SpecError({"spec": [f"is not UTF-8 text (byte {exc.start})"]})
+    if not isinstance(text, str):
+        raise SpecError({"spec": [f"must be text, not {_type_name(text)}"]})
+    text = text.removeprefix("\ufeff")
+    if len(text) > MAX_SPEC_CHARS:
+        raise SpecError({"spec": [f"is too large: at most {MAX_SPEC_CHARS} characters"]})
+    try:
+        if as_json:
+            data = json.loads(text, object_pairs_hook=_json_object, parse_constant=_json_constant)
+        else:
+            data = yaml.load(text, Loader=_Loader)  # a safe loader: no Python objects
+    except json.JSONDecodeError as exc:
+        raise SpecError({"spec": [f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]})
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        # "expected a single document ..., but found another document"; "while parsing ..." contexts only add noise.
+        context = exc.context if exc.context and not exc.context.startswith("while") else ""
+        problem = ", ".join(filter(None, (context, exc.problem)))
+        raise SpecError({"spec": [f"is not valid YAML: {problem}{where}"]})
+    except RecursionError:
+        raise SpecError({"spec": ["is nested too deeply"]})
+    # Also what json and yaml raise from their converters: a 5,000-digit number, a 13th month.
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        raise SpecError({"spec": [f"is not valid {'JSON' if as_json else 'YAML'}: {str(exc)[:200]}"]})
+    if data is None or data == "":
+        raise SpecError({"spec": ["is empty"]})
+    if not isinstance(data, dict):
+        raise SpecError(
+            {"spec": [f"must be a mapping of fields (name, framework, roles, ...), not {_type_name(data)}"]}
+        )
+    return data
+
+
+class _Dumper(yaml.SafeDumper):
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        # Indent list items under their key, as people write YAML by hand.
+        return super().increase_indent(flow, False)
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None  # scripts read as written; the emitter falls back to quotes if it must
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def _yaml_command(command: Any) -> Any:
+    """``["/bin/sh", "-c", text]`` is shown as the text the user wrote; it reads back the same."""
+    if isinstance(command, list) and len(command) == 3 and tuple(command[:2]) == SHELL and isinstance(command[2], str):
+        return command[2]
+    return command
+
+
+def to_yaml(spec: dict) -> str:
+    """The spec as block-style YAML in a stable human order, leaving out what is empty or default."""
+    if not isinstance(spec, Mapping):
+        return yaml.dump(spec, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    out: dict[str, Any] = {}
+    for field in (*FIELDS, *(key for key in spec if key not in FIELDS)):
+        if field not in spec:
+            continue
+        value = spec[field]
+        if field == "command":
+            value = _yaml_command(value)
+        elif field == "roles" and isinstance(value, Mapping):
+            value = {name: _yaml_role(role) for name, role in value.items()}
+        elif field == "scheduling" and isinstance(value, Mapping):
+            value = {
+                key: [_without_empty(t) for t in item] if key == "tolerations" and isinstance(item, list) else item
+                for key, item in value.items()
+                if not (_absent(item) or (key == "gang" and item is True) or (key == "oversell" and item == 1))
+            }
+        elif field == "max_retries" and value == 0:
+            continue
+        if field == "priority" or not _absent(value):
+            out[field] = value
+    return yaml.dump(out, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
+
+
+def _without_empty(item: Any) -> Any:
+    return {key: value for key, value in item.items() if not _absent(value)} if isinstance(item, Mapping) else item
+
+
+def _yaml_role(role: Any) -> Any:
+    if not isinstance(role, Mapping):
+        return role
+    ordered = {key: role[key] for key in (*ROLE_FIELDS, *role) if key in role}
+    return {
+        key: _yaml_command(item) if key == "command" else item
+        for key, item in ordered.items()
+        if key not in ("image", "command", "env") or not _absent(item)
+    }
+
+
+# --- what the rest of the platform reads ----------------------------------------------------
+
+
+def role_resources(spec: dict) -> dict[str, dict]:
+    """Each role of a validated spec, resolved: numbers for resources, the top-level command/image/env merged in."""
+    result: dict[str, dict] = {}
+    for name, role in spec["roles"].items():
+        result[name] = {
+            "replicas": role["replicas"],
+            "cpu_milli": parse_cpu(role.get("cpu", DEFAULT_CPU)),
+            "memory_bytes": parse_memory(role.get("memory", DEFAULT_MEMORY)),
+            "gpu": role.get("gpu", 0),
+            "command": list(role.get("command") or spec.get("command") or []),
+            "image": role.get("image") or spec.get("image") or "",
+            "env": {**(spec.get("env") or {}), **(role.get("env") or {})},
+        }
+    return result
+
+
+def totals(spec: dict) -> tuple[int, int, int]:
+    """Total (cpu_milli, memory_bytes, gpu) limits over every task of a validated spec."""
+    cpu = memory = gpu = 0
+    for role in role_resources(spec).values():
+        cpu += role["replicas"] * role["cpu_milli"]
+        memory += role["replicas"] * role["memory_bytes"]
+        gpu += role["replicas"] * role["gpu"]
+    return cpu, memory, gpu
+
+
+# --- the simple form ----------------------------------------------------------------------------
+
+FORM_FIELDS = (
+    "name", "team", "experiment", "cluster", "framework", "image", "command", "working_dir", "workers",
+    "cpu", "memory", "gpu", "priority", "queue", "timeout", "max_retries", "pre_job", "volumes", "env",
+)  # fmt: skip
+_FORM_TEXT = (
+    "name",
+    "team",
+    "experiment",
+    "cluster",
+    "framework",
+    "image",
+    "working_dir",
+    "priority",
+    "timeout",
+    "pre_job",
+)
+
+
+def _form_int(text: str) -> int | str:
+    """A whole number when it is one; otherwise the text, for validate to name the problem."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else text
+
+
+def from_form(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat form fields -> a raw spec for validate: ``workers`` tasks of the worker role, plus one leader
+    (master, chief or launcher) where the framework has one, all with the same resources."""
+
+    def get(name: str) -> str:
+        value = fields.get(name)
+        return value.strip() if isinstance(value, str) else ""
+
+    spec: dict[str, Any] = {name: get(name) for name in _FORM_TEXT if get(name)}
+    if get("command"):
+        spec["command"] = get("command")
+    if get("max_retries"):
+        spec["max_retries"] = _form_int(get("max_retries"))
+    if get("queue"):
+        spec["scheduling"] = {"queue": get("queue")}
+    if get("volumes"):
+        spec["volumes"] = re.split(r"[\s,]+", get("volumes"))
+    if get("env"):
+        env: dict[str, Any] = {}
+        for line in get("env").splitlines():
+            key, equals, value = line.strip().partition("=")
+            if key or equals:
+                env[key.strip()] = value if equals else None  # a line without '=' is reported by validate
+        spec["env"] = env
+    resources: dict[str, Any] = {name: get(name) for name in ("cpu", "memory") if get(name)}
+    if get("gpu"):
+        resources["gpu"] = _form_int(get("gpu"))
+    leader = LEADER_ROLE.get(get("framework"))
+    # With a leader, no workers is a valid single-task job; without one, the worker role is the job.
+    default_workers = 0 if leader and "worker" not in REQUIRED_ROLES.get(get("framework"), ()) else 1
+    workers = _form_int(get("workers")) if get("workers") else default_workers
+    roles: dict[str, Any] = {}
+    if leader:
+        roles[leader] = {"replicas": 1, **resources}
+    if workers != 0 or not leader:
+        roles["worker"] = {"replicas": workers, **resources}
+    spec["roles"] = roles
+    return spec
+
+
+def _form_problems(spec: dict[str, Any]) -> list[str]:
+    """What a normalized spec holds that the simple form cannot show."""
+    problems: list[str] = []
+    leader = LEADER_ROLE[spec["framework"]]
+    roles = spec["roles"]
+    expected = {leader, "worker"} - {None}
+    if set(roles) - expected or (leader and leader not in roles) or (not leader and "worker" not in roles):
+        problems.append("roles other than one " + (f"{leader} and " if leader else "") + "workers")
+    if len({(role["cpu"], role["memory"], role["gpu"]) for role in roles.values()}) > 1:
+        problems.append("roles with different resources")
+    if any(role["command"] or role["image"] or role["env"] for role in roles.values()):
+        problems.append("a role's own command, image or env")
+    command = _yaml_command(spec["command"])
+    if not isinstance(command, str) or command != command.strip():
+        problems.append("a command given as a list")
+    scheduling = spec["scheduling"]
+    if (
+        scheduling["node_selector"]
+        or scheduling["tolerations"]
+        or not scheduling["gang"]
+        or scheduling["oversell"] != 1
+    ):
+        problems.append("scheduling other than a queue")
+    if spec["ports"]:
+        problems.append("ports")
+    if any("\n" in value or value != value.strip() for value in spec["env"].values()):
+        problems.append("an env value with line breaks or surrounding spaces")
+    if any(isinstance(spec[name], str) and spec[name] != spec[name].strip() for name in _FORM_TEXT):
+        problems.append("a value with surrounding spaces")
+    return problems
+
+
+def is_simple(spec: dict[str, Any]) -> bool:
+    """Whether the simple form shows this (normalized) spec without losing anything."""
+    return not _form_problems(spec)
+
+
+def to_form(spec: dict[str, Any]) -> dict[str, str]:
+    """Form fields for a spec (validated first: SpecError when invalid); ValueError when it needs the YAML editor."""
+    spec = validate(spec)
+    problems = _form_problems(spec)
+    if problems:
+        raise ValueError("the simple form cannot show " + ", ".join(problems) + "; use the YAML editor")
+    any_role = next(iter(spec["roles"].values()))
+    fields = {name: spec[name] or "" for name in _FORM_TEXT}
+    return fields | {
+        "command": _yaml_command(spec["command"]),
+        "workers": str(spec["roles"]["worker"]["replicas"] if "worker" in spec["roles"] else 0),
+        "cpu": any_role["cpu"],
+        "memory": any_role["memory"],
+        "gpu": str(any_role["gpu"]),
+        "queue": spec["scheduling"]["queue"],
+        "max_retries": str(spec["max_retries"]),
+        "volumes": ", ".join(spec["volumes"]),
+        "env": "".join(f"{key}={value}\n" for key, value in spec["env"].items()),
+    }
+
+
+def form_errors(errors: dict[str, list[str]]) -> dict[str, list[str]]:
+    """SpecError paths as simple-form fields; what no field shows goes under ``__all__`` (Django's key)."""
+    result: dict[str, list[str]] = {}
+    for path, messages in errors.items():
+        head, _, rest = path.partition(".")
+        if head == "roles":
+            parts = path.split(".")
+            field = parts[2] if len(parts) == 3 and parts[2] in ("cpu", "memory", "gpu") else "workers"
+            rest = ""
+        elif head == "scheduling" and rest == "queue":
+            field, rest = "queue", ""
+        elif head in FORM_FIELDS:
+            field = head
+        else:
+            field, rest = "__all__", path
+        for message in messages:
+            text = f"{rest}: {message}" if rest else message
+            if text not in result.setdefault(field, []):
+                result[field].append(text)
+    return result
