@@ -1,0 +1,715 @@
+"""The local backend with real processes: gang starts, outcomes, stop, queueing, preemption, env, logs, shells."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from clusters.backends.base import (
+    BackendError,
+    BackendRejected,
+    JobDescription,
+    JobObservation,
+    ObservedState,
+    TaskDescription,
+)
+from clusters.backends.local import LocalBackend
+from clusters.backends.local.placement import Demand, PlacedJob, WaitingJob, plan
+from clusters.models import Cluster
+from jobs import storage
+
+PY = sys.executable
+REPO = Path(__file__).resolve().parents[2]
+FINAL = (ObservedState.SUCCEEDED, ObservedState.FAILED, ObservedState.STOPPED)
+
+# A task that waits until the test lets it go (a file named "go" in the job's share_dir), then ends well.
+GATED = 'while [ ! -e "$share_dir/go" ]; do sleep 0.02; done'
+
+
+def cluster(**overrides) -> Cluster:
+    """An unsaved cluster row: the backend reads only its name and settings."""
+    return Cluster(name="local-test", kind="local", settings={"cpu": 2, "memory": "4Gi", "stop_grace": 1, **overrides})
+
+
+def root() -> Path:
+    return Path(settings.EASYAI_STORAGE_ROOT)
+
+
+def make_job(
+    roles: list[tuple[str, int, str | list[str]]],
+    *,
+    framework: str = "batch",
+    priority: str = "normal",
+    cpu_milli: int = 1000,
+    gpu: int = 0,
+    oversell: float = 1.0,
+    owner: str = "alice",
+    created_at: datetime | None = None,
+    job_id: str | None = None,
+) -> JobDescription:
+    """A job as the jobs app would describe it for a local cluster: storage variables hold real paths."""
+    job_id = job_id or f"j-{uuid.uuid4().hex[:8]}"
+    tasks = []
+    for role, replicas, command in roles:
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        for index in range(replicas):
+            name = f"{role}-{index}"
+            paths = storage.local_env(root(), job_id, name, owner)
+            tasks.append(
+                TaskDescription(
+                    role=role,
+                    index=index,
+                    replicas=replicas,
+                    name=name,
+                    image="",
+                    command=argv,
+                    working_dir=str(storage.personal_workspace(root(), owner)),
+                    env={"GREETING": "hello", **paths},
+                    cpu_milli=cpu_milli,
+                    memory_bytes=256 * 2**20,
+                    gpu=gpu,
+                    storage=dict(paths),
+                )
+            )
+    return JobDescription(
+        job_id=job_id,
+        name="test",
+        team="vision",
+        owner=owner,
+        framework=framework,
+        priority=priority,
+        tasks=tasks,
+        oversell=oversell,
+        created_at=created_at or datetime.now(UTC),
+    )
+
+
+def wait_for(backend: LocalBackend, job_id: str, states=FINAL, timeout: float = 15.0) -> JobObservation:
+    deadline = time.monotonic() + timeout
+    while True:
+        obs = backend.observe([job_id])[job_id]
+        if obs.state in states:
+            return obs
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{job_id} still {obs.state} ({obs.reason}: {obs.message}) after {timeout}s")
+        time.sleep(0.02)
+
+
+def release(job: JobDescription) -> None:
+    (storage.output_dir(root(), job.job_id, "share_dir") / "go").touch()
+
+
+def log_of(job: JobDescription, task: str) -> str:
+    return storage.task_log_path(root(), job.job_id, task).read_text()
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie has ended too; only init (which may not reap here) still holds its pid.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def task_pid(obs: JobObservation, index: int = 0) -> int:
+    return int(obs.tasks[index].pod_name.split()[1])
+
+
+def running_pid(backend: LocalBackend, job_id: str, index: int = 0) -> int:
+    """The pid of a running task, once its supervisor has started it."""
+    deadline = time.monotonic() + 10
+    while True:
+        obs = backend.observe([job_id])[job_id]
+        if obs.state == ObservedState.RUNNING and obs.tasks[index].pod_name:
+            return task_pid(obs, index)
+        assert time.monotonic() < deadline, obs
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def local():
+    """local(**settings) -> a LocalBackend; every job left behind is killed and forgotten afterwards."""
+    made: list[LocalBackend] = []
+
+    def make(**overrides) -> LocalBackend:
+        backend = LocalBackend(cluster(**overrides))
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        jobs_dir = backend.state_dir / "jobs"
+        for path in jobs_dir.glob("*.json") if jobs_dir.is_dir() else []:
+            backend.delete(path.stem)
+
+
+# --- outcomes ------------------------------------------------------------------------------------
+
+
+def test_two_task_pytorch_gang_succeeds_with_logs_and_outputs_where_the_conventions_say(local):
+    backend = local()
+    script = (
+        "import os, pathlib;"
+        "rank, size = os.environ['RANK'], os.environ['WORLD_SIZE'];"
+        "print(f'rank {rank} of {size} in', os.getcwd());"
+        "pathlib.Path(os.environ['model_dir'], f'rank-{rank}.txt').write_text(os.environ['GREETING'])"
+    )
+    job = make_job([("master", 1, [PY, "-c", script]), ("worker", 1, [PY, "-c", script])], framework="pytorch")
+    backend.submit(job)
+
+    obs = wait_for(backend, job.job_id)
+
+    assert obs.state == ObservedState.SUCCEEDED, obs.message
+    assert [(t.role, t.state, t.exit_code) for t in obs.tasks] == [
+        ("master", ObservedState.SUCCEEDED, 0),
+        ("worker", ObservedState.SUCCEEDED, 0),
+    ]
+    assert obs.started_at is not None and obs.finished_at is not None and obs.finished_at >= obs.started_at
+    assert all(t.started_at and t.finished_at and t.pod_name.startswith("pid ") for t in obs.tasks)
+    workspace = storage.personal_workspace(root(), "alice")
+    assert log_of(job, "master-0") == f"rank 0 of 2 in {workspace}\n"
+    assert log_of(job, "worker-0") == f"rank 1 of 2 in {workspace}\n"
+    model_dir = storage.output_dir(root(), job.job_id, "model_dir")
+    assert sorted(p.name for p in model_dir.iterdir()) == ["rank-0.txt", "rank-1.txt"]
+    assert (model_dir / "rank-1.txt").read_text() == "hello"
+    for task in ("master-0", "worker-0"):
+        assert storage.output_dir(root(), job.job_id, "summary_dir", task).is_dir()
+    assert (root() / "data" / "alice").is_dir()
+
+
+def test_a_failing_task_fails_the_job_with_its_exit_code_and_log_tail_and_stops_the_others(local):
+    backend = local()
+    # The worker fails once the master is up, so the master is running when the job fails.
+    master = 'touch "$share_dir/master-up"; exec sleep 30'
+    failing = 'until [ -e "$share_dir/master-up" ]; do sleep 0.02; done; for i in $(seq 1 30); do echo "line $i"; done; exit 3'
+    job = make_job([("master", 1, master), ("worker", 1, failing)])
+    backend.submit(job)
+
+    obs = wait_for(backend, job.job_id)
+
+    assert obs.state == ObservedState.FAILED
+    assert obs.reason == "exit_code"
+    expected_tail = "\n".join(f"line {i}" for i in range(11, 31))
+    assert obs.message == f"task worker-0 exited with code 3: {expected_tail}"
+    worker = obs.tasks[1]
+    assert (worker.state, worker.exit_code) == (ObservedState.FAILED, 3)
+    master_pid = task_pid(obs, 0)
+    # The master is stopped because its job failed; it ends STOPPED, not FAILED.
+    deadline = time.monotonic() + 10
+    while not gone(master_pid) and time.monotonic() < deadline:
+        backend.observe([job.job_id])
+        time.sleep(0.05)
+    assert gone(master_pid)
+    obs = backend.observe([job.job_id])[job.job_id]
+    assert obs.state == ObservedState.FAILED
+    assert obs.tasks[0].state == ObservedState.STOPPED
+    assert backend.capacity().free_cpu_milli == 2000
+
+
+def test_a_task_killed_by_a_signal_fails_with_128_plus_the_signal(local):
+    backend = local()
+    job = make_job([("main", 1, "kill -9 $$")])
+    backend.submit(job)
+
+    obs = wait_for(backend, job.job_id)
+
+    assert (obs.state, obs.reason, obs.tasks[0].exit_code) == (ObservedState.FAILED, "exit_code", 137)
+    assert obs.message.startswith("task main-0 was killed by SIGKILL (exit code 137)")
+
+
+def test_a_command_that_does_not_exist_fails_with_127_and_says_so_in_the_log(local):
+    backend = local()
+    job = make_job([("main", 1, ["/no/such/program"])])
+    backend.submit(job)
+
+    obs = wait_for(backend, job.job_id)
+
+    assert (obs.state, obs.tasks[0].exit_code) == (ObservedState.FAILED, 127)
+    assert "cannot start '/no/such/program'" in obs.message
+
+
+# --- stop ---------------------------------------------------------------------------------------------
+
+
+def test_stop_kills_the_whole_process_tree_even_children_that_ignore_sigterm_or_left_the_session(local):
+    backend = local(stop_grace=0.5)
+    command = (
+        # SIGTERM ignored by the shell and, inherited, by its children: only SIGKILL ends them.
+        'trap "" TERM; sleep 1000 & echo $! > "$share_dir/bg.pid"; '
+        'setsid sleep 1000 & echo $! > "$share_dir/setsid.pid"; '
+        "while :; do sleep 0.05; done"
+    )
+    job = make_job([("main", 1, command)])
+    backend.submit(job)
+    wait_for(backend, job.job_id, states=(ObservedState.RUNNING,))
+    share = storage.output_dir(root(), job.job_id, "share_dir")
+    deadline = time.monotonic() + 5
+    while not (share / "setsid.pid").exists() or not (share / "setsid.pid").read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pids = [
+        running_pid(backend, job.job_id),
+        int((share / "bg.pid").read_text()),
+        int((share / "setsid.pid").read_text()),
+    ]
+    assert not any(gone(pid) for pid in pids)
+
+    started = time.monotonic()
+    backend.stop(job.job_id)
+
+    assert time.monotonic() - started < 5
+    assert all(gone(pid) for pid in pids), [p for p in pids if not gone(p)]
+    obs = backend.observe([job.job_id])[job.job_id]
+    assert (obs.state, obs.reason) == (ObservedState.STOPPED, "stopped")
+    assert obs.tasks[0].state == ObservedState.STOPPED
+    backend.stop(job.job_id)  # idempotent
+    backend.stop("j-unknown")
+
+
+def test_stopping_a_waiting_job_ends_it_without_starting_it(local):
+    backend = local(cpu=1)
+    blocker = make_job([("main", 1, GATED)])
+    waiting = make_job([("main", 1, "echo should-not-run")])
+    backend.submit(blocker)
+    backend.submit(waiting)
+
+    backend.stop(waiting.job_id)
+    release(blocker)
+    wait_for(backend, blocker.job_id)
+
+    obs = backend.observe([waiting.job_id])[waiting.job_id]
+    assert (obs.state, obs.reason) == (ObservedState.STOPPED, "stopped")
+    assert not storage.task_log_path(root(), waiting.job_id, "main-0").exists()
+
+
+# --- queueing, priority, preemption ----------------------------------------------------------------------
+
+
+def test_a_job_that_does_not_fit_waits_saying_why_and_starts_when_another_ends(local):
+    backend = local(cpu=1)
+    first = make_job([("main", 1, GATED)])
+    second = make_job([("main", 1, "echo second")])
+    backend.submit(first)
+    backend.submit(second)
+
+    observed = backend.observe([first.job_id, second.job_id])
+    assert observed[first.job_id].state == ObservedState.RUNNING
+    waiting = observed[second.job_id]
+    assert (waiting.state, waiting.reason, waiting.message) == (ObservedState.PENDING, "waiting", "needs 1 CPU, 0 free")
+    assert waiting.tasks[0].state == ObservedState.PENDING
+
+    release(first)
+
+    assert wait_for(backend, first.job_id).state == ObservedState.SUCCEEDED
+    assert wait_for(backend, second.job_id).state == ObservedState.SUCCEEDED
+    assert log_of(second, "main-0") == "second\n"
+
+
+def test_waiting_jobs_start_in_priority_order_then_first_come_first_served(local):
+    backend = local(cpu=1)
+    order_file = root() / "order.txt"
+    root().mkdir(parents=True, exist_ok=True)
+    record = f'echo "$EASYAI_JOB_ID" >> {order_file}'
+    blocker = make_job([("main", 1, GATED)])
+    backend.submit(blocker)
+    t0 = datetime.now(UTC)
+    low = make_job([("main", 1, record)], priority="low", created_at=t0)
+    normal_1 = make_job([("main", 1, record)], priority="normal", created_at=t0 + timedelta(seconds=1))
+    high = make_job([("main", 1, record)], priority="high", created_at=t0 + timedelta(seconds=2))
+    normal_2 = make_job([("main", 1, record)], priority="normal", created_at=t0 + timedelta(seconds=3))
+    for job in (low, normal_1, high, normal_2):
+        backend.submit(job)
+
+    messages = {k: v.message for k, v in backend.observe([j.job_id for j in (low, normal_1, high, normal_2)]).items()}
+    assert messages == {
+        high.job_id: "needs 1 CPU, 0 free",
+        normal_1.job_id: "waiting behind 1 higher-priority job",
+        normal_2.job_id: "waiting behind 1 higher-priority job and 1 earlier job",
+        low.job_id: "waiting behind 3 higher-priority jobs",
+    }
+
+    release(blocker)
+    for job in (high, normal_1, normal_2, low):
+        assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
+
+    assert order_file.read_text().split() == [high.job_id, normal_1.job_id, normal_2.job_id, low.job_id]
+
+
+def test_preemption_stops_the_newest_lower_priority_job_when_enabled(local):
+    backend = local(cpu=2, preemption=True, stop_grace=0.5)
+    older = make_job([("main", 1, "sleep 1000")], priority="low")
+    newer = make_job([("main", 1, "sleep 1000")], priority="low")
+    backend.submit(older)
+    time.sleep(0.02)
+    backend.submit(newer)
+    newer_pid = running_pid(backend, newer.job_id)
+    urgent = make_job([("main", 1, GATED)], priority="high")
+
+    backend.submit(urgent)
+    obs = wait_for(backend, urgent.job_id, states=(ObservedState.RUNNING,), timeout=10)
+
+    assert obs.state == ObservedState.RUNNING
+    observed = backend.observe([older.job_id, newer.job_id])
+    assert observed[older.job_id].state == ObservedState.RUNNING
+    preempted = observed[newer.job_id]
+    assert (preempted.state, preempted.reason) == (ObservedState.STOPPED, "preempted")
+    assert preempted.tasks[0].state == ObservedState.STOPPED
+    assert gone(newer_pid)
+
+
+def test_without_preemption_a_high_priority_job_waits_for_room(local):
+    backend = local(cpu=1)
+    low = make_job([("main", 1, GATED)], priority="low")
+    backend.submit(low)
+    high = make_job([("main", 1, "true")], priority="high")
+    backend.submit(high)
+
+    for _ in range(5):
+        observed = backend.observe([low.job_id, high.job_id])
+        time.sleep(0.05)
+
+    assert observed[low.job_id].state == ObservedState.RUNNING
+    assert (observed[high.job_id].state, observed[high.job_id].message) == (
+        ObservedState.PENDING,
+        "needs 1 CPU, 0 free",
+    )
+    release(low)
+    assert wait_for(backend, high.job_id).state == ObservedState.SUCCEEDED
+
+
+def test_oversell_divides_what_a_task_holds_in_the_accounting(local):
+    backend = local(cpu=1)
+    job = make_job([("worker", 2, GATED)], oversell=2.0)  # 2 x 1 CPU limits, 2 x 500m accounted
+    backend.submit(job)
+
+    assert wait_for(backend, job.job_id, states=(ObservedState.RUNNING,)).state == ObservedState.RUNNING
+    assert backend.capacity().free_cpu_milli == 0
+    release(job)
+    assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
+
+
+def test_placement_plan_never_lets_a_small_job_pass_a_blocked_one_of_higher_priority():
+    total = Demand(4000, 2**33, 0)
+    placed = [PlacedJob("running", "normal", 1.0, Demand(3000, 2**30, 0), ending=False)]
+    waiting = [
+        WaitingJob("big-high", "high", 5.0, 1, [("main-0", Demand(2000, 0, 0))]),
+        WaitingJob("small-low", "low", 1.0, 2, [("main-0", Demand(500, 0, 0))]),
+        WaitingJob("huge", "high", 0.5, 3, [("main-0", Demand(64000, 0, 0))]),
+    ]
+    decision = plan(waiting, placed, total, [])
+    assert decision.start == {}
+    assert decision.waiting == {
+        "huge": "needs 64 CPU but this host has 4 in all",
+        "big-high": "needs 2 CPU, 1 free",
+        "small-low": "waiting behind 1 higher-priority job",
+    }
+    with_preemption = plan(waiting, placed, total, [], preemption=True)
+    assert with_preemption.preempt == ["running"]
+
+
+# --- state outlives the backend object ----------------------------------------------------------------------
+
+
+def test_a_new_backend_object_mid_run_still_sees_the_job_and_its_end(local):
+    first = local()
+    job = make_job([("master", 1, GATED), ("worker", 1, GATED)], framework="pytorch")
+    first.submit(job)
+    assert wait_for(first, job.job_id, states=(ObservedState.RUNNING,)).state == ObservedState.RUNNING
+    del first  # a worker restart: nothing in memory survives
+
+    second = local()
+    obs = second.observe([job.job_id])[job.job_id]
+    assert obs.state == ObservedState.RUNNING
+    assert all(t.state == ObservedState.RUNNING for t in obs.tasks)
+    release(job)
+    assert wait_for(second, job.job_id).state == ObservedState.SUCCEEDED
+    assert second.observe(["j-never"])["j-never"].state == ObservedState.MISSING
+
+
+def test_submit_is_idempotent_and_delete_forgets_the_job_but_keeps_its_outputs(local):
+    backend = local()
+    job = make_job([("main", 1, 'echo once >> "$model_dir/runs"')])
+    backend.submit(job)
+    backend.submit(job)
+    wait_for(backend, job.job_id)
+    backend.submit(job)
+    assert (storage.output_dir(root(), job.job_id, "model_dir") / "runs").read_text() == "once\n"
+
+    backend.delete(job.job_id)
+
+    assert backend.observe([job.job_id])[job.job_id].state == ObservedState.MISSING
+    assert not (backend.state_dir / "tasks" / job.job_id).exists()
+    assert log_of(job, "main-0") == ""
+    assert backend.read_log(job.job_id, "main-0") == (b"", 0)
+    assert (storage.output_dir(root(), job.job_id, "model_dir") / "runs").exists()
+    backend.delete(job.job_id)  # a job already gone is not an error
+
+
+def test_delete_of_a_running_job_leaves_no_process(local):
+    backend = local()
+    job = make_job([("main", 1, "sleep 1000")])
+    backend.submit(job)
+    pid = running_pid(backend, job.job_id)
+
+    backend.delete(job.job_id)
+
+    deadline = time.monotonic() + 5
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert gone(pid)
+    assert backend.capacity().free_cpu_milli == 2000
+
+
+# --- environment contract -------------------------------------------------------------------------------------
+
+DUMP_ENV = (
+    "import json, os, pathlib;"
+    "pathlib.Path(os.environ['share_dir'], os.environ['EASYAI_TASK_NAME'] + '.json')"
+    ".write_text(json.dumps(dict(os.environ)))"
+)
+
+
+def envs_of(job: JobDescription) -> dict[str, dict[str, str]]:
+    share = storage.output_dir(root(), job.job_id, "share_dir")
+    return {p.stem: json.loads(p.read_text()) for p in share.glob("*.json")}
+
+
+def test_pytorch_env_contract(local, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/should/not/leak")
+    monkeypatch.setenv("SECRET_TOKEN", "nope")
+    backend = local(cpu=3)
+    job = make_job([("master", 1, [PY, "-c", DUMP_ENV]), ("worker", 2, [PY, "-c", DUMP_ENV])], framework="pytorch")
+    backend.submit(job)
+    assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
+
+    envs = envs_of(job)
+    assert {name: envs[name]["RANK"] for name in envs} == {"master-0": "0", "worker-0": "1", "worker-1": "2"}
+    assert {e["WORLD_SIZE"] for e in envs.values()} == {"3"}
+    assert {e["MASTER_ADDR"] for e in envs.values()} == {"127.0.0.1"}
+    ports = {e["MASTER_PORT"] for e in envs.values()}
+    assert len(ports) == 1 and 0 < int(ports.pop()) < 65536
+    assert {e["LOCAL_RANK"] for e in envs.values()} == {"0"}
+    worker = envs["worker-1"]
+    assert (worker["EASYAI_JOB_ID"], worker["EASYAI_TASK_NAME"]) == (job.job_id, "worker-1")
+    assert (worker["EASYAI_ROLE"], worker["EASYAI_ROLE_INDEX"], worker["EASYAI_ROLE_REPLICAS"]) == ("worker", "1", "2")
+    assert worker["model_dir"] == str(storage.output_dir(root(), job.job_id, "model_dir"))
+    assert worker["summary_dir"] == str(storage.output_dir(root(), job.job_id, "summary_dir", "worker-1"))
+    assert worker["CUDA_VISIBLE_DEVICES"] == ""
+    assert worker["GREETING"] == "hello"
+    assert "PYTHONPATH" not in worker and "SECRET_TOKEN" not in worker
+
+
+def test_tensorflow_tf_config(local):
+    backend = local(cpu=5)
+    roles = [("chief", 1, [PY, "-c", DUMP_ENV]), ("worker", 2, [PY, "-c", DUMP_ENV]), ("ps", 1, [PY, "-c", DUMP_ENV])]
+    job = make_job([*roles, ("evaluator", 1, [PY, "-c", DUMP_ENV])], framework="tensorflow")
+    backend.submit(job)
+    assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
+
+    configs = {name: json.loads(env["TF_CONFIG"]) for name, env in envs_of(job).items()}
+    clusters = {json.dumps(c["cluster"], sort_keys=True) for c in configs.values()}
+    assert len(clusters) == 1
+    spec = configs["chief-0"]["cluster"]
+    assert sorted(spec) == ["chief", "ps", "worker"]  # the evaluator is not part of the training cluster
+    assert [len(spec[r]) for r in ("chief", "worker", "ps")] == [1, 2, 1]
+    endpoints = [e for addresses in spec.values() for e in addresses]
+    assert all(e.startswith("127.0.0.1:") for e in endpoints) and len(set(endpoints)) == 4
+    assert configs["worker-1"]["task"] == {"type": "worker", "index": 1}
+    assert configs["evaluator-0"]["task"] == {"type": "evaluator", "index": 0}
+
+
+def test_gpus_are_given_out_exclusively(local):
+    backend = local(cpu=4, gpus=[0, 1])
+    gated = f'{PY} -c "{DUMP_ENV}"; {GATED}'
+    trainer = make_job([("worker", 2, gated)], gpu=1)
+    cpu_only = make_job([("main", 1, gated)], gpu=0)
+    backend.submit(trainer)
+    backend.submit(cpu_only)
+    one_more = make_job([("main", 1, "true")], gpu=1)
+    backend.submit(one_more)
+
+    wait_for(backend, trainer.job_id, states=(ObservedState.RUNNING,))
+    obs = backend.observe([trainer.job_id, one_more.job_id])
+    assert sorted(t.gpu_ids[0] for t in obs[trainer.job_id].tasks) == ["0", "1"]
+    assert (obs[one_more.job_id].state, obs[one_more.job_id].message) == (ObservedState.PENDING, "needs 1 GPU, 0 free")
+    capacity = backend.capacity()
+    assert (capacity.gpu, capacity.free_gpu) == (2, 0)
+    release(trainer)
+    release(cpu_only)
+    wait_for(backend, trainer.job_id)
+    wait_for(backend, cpu_only.job_id)
+
+    seen = {name: env["CUDA_VISIBLE_DEVICES"] for name, env in envs_of(trainer).items()}
+    assert sorted(seen.values()) == ["0", "1"]
+    assert envs_of(trainer)["worker-0"]["NVIDIA_VISIBLE_DEVICES"] == seen["worker-0"]
+    assert envs_of(cpu_only)["main-0"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert wait_for(backend, one_more.job_id).state == ObservedState.SUCCEEDED
+
+
+# --- logs and shells -----------------------------------------------------------------------------------------------
+
+
+def test_read_log_and_follow_log(local):
+    backend = local()
+    job = make_job([("main", 1, 'for i in 1 2 3 4 5; do echo "tick $i"; sleep 0.05; done')])
+    backend.submit(job)
+
+    chunks = list(backend.follow_log(job.job_id, "main-0"))
+
+    expected = b"".join(f"tick {i}\n".encode() for i in range(1, 6))
+    assert b"".join(chunks) == expected
+    assert backend.read_log(job.job_id, "main-0", 5, 2) == (b"1\n", 7)
+    assert backend.read_log(job.job_id, "main-0", 7) == (expected[7:], len(expected))
+    assert list(backend.follow_log(job.job_id, "main-0", len(expected))) == []
+    assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
+
+
+def test_shell_in_a_running_task_has_its_env_and_working_dir(local):
+    backend = local()
+    job = make_job([("master", 1, GATED), ("worker", 1, GATED)], framework="pytorch")
+    backend.submit(job)
+    wait_for(backend, job.job_id, states=(ObservedState.RUNNING,))
+
+    shell = backend.open_shell(job.job_id, "worker-0")
+    try:
+        shell.resize(40, 120)
+        shell.write(b"echo rank=$RANK; pwd\n")
+        output = b""
+        deadline = time.monotonic() + 10
+        workspace = str(storage.personal_workspace(root(), "alice")).encode()
+        while time.monotonic() < deadline and not (b"rank=1" in output and workspace + b"\r\n" in output):
+            output += shell.read(0.1) or b""
+        assert b"rank=1" in output, output
+        assert workspace + b"\r\n" in output, output
+        shell.write(b"stty size\n")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and b"40 120" not in output:
+            output += shell.read(0.1) or b""
+        assert b"40 120" in output
+    finally:
+        shell.close()
+    assert gone(shell.pid)
+    assert shell.read() is None
+
+    release(job)
+    wait_for(backend, job.job_id)
+    with pytest.raises(BackendError, match="not running"):
+        backend.open_shell(job.job_id, "worker-0")
+    with pytest.raises(BackendError, match="no task"):
+        backend.open_shell(job.job_id, "worker-9")
+
+
+def test_stopping_a_job_ends_its_open_shells(local):
+    backend = local(stop_grace=0.5)
+    job = make_job([("main", 1, "sleep 1000")])
+    backend.submit(job)
+    wait_for(backend, job.job_id, states=(ObservedState.RUNNING,))
+    shell = backend.open_shell(job.job_id, "main-0", command=["sleep", "1000"])
+
+    backend.stop(job.job_id)
+
+    assert gone(shell.pid)
+    shell.close()
+
+
+# --- check and render -------------------------------------------------------------------------------------------------
+
+
+def test_check_refuses_a_job_bigger_than_the_host_and_submit_with_it(local):
+    backend = local()
+    job = make_job([("worker", 2, "true")], cpu_milli=32000, gpu=1)
+
+    problems = backend.check(job)
+
+    assert problems == ["needs 64 CPU but this host has 2 in all", "needs 2 GPU but this host has 0 in all"]
+    with pytest.raises(BackendRejected, match="needs 64 CPU"):
+        backend.submit(job)
+    assert backend.observe([job.job_id])[job.job_id].state == ObservedState.MISSING
+
+
+def test_mpi_without_mpirun_is_refused(local, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    backend = local(cpu=3)
+    job = make_job([("launcher", 1, "true"), ("worker", 2, "true")], framework="mpi")
+
+    assert backend.check(job) == ["MPI jobs need mpirun on this host; install Open MPI (apt-get install openmpi-bin)"]
+
+
+@pytest.mark.skipif(not shutil.which("mpirun"), reason="Open MPI is not installed")
+def test_mpi_runs_the_launcher_under_mpirun_over_the_workers(local):
+    backend = local(cpu=3)
+    job = make_job(
+        [("launcher", 1, 'echo "rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE"'), ("worker", 2, "")],
+        framework="mpi",
+    )
+    assert backend.check(job) == []
+    plans = backend.render(job)
+    assert plans[0]["argv"][:5] == [shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", "2"]
+    assert plans[1]["argv"] is None
+
+    backend.submit(job)
+    obs = wait_for(backend, job.job_id, timeout=30)
+
+    assert obs.state == ObservedState.SUCCEEDED, obs.message
+    assert [t.state for t in obs.tasks] == [ObservedState.SUCCEEDED] * 3
+    assert sorted(log_of(job, "launcher-0").split("\n")[:2]) == ["rank 0 of 2", "rank 1 of 2"]
+
+
+def test_render_describes_each_process_without_starting_anything(local):
+    backend = local()
+    job = make_job(
+        [("master", 1, [PY, "-c", "pass"]), ("worker", 1, [PY, "-c", "pass"])], framework="pytorch", oversell=2.0
+    )
+
+    plans = backend.render(job)
+
+    assert [p["task"] for p in plans] == ["master-0", "worker-0"]
+    assert plans[1]["argv"] == [PY, "-c", "pass"]
+    assert plans[1]["working_dir"] == str(storage.personal_workspace(root(), "alice"))
+    assert {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "model_dir", "EASYAI_JOB_ID"} <= set(plans[1]["env"])
+    assert plans[1]["accounted"] == {"cpu_milli": 500, "memory_bytes": 128 * 2**20, "gpu": 0}
+    assert backend.observe([job.job_id])[job.job_id].state == ObservedState.MISSING
+
+
+def test_a_bad_capacity_setting_names_the_key(local):
+    from clusters.backends.base import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match="settings.memory"):
+        local(memory="lots").capacity()
+
+
+# --- the PyTorch DDP example ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_pytorch_ddp_example_trains_through_the_local_backend(local):
+    if os.environ.get("EASYAI_REQUIRE_TORCH") == "1":
+        import torch  # noqa: F401  - must be there: a missing torch fails here instead of skipping
+    else:
+        pytest.importorskip("torch")
+    backend = local(cpu=2, memory="8Gi")
+    command = [PY, str(REPO / "examples" / "pytorch-ddp" / "train.py"), "--epochs", "30"]
+    job = make_job([("master", 1, command), ("worker", 1, command)], framework="pytorch")
+    backend.submit(job)
+
+    obs = wait_for(backend, job.job_id, timeout=120)
+
+    assert obs.state == ObservedState.SUCCEEDED, obs.message
+    master_log = log_of(job, "master-0")
+    assert "world size 2" in master_log and "final loss" in master_log
+    assert (storage.output_dir(root(), job.job_id, "model_dir") / "model.pt").exists()
+    summaries = storage.output_dir(root(), job.job_id, "summary_dir", "master-0")
+    assert any(summaries.iterdir())
