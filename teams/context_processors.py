@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 
 def current_team(request):
@@ -15,11 +16,12 @@ def current_team(request):
 
 
 # Top navigation: (url name, label). Names that are not (yet) routed are skipped.
+# gettext_noop marks the labels for makemessages; they are translated per request below.
 NAV = [
-    ("job-list", "Jobs"),
-    ("experiment-list", "Experiments"),
-    ("notebook-list", "Notebooks"),
-    ("file-browser", "Files"),
+    ("job-list", gettext_noop("Jobs")),
+    ("experiment-list", gettext_noop("Experiments")),
+    ("notebook-list", gettext_noop("Notebooks")),
+    ("file-browser", gettext_noop("Files")),
 ]
 
 

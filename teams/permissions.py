@@ -17,7 +17,7 @@ jobs, notebooks, ...).
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, Q, QuerySet
@@ -27,7 +27,7 @@ from guardian.shortcuts import get_objects_for_user
 from teams.models import Membership, Team
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     VIEW = "view"  # read the resource, its logs and outputs
     CHANGE = "change"  # stop, delete, rerun, open a shell: the owner, a team admin or a change grant
 

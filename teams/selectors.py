@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from teams.models import Membership, Profile, Team
+from django.db.models import Count, Prefetch, QuerySet
+
+from teams.models import Membership, Profile, Quota, Team
+from teams.permissions import visible_teams
 
 
 def current_team_for(user) -> Team | None:
@@ -10,8 +13,10 @@ def current_team_for(user) -> Team | None:
     if not user.is_authenticated:
         return None
     profile = Profile.objects.filter(user=user).select_related("current_team").first()
-    if profile and profile.current_team and (
-        user.is_staff or Membership.objects.filter(user=user, team=profile.current_team).exists()
+    if (
+        profile
+        and profile.current_team
+        and (user.is_staff or Membership.objects.filter(user=user, team=profile.current_team).exists())
     ):
         return profile.current_team
     membership = Membership.objects.filter(user=user).select_related("team").order_by("team__slug").first()
@@ -22,5 +27,31 @@ def teams_for_header(user) -> list[Team]:
     return list(Team.objects.filter(memberships__user=user).order_by("slug"))
 
 
-def members_of(team: Team):
+def teams_for_list(user) -> QuerySet[Team]:
+    """The teams the user may see, with their member counts, for list pages and the API."""
+    return visible_teams(user).annotate(member_count=Count("memberships", distinct=True)).order_by("slug")
+
+
+def members_of(team: Team) -> QuerySet[Membership]:
     return Membership.objects.filter(team=team).select_related("user").order_by("user__username")
+
+
+def quotas_of(team: Team) -> QuerySet[Quota]:
+    return Quota.objects.filter(team=team).select_related("cluster").order_by("cluster__name")
+
+
+def memberships_of(user) -> QuerySet[Membership]:
+    """The user's memberships with their teams, for the profile page and ``GET /me/``."""
+    return Membership.objects.filter(user=user).select_related("team").order_by("team__slug")
+
+
+def team_with_details(user, team_id: int) -> Team:
+    """One team the user may see, with its member count, members and quotas loaded."""
+    return (
+        teams_for_list(user)
+        .prefetch_related(
+            Prefetch("memberships", queryset=Membership.objects.select_related("user").order_by("user__username")),
+            Prefetch("quotas", queryset=Quota.objects.select_related("cluster").order_by("cluster__name")),
+        )
+        .get(pk=team_id)
+    )

@@ -1,13 +1,210 @@
-"""Changes to teams, memberships, quotas, profiles and tokens."""
+"""Changes to teams, memberships, quotas, profiles, users and tokens.
+
+Every function validates before it writes and raises Django's ValidationError
+keyed by field name, so a refused change leaves every row as it was and each
+face (page, API, admin) can show the error at the field.
+"""
 
 from __future__ import annotations
 
-from django.db import transaction
+import logging
 
-from teams.models import Profile, Team
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils.translation import gettext_lazy as _
+from rest_framework.authtoken.models import Token
+
+from teams.models import Membership, Profile, Quota, Team
+from teams.permissions import forget_roles
+
+log = logging.getLogger(__name__)
+
+PROVISIONING_MODULE = "clusters.provisioning"
+
+# Fields of a team that its admins may change; the slug is the Kubernetes
+# namespace on every cluster, so it never changes after creation.
+TEAM_EDITABLE_FIELDS = ("name", "description", "webhook_url", "notebook_max_lease_hours")
+
+
+def team_notify_changed(*, team_id: int) -> None:
+    """Ask cluster provisioning to bring the team's namespaces and quotas up to date, after commit."""
+    try:
+        from clusters.provisioning import team_changed
+    except ImportError as exc:
+        # Provisioning is optional until clusters/provisioning.py exists; an import
+        # error from inside that module (a missing dependency) must still be seen.
+        if exc.name != PROVISIONING_MODULE:
+            raise
+        return
+    # robust: the team is already committed; a cluster that cannot be reached must
+    # not turn a successful request into an error (the provisioning sync retries).
+    transaction.on_commit(lambda: team_changed(team_id), robust=True)
+
+
+# Slugs that would shadow a page (/teams/new/, /teams/switch/) or name a namespace
+# Kubernetes itself uses, where a team's quota and role bindings must never land.
+RESERVED_SLUGS = frozenset({"new", "switch", "default"})
+RESERVED_SLUG_PREFIXES = ("kube-",)
+
+
+def _check_slug_free(slug: str) -> None:
+    if slug in RESERVED_SLUGS or slug.startswith(RESERVED_SLUG_PREFIXES):
+        raise ValidationError({"slug": _("This slug is reserved; choose another.")})
+
+
+def _check_role(role: object) -> str:
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": _("Choose one of: %(roles)s.") % {"roles": ", ".join(Membership.Role.values)}})
+    return str(role)
+
+
+def _lock_team(team: Team) -> Team:
+    # Membership changes of one team are serialised on the team row, so two admins
+    # demoting each other at once cannot leave the team without an admin.
+    return Team.objects.select_for_update().get(pk=team.pk)
+
+
+def _admin_count(team: Team) -> int:
+    return Membership.objects.filter(team=team, role=Membership.Role.ADMIN).count()
+
+
+@transaction.atomic
+def team_create(*, creator: AbstractBaseUser, name: str, slug: str, description: str = "") -> Team:
+    """Create a team; its creator becomes its admin and works in it from now on."""
+    team = Team(name=name, slug=slug, description=description)
+    team.full_clean()
+    _check_slug_free(team.slug)
+    try:
+        with transaction.atomic():
+            team.save()
+    except IntegrityError:
+        # Another request took the slug between the check above and the insert.
+        raise ValidationError({"slug": _("A team with this slug already exists.")}) from None
+    Membership.objects.create(team=team, user=creator, role=Membership.Role.ADMIN)
+    forget_roles(creator)
+    Profile.objects.update_or_create(user=creator, defaults={"current_team": team})
+    team_notify_changed(team_id=team.pk)
+    return team
+
+
+@transaction.atomic
+def team_update(*, team: Team, **fields: object) -> Team:
+    """Change a team's name, description, webhook URL or notebook lease."""
+    unknown = sorted(set(fields) - set(TEAM_EDITABLE_FIELDS))
+    if unknown:
+        raise ValidationError({name: _("This field cannot be changed.") for name in unknown})
+    team = _lock_team(team)
+    for name, value in fields.items():
+        setattr(team, name, value)
+    team.full_clean()
+    team.save(update_fields=list(fields) or None)
+    return team
+
+
+@transaction.atomic
+def membership_add(*, team: Team, username: str, role: str = Membership.Role.MEMBER) -> Membership:
+    """Add an existing user to the team with a role."""
+    role = _check_role(role)
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise ValidationError({"username": _("There is no user %(username)s.") % {"username": username}})
+    team = _lock_team(team)
+    if Membership.objects.filter(team=team, user=user).exists():
+        raise ValidationError(
+            {"username": _("%(username)s is already a member of this team.") % {"username": username}}
+        )
+    membership = Membership.objects.create(team=team, user=user, role=role)
+    forget_roles(user)
+    return membership
+
+
+def _membership(team: Team, username: str) -> Membership:
+    membership = Membership.objects.filter(team=team, user__username=username).select_related("user").first()
+    if membership is None:
+        raise ValidationError(
+            {"username": _("%(username)s is not a member of this team.") % {"username": username}}
+        )
+    return membership
+
+
+@transaction.atomic
+def membership_change_role(*, team: Team, username: str, role: str) -> Membership:
+    """Make a member an admin or an admin a member; the last admin stays an admin."""
+    role = _check_role(role)
+    team = _lock_team(team)
+    membership = _membership(team, username)
+    if membership.role == role:
+        return membership
+    if membership.role == Membership.Role.ADMIN and _admin_count(team) <= 1:
+        raise ValidationError({"role": _("The team's last admin cannot be demoted; make someone else admin first.")})
+    membership.role = role
+    membership.save(update_fields=["role"])
+    forget_roles(membership.user)
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, team: Team, username: str) -> None:
+    """Take a user out of the team; the last admin cannot be removed."""
+    team = _lock_team(team)
+    membership = _membership(team, username)
+    if membership.role == Membership.Role.ADMIN and _admin_count(team) <= 1:
+        raise ValidationError(
+            {"username": _("The team's last admin cannot be removed; make someone else admin first.")}
+        )
+    membership.delete()
+    # A user whose current team is gone falls back to their first team (selectors.current_team_for).
+    Profile.objects.filter(user=membership.user, current_team=team).update(current_team=None)
+    forget_roles(membership.user)
+
+
+@transaction.atomic
+def quota_save(*, quota: Quota) -> Quota:
+    """Save a team's quota on one cluster and let provisioning apply it."""
+    quota.full_clean()
+    quota.save()
+    team_notify_changed(team_id=quota.team_id)
+    return quota
+
+
+@transaction.atomic
+def quota_delete(*, quota: Quota) -> None:
+    """Remove a team's quota on one cluster (no row means no limit)."""
+    team_id = quota.team_id
+    quota.delete()
+    team_notify_changed(team_id=team_id)
 
 
 @transaction.atomic
 def profile_set_current_team(*, user, team: Team) -> None:
     """Remember the team the user works in (the page header's choice and the CLI's default)."""
     Profile.objects.update_or_create(user=user, defaults={"current_team": team})
+
+
+@transaction.atomic
+def user_signup(*, username: str, email: str, password: str) -> AbstractBaseUser:
+    """Create a user account from the sign-up page (password already validated by the form)."""
+    User = get_user_model()
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(username=username, email=email, password=password)
+    except IntegrityError:
+        raise ValidationError({"username": _("A user with that username already exists.")}) from None
+    Profile.objects.create(user=user)
+    return user
+
+
+@transaction.atomic
+def token_get_or_create(*, user) -> Token:
+    """The user's API token, created on first use."""
+    token, _created = Token.objects.get_or_create(user=user)
+    return token
+
+
+@transaction.atomic
+def token_regenerate(*, user) -> Token:
+    """Replace the user's API token: the old one stops working at once."""
+    Token.objects.filter(user=user).delete()
+    return Token.objects.create(user=user)

@@ -1,0 +1,34 @@
+"""Fixtures of the teams tests."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    # Every permission test creates five users; the real hasher makes that take seconds.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    # Throttle counters live in the default (local-memory) cache; a test must not inherit them.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def page():
+    """page(user) -> a Django test client signed in as the user (anonymous with None)."""
+
+    def make(user=None, **kwargs) -> Client:
+        client = Client(**kwargs)
+        if user is not None:
+            client.force_login(user)
+        return client
+
+    return make

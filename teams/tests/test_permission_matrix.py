@@ -1,0 +1,122 @@
+"""Who may do what on every team endpoint and page.
+
+Anonymous callers get 401 from the API and a sign-in redirect from pages;
+outsiders get 404 (the team's existence does not leak); members read; team
+admins and platform admins (staff) administer.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from teams.models import Membership, Team
+
+WHO = ["anonymous", "outsider", "owner", "mate", "team_admin", "staff"]
+
+
+def _person(people, who):
+    return None if who == "anonymous" else people[who]
+
+
+# (method, url, body, {who: status}); missing people get the "*" status.
+API = [
+    ("get", "/api/v1/teams/vision/", None, {"anonymous": 401, "outsider": 404, "*": 200}),
+    ("patch", "/api/v1/teams/vision/", {"name": "Vision 2"},
+     {"anonymous": 401, "outsider": 404, "owner": 403, "mate": 403, "*": 200}),
+    ("get", "/api/v1/teams/vision/members/", None, {"anonymous": 401, "outsider": 404, "*": 200}),
+    ("post", "/api/v1/teams/vision/members/", {"username": "newcomer", "role": "member"},
+     {"anonymous": 401, "outsider": 404, "owner": 403, "mate": 403, "*": 201}),
+    ("patch", "/api/v1/teams/vision/members/mate/", {"role": "admin"},
+     {"anonymous": 401, "outsider": 404, "owner": 403, "mate": 403, "*": 200}),
+    ("delete", "/api/v1/teams/vision/members/mate/", None,
+     {"anonymous": 401, "outsider": 404, "owner": 403, "mate": 403, "*": 204}),
+    ("get", "/api/v1/teams/", None, {"anonymous": 401, "*": 200}),
+    ("post", "/api/v1/teams/", {"name": "New", "slug": "new-team"}, {"anonymous": 401, "*": 201}),
+    ("get", "/api/v1/me/", None, {"anonymous": 401, "*": 200}),
+]
+
+LOGIN = 302  # pages send anonymous people to the sign-in page
+
+PAGES = [
+    ("get", "/", None, {"anonymous": LOGIN, "*": 200}),
+    ("get", "/teams/", None, {"anonymous": LOGIN, "*": 200}),
+    ("get", "/teams/new/", None, {"anonymous": LOGIN, "*": 200}),
+    ("post", "/teams/new/", {"name": "New", "slug": "new-team"}, {"anonymous": LOGIN, "*": 302}),
+    ("get", "/teams/vision/", None, {"anonymous": LOGIN, "outsider": 404, "*": 200}),
+    ("post", "/teams/vision/settings/", {"name": "Vision 2", "notebook_max_lease_hours": "24"},
+     {"anonymous": LOGIN, "outsider": 404, "owner": 403, "mate": 403, "*": 302}),
+    ("post", "/teams/vision/members/", {"username": "newcomer", "role": "member"},
+     {"anonymous": LOGIN, "outsider": 404, "owner": 403, "mate": 403, "*": 302}),
+    ("post", "/teams/vision/members/mate/role/", {"role": "admin"},
+     {"anonymous": LOGIN, "outsider": 404, "owner": 403, "mate": 403, "*": 302}),
+    ("post", "/teams/vision/members/mate/remove/", {},
+     {"anonymous": LOGIN, "outsider": 404, "owner": 403, "mate": 403, "*": 302}),
+    ("get", "/accounts/profile/", None, {"anonymous": LOGIN, "*": 200}),
+    ("post", "/accounts/profile/token/", {}, {"anonymous": LOGIN, "*": 302}),
+]
+
+
+def _id(case):
+    return f"{case[0]} {case[1]}"
+
+
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize("case", API, ids=_id)
+def test_api_permissions(people, api, make_user, who, case):
+    make_user("newcomer")
+    method, url, body, expected = case
+    response = getattr(api(_person(people, who)), method)(url, body, format="json")
+    assert response.status_code == expected.get(who, expected["*"]), response.content
+
+
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize("case", PAGES, ids=_id)
+def test_page_permissions(people, page, make_user, who, case):
+    make_user("newcomer")
+    method, url, body, expected = case
+    response = getattr(page(_person(people, who)), method)(url, body)
+    assert response.status_code == expected.get(who, expected["*"])
+    if who == "anonymous":
+        assert response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_outsider_does_not_see_the_team_in_lists(people, api, page):
+    outsider = people["outsider"]
+    slugs = [t["slug"] for t in api(outsider).get("/api/v1/teams/").json()["results"]]
+    assert slugs == ["speech"]
+    assert b"/teams/vision/" not in page(outsider).get("/teams/").content
+
+
+def test_platform_admin_sees_every_team(people, api):
+    slugs = [t["slug"] for t in api(people["staff"]).get("/api/v1/teams/").json()["results"]]
+    assert slugs == ["speech", "vision"]
+
+
+def test_member_sees_members_but_no_management_controls(people, page):
+    content = page(people["mate"]).get("/teams/vision/").content.decode()
+    assert "teamadmin" in content and "owner" in content
+    assert "/teams/vision/members/mate/remove/" not in content
+    assert 'id="member-add"' not in content
+
+
+def test_team_admin_sees_management_controls(people, page):
+    content = page(people["team_admin"]).get("/teams/vision/").content.decode()
+    assert "/teams/vision/members/mate/remove/" in content
+    assert 'id="member-add"' in content
+    assert 'id="team-settings"' in content
+
+
+def test_refused_member_actions_change_nothing(people, api):
+    before = list(Membership.objects.order_by("pk").values_list("team_id", "user_id", "role"))
+    api(people["mate"]).patch("/api/v1/teams/vision/members/owner/", {"role": "admin"}, format="json")
+    api(people["outsider"]).delete("/api/v1/teams/vision/members/owner/")
+    api(people["mate"]).patch("/api/v1/teams/vision/", {"name": "Taken"}, format="json")
+    assert list(Membership.objects.order_by("pk").values_list("team_id", "user_id", "role")) == before
+    assert Team.objects.get(slug="vision").name == "Vision"
+
+
+def test_creator_becomes_admin_of_the_new_team(people, api):
+    response = api(people["mate"]).post("/api/v1/teams/", {"name": "Audio", "slug": "audio"}, format="json")
+    assert response.status_code == 201
+    assert response.json()["role"] == "admin"
+    assert Membership.objects.get(team__slug="audio").user == people["mate"]

@@ -1,0 +1,99 @@
+"""Team services: creation, provisioning notice after commit, and concurrency-safe admin rules."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from clusters.models import Cluster
+from teams import services
+from teams.models import Membership, Profile, Quota, Team
+
+
+@pytest.fixture
+def provisioning(monkeypatch):
+    """A stand-in for clusters/provisioning.py (written elsewhere) that records its calls."""
+    calls: list[int] = []
+    module = types.ModuleType("clusters.provisioning")
+    module.team_changed = calls.append
+    monkeypatch.setitem(sys.modules, "clusters.provisioning", module)
+    return calls
+
+
+@pytest.fixture
+def no_provisioning(monkeypatch):
+    # sys.modules[name] = None makes "import name" raise ImportError, as if the file did not exist.
+    monkeypatch.setitem(sys.modules, "clusters.provisioning", None)
+
+
+def test_team_create_makes_the_creator_admin_and_current(make_user, no_provisioning):
+    user = make_user("alice")
+    team = services.team_create(creator=user, name="Audio", slug="audio")
+    assert Membership.objects.get(team=team, user=user).role == Membership.Role.ADMIN
+    assert Profile.objects.get(user=user).current_team == team
+
+
+def test_team_create_notifies_provisioning_after_commit(make_user, provisioning, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        team = services.team_create(creator=make_user("alice"), name="Audio", slug="audio")
+        assert provisioning == []
+    for callback in callbacks:
+        callback()
+    assert provisioning == [team.pk]
+
+
+def test_quota_save_notifies_provisioning(team, provisioning, django_capture_on_commit_callbacks):
+    cluster = Cluster.objects.create(name="k8s", kind=Cluster.Kind.KUBERNETES)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.quota_save(quota=Quota(team=team, cluster=cluster, cpu_milli=1000, memory_bytes=2**30, gpu=0))
+    assert provisioning == [team.pk]
+
+
+def test_team_create_works_without_provisioning(make_user, no_provisioning, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        services.team_create(creator=make_user("alice"), name="Audio", slug="audio")
+    assert callbacks == []
+
+
+def test_a_failing_provisioning_does_not_undo_the_team(make_user, monkeypatch, django_capture_on_commit_callbacks):
+    module = types.ModuleType("clusters.provisioning")
+
+    def team_changed(team_id: int) -> None:
+        raise ConnectionError("cluster unreachable")
+
+    module.team_changed = team_changed
+    monkeypatch.setitem(sys.modules, "clusters.provisioning", module)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.team_create(creator=make_user("alice"), name="Audio", slug="audio")
+    assert Team.objects.filter(slug="audio").exists()
+
+
+def test_duplicate_slug_is_a_validation_error(make_user, team, no_provisioning):
+    with pytest.raises(ValidationError) as exc:
+        services.team_create(creator=make_user("alice"), name="Again", slug="vision")
+    assert "slug" in exc.value.message_dict
+    assert Team.objects.count() == 1
+
+
+def test_team_update_refuses_the_slug(team):
+    with pytest.raises(ValidationError) as exc:
+        services.team_update(team=team, slug="other")
+    assert "slug" in exc.value.message_dict
+
+
+def test_creator_is_admin_at_once_despite_the_role_cache(people, no_provisioning):
+    from teams.permissions import can_admin_team, team_role
+
+    mate = people["mate"]
+    assert team_role(mate, 0) is None  # fills the per-user role cache
+    team = services.team_create(creator=mate, name="Audio", slug="audio")
+    assert can_admin_team(mate, team)
+
+
+def test_token_regenerate_replaces_the_token(people):
+    first = services.token_get_or_create(user=people["mate"])
+    second = services.token_regenerate(user=people["mate"])
+    assert first.key != second.key
