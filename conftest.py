@@ -98,8 +98,12 @@ def fake_backend(db):
 
 
 @pytest.fixture(autouse=True)
-def _isolated_storage(settings, tmp_path):
-    """Every test gets its own storage root and local backend state."""
+def _isolated_storage(settings, tmp_path, monkeypatch):
+    """Every test gets its own storage root and local backend state; django-q2 tasks run inline."""
+    from django_q.conf import Conf
+
     settings.EASYAI_STORAGE_ROOT = tmp_path / "storage"
     settings.EASYAI_LOCAL_STATE_DIR = tmp_path / "local-backend"
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
+    # django-q2 reads its settings once at import: switch its own flag (tests that need a real
+    # worker start one and switch it back).
+    monkeypatch.setattr(Conf, "SYNC", True)

@@ -130,7 +130,7 @@ def _check_quota(team: Team, cluster: Cluster, cpu_milli: int, memory_bytes: int
     problems = []
     if cpu_milli > quota.cpu_milli:
         problems.append(
-            f"needs {format_cpu(cpu_milli)} CPU, the team's quota on {cluster.name} is {format_cpu(quota.cpu_milli)}"
+            f"needs {format_cpu(cpu_milli)} CPU, the team's quota on {cluster.name} is {format_cpu(quota.cpu_milli)} CPU"
         )
     if memory_bytes > quota.memory_bytes:
         problems.append(

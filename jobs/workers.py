@@ -49,7 +49,7 @@ def quota_wait_reason(job: Job) -> str:
     )
     cpu, memory, gpu = used["cpu"] or 0, used["memory"] or 0, used["gpu"] or 0
     if cpu + job.cpu_milli > quota.cpu_milli:
-        return f"team quota: needs {format_cpu(job.cpu_milli)} CPU, {format_cpu(max(quota.cpu_milli - cpu, 0))} of {format_cpu(quota.cpu_milli)} free"
+        return f"team quota: needs {format_cpu(job.cpu_milli)} CPU, {format_cpu(max(quota.cpu_milli - cpu, 0))} of {format_cpu(quota.cpu_milli)} CPU free"
     if memory + job.memory_bytes > quota.memory_bytes:
         return (
             f"team quota: needs {format_memory(job.memory_bytes)} memory, "

@@ -33,7 +33,7 @@ ALL_PAIRS = [(state, event) for state in S.values for event in Input.values]
 
 
 def test_state_sets_partition_the_states():
-    assert ACTIVE | FINAL == set(S.values)
+    assert set(S.values) == ACTIVE | FINAL
     assert not ACTIVE & FINAL
     assert INITIAL < ACTIVE
     assert STOPPABLE == ACTIVE
@@ -114,7 +114,7 @@ def test_two_concurrent_writers_exactly_one_wins(owner, team, fake_backend):
         barrier = threading.Barrier(2)
         results = {}
 
-        def write(name, event):
+        def write(name, event, barrier=barrier, results=results):
             copy = Job.objects.get(pk=job.pk)
             barrier.wait()
             try:

@@ -1,0 +1,57 @@
+"""Shared set-up for the benchmarks: Django on a throw-away test database.
+
+With DATABASE_URL set the figures come from MySQL (a test_ database is created
+and dropped, the real one is never touched); without it, from SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def django_up(**env: str):
+    """Configure and set up Django on a fresh test database; returns a teardown function."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "easyai_site.settings")
+    os.environ.setdefault("EASYAI_VAR_DIR", tempfile.mkdtemp(prefix="easyai-bench-"))
+    os.environ.setdefault("EASYAI_Q_SYNC", "1")
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+
+    def teardown() -> None:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+    return teardown
+
+
+def database_label() -> str:
+    from django.db import connection
+
+    return f"{connection.vendor} {connection.Database.__name__ if hasattr(connection, 'Database') else ''}".strip()
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def timed(func, repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        samples.append(time.perf_counter() - start)
+    return samples

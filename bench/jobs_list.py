@@ -1,0 +1,78 @@
+"""The jobs list endpoint and page with 100,000 jobs in the database: median milliseconds and query count.
+
+    .venv/bin/python bench/jobs_list.py [--jobs 100000] [--repeat 20]
+"""
+
+import argparse
+import time
+
+from _setup import database_label, django_up, median_ms, timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    teardown = django_up()
+    try:
+        from django.contrib.auth import get_user_model
+        from django.db import connection
+        from django.test import Client
+        from django.test.utils import CaptureQueriesContext
+        from rest_framework.authtoken.models import Token
+        from rest_framework.test import APIClient
+
+        from clusters.models import Cluster
+        from jobs.models import Job
+        from teams.models import Membership, Team
+
+        cluster = Cluster.objects.create(name="local", kind="local", is_default=True)
+        users = [get_user_model().objects.create_user(f"user{i}", password="x") for i in range(10)]
+        teams = [Team.objects.create(name=f"Team {i}", slug=f"team-{i}") for i in range(5)]
+        for i, user in enumerate(users):
+            Membership.objects.create(team=teams[i % 5], user=user, role="member")
+        viewer = users[0]
+        start = time.perf_counter()
+        states = ["queued", "pending", "running", "success", "failed", "stopped"]
+        batch = []
+        for i in range(args.jobs):
+            batch.append(
+                Job(
+                    public_id=f"j-{i:08x}", name=f"job-{i}", team=teams[i % 5], owner=users[i % 10], cluster=cluster,
+                    framework="pytorch", spec={}, state=states[i % 6],
+                )
+            )
+            if len(batch) == 5000:
+                Job.objects.bulk_create(batch)
+                batch = []
+        Job.objects.bulk_create(batch)
+        print(f"database: {database_label()}; {Job.objects.count()} jobs created in {time.perf_counter() - start:.1f} s")
+        print(f"the viewer sees {Job.objects.filter(team=teams[0]).count()} of them (one team of five)")
+
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=viewer).key}")
+        page = Client()
+        page.force_login(viewer)
+        cases = {
+            "GET /api/v1/jobs/": lambda: api.get("/api/v1/jobs/"),
+            "GET /api/v1/jobs/?state=running": lambda: api.get("/api/v1/jobs/?state=running"),
+            "GET /api/v1/jobs/?page=100": lambda: api.get("/api/v1/jobs/?page=100"),
+            "GET /jobs/ (page)": lambda: page.get("/jobs/"),
+            "GET /jobs/?state=running (page)": lambda: page.get("/jobs/?state=running"),
+        }
+        for name, call in cases.items():
+            response = call()
+            if response.status_code != 200:
+                print(f"{name}: answered {response.status_code}, skipped")
+                continue
+            with CaptureQueriesContext(connection) as queries:
+                call()
+            samples = timed(call, args.repeat)
+            print(f"{name}: median {median_ms(samples):.1f} ms over {args.repeat}, {len(queries)} queries")
+    finally:
+        teardown()
+
+
+if __name__ == "__main__":
+    main()

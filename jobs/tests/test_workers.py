@@ -1,0 +1,254 @@
+"""The workers' steps: submit (idempotent, retried with back-off), sync, reaper, timeout, retry, notify."""
+
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from clusters.backends.base import BackendError, BackendRejected, BackendUnavailable, ObservedState
+from jobs import tasks, workers
+from jobs.models import Job, JobEvent, Task
+from jobs.state import JobState
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_redelivered_submit_does_not_submit_twice(owner, fake_backend, submit):
+    job = submit(owner)
+    assert fake_backend.submits() == 1
+    tasks.submit_job(job.pk)  # django-q2 delivers the same task again
+    tasks.submit_job(job.pk)
+    assert fake_backend.submits() == 1
+    job.refresh_from_db()
+    assert job.state == JobState.PENDING and job.events.count() == 1
+
+
+@pytest.mark.parametrize("error", [BackendError("connection refused"), BackendUnavailable("401 Unauthorized")])
+def test_a_backend_failure_leaves_the_job_queued_with_the_retry_recorded(owner, fake_backend, submit, error):
+    fake_backend.fail_submit = error
+    job = submit(owner)
+    job.refresh_from_db()
+    assert job.state == JobState.QUEUED
+    assert job.retry_count == 1 and job.reason == "submit_retry" and str(error) in job.last_error
+    assert job.next_attempt_at > timezone.now()
+    # Not due yet: the scheduler leaves it alone.
+    assert job.pk not in workers.submits_due()
+    # Still failing at the next attempt: the back-off doubles.
+    first_delay = job.next_attempt_at
+    tasks.submit_job(job.pk)
+    job.refresh_from_db()
+    assert job.retry_count == 2 and job.next_attempt_at > first_delay
+    # The backend answers again: submitted once, and on its way.
+    fake_backend.fail_submit = None
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    assert workers.submits_due() == [job.pk]
+    assert workers.submits_due() == []  # leased: not enqueued twice
+    tasks.submit_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.PENDING and job.last_error == ""
+    assert fake_backend.submits() == 3
+    assert len(fake_backend.jobs) == 1
+
+
+def test_a_rejected_job_fails_with_the_backends_message(owner, fake_backend, submit):
+    fake_backend.fail_submit = BackendRejected('admission webhook denied: "spec.image" is required')
+    job = submit(owner)
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED and job.reason == "rejected"
+    assert "admission webhook denied" in job.message
+
+
+def test_sync_follows_the_backend_through_every_state(owner, fake_backend, submit):
+    job = submit(owner)
+    fake_backend.set_state(job.public_id, ObservedState.RUNNING, node="node-1")
+    assert tasks.sync_cluster(fake_backend.cluster.pk) == {"jobs": 1, "moved": 1}
+    job.refresh_from_db()
+    assert job.state == JobState.RUNNING and job.started_at is not None
+    assert set(job.tasks.values_list("state", "node")) == {("running", "node-1")}
+    # A pass with nothing new changes nothing.
+    assert tasks.sync_cluster(fake_backend.cluster.pk) == {"jobs": 1, "moved": 0}
+    fake_backend.set_state(job.public_id, ObservedState.SUCCEEDED, exit_code=0)
+    tasks.sync_cluster(fake_backend.cluster.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCESS and job.finished_at is not None and job.duration is not None
+    assert set(job.tasks.values_list("state", "exit_code")) == {("succeeded", 0)}
+    assert [e.to_state for e in job.events.all()] == ["pending", "running", "success"]
+    # Final states never change again.
+    fake_backend.set_state(job.public_id, ObservedState.FAILED)
+    assert tasks.sync_cluster(fake_backend.cluster.pk) == {"jobs": 0, "moved": 0}
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCESS
+
+
+def test_a_job_that_finished_between_two_passes_is_recorded_through_pending(owner, fake_backend, submit):
+    job = submit(owner)
+    Job.objects.filter(pk=job.pk).update(state=JobState.UNKNOWN)
+    fake_backend.set_state(
+        job.public_id, ObservedState.FAILED, reason="exit_code", message="worker-1 exited with code 3"
+    )
+    tasks.sync_cluster(fake_backend.cluster.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED and job.message == "worker-1 exited with code 3"
+    assert [(e.from_state, e.to_state) for e in job.events.all()][-2:] == [
+        ("unknown", "pending"),
+        ("pending", "failed"),
+    ]
+
+
+def test_sync_is_one_backend_call_per_cluster_pass(owner, fake_backend, submit):
+    for i in range(5):
+        submit(owner, name=f"job-{i}")
+    fake_backend.calls.clear()
+    tasks.sync_cluster(fake_backend.cluster.pk)
+    assert fake_backend.calls == [("observe", 5)]
+
+
+def test_the_reaper_fails_a_job_whose_backend_objects_vanished(owner, fake_backend, submit, settings):
+    settings.EASYAI_MISSING_GRACE = 0
+    job = submit(owner)
+    fake_backend.vanish(job.public_id)
+    tasks.sync_cluster(fake_backend.cluster.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.PENDING and job.missing_since is not None  # seen missing once: grace starts
+    tasks.sync_cluster(fake_backend.cluster.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED and job.reason == "missing" and "vanished" in job.message
+    assert set(job.tasks.values_list("state", flat=True)) == {Task.State.MISSING}
+
+
+def test_a_job_seen_again_within_the_grace_is_not_reaped(owner, fake_backend, submit, settings):
+    settings.EASYAI_MISSING_GRACE = 3600
+    job = submit(owner)
+    description = fake_backend.jobs[job.public_id]
+    fake_backend.vanish(job.public_id)
+    tasks.sync_cluster(fake_backend.cluster.pk)
+    tasks.sync_cluster(fake_backend.cluster.pk)
+    fake_backend.jobs[job.public_id] = description
+    fake_backend.set_state(job.public_id, ObservedState.RUNNING)
+    tasks.sync_cluster(fake_backend.cluster.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.RUNNING and job.missing_since is None
+
+
+def test_timeout_stops_the_job_with_the_reason(owner, fake_backend, submit, django_capture_on_commit_callbacks):
+    job = submit(owner, timeout="1h")
+    fake_backend.set_state(job.public_id, ObservedState.RUNNING)
+    tasks.sync_cluster(fake_backend.cluster.pk)
+    assert workers.jobs_timed_out() == []
+    Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(hours=1, seconds=1))
+    assert workers.jobs_timed_out() == [job.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.timeout_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.STOPPED and job.reason == "timeout"
+    assert ("stop", job.public_id) in fake_backend.calls
+    tasks.timeout_job(job.pk)  # redelivered: harmless
+    assert job.events.filter(to_state="stopped").count() == 1
+
+
+def test_a_failed_job_with_retries_left_is_resubmitted(owner, fake_backend, submit, django_capture_on_commit_callbacks):
+    job = submit(owner, max_retries=1)
+    fake_backend.set_state(job.public_id, ObservedState.FAILED, reason="exit_code")
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_cluster(fake_backend.cluster.pk)
+    retry = Job.objects.get(rerun_of=job)
+    assert retry.attempt == 2 and retry.state == JobState.PENDING
+    tasks.retry_job(job.pk)  # redelivered
+    assert Job.objects.filter(rerun_of=job).count() == 1
+    fake_backend.set_state(retry.public_id, ObservedState.FAILED)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_cluster(fake_backend.cluster.pk)
+    assert Job.objects.count() == 2  # no retries left
+
+
+def test_stop_while_queued_never_reaches_the_backend_as_running(
+    api, owner, fake_backend, submit, django_capture_on_commit_callbacks
+):
+    fake_backend.fail_submit = BackendError("down")
+    job = submit(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api(owner).post(f"/api/v1/jobs/{job.public_id}/stop/").status_code == 200
+    fake_backend.fail_submit = None
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=None)
+    assert job.pk not in workers.submits_due()
+    tasks.submit_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.STOPPED and job.public_id not in fake_backend.jobs
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append((self.headers["Content-Type"], json.loads(body)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook_server():
+    _Hook.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Hook.received
+    server.shutdown()
+
+
+def test_notifications_go_out_on_running_and_final_states_only(
+    owner, team, fake_backend, submit, settings, webhook_server, django_capture_on_commit_callbacks
+):
+    url, received = webhook_server
+    settings.EASYAI_NOTIFY_WEBHOOKS = True
+    settings.EASYAI_NOTIFY_EMAIL = True
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    team.webhook_url = url
+    team.save()
+    job = submit(owner)  # queued -> pending: no notification
+    assert received == [] and mail.outbox == []
+    fake_backend.set_state(job.public_id, ObservedState.RUNNING)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_cluster(fake_backend.cluster.pk)
+    fake_backend.set_state(job.public_id, ObservedState.SUCCEEDED)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_cluster(fake_backend.cluster.pk)
+    assert [body["to"] for _, body in received] == ["running", "success"]
+    assert received[0][0] == "application/json" and received[0][1]["job"]["id"] == job.public_id
+    assert [m.subject for m in mail.outbox] == [
+        f"[EasyAI] resnet ({job.public_id}) is running",
+        f"[EasyAI] resnet ({job.public_id}) is success",
+    ]
+
+
+def test_a_failing_webhook_never_blocks_the_state_change(
+    owner, team, fake_backend, submit, settings, django_capture_on_commit_callbacks
+):
+    settings.EASYAI_NOTIFY_WEBHOOKS = True
+    team.webhook_url = "http://127.0.0.1:9/nothing-listens-here"
+    team.save()
+    job = submit(owner)
+    fake_backend.set_state(job.public_id, ObservedState.RUNNING)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_cluster(fake_backend.cluster.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.RUNNING
+    assert JobEvent.objects.filter(job=job, to_state="running").exists()
+
+
+def test_notifications_are_off_by_default(owner, fake_backend, submit, django_capture_on_commit_callbacks):
+    job = submit(owner)
+    fake_backend.set_state(job.public_id, ObservedState.RUNNING)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_cluster(fake_backend.cluster.pk)
+    event = JobEvent.objects.get(job=job, to_state="running")
+    from jobs.notify import send_for_event
+
+    assert send_for_event(event.pk) == {"email": False, "webhook": False}
