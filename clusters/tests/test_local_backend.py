@@ -105,7 +105,9 @@ def wait_for(backend: LocalBackend, job_id: str, states=FINAL, timeout: float = 
 
 
 def release(job: JobDescription) -> None:
-    (storage.output_dir(root(), job.job_id, "share_dir") / "go").touch()
+    share = storage.output_dir(root(), job.job_id, "share_dir")
+    share.mkdir(parents=True, exist_ok=True)  # a job still waiting has none yet
+    (share / "go").touch()
 
 
 def log_of(job: JobDescription, task: str) -> str:
@@ -420,6 +422,78 @@ def test_placement_plan_never_lets_a_small_job_pass_a_blocked_one_of_higher_prio
     assert with_preemption.preempt == ["running"]
 
 
+def test_stop_right_after_submit_leaves_nothing_running(local):
+    backend = local()
+    job = make_job([("master", 1, "sleep 1000"), ("worker", 1, "sleep 1000")], framework="pytorch")
+    backend.submit(job)
+    backend.stop(job.job_id)  # may land before the supervisors have started their tasks
+
+    obs = backend.observe([job.job_id])[job.job_id]
+    assert obs.state == ObservedState.STOPPED
+    for name in ("master-0", "worker-0"):
+        child = json.loads((backend.state_dir / "tasks" / job.job_id / name / "exit.json").read_text())
+        assert child["exit_code"] == 143
+        started = backend.state_dir / "tasks" / job.job_id / name / "child.json"
+        if started.exists():
+            assert gone(json.loads(started.read_text())["pid"])
+
+
+def test_a_job_that_cannot_start_fails_saying_why_and_frees_its_room(local):
+    backend = local()
+    job = make_job([("main", 1, "true")])
+    job.tasks[0].working_dir = "/etc/hostname/not-a-dir"
+    backend.submit(job)
+
+    obs = backend.observe([job.job_id])[job.job_id]
+
+    assert (obs.state, obs.reason) == (ObservedState.FAILED, "start_failed")
+    assert "could not start the job" in obs.message and "/etc/hostname/not-a-dir" in obs.message
+    assert backend.capacity().free_cpu_milli == 2000
+
+
+def test_a_task_whose_supervisor_vanished_fails_as_lost_and_leaves_nothing(local):
+    backend = local()
+    job = make_job([("main", 1, "sleep 1000")])
+    backend.submit(job)
+    pid = running_pid(backend, job.job_id)
+    supervisor = json.loads((backend.state_dir / "tasks" / job.job_id / "main-0" / "supervisor.json").read_text())
+
+    os.kill(supervisor["pid"], 9)  # as a host restart or an OOM kill would
+    obs = wait_for(backend, job.job_id)
+
+    assert (obs.state, obs.reason) == (ObservedState.FAILED, "lost")
+    assert obs.message.startswith("task main-0 ended without an exit code")
+    deadline = time.monotonic() + 5
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert gone(pid)
+
+
+def test_two_backend_objects_placing_at_once_never_double_book(local):
+    import threading
+
+    backends = [local(cpu=1), local(cpu=1)]
+    jobs = [make_job([("main", 1, GATED)]) for _ in backends]
+    barrier = threading.Barrier(len(backends))
+
+    def submit(backend: LocalBackend, job: JobDescription) -> None:
+        barrier.wait()
+        backend.submit(job)
+
+    threads = [threading.Thread(target=submit, args=pair) for pair in zip(backends, jobs, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    states = sorted(o.state for o in backends[0].observe([j.job_id for j in jobs]).values())
+    assert states == [ObservedState.PENDING, ObservedState.RUNNING]
+    for job in jobs:
+        release(job)
+    for job in jobs:
+        assert wait_for(backends[1], job.job_id).state == ObservedState.SUCCEEDED
+
+
 # --- state outlives the backend object ----------------------------------------------------------------------
 
 
@@ -713,3 +787,45 @@ def test_pytorch_ddp_example_trains_through_the_local_backend(local):
     assert (storage.output_dir(root(), job.job_id, "model_dir") / "model.pt").exists()
     summaries = storage.output_dir(root(), job.job_id, "summary_dir", "master-0")
     assert any(summaries.iterdir())
+
+
+# --- end to end: the platform's submit service and sync pass over a local cluster --------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_job_submitted_through_the_platform_runs_on_the_local_cluster(owner, django_capture_on_commit_callbacks):
+    from jobs import services, workers
+    from jobs.models import Job
+    from jobs.state import JobState
+
+    local_cluster = Cluster.objects.create(
+        name="local-e2e", kind="local", is_default=True, settings={"cpu": 2, "memory": "4Gi", "stop_grace": 1}
+    )
+    spec = {
+        "name": "e2e",
+        "framework": "pytorch",
+        # "python" is the portal's Python on the local backend: there are no images.
+        "command": "python -c \"import os; print('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])\"",
+        "roles": {
+            "master": {"replicas": 1, "cpu": "500m", "memory": "256Mi"},
+            "worker": {"replicas": 1, "cpu": "500m", "memory": "256Mi"},
+        },
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.job_submit(user=owner, data=spec)
+    job.refresh_from_db()
+    assert job.state == JobState.PENDING
+
+    deadline = time.monotonic() + 20
+    while job.state not in (JobState.SUCCESS, JobState.FAILED, JobState.STOPPED):
+        assert time.monotonic() < deadline, (job.state, job.message)
+        workers.cluster_sync(local_cluster)
+        job = Job.objects.get(pk=job.pk)
+        time.sleep(0.05)
+
+    assert job.state == JobState.SUCCESS, job.message
+    assert sorted((t.role, t.state, t.exit_code) for t in job.tasks.all()) == [
+        ("master", "succeeded", 0),
+        ("worker", "succeeded", 0),
+    ]
+    assert storage.task_log_path(root(), job.public_id, "worker-0").read_text() == "rank 1 of 2\n"

@@ -128,8 +128,8 @@ class LocalBackend:
     def storage_root(self) -> Path:
         return Path(settings.EASYAI_STORAGE_ROOT)
 
-    def _job_file(self, job_id: str) -> Path:
-        return self.state_dir / "jobs" / f"{job_id}.json"
+    def _job_file(self, job_id: str, *, ended: bool = False) -> Path:
+        return self.state_dir / ("ended" if ended else "jobs") / f"{job_id}.json"
 
     def _task_dir(self, job_id: str, task_name: str) -> Path:
         return self.state_dir / "tasks" / job_id / task_name
@@ -148,9 +148,10 @@ class LocalBackend:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _load(self, job_id: str) -> dict[str, Any] | None:
-        return read_json(self._job_file(job_id))
+        return read_json(self._job_file(job_id)) or read_json(self._job_file(job_id, ended=True))
 
     def _load_all(self) -> dict[str, dict[str, Any]]:
+        """The records of active jobs (waiting, running, ending): what a pass works on."""
         records: dict[str, dict[str, Any]] = {}
         jobs_dir = self.state_dir / "jobs"
         if not jobs_dir.is_dir():
@@ -162,7 +163,14 @@ class LocalBackend:
         return records
 
     def _save(self, record: dict[str, Any]) -> None:
-        write_json_atomic(self._job_file(record["job_id"]), record)
+        if record["status"] != ENDED:
+            write_json_atomic(self._job_file(record["job_id"]), record)
+            return
+        # An ended job moves aside, so passes read only active jobs however many ended ones are kept.
+        # Written there before removed here: a reader in between finds it in one place or the other.
+        (self.state_dir / "ended").mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_json_atomic(self._job_file(record["job_id"], ended=True), record)
+        self._job_file(record["job_id"]).unlink(missing_ok=True)
 
     # --- the protocol -----------------------------------------------------------------------------
 
@@ -212,7 +220,7 @@ class LocalBackend:
         if problems:
             raise BackendRejected("; ".join(problems))
         with self._locked():
-            if self._job_file(job.job_id).exists():
+            if self._load(job.job_id) is not None:
                 return  # idempotent: a repeated submit of the same job creates nothing
             now = _now()
             tasks = {}
@@ -247,7 +255,7 @@ class LocalBackend:
     def observe(self, job_ids: list[str]) -> dict[str, JobObservation]:
         with self._locked():
             records = self._pass()
-        return {job_id: self._observation(job_id, records.get(job_id)) for job_id in job_ids}
+        return {job_id: self._observation(job_id, records.get(job_id) or self._load(job_id)) for job_id in job_ids}
 
     def stop(self, job_id: str) -> None:
         """SIGTERM to every task's process group, SIGKILL to what is left after the grace period."""
@@ -292,10 +300,8 @@ class LocalBackend:
                     (self._task_dir(job_id, name) / "stop").touch()
                 self._kill_tasks(record, supervisors=True)
             self._kill_shells(job_id, record)
-            try:
-                self._job_file(job_id).unlink()
-            except FileNotFoundError:
-                pass
+            self._job_file(job_id).unlink(missing_ok=True)
+            self._job_file(job_id, ended=True).unlink(missing_ok=True)
             shutil.rmtree(self.state_dir / "tasks" / job_id, ignore_errors=True)
             self._pass()
 
@@ -545,7 +551,24 @@ class LocalBackend:
             victim["status"] = ENDING
             self._save(victim)
         for job_id, gpu_ids in decision.start.items():
-            self._start(records[job_id], gpu_ids, taken_ports)
+            record = records[job_id]
+            try:
+                self._start(record, gpu_ids, taken_ports)
+            except (OSError, subprocess.SubprocessError, ValueError) as exc:
+                # Start no half gang: what did start is stopped, and the job fails saying why.
+                record["outcome"] = {
+                    "state": ObservedState.FAILED,
+                    "reason": "start_failed",
+                    "message": f"could not start the job: {exc}",
+                    "at": _now(),
+                }
+                if any(t.get("launched_at") for t in record["tasks"].values()):
+                    self._begin_stop(record, 0)
+                    record["status"] = ENDING
+                else:
+                    record["status"] = ENDED
+                    record["finished_at"] = record["outcome"]["at"]
+                self._save(record)
         for job_id, message in decision.waiting.items():
             record = records[job_id]
             if record["message"] != message:
@@ -603,18 +626,9 @@ class LocalBackend:
             entry["launched_at"] = _now()
             try:
                 pid = self._launch(task_dir)
-            except OSError as exc:
-                # Start no half gang: what started is stopped, and the job fails with the reason.
-                record["outcome"] = {
-                    "state": ObservedState.FAILED,
-                    "reason": "start_failed",
-                    "message": f"could not start task {task.name}: {exc}",
-                    "at": _now(),
-                }
+            except BaseException:
                 entry.pop("launched_at", None)
-                self._begin_stop(record, 0)
-                record["status"] = ENDING
-                break
+                raise
             entry["supervisor_pid"] = pid
             entry["supervisor_start"] = start_time(pid)
         self._save(record)
