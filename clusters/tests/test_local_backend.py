@@ -633,6 +633,41 @@ def test_gpus_are_given_out_exclusively(local):
     assert wait_for(backend, one_more.job_id).state == ObservedState.SUCCEEDED
 
 
+def test_xgboost_and_paddle_env_follow_the_training_operator():
+    from clusters.backends.local.contract import framework_env
+
+    xgb = make_job([("master", 1, "true"), ("worker", 2, "true")], framework="xgboost")
+    ports = {"master-0": 4000, "worker-0": 4001, "worker-1": 4002}
+    worker = framework_env(xgb, xgb.tasks[2], ports)
+    assert worker == {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "4000",
+        "WORLD_SIZE": "3",
+        "RANK": "2",
+        "WORKER_PORT": "4001",
+        "WORKER_ADDRS": "127.0.0.1,127.0.0.1",
+    }
+    assert framework_env(xgb, xgb.tasks[0], ports)["RANK"] == "0"
+
+    paddle = make_job([("worker", 2, "true")], framework="paddle")
+    ports = {"worker-0": 5000, "worker-1": 5001}
+    second = framework_env(paddle, paddle.tasks[1], ports)
+    assert second["PADDLE_MASTER"] == "127.0.0.1:5000"
+    assert (second["PADDLE_TRAINER_ID"], second["PADDLE_TRAINERS_NUM"], second["PADDLE_NNODES"]) == ("1", "2", "2")
+    assert second["PADDLE_TRAINER_ENDPOINTS"] == "127.0.0.1:5000,127.0.0.1:5001"
+    assert second["PADDLE_CURRENT_ENDPOINT"] == "127.0.0.1:5001"
+
+
+def test_gpus_reported_by_nvidia_smi_are_read():
+    from clusters.backends.local.resources import parse_nvidia_smi
+
+    gpus = parse_nvidia_smi("0, GPU-1a2b, 81559\n1, GPU-3c4d, 81559\n")
+    assert [(g.id, g.uuid, g.memory_bytes) for g in gpus] == [
+        ("0", "GPU-1a2b", 81559 * 2**20),
+        ("1", "GPU-3c4d", 81559 * 2**20),
+    ]
+
+
 # --- logs and shells -----------------------------------------------------------------------------------------------
 
 
