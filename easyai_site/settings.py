@@ -103,8 +103,9 @@ def database_from_url(url: str) -> dict:
             },
             "TEST": {
                 "NAME": test_name,
+                # The server's default collation: guardian compares a varchar column with CAST(id AS CHAR),
+                # which takes the connection's collation, and the two must match.
                 "CHARSET": "utf8mb4",
-                "COLLATION": "utf8mb4_unicode_ci",
             },
         }
     if parsed.scheme == "sqlite":
@@ -314,6 +315,8 @@ EASYAI_LOCAL_STATE_DIR = Path(env_str("EASYAI_LOCAL_STATE_DIR", str(VAR_DIR / "l
 EASYAI_K8S_SCHEMAS = Path(env_str("EASYAI_K8S_SCHEMAS", str(BASE_DIR.parent / "shared" / "k8s-schemas")))
 # Fernet key (urlsafe base64, 32 bytes) for kubeconfigs at rest; derived from SECRET_KEY when unset.
 EASYAI_FIELD_KEY = env_str("EASYAI_FIELD_KEY")
+
+EASYAI_UPLOAD_MAX_BYTES = env_int("EASYAI_UPLOAD_MAX_BYTES", 10 * 2**30, minimum=1)
 
 # Sync cadences of the original design, in seconds.
 EASYAI_SYNC_INTERVAL = env_float("EASYAI_SYNC_INTERVAL", 2.0, minimum=0.1)

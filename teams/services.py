@@ -183,10 +183,16 @@ def profile_set_current_team(*, user, team: Team) -> None:
     Profile.objects.update_or_create(user=user, defaults={"current_team": team})
 
 
+RESERVED_USERNAMES = frozenset({"public", ".", "..", "data"})
+
+
 @transaction.atomic
 def user_signup(*, username: str, email: str, password: str) -> AbstractBaseUser:
     """Create a user account from the sign-up page (password already validated by the form)."""
     User = get_user_model()
+    if username in RESERVED_USERNAMES:
+        # A username names a personal workspace folder: these would be the public one or a parent.
+        raise ValidationError({"username": _("This username is reserved.")})
     try:
         with transaction.atomic():
             user = User.objects.create_user(username=username, email=email, password=password)

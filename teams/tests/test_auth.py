@@ -229,3 +229,12 @@ def test_sign_in_with_a_wrong_password_shows_an_error(people):
     response = Client().post("/accounts/login/", {"username": "mate", "password": "wrong"})
     assert response.status_code == 200
     assert "alert-danger" in response.content.decode()
+
+
+@pytest.mark.parametrize("username", ["public", "data"])
+def test_signup_refuses_a_username_that_names_a_shared_folder(db, settings, username):
+    settings.EASYAI_SIGNUP_ENABLED = True
+    response = Client().post("/accounts/signup/", {**SIGNUP, "username": username})
+    assert response.status_code == 400
+    assert "reserved" in response.content.decode()
+    assert not get_user_model().objects.filter(username=username).exists()
