@@ -296,8 +296,8 @@ class LocalBackend:
             if record is not None and record["status"] != ENDED:
                 # Called after the job's logs are saved: nothing of it may keep running.
                 for name in record["tasks"]:
-                    (self._task_dir(job_id, name)).mkdir(parents=True, exist_ok=True)
-                    (self._task_dir(job_id, name) / "stop").touch()
+                    if self._task_dir(job_id, name).is_dir():
+                        (self._task_dir(job_id, name) / "stop").touch()
                 self._kill_tasks(record, supervisors=True)
             self._kill_shells(job_id, record)
             self._job_file(job_id).unlink(missing_ok=True)
@@ -394,7 +394,8 @@ class LocalBackend:
         self._place(records, config)
         return records
 
-    def _task_runtime(self, job_id: str, name: str, task: dict[str, Any]) -> TaskRuntime:
+    def _task_runtime(self, job_id: str, name: str, task: dict[str, Any], since: float = 0) -> TaskRuntime:
+        """``since``: when the job was placed; a task with no supervisor that long after is lost."""
         task_dir = self._task_dir(job_id, name)
         child = read_json(task_dir / "child.json") or {}
         started = child.get("started_at")
@@ -409,8 +410,9 @@ class LocalBackend:
             pid, starttime = found.get("pid"), found.get("starttime")
         if pid and is_alive(pid, starttime):
             return TaskRuntime(True, pid=child.get("pid"), started_at=started)
-        if not pid and _now() - task.get("launched_at", 0) < START_TIMEOUT_S:
-            return TaskRuntime(True, started_at=started)  # the supervisor is still starting
+        if not pid and _now() - (task.get("launched_at") or since) < START_TIMEOUT_S:
+            # The supervisor is still starting (or, after a worker died half-way through a start, may be).
+            return TaskRuntime(True, started_at=started)
         done = read_json(task_dir / "exit.json")  # it may have finished between the two looks
         if done is not None:
             return TaskRuntime(
@@ -421,10 +423,11 @@ class LocalBackend:
         )
 
     def _runtimes(self, record: dict[str, Any]) -> dict[str, TaskRuntime]:
+        since = record.get("started_at") or 0
         return {
-            name: self._task_runtime(record["job_id"], name, task)
+            name: self._task_runtime(record["job_id"], name, task, since)
             for name, task in record["tasks"].items()
-            if task["process"] and task.get("launched_at")
+            if task["process"] and not task.get("skipped")
         }
 
     def _all_ended(self, record: dict[str, Any]) -> bool:
@@ -562,6 +565,8 @@ class LocalBackend:
                     "message": f"could not start the job: {exc}",
                     "at": _now(),
                 }
+                for task in record["tasks"].values():
+                    task["skipped"] = not task.get("launched_at")  # never started: nothing to wait for
                 if any(t.get("launched_at") for t in record["tasks"].values()):
                     self._begin_stop(record, 0)
                     record["status"] = ENDING
@@ -657,9 +662,9 @@ class LocalBackend:
         now = _now()
         record["stop"] = {"at": now, "deadline": now + grace, "killed_at": None}
         for name, task in record["tasks"].items():
-            if not task["process"] or not task.get("launched_at"):
-                continue
             task_dir = self._task_dir(record["job_id"], name)
+            if not task["process"] or not task_dir.is_dir():
+                continue
             # "stop" first, child.json second: the supervisor does the reverse (see supervisor.py).
             (task_dir / "stop").touch()
             child = read_json(task_dir / "child.json")
@@ -670,14 +675,15 @@ class LocalBackend:
     def _kill_tasks(self, record: dict[str, Any], *, supervisors: bool = False) -> None:
         """SIGKILL every task process group and whatever else is left in its supervisor's session."""
         for name, task in record["tasks"].items():
-            if not task["process"] or not task.get("launched_at"):
-                continue
             task_dir = self._task_dir(record["job_id"], name)
-            if (task_dir / "exit.json").exists():
+            if not task["process"] or not task_dir.is_dir() or (task_dir / "exit.json").exists():
                 continue
             child = read_json(task_dir / "child.json")
-            sup = task.get("supervisor_pid") or (read_json(task_dir / "supervisor.json") or {}).get("pid")
-            sup_start = task.get("supervisor_start")
+            if task.get("supervisor_pid"):
+                sup, sup_start = task["supervisor_pid"], task.get("supervisor_start")
+            else:  # launched by a worker that died before recording the pid
+                found = read_json(task_dir / "supervisor.json") or {}
+                sup, sup_start = found.get("pid"), found.get("starttime")
             if child:
                 kill_group(child["pid"], signal.SIGKILL)
             if sup and is_alive(sup, sup_start):
@@ -733,9 +739,9 @@ class LocalBackend:
             return True
         if record["status"] == WAITING:
             return False
-        if not task.get("launched_at"):
-            return record["status"] != RUNNING
-        return self._task_runtime(job_id, task_name, task).ended
+        if task.get("skipped"):
+            return True
+        return self._task_runtime(job_id, task_name, task, record.get("started_at") or 0).ended
 
     def _observation(self, job_id: str, record: dict[str, Any] | None) -> JobObservation:
         if record is None:
