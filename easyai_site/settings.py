@@ -318,10 +318,10 @@ EASYAI_FIELD_KEY = env_str("EASYAI_FIELD_KEY")
 
 EASYAI_UPLOAD_MAX_BYTES = env_int("EASYAI_UPLOAD_MAX_BYTES", 10 * 2**30, minimum=1)
 
-# Sync cadences of the original design, in seconds.
+# One bulk sync pass per cluster re-checks every active job (unknown, pending and running alike) at a
+# constant cost in backend calls, so the original per-job cadences (unknown every 10 s, running every
+# 10 min) are met many times over. A cluster whose pass fails backs off (RETRY_BASE doubling to RETRY_MAX).
 EASYAI_SYNC_INTERVAL = env_float("EASYAI_SYNC_INTERVAL", 2.0, minimum=0.1)
-EASYAI_SYNC_UNKNOWN_INTERVAL = env_float("EASYAI_SYNC_UNKNOWN_INTERVAL", 10.0, minimum=0.1)
-EASYAI_SYNC_RUNNING_INTERVAL = env_float("EASYAI_SYNC_RUNNING_INTERVAL", 600.0, minimum=1)
 EASYAI_RETRY_BASE = env_float("EASYAI_RETRY_BASE", 5.0, minimum=0.01)
 EASYAI_RETRY_MAX = env_float("EASYAI_RETRY_MAX", 600.0, minimum=0.01)
 EASYAI_STOP_GRACE = env_float("EASYAI_STOP_GRACE", 10.0, minimum=0)

@@ -16,7 +16,18 @@ def submit_job(job_pk: int) -> None:
 def sync_cluster(cluster_pk: int) -> dict | None:
     cache.delete(f"easyai:sync-queued:{cluster_pk}")
     cluster = Cluster.objects.filter(pk=cluster_pk, enabled=True).first()
-    return workers.cluster_sync(cluster) if cluster else None
+    if cluster is None:
+        return None
+    result = workers.cluster_sync(cluster)
+    failures_key = f"easyai:sync-failures:{cluster_pk}"
+    if result.get("error"):
+        # The scheduler leaves this cluster alone until its back-off has passed.
+        failures = (cache.get(failures_key) or 0) + 1
+        cache.set(failures_key, failures, timeout=None)
+        cache.set(f"easyai:sync-backoff:{cluster_pk}", 1, timeout=workers.backoff(failures).total_seconds())
+    else:
+        cache.delete(failures_key)
+    return result
 
 
 def stop_on_backend(job_pk: int) -> None:

@@ -26,7 +26,7 @@ from teams.models import Quota
 log = logging.getLogger(__name__)
 
 
-def _backoff(retry_count: int) -> timedelta:
+def backoff(retry_count: int) -> timedelta:
     seconds = min(settings.EASYAI_RETRY_BASE * (2 ** max(retry_count - 1, 0)), settings.EASYAI_RETRY_MAX)
     return timedelta(seconds=seconds)
 
@@ -104,7 +104,7 @@ def job_submit_to_backend(job_pk: int) -> None:
         kind = "cluster unavailable" if isinstance(exc, BackendUnavailable) else "backend error"
         Job.objects.filter(pk=job.pk, state=JobState.QUEUED).update(
             retry_count=retry,
-            next_attempt_at=timezone.now() + _backoff(retry),
+            next_attempt_at=timezone.now() + backoff(retry),
             last_error=str(exc),
             reason="submit_retry",
             message=f"{kind}: {exc} (attempt {retry}, retrying with back-off)",

@@ -51,6 +51,8 @@ def tick(last_sync: dict[int, float]) -> None:
     now = time.monotonic()
     for cluster_pk in Cluster.objects.filter(enabled=True).values_list("pk", flat=True):
         # One pass in the queue per cluster at a time: a slow pass is not piled up behind.
+        if cache.get(f"easyai:sync-backoff:{cluster_pk}"):
+            continue  # its last pass failed: wait out the back-off
         if now - last_sync.get(cluster_pk, 0) >= settings.EASYAI_SYNC_INTERVAL and cache.add(
             f"easyai:sync-queued:{cluster_pk}", 1, timeout=120
         ):
