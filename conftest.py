@@ -102,6 +102,9 @@ def _isolated_storage(settings, tmp_path, monkeypatch):
     """Every test gets its own storage root and local backend state; django-q2 tasks run inline."""
     from django_q.conf import Conf
 
+    # Each test its own cache: the throttles and the scheduler's marks must not leak between tests,
+    # and clearing it must never flush a shared Redis.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(tmp_path)}}
     settings.EASYAI_STORAGE_ROOT = tmp_path / "storage"
     settings.EASYAI_LOCAL_STATE_DIR = tmp_path / "local-backend"
     # django-q2 reads its settings once at import: switch its own flag (tests that need a real

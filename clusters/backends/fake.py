@@ -22,6 +22,7 @@ class FakeBackend:
         self.states: dict[str, JobObservation] = {}
         self.calls: list[tuple[str, Any]] = []
         self.fail_submit: Exception | None = None  # raised by the next submits while set
+        self.fail_observe: Exception | None = None  # raised by observe while set
         self.problems: list[str] = []
         self.logs: dict[tuple[str, str], bytes] = {}
         self._capacity = capacity or Capacity(64000, 256 * 2**30, 8, 64000, 256 * 2**30, 8)
@@ -60,6 +61,8 @@ class FakeBackend:
 
     def observe(self, job_ids: list[str]) -> dict[str, JobObservation]:
         self.calls.append(("observe", len(job_ids)))
+        if self.fail_observe is not None:
+            raise self.fail_observe
         return {
             job_id: self.states.get(job_id, JobObservation(job_id=job_id, state=ObservedState.MISSING))
             for job_id in job_ids

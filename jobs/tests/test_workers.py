@@ -252,3 +252,25 @@ def test_notifications_are_off_by_default(owner, fake_backend, submit, django_ca
     from jobs.notify import send_for_event
 
     assert send_for_event(event.pk) == {"email": False, "webhook": False}
+
+
+def test_a_cluster_whose_sync_fails_is_left_alone_until_its_back_off_passes(owner, fake_backend, submit, settings):
+    from django.core.cache import cache
+    from django_q.models import OrmQ
+
+    from jobs.management.commands.scheduler import tick
+
+    settings.EASYAI_SYNC_INTERVAL = 0.1
+    job = submit(owner)
+    fake_backend.fail_observe = BackendError("503 Service Unavailable")
+    assert tasks.sync_cluster(fake_backend.cluster.pk)["error"] == 1
+    job.refresh_from_db()
+    assert job.state == JobState.PENDING  # nothing decided from a failed pass
+    fake_backend.calls.clear()
+    tick({})  # the scheduler skips the cluster while it backs off (tasks run inline here)
+    assert ("observe", 1) not in fake_backend.calls
+    cache.delete(f"easyai:sync-backoff:{fake_backend.cluster.pk}")
+    fake_backend.fail_observe = None
+    tick({})
+    assert ("observe", 1) in fake_backend.calls
+    assert not OrmQ.objects.exists()
