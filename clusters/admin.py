@@ -1,0 +1,150 @@
+"""Clusters in the admin: local hosts and Kubernetes clusters, their kubeconfig (write-only) and health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from clusters.backends.kubernetes.client import kubeconfig_server
+from clusters.models import Cluster
+
+MAX_KUBECONFIG_BYTES = 1024 * 1024
+
+
+def kubeconfig_status(cluster: Cluster) -> str:
+    """What the admin may see of a stored kubeconfig: whether it is set, and its server."""
+    if not cluster.kubeconfig_encrypted:
+        return str(_("not set"))
+    try:
+        server = kubeconfig_server(cluster.kubeconfig)
+    except Exception:  # a key rotated away: say so rather than break the page
+        return str(_("set (cannot be decrypted with the current EASYAI_FIELD_KEY)"))
+    return str(_("set (server %(server)s)") % {"server": server or "?"})
+
+
+class ClusterAdminForm(forms.ModelForm):
+    kubeconfig_file = forms.FileField(
+        label=_("kubeconfig file"), required=False, help_text=_("Upload a kubeconfig, or paste it below.")
+    )
+    kubeconfig_text = forms.CharField(
+        label=_("kubeconfig"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "autocomplete": "off", "spellcheck": "false"}),
+        help_text=_("Stored encrypted; never shown again. Leave empty to keep the current one."),
+    )
+
+    class Meta:
+        model = Cluster
+        fields = ("name", "kind", "enabled", "is_default", "description", "settings", "in_cluster",
+                  "namespace_prefix", "nfs_server", "nfs_path", "gpu_resource_name", "scheduler",
+                  "image_pull_secrets", "ingress_host")  # fmt: skip
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        upload, text = data.get("kubeconfig_file"), (data.get("kubeconfig_text") or "").strip()
+        if upload and text:
+            raise forms.ValidationError(_("Upload a kubeconfig or paste one, not both."))
+        if upload:
+            if upload.size > MAX_KUBECONFIG_BYTES:
+                raise forms.ValidationError({"kubeconfig_file": _("A kubeconfig is not that large.")})
+            try:
+                text = upload.read().decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise forms.ValidationError({"kubeconfig_file": _("The file is not UTF-8 text.")})
+        if text:
+            field = "kubeconfig_file" if upload else "kubeconfig_text"
+            try:
+                parsed = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise forms.ValidationError({field: _("Not YAML: %(error)s") % {"error": exc}})
+            if not isinstance(parsed, dict) or not parsed.get("clusters") or not parsed.get("users"):
+                raise forms.ValidationError({field: _("A kubeconfig has clusters, users and contexts.")})
+        data["kubeconfig_new"] = text
+        kind, in_cluster = data.get("kind"), data.get("in_cluster")
+        has_one = bool(text) or bool(self.instance.kubeconfig_encrypted)
+        if kind == Cluster.Kind.KUBERNETES and not in_cluster and not has_one:
+            raise forms.ValidationError(_("A Kubernetes cluster needs a kubeconfig, or 'use in-cluster config'."))
+        return data
+
+    def save(self, commit: bool = True) -> Cluster:
+        cluster = super().save(commit=False)
+        if self.cleaned_data.get("kubeconfig_new"):
+            cluster.kubeconfig = self.cleaned_data["kubeconfig_new"]  # encrypted by the model's setter
+        if commit:
+            cluster.save()
+            self.save_m2m()
+        return cluster
+
+
+@admin.register(Cluster)
+class ClusterAdmin(admin.ModelAdmin):
+    form = ClusterAdminForm
+    list_display = ("name", "kind", "enabled", "is_default", "scheduler", "healthy", "server_version",
+                    "health_checked_at")  # fmt: skip
+    list_filter = ("kind", "enabled", "healthy", "scheduler")
+    search_fields = ("name", "description")
+    readonly_fields = ("kubeconfig_status", "healthy", "health_message", "health_checked_at", "server_version",
+                       "created_at")  # fmt: skip
+    actions = ("check_connection", "provision_teams")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "enabled", "is_default", "description")}),
+        (
+            _("Kubernetes connection"),
+            {"fields": ("kubeconfig_status", "kubeconfig_file", "kubeconfig_text", "in_cluster", "namespace_prefix")},
+        ),
+        (
+            _("Kubernetes scheduling and storage"),
+            {
+                "fields": (
+                    "scheduler",
+                    "gpu_resource_name",
+                    "nfs_server",
+                    "nfs_path",
+                    "image_pull_secrets",
+                    "ingress_host",
+                )
+            },  # fmt: skip
+        ),
+        (
+            _("Settings"),
+            {
+                "fields": ("settings",),
+                "description": _(
+                    "Local: capacity overrides (cpu_milli, memory_bytes, gpu). Kubernetes: keep_finished_minutes "
+                    "(how long finished jobs' objects stay, default 0), request_timeout (seconds, default 30)."
+                ),
+            },
+        ),
+        (_("Health"), {"fields": ("healthy", "health_message", "health_checked_at", "server_version", "created_at")}),
+    )
+
+    @admin.display(description=_("kubeconfig"))
+    def kubeconfig_status(self, cluster: Cluster) -> str:
+        return kubeconfig_status(cluster)
+
+    @admin.action(description=_("Check connection"))
+    def check_connection(self, request: HttpRequest, queryset: QuerySet[Cluster]) -> None:
+        from clusters.backends.kubernetes.health import check_connection
+
+        for cluster in queryset:
+            if cluster.kind != Cluster.Kind.KUBERNETES:
+                self.message_user(request, f"{cluster.name}: a local cluster has no connection to check.",
+                                  messages.INFO)  # fmt: skip
+                continue
+            report = check_connection(cluster)
+            level = messages.ERROR if not report.ok else messages.WARNING if report.warnings else messages.SUCCESS
+            self.message_user(request, f"{cluster.name}: {report.summary()}", level)
+
+    @admin.action(description=_("Provision every team (namespace, quota, queue)"))
+    def provision_teams(self, request: HttpRequest, queryset: QuerySet[Cluster]) -> None:
+        from django_q.tasks import async_task
+
+        for cluster in queryset.filter(kind=Cluster.Kind.KUBERNETES, enabled=True):
+            async_task("clusters.tasks.provision_cluster_task", cluster.pk, task_name=f"provision {cluster.name}")
+            self.message_user(request, f"{cluster.name}: provisioning of every team queued.", messages.INFO)

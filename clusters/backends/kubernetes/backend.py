@@ -1,0 +1,493 @@
+"""The Kubernetes backend: one object per cluster, speaking the backend protocol over the official client.
+
+A sync pass costs a constant number of API calls: one list per custom kind
+installed on the cluster (label selector ``app.kubernetes.io/managed-by=easyai``)
+and one pod list with the same selector, whatever the number of jobs. Lists are
+parsed from raw JSON: the client's model deserialisation would cost more than
+the request for thousands of pods.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import urllib3
+from django.conf import settings
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from kubernetes.stream import stream as k8s_stream
+from kubernetes.utils import parse_quantity
+
+from clusters.backends.base import (
+    BackendError,
+    BackendRejected,
+    BackendUnavailable,
+    Capacity,
+    JobDescription,
+    JobObservation,
+    ObservedState,
+    ShellSession,
+)
+from clusters.backends.kubernetes import manifests as m
+from clusters.backends.kubernetes.client import ConflictError, Connection, NotFoundError, gc_paused, new_api_client
+from clusters.backends.kubernetes.observe import FINAL, job_observation, pod_task
+from clusters.backends.kubernetes.shell import KubernetesShellSession
+from jobs.storage import task_log_path
+
+if TYPE_CHECKING:
+    from clusters.models import Cluster
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_TTL = 600.0  # seconds a CRD list is trusted: operators are installed rarely
+FOLLOW_READ_TIMEOUT = 3600.0  # a quiet training may print nothing for long; the stream is reopened then
+DEFAULT_SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi"]
+DELETE_OPTIONS = {"propagation_policy": "Foreground"}
+OPERATOR_HINT = {
+    "kubeflow.org": "the Kubeflow training-operator",
+    "batch.volcano.sh": "Volcano",
+}
+
+
+class KubernetesBackend:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.conn = Connection(cluster)
+        self._crds: tuple[float, dict[str, list[str]] | None] | None = None
+        self._where: dict[str, tuple[m.ObjectKind, str]] = {}  # job id -> (kind, namespace)
+        self._pods: dict[tuple[str, str], tuple[str, str, str]] = {}  # (job, task) -> (namespace, pod, container)
+        self._logs_saved: set[str] = set()
+        self._lock = threading.Lock()
+
+    # --- settings ----------------------------------------------------------------------
+
+    @property
+    def keep_finished(self) -> timedelta:
+        return timedelta(minutes=float((self.cluster.settings or {}).get("keep_finished_minutes", 0)))
+
+    def namespace(self, team: str) -> str:
+        return m.namespace_name(self.cluster, team)
+
+    # --- discovery -----------------------------------------------------------------------
+
+    def installed_crds(self, refresh: bool = False) -> dict[str, list[str]] | None:
+        """CRD name -> served versions; None when this cluster does not let us read CRDs."""
+        with self._lock:
+            cached = self._crds
+        if cached is not None and not refresh and time.monotonic() - cached[0] < DISCOVERY_TTL:
+            return cached[1]
+        api = k8s.ApiextensionsV1Api(self.conn.api_client)
+        try:
+            data = self.conn.raw_json("list CRDs", api.list_custom_resource_definition, mark_refusal=False)
+            crds: dict[str, list[str]] | None = {
+                item["metadata"]["name"]: [v["name"] for v in item["spec"].get("versions", []) if v.get("served")]
+                for item in data.get("items", [])
+            }
+        except (NotFoundError, BackendRejected, BackendUnavailable):
+            # RBAC without CRD reads: every kind is tried, and a 404 answers for the missing ones.
+            crds = None
+        with self._lock:
+            self._crds = (time.monotonic(), crds)
+        return crds
+
+    def _kinds_to_list(self) -> list[m.ObjectKind]:
+        crds = self.installed_crds()
+        kinds = list(dict.fromkeys(m.CUSTOM_KINDS.values()))
+        if crds is None:
+            return kinds
+        return [k for k in kinds if k.version in crds.get(k.crd_name, [])]
+
+    def kind_problem(self, kind: m.ObjectKind) -> str:
+        """Why this cluster cannot take objects of the kind ("" when it can, or when we cannot tell)."""
+        if kind is m.POD_KIND:
+            return ""
+        try:
+            crds = self.installed_crds()
+        except BackendError:
+            return ""
+        if crds is None:
+            return ""
+        served = crds.get(kind.crd_name)
+        hint = OPERATOR_HINT.get(kind.group, "its operator")
+        if served is None:
+            return f"this cluster has no {kind.kind} ({kind.crd_name}): install {hint}"
+        if kind.version not in served:
+            return (
+                f"this cluster serves {kind.crd_name} as {', '.join(served)} only; "
+                f"EasyAI renders {kind.api_version} ({hint})"
+            )
+        return ""
+
+    # --- the protocol: check, render, submit ------------------------------------------------
+
+    def check(self, job: JobDescription) -> list[str]:
+        problems: list[str] = []
+        try:
+            kind = m.object_kind(job.framework)
+        except ValueError:
+            return [f"unknown framework {job.framework!r}"]
+        namespace = self.namespace(job.team)
+        if len(namespace) > 63:
+            problems.append(f"the namespace {namespace!r} is longer than 63 characters: shorten the prefix or slug")
+        needs_storage = job.framework in m.POD_FRAMEWORKS or any(task.storage for task in job.tasks)
+        if needs_storage and not (self.cluster.nfs_server and self.cluster.nfs_path):
+            problems.append("this cluster has no NFS configured: jobs here cannot see their data and outputs")
+        if any(task.gpu for task in job.tasks) and not self.cluster.gpu_resource_name:
+            problems.append("this cluster names no GPU resource")
+        try:
+            manifests = m.render(job, self.cluster)
+        except ValueError as exc:
+            return [*problems, str(exc)]
+        if Path(settings.EASYAI_K8S_SCHEMAS).is_dir():
+            from clusters.k8s_schema import validate_manifest
+
+            for manifest in manifests:
+                problems += [f"{manifest['kind']} {p}" for p in validate_manifest(manifest)]
+        if problem := self.kind_problem(kind):
+            problems.append(problem)
+        return problems
+
+    def render(self, job: JobDescription) -> list[dict[str, Any]]:
+        try:
+            return m.render(job, self.cluster)
+        except ValueError as exc:
+            raise BackendRejected(str(exc)) from exc
+
+    def submit(self, job: JobDescription) -> None:
+        kind = m.object_kind(job.framework)
+        for manifest in self.render(job):
+            namespace = manifest["metadata"]["namespace"]
+            try:
+                self._create(kind, namespace, manifest)
+            except NotFoundError:
+                self._namespace_or_kind_missing(kind, namespace, job.team)
+                try:
+                    self._create(kind, namespace, manifest)
+                except ConflictError:
+                    self._already_submitted(kind, namespace, manifest, job.job_id)
+            except ConflictError:
+                self._already_submitted(kind, namespace, manifest, job.job_id)
+        self._where[job.job_id] = (kind, manifest["metadata"]["namespace"])
+
+    def _create(self, kind: m.ObjectKind, namespace: str, manifest: dict[str, Any]) -> None:
+        name = manifest["metadata"]["name"]
+        if kind is m.POD_KIND:
+            self.conn.call(f"create pod {namespace}/{name}", self.conn.core.create_namespaced_pod, namespace,
+                           manifest, field_validation="Strict")  # fmt: skip
+        else:
+            self.conn.call(f"create {kind.kind} {namespace}/{name}", self.conn.custom.create_namespaced_custom_object,
+                           kind.group, kind.version, namespace, kind.plural, manifest,
+                           field_validation="Strict")  # fmt: skip
+
+    def _get(self, kind: m.ObjectKind, namespace: str, name: str) -> dict[str, Any]:
+        if kind is m.POD_KIND:
+            return self.conn.raw_json(
+                f"read pod {namespace}/{name}", self.conn.core.read_namespaced_pod, name, namespace
+            )
+        return self.conn.call(f"read {kind.kind} {namespace}/{name}", self.conn.custom.get_namespaced_custom_object,
+                              kind.group, kind.version, namespace, kind.plural, name)  # fmt: skip
+
+    def _already_submitted(self, kind: m.ObjectKind, namespace: str, manifest: dict[str, Any], job_id: str) -> None:
+        """409 on create: ours from an earlier try (carry on), or someone else's object with our name."""
+        name = manifest["metadata"]["name"]
+        existing = self._get(kind, namespace, name)
+        owner = ((existing.get("metadata") or {}).get("labels") or {}).get(m.LABEL_JOB_ID)
+        if owner != job_id:
+            raise BackendRejected(
+                f"{kind.kind} {namespace}/{name} already exists and is not job {job_id}'s "
+                f"(its {m.LABEL_JOB_ID} label is {owner!r})"
+            )
+        log.info("job %s was already submitted to %s", job_id, self.cluster.name)
+
+    def _namespace_or_kind_missing(self, kind: m.ObjectKind, namespace: str, team: str) -> None:
+        """A 404 on create: the team was never provisioned here (create its namespace), or the kind is not served."""
+        try:
+            self.conn.raw_json(f"read namespace {namespace}", self.conn.core.read_namespace, namespace)
+        except NotFoundError:
+            log.warning("namespace %s missing on %s: created for a submit; provision the team", namespace, self.cluster)
+            self.conn.call(f"create namespace {namespace}", self.conn.core.create_namespace,
+                           m.team_namespace(self.cluster, team))  # fmt: skip
+            return
+        raise BackendRejected(self.kind_problem(kind) or f"cluster {self.cluster.name} does not serve {kind.kind}")
+
+    # --- observe ------------------------------------------------------------------------------
+
+    def _list_pods(self, selector: str) -> list[dict[str, Any]]:
+        data = self.conn.raw_json("list pods", self.conn.core.list_pod_for_all_namespaces, label_selector=selector)
+        return data.get("items") or []
+
+    def observe(self, job_ids: list[str]) -> dict[str, JobObservation]:
+        if not job_ids:
+            return {}
+        # A pass builds millions of short-lived, acyclic objects (parsed lists): with the cyclic GC on, each
+        # young collection would walk them all. Paused around the whole pass, they are freed by reference
+        # counting when _observe returns, before the collector looks again.
+        with gc_paused():
+            return self._observe(job_ids)
+
+    def _observe(self, job_ids: list[str]) -> dict[str, JobObservation]:
+        wanted = set(job_ids)
+        objects: dict[str, tuple[m.ObjectKind, dict[str, Any]]] = {}
+        for kind in self._kinds_to_list():
+            try:
+                data = self.conn.raw_json(f"list {kind.plural}", self.conn.custom.list_cluster_custom_object,
+                                          kind.group, kind.version, kind.plural, label_selector=m.SELECTOR)  # fmt: skip
+            except NotFoundError:
+                with self._lock:
+                    self._crds = None  # uninstalled since we looked: look again next pass
+                continue
+            for item in data.get("items") or []:
+                job_id = ((item.get("metadata") or {}).get("labels") or {}).get(m.LABEL_JOB_ID)
+                if job_id in wanted:
+                    objects[job_id] = (kind, item)
+        pods_by_job: dict[str, list[dict[str, Any]]] = {}
+        for pod in self._list_pods(m.SELECTOR):
+            job_id = ((pod.get("metadata") or {}).get("labels") or {}).get(m.LABEL_JOB_ID)
+            if job_id in wanted:
+                pods_by_job.setdefault(job_id, []).append(pod)
+
+        result: dict[str, JobObservation] = {}
+        for job_id in job_ids:
+            kind_obj = objects.get(job_id)
+            pods = pods_by_job.get(job_id, [])
+            observation = job_observation(job_id, kind_obj[1] if kind_obj else None, pods)
+            if kind_obj is not None:
+                self._where[job_id] = (kind_obj[0], kind_obj[1]["metadata"].get("namespace", ""))
+            elif observation.state != ObservedState.MISSING:
+                self._where[job_id] = (m.POD_KIND, pods[0]["metadata"].get("namespace", ""))
+            if observation.state in FINAL:
+                self._finish(job_id, observation, pods)
+            result[job_id] = observation
+        return result
+
+    def _finish(self, job_id: str, observation: JobObservation, pods: list[dict[str, Any]]) -> None:
+        """A final job: keep its pods' logs, then remove its objects once kept long enough."""
+        try:
+            self._save_logs(job_id, pods)
+            finished = observation.finished_at or datetime.now(UTC)
+            if datetime.now(UTC) - finished >= self.keep_finished:
+                self._delete_objects(job_id)
+        except BackendError as exc:
+            # The observation stands; the next pass tries the logs and the delete again.
+            log.warning("finishing job %s on %s: %s", job_id, self.cluster.name, exc)
+
+    # --- logs ----------------------------------------------------------------------------------
+
+    def _log_path(self, job_id: str, task_name: str) -> Path:
+        return task_log_path(Path(settings.EASYAI_STORAGE_ROOT), job_id, task_name)
+
+    def _save_logs(self, job_id: str, pods: list[dict[str, Any]]) -> None:
+        """Copy each pod's log into the task's log file: the portal keeps logs after the cluster forgets them."""
+        if job_id in self._logs_saved:
+            return
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            containers = (pod.get("spec") or {}).get("containers") or [{}]
+            role, index = pod_task(pod)
+            try:
+                response = self.conn.call(
+                    f"read log {meta.get('namespace')}/{meta.get('name')}", self.conn.core.read_namespaced_pod_log,
+                    meta.get("name"), meta.get("namespace"), container=containers[0].get("name"),
+                    _preload_content=False,
+                )  # fmt: skip
+            except NotFoundError:
+                continue  # the pod went first: what we copied before (if anything) stays
+            data = response.data
+            response.release_conn()
+            path = self._log_path(job_id, f"{role}-{index}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Written whole then renamed: a reader never sees half a copy.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)
+        self._logs_saved.add(job_id)
+
+    def _find_pod(self, job_id: str, task_name: str) -> tuple[str, str, str] | None:
+        """(namespace, pod, container) of a task: one pod list by the job's label, then remembered."""
+        key = (job_id, task_name)
+        if key in self._pods:
+            return self._pods[key]
+        for pod in self._list_pods(f"{m.SELECTOR},{m.LABEL_JOB_ID}={job_id}"):
+            role, index = pod_task(pod)
+            meta = pod["metadata"]
+            container = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name", "")
+            self._pods[(job_id, f"{role}-{index}")] = (meta.get("namespace", ""), meta["name"], container)
+        return self._pods.get(key)
+
+    def read_log(self, job_id: str, task_name: str, offset: int = 0, limit: int | None = None) -> tuple[bytes, int]:
+        data: bytes | None = None
+        pod = self._find_pod(job_id, task_name) if job_id not in self._logs_saved else None
+        if pod is not None:
+            namespace, name, container = pod
+            kwargs: dict[str, Any] = {"container": container, "_preload_content": False}
+            if limit is not None:
+                kwargs["limit_bytes"] = offset + limit
+            try:
+                response = self.conn.call(f"read log {namespace}/{name}", self.conn.core.read_namespaced_pod_log,
+                                          name, namespace, **kwargs)  # fmt: skip
+                data = response.data
+                response.release_conn()
+            except NotFoundError:
+                self._pods.pop((job_id, task_name), None)
+        if data is None:
+            path = self._log_path(job_id, task_name)
+            data = path.read_bytes() if path.exists() else b""
+        chunk = data[offset:] if limit is None else data[offset : offset + limit]
+        return chunk, offset + len(chunk)
+
+    def follow_log(self, job_id: str, task_name: str, offset: int = 0) -> Iterator[bytes]:
+        sent = 0  # bytes of the log seen so far, from its start
+        pod = self._find_pod(job_id, task_name)
+        while pod is not None:
+            namespace, name, container = pod
+            try:
+                response = self.conn.call(
+                    f"follow log {namespace}/{name}", self.conn.core.read_namespaced_pod_log, name, namespace,
+                    container=container, follow=True, _preload_content=False,
+                    _request_timeout=(min(self.conn.timeout, 10.0), FOLLOW_READ_TIMEOUT),
+                )  # fmt: skip
+            except NotFoundError:
+                break
+            seen = 0  # a reopened stream starts again from the first byte
+            try:
+                for chunk in response.stream(8192, decode_content=True):
+                    start, seen = seen, seen + len(chunk)
+                    skip = max(offset, sent) - start
+                    if skip < len(chunk):
+                        yield chunk[max(skip, 0) :]
+                    sent = max(sent, seen)
+                break  # the container ended: its log is whole
+            except urllib3.exceptions.ReadTimeoutError:
+                continue  # quiet for an hour: reopen and skip what was sent
+            finally:
+                # Closed, not returned to the pool: a stream left unread would poison the next request.
+                response.close()
+                response.release_conn()
+        path = self._log_path(job_id, task_name)
+        if path.exists():
+            with path.open("rb") as persisted:
+                persisted.seek(max(offset, sent))
+                rest = persisted.read()
+            if rest:
+                yield rest
+
+    # --- shell ------------------------------------------------------------------------------------
+
+    def open_shell(self, job_id: str, task_name: str, command: list[str] | None = None) -> ShellSession:
+        pod = self._find_pod(job_id, task_name)
+        if pod is None:
+            raise BackendError(f"task {task_name} of job {job_id} has no pod on {self.cluster.name}")
+        namespace, name, container = pod
+        # kubernetes.stream swaps the ApiClient's transport while it connects: a client of its own keeps
+        # other threads' REST calls off the websocket.
+        api = k8s.CoreV1Api(new_api_client(self.cluster))
+        try:
+            ws = k8s_stream(
+                api.connect_get_namespaced_pod_exec, name, namespace, container=container,
+                command=command or DEFAULT_SHELL, stdin=True, stdout=True, stderr=True, tty=True,
+                _preload_content=False, binary=True,
+            )  # fmt: skip
+        except ApiException as exc:
+            raise self.conn.translate(f"exec in {namespace}/{name}", exc) from exc
+        return KubernetesShellSession(ws)
+
+    # --- stop and delete ---------------------------------------------------------------------------
+
+    def _locate(self, job_id: str) -> list[tuple[m.ObjectKind, str, str]]:
+        """(kind, namespace, name) of the job's objects: remembered from observe, else looked up by label."""
+        if job_id in self._where:
+            kind, namespace = self._where[job_id]
+            return [(kind, namespace, job_id)]
+        selector = f"{m.SELECTOR},{m.LABEL_JOB_ID}={job_id}"
+        found: list[tuple[m.ObjectKind, str, str]] = []
+        for kind in self._kinds_to_list():
+            try:
+                data = self.conn.raw_json(f"find {kind.plural}", self.conn.custom.list_cluster_custom_object,
+                                          kind.group, kind.version, kind.plural, label_selector=selector)  # fmt: skip
+            except NotFoundError:
+                continue
+            found += [(kind, i["metadata"].get("namespace", ""), i["metadata"]["name"]) for i in data.get("items", [])]
+        for pod in self._list_pods(selector):
+            if pod["metadata"]["name"] == job_id:
+                found.append((m.POD_KIND, pod["metadata"].get("namespace", ""), job_id))
+        return found
+
+    def _delete_objects(self, job_id: str) -> None:
+        options = k8s.V1DeleteOptions(**DELETE_OPTIONS)
+        for kind, namespace, name in self._locate(job_id):
+            try:
+                if kind is m.POD_KIND:
+                    self.conn.raw_json(f"delete pod {namespace}/{name}", self.conn.core.delete_namespaced_pod, name,
+                                   namespace, body=options)  # fmt: skip
+                else:
+                    self.conn.raw_json(f"delete {kind.kind} {namespace}/{name}",
+                                   self.conn.custom.delete_namespaced_custom_object, kind.group, kind.version,
+                                   namespace, kind.plural, name, body=options)  # fmt: skip
+            except NotFoundError:
+                pass  # gone already: what we wanted
+        self._where.pop(job_id, None)
+        for key in [k for k in self._pods if k[0] == job_id]:
+            self._pods.pop(key, None)
+
+    def stop(self, job_id: str) -> None:
+        """Delete the job's objects (foreground: pods first), after copying what its pods logged."""
+        try:
+            self._save_logs(job_id, self._list_pods(f"{m.SELECTOR},{m.LABEL_JOB_ID}={job_id}"))
+        except BackendUnavailable:
+            raise
+        except BackendError as exc:
+            log.warning("stopping job %s: its logs could not be copied: %s", job_id, exc)
+        self._delete_objects(job_id)
+
+    def delete(self, job_id: str) -> None:
+        self._save_logs(job_id, self._list_pods(f"{m.SELECTOR},{m.LABEL_JOB_ID}={job_id}"))
+        self._delete_objects(job_id)
+
+    # --- capacity ----------------------------------------------------------------------------------------
+
+    def capacity(self) -> Capacity:
+        """Allocatable on ready, schedulable nodes, less what running and pending pods request. Best effort."""
+        gpu_name = self.cluster.gpu_resource_name
+        nodes = self.conn.raw_json("list nodes", self.conn.core.list_node).get("items") or []
+        pods = self.conn.raw_json(
+            "list pods", self.conn.core.list_pod_for_all_namespaces,
+            field_selector="status.phase!=Succeeded,status.phase!=Failed",
+        ).get("items") or []  # fmt: skip
+        total = {"cpu": Decimal(0), "memory": Decimal(0), gpu_name: Decimal(0)}
+        usable: set[str] = set()
+        for node in nodes:
+            conditions = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
+            if (node.get("spec") or {}).get("unschedulable") or conditions.get("Ready") != "True":
+                continue
+            usable.add(node["metadata"]["name"])
+            allocatable = (node.get("status") or {}).get("allocatable") or {}
+            for resource in total:
+                if resource in allocatable:
+                    total[resource] += parse_quantity(allocatable[resource])
+        used = dict.fromkeys(total, Decimal(0))
+        for pod in pods:
+            if (pod.get("spec") or {}).get("nodeName") not in usable:
+                continue  # unscheduled pods hold nothing yet
+            for container in (pod.get("spec") or {}).get("containers") or []:
+                requests = (container.get("resources") or {}).get("requests") or {}
+                for resource in used:
+                    if resource in requests:
+                        used[resource] += parse_quantity(requests[resource])
+        return Capacity(
+            cpu_milli=int(total["cpu"] * 1000),
+            memory_bytes=int(total["memory"]),
+            gpu=int(total[gpu_name]),
+            free_cpu_milli=max(0, int((total["cpu"] - used["cpu"]) * 1000)),
+            free_memory_bytes=max(0, int(total["memory"] - used["memory"])),
+            free_gpu=max(0, int(total[gpu_name] - used[gpu_name])),
+        )

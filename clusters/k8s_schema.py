@@ -1,0 +1,362 @@
+"""Strict validation of Kubernetes manifests against the schemas in settings.EASYAI_K8S_SCHEMAS.
+
+What the API server would refuse with ``fieldValidation=Strict`` we refuse here,
+in tests and in ``manage.py k8s_validate``, before any cluster sees it:
+
+- custom resources (training-operator, Volcano, KServe) against their CRD's
+  ``openAPIV3Schema`` (JSON-Schema draft 4 plus Kubernetes extensions, which are
+  translated: ``nullable``, ``x-kubernetes-int-or-string``,
+  ``x-kubernetes-preserve-unknown-fields``, list types ``set``/``map``; every
+  other object refuses unknown fields, as the API server's pruning would drop
+  them silently and strict field validation would refuse them);
+- core kinds (Namespace, ResourceQuota, Pod, Service, ...) against the
+  "local-strict" core schemas, whose ``$ref``s point into ``_definitions.json``;
+- root ``metadata`` against ObjectMeta, and names against DNS-1035/1123;
+- the operators' admission rules, which no schema holds (replica types per
+  framework, one Master, a container named after the framework with an image,
+  Volcano policy events/actions).
+
+CEL rules (``x-kubernetes-validations``) are not evaluated: they only guard
+updates (immutability) in the schemas we render against.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.conf import settings
+from jsonschema import Draft4Validator, Draft202012Validator, ValidationError, validators
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+# (apiVersion, kind) -> CRD file, relative to the schema folder. The MPIJob v2beta1
+# (mpi-operator) shares its CRD name with the v1 one: a cluster has one or the other.
+CRD_FILES: dict[tuple[str, str], str] = {
+    ("kubeflow.org/v1", "PyTorchJob"): "training-operator/kubeflow.org_pytorchjobs.yaml",
+    ("kubeflow.org/v1", "TFJob"): "training-operator/kubeflow.org_tfjobs.yaml",
+    ("kubeflow.org/v1", "MPIJob"): "training-operator/kubeflow.org_mpijobs.yaml",
+    ("kubeflow.org/v1", "XGBoostJob"): "training-operator/kubeflow.org_xgboostjobs.yaml",
+    ("kubeflow.org/v1", "PaddleJob"): "training-operator/kubeflow.org_paddlejobs.yaml",
+    ("kubeflow.org/v1", "JAXJob"): "training-operator/kubeflow.org_jaxjobs.yaml",
+    ("kubeflow.org/v2beta1", "MPIJob"): "mpi-operator/kubeflow.org_mpijobs.v2beta1.yaml",
+    ("batch.volcano.sh/v1alpha1", "Job"): "volcano/batch.volcano.sh_jobs.yaml",
+    ("scheduling.volcano.sh/v1beta1", "Queue"): "volcano/scheduling.volcano.sh_queues.yaml",
+    ("scheduling.volcano.sh/v1beta1", "PodGroup"): "volcano/scheduling.volcano.sh_podgroups.yaml",
+    ("serving.kserve.io/v1beta1", "InferenceService"): "kserve/serving.kserve.io_inferenceservices.yaml",
+}
+
+CORE_DIR = "core/v1.29.0-local-strict"
+CORE_FILES: dict[tuple[str, str], str] = {
+    ("v1", "Pod"): "pod-v1.json",
+    ("v1", "Service"): "service-v1.json",
+    ("v1", "Namespace"): "namespace-v1.json",
+    ("v1", "ResourceQuota"): "resourcequota-v1.json",
+    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaim-v1.json",
+    ("v1", "ConfigMap"): "configmap-v1.json",
+    ("v1", "Secret"): "secret-v1.json",
+    ("networking.k8s.io/v1", "Ingress"): "ingress-networking-v1.json",
+    ("apps/v1", "Deployment"): "deployment-apps-v1.json",
+    ("batch/v1", "Job"): "job-batch-v1.json",
+}
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+
+# training-operator 1.9 admission: the replica-spec field, allowed replica types and the
+# container each replica must have (kubeflow.org/v1 *JobDefaultContainerName).
+TRAINING_KINDS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "PyTorchJob": ("pytorchReplicaSpecs", ("Master", "Worker"), "pytorch"),
+    "TFJob": ("tfReplicaSpecs", ("PS", "Worker", "Chief", "Master", "Evaluator"), "tensorflow"),
+    "MPIJob": ("mpiReplicaSpecs", ("Launcher", "Worker"), "mpi"),
+    "XGBoostJob": ("xgbReplicaSpecs", ("Master", "Worker"), "xgboost"),
+    "PaddleJob": ("paddleReplicaSpecs", ("Master", "Worker"), "paddle"),
+}
+CLEAN_POD_POLICIES = ("None", "All", "Running")
+RESTART_POLICIES = ("Always", "OnFailure", "Never", "ExitCode")
+# Volcano bus/v1alpha1 actions a user may name (SyncJob, EnqueueJob... are internal).
+VOLCANO_ACTIONS = ("AbortJob", "RestartJob", "RestartTask", "TerminateJob", "CompleteJob", "ResumeJob")
+VOLCANO_EVENTS = (
+    "*", "PodPending", "PodRunning", "PodFailed", "PodEvicted", "Unknown",
+    "TaskCompleted", "OutOfSync", "CommandIssued", "JobUpdated", "TaskFailed",
+)  # fmt: skip
+
+
+def schema_dir() -> Path:
+    return Path(settings.EASYAI_K8S_SCHEMAS)
+
+
+# --- the Kubernetes extension keywords, as jsonschema validators ---------------------
+
+
+def _list_type(validator: Any, list_type: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
+    """x-kubernetes-list-type: 'set' items are unique, 'map' items are unique by their map keys."""
+    if not isinstance(instance, list):
+        return
+    if list_type == "set":
+        seen: list[Any] = []
+        for item in instance:
+            if item in seen:
+                yield ValidationError(f"duplicate entry {item!r} in a list of type set")
+            seen.append(item)
+    elif list_type == "map":
+        keys = schema.get("x-kubernetes-list-map-keys") or []
+        seen_keys: set[str] = set()
+        for item in instance:
+            if not isinstance(item, dict):
+                continue
+            key = json.dumps([item.get(k) for k in keys])
+            if key in seen_keys:
+                yield ValidationError(f"duplicate entry for map keys {keys}: {key} in a list of type map")
+            seen_keys.add(key)
+
+
+_CRDValidator = validators.extend(Draft4Validator, {"x-kubernetes-list-type": _list_type})
+_CoreValidator = validators.extend(Draft202012Validator, {"x-kubernetes-list-type": _list_type})
+
+
+def _strict(node: Any, *, root: bool = False) -> Any:
+    """Translate a CRD openAPIV3Schema node into strict draft 4."""
+    if isinstance(node, list):
+        return [_strict(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("properties", "patternProperties", "definitions"):
+            out[key] = {name: _strict(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not", "allOf", "anyOf", "oneOf"):
+            out[key] = _strict(value)
+        else:
+            out[key] = value
+    if root and "metadata" in out.get("properties", {}):
+        # A CRD's root metadata is only "type: object": ObjectMeta is checked on its own.
+        out["properties"]["metadata"] = {"type": "object"}
+    preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
+    is_object = node.get("type") == "object" or "properties" in node
+    if is_object and not preserve and "additionalProperties" not in node:
+        out["additionalProperties"] = False
+    if node.get("x-kubernetes-int-or-string") and "anyOf" not in node:
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if node.get("nullable") is True:
+        out.pop("nullable", None)
+        return {"anyOf": [{"type": "null"}, out]}
+    return out
+
+
+@cache
+def _core_registry() -> Registry:
+    path = schema_dir() / CORE_DIR / "_definitions.json"
+    definitions = json.loads(path.read_text())
+    return Registry().with_resource(definitions["$id"], Resource.from_contents(definitions, DRAFT202012))
+
+
+@cache
+def _object_meta_validator() -> Any:
+    schema = {"$ref": f"https://kubernetes.io/api/_definitions.json#/$defs/{OBJECT_META}"}
+    return _CoreValidator(schema, registry=_core_registry())
+
+
+_build_lock = threading.Lock()
+_validators: dict[tuple[str, str], Any] = {}
+
+
+def _validator_for(api_version: str, kind: str) -> Any | None:
+    """One validator per kind per process: the CRD files are large (KServe's is 1.9 MB)."""
+    key = (api_version, kind)
+    with _build_lock:
+        if key in _validators:
+            return _validators[key]
+        validator = None
+        if key in CRD_FILES:
+            with open(schema_dir() / CRD_FILES[key], "rb") as stream:
+                crd = yaml.load(stream, Loader=yaml.CSafeLoader)
+            version = api_version.rsplit("/", 1)[-1]
+            for served in crd["spec"]["versions"]:
+                if served["name"] == version:
+                    schema = _strict(copy.deepcopy(served["schema"]["openAPIV3Schema"]), root=True)
+                    validator = _CRDValidator(schema)
+        elif key in CORE_FILES:
+            schema = json.loads((schema_dir() / CORE_DIR / CORE_FILES[key]).read_text())
+            validator = _CoreValidator(schema, registry=_core_registry())
+        _validators[key] = validator
+        return validator
+
+
+def known_kinds() -> list[tuple[str, str]]:
+    return sorted([*CRD_FILES, *CORE_FILES])
+
+
+# --- the whole check -----------------------------------------------------------------
+
+
+def _path(error: ValidationError, prefix: str = "") -> str:
+    return ".".join([*([prefix] if prefix else []), *(str(p) for p in error.absolute_path)]) or "(root)"
+
+
+def validate_manifest(obj: dict[str, Any]) -> list[str]:
+    """Every reason the API server (strict field validation) or the operator's admission would refuse obj."""
+    if not isinstance(obj, dict):
+        return ["(root): a manifest is an object"]
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return ["(root): apiVersion and kind are required"]
+    validator = _validator_for(api_version, kind)
+    if validator is None:
+        return [f"(root): no schema for {api_version} {kind} in {schema_dir()}"]
+    problems = [f"{_path(e)}: {e.message}" for e in validator.iter_errors(obj)]
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict):
+        problems.append("metadata: required")
+        return problems
+    problems += [f"{_path(e, 'metadata')}: {e.message}" for e in _object_meta_validator().iter_errors(metadata)]
+    problems += _metadata_rules(api_version, kind, metadata)
+    if api_version == "kubeflow.org/v1" and kind in TRAINING_KINDS:
+        problems += _training_operator_rules(kind, obj)
+    elif (api_version, kind) == ("batch.volcano.sh/v1alpha1", "Job"):
+        problems += _volcano_job_rules(obj)
+    elif (api_version, kind) == ("v1", "Pod"):
+        problems += _pod_spec_rules("spec", obj.get("spec") or {}, None)
+    return problems
+
+
+def _metadata_rules(api_version: str, kind: str, metadata: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append("metadata.name: required")
+    elif api_version == "kubeflow.org/v1" or kind in ("Service",) or api_version == "batch.volcano.sh/v1alpha1":
+        # training-operator (and Services' DNS names) want a DNS-1035 label.
+        if len(name) > 63 or not DNS1035_LABEL.match(name):
+            problems.append(f"metadata.name: {name!r} is not a DNS-1035 label")
+    elif kind == "Namespace":
+        if len(name) > 63 or not DNS1123_LABEL.match(name):
+            problems.append(f"metadata.name: {name!r} is not a DNS-1123 label")
+    elif len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+        problems.append(f"metadata.name: {name!r} is not a DNS-1123 subdomain")
+    namespace = metadata.get("namespace")
+    if namespace is not None and (len(namespace) > 63 or not DNS1123_LABEL.match(namespace)):
+        problems.append(f"metadata.namespace: {namespace!r} is not a DNS-1123 label")
+    problems += _label_rules("metadata.labels", metadata.get("labels"))
+    return problems
+
+
+def _label_rules(where: str, labels: Any) -> list[str]:
+    problems: list[str] = []
+    for key, value in (labels or {}).items():
+        prefix, _, name = key.rpartition("/")
+        if len(name) > 63 or not LABEL_NAME.match(name) or (prefix and not DNS1123_SUBDOMAIN.match(prefix)):
+            problems.append(f"{where}: {key!r} is not a valid label key")
+        if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
+            problems.append(f"{where}.{key}: {value!r} is not a valid label value")
+    return problems
+
+
+def _pod_spec_rules(where: str, spec: dict[str, Any], required_container: str | None) -> list[str]:
+    problems: list[str] = []
+    containers = spec.get("containers") or []
+    if not containers:
+        problems.append(f"{where}.containers: a pod needs at least one container")
+    names = [c.get("name") for c in containers if isinstance(c, dict)]
+    if required_container and required_container not in names:
+        problems.append(f"{where}.containers: no container named {required_container!r}")
+    for i, container in enumerate(containers):
+        if isinstance(container, dict) and not container.get("image"):
+            problems.append(f"{where}.containers.{i}.image: required")
+        name = container.get("name") if isinstance(container, dict) else None
+        if isinstance(name, str) and not DNS1123_LABEL.match(name):
+            problems.append(f"{where}.containers.{i}.name: {name!r} is not a DNS-1123 label")
+    return problems
+
+
+def _training_operator_rules(kind: str, obj: dict[str, Any]) -> list[str]:
+    field, allowed, container = TRAINING_KINDS[kind]
+    spec = obj.get("spec") or {}
+    replica_specs = spec.get(field) or {}
+    problems: list[str] = []
+    if not replica_specs:
+        problems.append(f"spec.{field}: at least one replica spec is required")
+    for replica_type, replica in replica_specs.items():
+        where = f"spec.{field}.{replica_type}"
+        if replica_type not in allowed:
+            problems.append(f"{where}: replica type {replica_type!r} is not one of {', '.join(allowed)}")
+        if not isinstance(replica, dict):
+            continue
+        if replica_type in ("Master", "Chief", "Launcher") and _count(replica.get("replicas"), 1) > 1:
+            problems.append(f"{where}.replicas: there must be at most one {replica_type}")
+        if replica.get("restartPolicy") not in (None, *RESTART_POLICIES):
+            problems.append(f"{where}.restartPolicy: {replica.get('restartPolicy')!r} is not a restart policy")
+        template_spec = (replica.get("template") or {}).get("spec") or {}
+        problems += _pod_spec_rules(f"{where}.template.spec", template_spec, container)
+        problems += _label_rules(
+            f"{where}.template.metadata.labels", (replica.get("template") or {}).get("metadata", {}).get("labels")
+        )
+    if kind == "TFJob" and sum(1 for t in replica_specs if t in ("Master", "Chief")) > 1:
+        problems.append(f"spec.{field}: a TFJob has either a Chief or a Master, not both")
+    if kind == "MPIJob" and "Launcher" not in replica_specs:
+        problems.append(f"spec.{field}: an MPIJob needs a Launcher")
+    for where, policy in (
+        ("spec.runPolicy.cleanPodPolicy", (spec.get("runPolicy") or {}).get("cleanPodPolicy")),
+        ("spec.cleanPodPolicy", spec.get("cleanPodPolicy")),
+    ):
+        if policy is not None and policy not in CLEAN_POD_POLICIES:
+            problems.append(f"{where}: {policy!r} is not one of {', '.join(CLEAN_POD_POLICIES)}")
+    return problems
+
+
+def _count(value: Any, default: int) -> int:
+    """An integer field for a rule; a wrong type is the schema's finding, not a crash here."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _volcano_policies(where: str, policies: Any) -> list[str]:
+    problems: list[str] = []
+    for i, policy in enumerate(policies or []):
+        if not isinstance(policy, dict):
+            continue
+        events = [policy["event"]] if "event" in policy else list(policy.get("events") or [])
+        if not events and "exitCode" not in policy:
+            problems.append(f"{where}.{i}: a policy needs an event or an exit code")
+        for event in events:
+            if event not in VOLCANO_EVENTS:
+                problems.append(f"{where}.{i}.event: {event!r} is not a Volcano event")
+        if policy.get("action") not in VOLCANO_ACTIONS:
+            problems.append(f"{where}.{i}.action: {policy.get('action')!r} is not one of {', '.join(VOLCANO_ACTIONS)}")
+    return problems
+
+
+def _volcano_job_rules(obj: dict[str, Any]) -> list[str]:
+    spec = obj.get("spec") or {}
+    tasks = spec.get("tasks") or []
+    problems = _volcano_policies("spec.policies", spec.get("policies"))
+    names: set[str] = set()
+    total = 0
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            continue
+        name = task.get("name", "")
+        if name in names:
+            problems.append(f"spec.tasks.{i}.name: duplicate task name {name!r}")
+        names.add(name)
+        total += _count(task.get("replicas"), 0)
+        problems += _volcano_policies(f"spec.tasks.{i}.policies", task.get("policies"))
+        template = task.get("template") or {}
+        problems += _pod_spec_rules(f"spec.tasks.{i}.template.spec", template.get("spec") or {}, None)
+        problems += _label_rules(
+            f"spec.tasks.{i}.template.metadata.labels", (template.get("metadata") or {}).get("labels")
+        )
+    if _count(spec.get("minAvailable"), 0) > total:
+        problems.append(f"spec.minAvailable: {spec.get('minAvailable')} is more than the {total} replicas of all tasks")
+    return problems

@@ -1,0 +1,283 @@
+"""Every manifest the Kubernetes backend renders validates strictly against the shipped schemas."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+import pytest
+
+from clusters.backends.kubernetes import manifests as m
+from clusters.k8s_schema import validate_manifest
+from clusters.models import Cluster
+from clusters.tests.fakekube import ROLES, make_job
+
+FRAMEWORKS = list(ROLES)
+
+
+def cluster(*, volcano: bool = False, nfs: bool = True, **fields: Any) -> Cluster:
+    values: dict[str, Any] = {
+        "name": "gpu-a",
+        "kind": Cluster.Kind.KUBERNETES,
+        "namespace_prefix": "easyai-",
+        "scheduler": Cluster.Scheduler.VOLCANO if volcano else Cluster.Scheduler.DEFAULT,
+        "nfs_server": "nfs.example.org" if nfs else "",
+        "nfs_path": "/export/easyai" if nfs else "",
+        "image_pull_secrets": ["regcred"],
+    }
+    values.update(fields)
+    return Cluster(**values)
+
+
+def job_variant(framework: str, gpu: bool, placement: bool, oversell: bool):
+    return make_job(
+        framework,
+        gpu=2 if gpu else 0,
+        node_selector={"accelerator": "a100"} if placement else {},
+        tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}] if placement else [],
+        oversell=2.0 if oversell else 1.0,
+        priority="high",
+    )
+
+
+@pytest.mark.parametrize(
+    ("framework", "volcano", "gpu", "placement", "oversell", "nfs"),
+    list(itertools.product(FRAMEWORKS, [False, True], [False, True], [False, True], [False, True], [False, True])),
+)
+def test_every_rendered_manifest_validates_strictly(framework, volcano, gpu, placement, oversell, nfs):
+    job = job_variant(framework, gpu, placement, oversell)
+    manifests = m.render(job, cluster(volcano=volcano, nfs=nfs))
+    assert manifests
+    for manifest in manifests:
+        assert validate_manifest(manifest) == []
+
+
+@pytest.mark.parametrize("volcano", [False, True])
+def test_team_objects_validate(volcano):
+    target = cluster(volcano=volcano, gpu_resource_name="amd.com/gpu")
+    assert validate_manifest(m.team_namespace(target, "vision")) == []
+    quota = m.team_quota(target, "vision", cpu_milli=64000, memory_bytes=256 * 2**30, gpu=8)
+    assert validate_manifest(quota) == []
+    assert quota["spec"]["hard"]["requests.amd.com/gpu"] == "8"
+    assert validate_manifest(m.team_queue(target, "vision", 64000, 256 * 2**30, 8)) == []
+    assert validate_manifest(m.team_queue(target, "vision", None, None, None)) == []
+
+
+def test_pytorch_job_shape():
+    job = make_job("pytorch", gpu=1, oversell=2.0)
+    (obj,) = m.render(job, cluster(volcano=True))
+    assert obj["apiVersion"] == "kubeflow.org/v1" and obj["kind"] == "PyTorchJob"
+    assert obj["metadata"]["name"] == "j-ab12cd34"
+    assert obj["metadata"]["namespace"] == "easyai-vision"
+    assert obj["spec"]["runPolicy"]["cleanPodPolicy"] == "None"
+    assert obj["spec"]["runPolicy"]["schedulingPolicy"] == {
+        "queue": "easyai-vision",
+        "priorityClass": "easyai-normal",
+        "minAvailable": 3,
+    }
+    replicas = obj["spec"]["pytorchReplicaSpecs"]
+    assert set(replicas) == {"Master", "Worker"}
+    assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == 2
+    template = replicas["Worker"]["template"]
+    assert template["metadata"]["labels"][m.LABEL_JOB_ID] == "j-ab12cd34"
+    assert template["metadata"]["labels"][m.LABEL_MANAGED_BY] == "easyai"
+    assert template["metadata"]["labels"][m.LABEL_ROLE] == "worker"
+    pod = template["spec"]
+    assert pod["schedulerName"] == "volcano" and pod["priorityClassName"] == "easyai-normal"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    (container,) = pod["containers"]
+    assert container["name"] == "pytorch"
+    assert container["resources"] == {
+        "limits": {"cpu": "2500m", "memory": str(4 * 2**30), "nvidia.com/gpu": "1"},
+        "requests": {"cpu": "1250m", "memory": str(2 * 2**30), "nvidia.com/gpu": "1"},
+    }
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LEARNING_RATE"] == "0.1" and env["model_dir"] == "/model_dir" and env["data_dir"] == "/data_dir"
+    assert "RANK" not in env  # the operator sets it per pod
+    mounts = {mnt["mountPath"]: mnt for mnt in container["volumeMounts"]}
+    assert mounts["/model_dir"]["subPath"] == "j-ab12cd34/model_dir"
+    assert mounts["/data_dir"] == {"name": m.NFS_VOLUME, "mountPath": "/data_dir", "subPath": "data/alice",
+                                   "readOnly": True}  # fmt: skip
+    assert mounts["/summary_dir"]["subPathExpr"] == "j-ab12cd34/$(EASYAI_TASK_ROLE)-$(EASYAI_TASK_INDEX)/summary_dir"
+    assert pod["volumes"] == [{"name": m.NFS_VOLUME, "nfs": {"server": "nfs.example.org", "path": "/export/easyai"}}]
+
+
+@pytest.mark.parametrize(
+    ("framework", "field", "types", "container"),
+    [
+        ("tensorflow", "tfReplicaSpecs", {"Chief", "PS", "Worker", "Evaluator"}, "tensorflow"),
+        ("mpi", "mpiReplicaSpecs", {"Launcher", "Worker"}, "mpi"),
+        ("xgboost", "xgbReplicaSpecs", {"Master", "Worker"}, "xgboost"),
+        ("paddle", "paddleReplicaSpecs", {"Master", "Worker"}, "paddle"),
+    ],
+)
+def test_replica_types_and_container_names(framework, field, types, container):
+    (obj,) = m.render(make_job(framework), cluster())
+    assert set(obj["spec"][field]) == types
+    for replica in obj["spec"][field].values():
+        assert replica["template"]["spec"]["containers"][0]["name"] == container
+    assert "schedulingPolicy" not in obj["spec"]["runPolicy"]  # default scheduler: no Volcano fields
+
+
+def test_batch_is_a_volcano_job_with_gang_queue_and_priority():
+    (obj,) = m.render(make_job("batch", priority="low", queue="shared"), cluster(volcano=True))
+    assert (obj["apiVersion"], obj["kind"]) == ("batch.volcano.sh/v1alpha1", "Job")
+    spec = obj["spec"]
+    assert spec["minAvailable"] == 4 and spec["queue"] == "shared" and spec["priorityClassName"] == "easyai-low"
+    assert [(t["name"], t["replicas"]) for t in spec["tasks"]] == [("driver", 1), ("executor", 3)]
+    (no_gang,) = m.render(make_job("batch", gang=False), cluster(volcano=True))
+    assert no_gang["spec"]["minAvailable"] == 1
+
+
+def test_notebook_is_a_plain_pod_in_the_team_queue():
+    (pod,) = m.render(make_job("notebook"), cluster(volcano=True))
+    assert (pod["apiVersion"], pod["kind"], pod["metadata"]["name"]) == ("v1", "Pod", "j-ab12cd34")
+    assert pod["metadata"]["annotations"][m.VC_QUEUE_ANNOTATION] == "easyai-vision"
+    assert pod["spec"]["containers"][0]["ports"] == [{"name": "web", "containerPort": 8888, "protocol": "TCP"}]
+    mounts = {mnt["mountPath"]: mnt for mnt in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["/summary_dir"]["subPath"] == "j-ab12cd34/notebook-0/summary_dir"
+
+
+def test_same_job_renders_the_same_names():
+    first, second = m.render(make_job("tensorflow"), cluster()), m.render(make_job("tensorflow"), cluster())
+    assert first == second
+
+
+def test_owner_that_is_not_a_label_value_is_annotated_whole():
+    (obj,) = m.render(make_job("pytorch", owner="ann+ml@example.org"), cluster())
+    assert obj["metadata"]["annotations"][m.ANNOTATION_OWNER] == "ann+ml@example.org"
+    assert validate_manifest(obj) == []
+
+
+def test_unknown_role_is_refused_at_render():
+    job = make_job("pytorch")
+    job.tasks[0].role = "chief"
+    with pytest.raises(ValueError, match="no role 'chief'"):
+        m.render(job, cluster())
+
+
+# --- the validator can fail ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def pytorch_job() -> dict[str, Any]:
+    return m.render(make_job("pytorch", gpu=1), cluster(volcano=True))[0]
+
+
+def _master(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj["spec"]["pytorchReplicaSpecs"]["Master"]
+
+
+def test_unknown_field_is_rejected(pytorch_job):
+    _master(pytorch_job)["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    assert any("imagePullPolicyy" in p for p in validate_manifest(pytorch_job))
+
+
+def test_unknown_metadata_field_is_rejected(pytorch_job):
+    pytorch_job["metadata"]["owner"] = "alice"
+    assert any(p.startswith("metadata") and "owner" in p for p in validate_manifest(pytorch_job))
+
+
+def test_wrong_type_is_rejected(pytorch_job):
+    _master(pytorch_job)["replicas"] = "one"
+    assert any("replicas" in p and "integer" in p for p in validate_manifest(pytorch_job))
+
+
+def test_bad_replica_type_is_rejected(pytorch_job):
+    pytorch_job["spec"]["pytorchReplicaSpecs"]["Chief"] = copy.deepcopy(_master(pytorch_job))
+    assert any("'Chief'" in p for p in validate_manifest(pytorch_job))
+
+
+def test_two_masters_are_rejected(pytorch_job):
+    _master(pytorch_job)["replicas"] = 2
+    assert any("at most one Master" in p for p in validate_manifest(pytorch_job))
+
+
+def test_missing_image_is_rejected(pytorch_job):
+    del _master(pytorch_job)["template"]["spec"]["containers"][0]["image"]
+    assert any("image: required" in p for p in validate_manifest(pytorch_job))
+
+
+def test_container_not_named_after_the_framework_is_rejected(pytorch_job):
+    _master(pytorch_job)["template"]["spec"]["containers"][0]["name"] = "main"
+    assert any("no container named 'pytorch'" in p for p in validate_manifest(pytorch_job))
+
+
+@pytest.mark.parametrize("name", ["1-starts-with-digit", "Upper", "x" * 64, "under_score"])
+def test_bad_name_is_rejected(pytorch_job, name):
+    pytorch_job["metadata"]["name"] = name
+    assert any("metadata.name" in p for p in validate_manifest(pytorch_job))
+
+
+def test_bad_label_value_is_rejected(pytorch_job):
+    pytorch_job["metadata"]["labels"]["easyai.io/owner"] = "ann@example.org"
+    assert any("label value" in p for p in validate_manifest(pytorch_job))
+
+
+def test_bad_quantity_is_rejected(pytorch_job):
+    _master(pytorch_job)["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = "two"
+    assert any("cpu" in p for p in validate_manifest(pytorch_job))
+
+
+def test_bad_clean_pod_policy_is_rejected(pytorch_job):
+    pytorch_job["spec"]["runPolicy"]["cleanPodPolicy"] = "Sometimes"
+    assert any("cleanPodPolicy" in p for p in validate_manifest(pytorch_job))
+
+
+def test_duplicate_list_map_key_is_rejected(pytorch_job):
+    containers = _master(pytorch_job)["template"]["spec"]["containers"]
+    containers.append(copy.deepcopy(containers[0]))
+    assert any("duplicate" in p for p in validate_manifest(pytorch_job))
+
+
+def test_volcano_policy_values_are_checked():
+    (obj,) = m.render(make_job("batch"), cluster(volcano=True))
+    obj["spec"]["policies"][0]["action"] = "Explode"
+    obj["spec"]["tasks"][0]["name"] = "executor"  # now twice
+    problems = validate_manifest(obj)
+    assert any("Explode" in p for p in problems)
+    assert any("duplicate task name" in p for p in problems)
+
+
+def test_volcano_min_available_above_replicas_is_rejected():
+    (obj,) = m.render(make_job("batch"), cluster(volcano=True))
+    obj["spec"]["minAvailable"] = 99
+    assert any("minAvailable" in p for p in validate_manifest(obj))
+
+
+def test_core_schemas_are_strict_too():
+    namespace = m.team_namespace(cluster(), "vision")
+    namespace["spec"] = {"finalizers": ["kubernetes"], "bogus": 1}
+    assert any("bogus" in p for p in validate_manifest(namespace))
+    quota = m.team_quota(cluster(), "vision", 1000, 2**30, 1)
+    quota["spec"]["hard"]["requests.cpu"] = {"not": "a quantity"}
+    assert validate_manifest(quota)
+    pod = m.render(make_job("notebook"), cluster())[0]
+    pod["spec"]["containers"][0]["ports"][0]["containerPort"] = "8888"
+    assert any("containerPort" in p for p in validate_manifest(pod))
+
+
+def test_queue_with_unknown_field_is_rejected():
+    queue = m.team_queue(cluster(volcano=True), "vision", 1000, 2**30, 1)
+    queue["spec"]["capacity"] = {"cpu": "1"}
+    assert any("capacity" in p for p in validate_manifest(queue))
+
+
+def test_unknown_kind_is_reported():
+    assert validate_manifest({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})
+
+
+def test_management_command_validates_files(tmp_path):
+    import yaml
+    from django.core.management import CommandError, call_command
+
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump_all(m.render(make_job("paddle"), cluster(volcano=True))))
+    call_command("k8s_validate", str(good))
+    bad_manifest = m.render(make_job("paddle"), cluster())[0]
+    bad_manifest["spec"]["extra"] = True
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(bad_manifest))
+    with pytest.raises(CommandError, match="1 manifest"):
+        call_command("k8s_validate", str(bad))

@@ -1,0 +1,90 @@
+"""Team provisioning on Kubernetes clusters, against the fake API server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from clusters import provisioning, tasks
+from clusters.k8s_schema import validate_manifest
+from clusters.models import Cluster
+from clusters.tests.fakekube import FakeKube, make_cluster, running_fake
+from teams.models import Quota
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def fake_kube() -> Iterator[FakeKube]:
+    yield from running_fake()
+
+
+QUEUES = ("scheduling.volcano.sh", "v1beta1", "queues")
+
+
+def test_provision_creates_namespace_quota_and_queue(fake_kube, team):
+    cluster = make_cluster(fake_kube, scheduler=Cluster.Scheduler.VOLCANO)
+    Quota.objects.create(team=team, cluster=cluster, cpu_milli=32000, memory_bytes=128 * 2**30, gpu=4)
+    provisioning.provision_team(cluster, team)
+    namespace = fake_kube.get("", "v1", "namespaces", "", "easyai-vision")
+    assert namespace["metadata"]["labels"]["easyai.io/team"] == "vision"
+    quota = fake_kube.get("", "v1", "resourcequotas", "easyai-vision", "easyai-quota")
+    assert quota["spec"]["hard"] == {
+        "requests.cpu": "32", "limits.cpu": "32", "requests.memory": str(128 * 2**30),
+        "limits.memory": str(128 * 2**30), "requests.nvidia.com/gpu": "4",
+    }  # fmt: skip
+    queue = fake_kube.get(*QUEUES, "", "easyai-vision")
+    assert queue["spec"]["capability"] == {"cpu": "32", "memory": str(128 * 2**30), "nvidia.com/gpu": "4"}
+    assert {p["metadata"]["name"] for p in fake_kube.of_kind("scheduling.k8s.io", "v1", "priorityclasses")} == {
+        "easyai-low", "easyai-normal", "easyai-high"}  # fmt: skip
+    for obj in (namespace, quota, queue):
+        assert validate_manifest({k: v for k, v in obj.items() if k != "status"}) == []
+
+
+def test_provision_again_applies_a_changed_quota(fake_kube, team):
+    cluster = make_cluster(fake_kube, scheduler=Cluster.Scheduler.VOLCANO)
+    quota = Quota.objects.create(team=team, cluster=cluster, cpu_milli=8000, memory_bytes=2**30, gpu=0)
+    provisioning.provision_team(cluster, team)
+    quota.gpu = 2
+    quota.save()
+    fake_kube.clear_journal()
+    provisioning.provision_team(cluster, team)
+    assert fake_kube.get("", "v1", "resourcequotas", "easyai-vision", "easyai-quota")["spec"]["hard"][
+        "requests.nvidia.com/gpu"] == "2"  # fmt: skip
+    assert fake_kube.get(*QUEUES, "", "easyai-vision")["spec"]["capability"]["nvidia.com/gpu"] == "2"
+    assert [r.status for r in fake_kube.requests("POST")] == [409, 409, 409, 409, 409, 409]
+    assert {r.path for r in fake_kube.requests("PUT")} == {
+        "/api/v1/namespaces/easyai-vision/resourcequotas/easyai-quota",
+        "/apis/scheduling.volcano.sh/v1beta1/queues/easyai-vision",
+    }
+
+
+def test_no_quota_row_means_no_quota_and_no_queue_without_volcano(fake_kube, team):
+    cluster = make_cluster(fake_kube)
+    quota = Quota.objects.create(team=team, cluster=cluster, cpu_milli=1000, memory_bytes=2**30, gpu=0)
+    provisioning.provision_team(cluster, team)
+    quota.delete()
+    provisioning.provision_team(cluster, team)
+    assert fake_kube.get("", "v1", "resourcequotas", "easyai-vision", "easyai-quota") is None
+    assert fake_kube.of_kind(*QUEUES) == []
+
+
+def test_team_changed_provisions_on_every_enabled_kubernetes_cluster(fake_kube, team):
+    first = make_cluster(fake_kube, name="a", namespace_prefix="a-")
+    make_cluster(fake_kube, name="b", namespace_prefix="b-", enabled=False)
+    Cluster.objects.create(name="laptop", kind=Cluster.Kind.LOCAL)
+    Quota.objects.create(team=team, cluster=first, cpu_milli=1000, memory_bytes=2**30, gpu=0)
+    provisioning.team_changed(team.pk)  # Q_CLUSTER sync in tests: the task runs now
+    names = {o["metadata"]["name"] for o in fake_kube.of_kind("", "v1", "namespaces")}
+    assert "a-vision" in names and "b-vision" not in names
+    assert fake_kube.get("", "v1", "resourcequotas", "a-vision", "easyai-quota") is not None
+
+
+def test_provision_task_reports_a_refusing_cluster(fake_kube, team):
+    make_cluster(fake_kube)
+    fake_kube.fail("POST", r"/api/v1/namespaces$", 403, message="forbidden: cannot create namespaces")
+    with pytest.raises(RuntimeError, match="cannot create namespaces"):
+        tasks.provision_team_task(team.pk)
+    assert not Cluster.objects.get(name="gpu-a").healthy
+    assert tasks.provision_team_task(team.pk) == {"gpu-a": ""}
