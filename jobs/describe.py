@@ -39,6 +39,8 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
             }
             workspace = "/workspace/personal"
         env = {**res["env"], **paths}
+        if local:
+            env.update({v.env_name: v.host_path for v in volumes or [] if v.host_path})
         tasks.append(
             TaskDescription(
                 role=role,

@@ -210,11 +210,47 @@ class Volume(models.Model):
         return self.name
 
     def as_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "mount_path": self.mount_path,
-            "read_only": self.read_only,
-            "host_path": self.host_path,
-            "nfs_server": self.nfs_server,
-            "nfs_path": self.nfs_path,
-        }
+        """The volume as a Kubernetes volume (name and source) plus where and how tasks mount it."""
+        if self.nfs_server:
+            source = {"nfs": {"server": self.nfs_server, "path": self.nfs_path or "/", "readOnly": self.read_only}}
+        else:
+            source = {"hostPath": {"path": self.host_path, "type": "Directory"}}
+        return {"name": self.name, "mount_path": self.mount_path, "read_only": self.read_only, **source}
+
+    @property
+    def env_name(self) -> str:
+        """On the local backend (no mounts) tasks find the volume's directory in this variable."""
+        return "EASYAI_VOLUME_" + self.name.upper().replace("-", "_")
+
+
+class ShellSession(models.Model):
+    """One interactive shell opened in a task: who, when, which job and task, for how long, from where.
+
+    Written when the shell opens and closed when it ends, so an operator sees open shells too.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(_("user"), max_length=150, help_text=_("Kept when the account is deleted."))
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="shell_sessions")
+    task = models.CharField(_("task"), max_length=80)
+    client = models.CharField(_("client address"), max_length=100, blank=True)
+    opened_at = models.DateTimeField(_("opened"), auto_now_add=True, db_index=True)
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    exit_code = models.IntegerField(_("exit code"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        verbose_name = _("shell session")
+        verbose_name_plural = _("shell sessions")
+
+    def __str__(self) -> str:
+        return f"{self.username} in {self.job_id}/{self.task}"
+
+    @property
+    def duration(self):
+        """How long the shell was (or has been) open."""
+        from django.utils import timezone
+
+        return (self.closed_at or timezone.now()) - self.opened_at

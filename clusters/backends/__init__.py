@@ -26,7 +26,21 @@ def use_backend(cluster_name: str, backend: Backend | None) -> None:
 def get_backend(cluster: Cluster) -> Backend:
     if cluster.name in _override:
         return _override[cluster.name]
-    key = (cluster.pk, cluster.kind, cluster.kubeconfig_encrypted, repr(sorted(cluster.settings.items())))
+    # Every field a backend reads: an admin's change reaches the next call without a restart.
+    key = (
+        cluster.pk,
+        cluster.kind,
+        cluster.kubeconfig_encrypted,
+        repr(sorted(cluster.settings.items())),
+        cluster.in_cluster,
+        cluster.namespace_prefix,
+        cluster.nfs_server,
+        cluster.nfs_path,
+        cluster.gpu_resource_name,
+        cluster.scheduler,
+        repr(cluster.image_pull_secrets),
+        cluster.ingress_host,
+    )
     with _lock:
         backend = _cache.get(key)
         if backend is None:
