@@ -116,7 +116,9 @@ def latency(backend: LocalBackend, runs: int) -> None:
     b, t = statistics.median(bare), statistics.median(through)
     print(f"trivial job, median of {runs}:")
     print(f"  subprocess.run(['true'])            {ms(b)}")
-    print(f"  LocalBackend submit -> SUCCEEDED    {ms(t)}   (+{ms(t - b)}, observe polled every {ms(POLL_S)})")
+    print(
+        f"  LocalBackend submit -> SUCCEEDED    {ms(t)}   ({(t - b) * 1000:+.1f} ms, observe polled every {ms(POLL_S)})"
+    )
 
 
 def throughput(backend: LocalBackend, count: int) -> None:
@@ -180,7 +182,7 @@ def ddp(backend: LocalBackend, epochs: int) -> None:
     final = [line for line in log.splitlines() if "final loss" in line]
     print(f"PyTorch DDP example, master + worker, {epochs} epochs:")
     print(f"  torchrun --nproc_per_node=2          {bare_s:.2f} s  (exit {bare.returncode})")
-    print(f"  LocalBackend submit -> {state:<10}   {through:.2f} s  (+{through - bare_s:.2f} s)")
+    print(f"  LocalBackend submit -> {state:<10}   {through:.2f} s  ({through - bare_s:+.2f} s)")
     if final:
         print(f"  {final[-1]}")
 
