@@ -153,3 +153,6 @@ class VolumeAdmin(admin.ModelAdmin):
     list_display = ["name", "mount_path", "read_only", "host_path", "nfs_server", "nfs_path"]
     search_fields = ["name"]
     filter_horizontal = ["teams"]
+
+
+from jobs import admin_shell  # noqa: E402, F401
