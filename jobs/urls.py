@@ -1,1 +1,17 @@
-urlpatterns: list = []
+from django.urls import path
+
+from jobs import views
+
+urlpatterns = [
+    path("experiments/", views.experiment_list, name="experiment-list"),
+    path("experiments/<int:pk>/", views.experiment_detail, name="experiment-detail"),
+    path("jobs/", views.job_list, name="job-list"),
+    path("jobs/states/", views.job_states, name="job-states"),
+    path("jobs/new/", views.job_submit, name="job-submit"),
+    path("jobs/new/form-to-yaml/", views.spec_form_to_yaml, name="job-spec-form-to-yaml"),
+    path("jobs/new/yaml-to-form/", views.spec_yaml_to_form, name="job-spec-yaml-to-form"),
+    path("jobs/<str:public_id>/", views.job_detail, name="job-detail"),
+    path("jobs/<str:public_id>/stop/", views.job_stop, name="job-stop"),
+    path("jobs/<str:public_id>/rerun/", views.job_rerun, name="job-rerun"),
+    path("jobs/<str:public_id>/delete/", views.job_delete, name="job-delete"),
+]
