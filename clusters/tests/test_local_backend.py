@@ -686,7 +686,9 @@ def test_read_log_and_follow_log(local):
     assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
 
 
-def test_shell_in_a_running_task_has_its_env_and_working_dir(local):
+def test_shell_in_a_running_task_has_its_env_and_working_dir(local, monkeypatch, tmp_path):
+    # Tasks inherit HOME; the shell then reads its ~/.bashrc, and this host's may be slow (pyenv init).
+    monkeypatch.setenv("HOME", str(tmp_path))
     backend = local()
     job = make_job([("master", 1, GATED), ("worker", 1, GATED)], framework="pytorch")
     backend.submit(job)
