@@ -520,3 +520,11 @@ def test_validate_shows_the_dry_run_and_records_nothing(people, fake_backend):
     html = response.content.decode()
     assert 'id="dry-run"' in html and "FakeJob" in html and "master-0" in html
     assert Job.objects.count() == 0 and not Experiment.objects.exists()
+
+
+@pytest.mark.parametrize("url", ["/jobs/new/form-to-yaml/", "/jobs/new/yaml-to-form/", "/jobs/new/"])
+def test_submit_endpoints_need_the_csrf_token(url, people, fake_backend):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(people["owner"])
+    assert client.post(url, {**FORM, "yaml": "name: a"}).status_code == 403
+    assert Job.objects.count() == 0
