@@ -14,6 +14,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from clusters.backends.base import JobDescription
 from clusters.models import Cluster
@@ -49,13 +50,13 @@ def experiment_create(*, user, team: Team, name: str, description: str = "") -> 
     errors: dict[str, list[str]] = {}
     name = (name or "").strip()
     if not name:
-        errors["name"] = ["This field is required."]
+        errors["name"] = [_("This field is required.")]
     elif len(name) > 100:
-        errors["name"] = ["At most 100 characters."]
+        errors["name"] = [_("At most 100 characters.")]
     if not permissions.can_use_team(user, team):
-        errors["team"] = ["No such team."]
+        errors["team"] = [_("No such team.")]
     if not errors and Experiment.objects.filter(team=team, name=name).exists():
-        errors["name"] = [f"The team already has an experiment named {name!r}."]
+        errors["name"] = [_("The team already has an experiment named %(name)r.") % {"name": name}]
     if errors:
         raise ValidationError(errors)
     return Experiment.objects.create(team=team, name=name, description=description or "", owner=user)
@@ -80,24 +81,24 @@ def _resolve(user, spec: dict) -> tuple[Team, Cluster, list[Volume], Job | None]
     if spec.get("team"):
         team = permissions.visible_teams(user).filter(slug=spec["team"]).first()
         if team is None:
-            errors["team"] = [f"No team {spec['team']!r} that you belong to."]
+            errors["team"] = [_("No team %(team)r that you belong to.") % {"team": spec["team"]}]
     else:
         team = current_team_for(user)
         if team is None:
-            errors["team"] = ["You are in no team: name one, or ask a team admin to add you."]
+            errors["team"] = [_("You are in no team: name one, or ask a team admin to add you.")]
 
     if spec.get("cluster"):
         cluster = Cluster.objects.filter(name=spec["cluster"]).first()
         if cluster is None:
-            errors["cluster"] = [f"No cluster {spec['cluster']!r}."]
+            errors["cluster"] = [_("No cluster %(cluster)r.") % {"cluster": spec["cluster"]}]
         elif not cluster.enabled:
-            errors["cluster"] = [f"The cluster {cluster.name!r} is disabled."]
+            errors["cluster"] = [_("The cluster %(cluster)r is disabled.") % {"cluster": cluster.name}]
     else:
         cluster = Cluster.objects.filter(is_default=True, enabled=True).first() or (
             Cluster.objects.filter(enabled=True).order_by("pk").first()
         )
         if cluster is None:
-            errors["cluster"] = ["No cluster is enabled: ask a platform admin to add one."]
+            errors["cluster"] = [_("No cluster is enabled: ask a platform admin to add one.")]
 
     volumes: list[Volume] = []
     if spec.get("volumes"):
@@ -105,7 +106,7 @@ def _resolve(user, spec: dict) -> tuple[Team, Cluster, list[Volume], Job | None]
         for i, name in enumerate(spec["volumes"]):
             volume = found.get(name)
             if volume is None or (team is not None and volume.teams.all() and team not in volume.teams.all()):
-                errors[f"volumes.{i}"] = [f"No volume {name!r} for this team."]
+                errors[f"volumes.{i}"] = [_("No volume %(volume)r for this team.") % {"volume": name}]
             else:
                 volumes.append(volume)
 
@@ -113,7 +114,7 @@ def _resolve(user, spec: dict) -> tuple[Team, Cluster, list[Volume], Job | None]
     if spec.get("pre_job"):
         pre_job = permissions.restrict(Job.objects.all(), user).filter(public_id=spec["pre_job"]).first()
         if pre_job is None:
-            errors["pre_job"] = [f"No job {spec['pre_job']!r} that you can see."]
+            errors["pre_job"] = [_("No job %(job)r that you can see.") % {"job": spec["pre_job"]}]
 
     if errors:
         raise ValidationError(errors)
@@ -130,15 +131,19 @@ def _check_quota(team: Team, cluster: Cluster, cpu_milli: int, memory_bytes: int
     problems = []
     if cpu_milli > quota.cpu_milli:
         problems.append(
-            f"needs {format_cpu(cpu_milli)} CPU, the team's quota on {cluster.name} is {format_cpu(quota.cpu_milli)} CPU"
+            _("needs %(need)s CPU, the team's quota on %(cluster)s is %(quota)s CPU")
+            % {"need": format_cpu(cpu_milli), "cluster": cluster.name, "quota": format_cpu(quota.cpu_milli)}
         )
     if memory_bytes > quota.memory_bytes:
         problems.append(
-            f"needs {format_memory(memory_bytes)} memory, the team's quota on {cluster.name} is "
-            f"{format_memory(quota.memory_bytes)}"
+            _("needs %(need)s memory, the team's quota on %(cluster)s is %(quota)s")
+            % {"need": format_memory(memory_bytes), "cluster": cluster.name, "quota": format_memory(quota.memory_bytes)}
         )
     if gpu > quota.gpu:
-        problems.append(f"needs {gpu} GPU, the team's quota on {cluster.name} is {quota.gpu}")
+        problems.append(
+            _("needs %(need)s GPU, the team's quota on %(cluster)s is %(quota)s")
+            % {"need": gpu, "cluster": cluster.name, "quota": quota.gpu}
+        )
     if problems:
         raise ValidationError({"roles": problems})
 
@@ -216,7 +221,7 @@ def job_submit(*, user, data: Any, rerun_of: Job | None = None, attempt: int = 1
     problems = cluster.backend().check(description)
     if problems:
         raise ValidationError({"cluster": problems})
-    for _ in range(5):
+    for _attempt in range(5):
         try:
             with transaction.atomic():
                 job.save()
@@ -307,13 +312,15 @@ def job_stop(*, job: Job, actor=None, event: str = Input.STOP, reason: str = "",
     """Stop an active job now; its backend objects are stopped by a worker right after."""
     job.refresh_from_db()
     if job.state in FINAL:
-        raise JobActionRefused(f"The job already ended ({job.state}).")
+        raise JobActionRefused(_("The job already ended (%(state)s).") % {"state": job.state})
     with transaction.atomic():
         Job.objects.filter(pk=job.pk).update(stop_requested=True)
         if not job_transition(job, event, reason=reason, message=message, actor=actor):
             job.refresh_from_db()
             if job.state not in FINAL:
-                raise JobActionRefused(f"The job is {job.state} and cannot be stopped now; try again.")
+                raise JobActionRefused(
+                    _("The job is %(state)s and cannot be stopped now; try again.") % {"state": job.state}
+                )
             return job
         # A queued job may be in a submit worker's hands: stopping on the backend is idempotent and
         # harmless when nothing was created, so it is always asked for.
