@@ -1,0 +1,361 @@
+"""The ``easyai`` command: argument parsing, dispatch, and exit codes.
+
+Exit codes: 0 success; 1 the portal refused (its message printed, field errors
+one per line as ``path: message``), or it could not be reached, or you are not
+logged in; 2 a usage mistake. ``exec`` exits with the remote command's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from easyai_cli import __version__, account, files, jobs, logs, shell, specs
+from easyai_cli import config as config_module
+from easyai_cli.client import CLIError
+from easyai_cli.context import Context
+
+Handler = Callable[[Context, argparse.Namespace], int]
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+def _command(
+    subparsers: argparse._SubParsersAction, name: str, handler: Handler, help_text: str, example: str, **kwargs
+) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        name,
+        help=help_text,
+        description=kwargs.pop("description", help_text[0].upper() + help_text[1:] + "."),
+        epilog="example:\n" + "\n".join(f"  {line}" for line in example.strip().splitlines()),
+        formatter_class=_Formatter,
+        **kwargs,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _not_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+JOB_HELP = "a job id (j-…) or a job name in your current team (the newest job of that name)"
+
+FRAMEWORK_HELP = {
+    "pytorch": (
+        "a PyTorch job (arena's pytorchjob)",
+        "--workers N counts every task, the master included: one master and N-1 workers "
+        "(--workers 1 is a lone master). Every task gets MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK.",
+        "easyai submit pytorch --name mnist --image pytorch/pytorch:2.3 --workers 3 --gpus 1 \\\n"
+        '    --cpu 4 --memory 16Gi "python train.py --epochs 10"',
+    ),
+    "tensorflow": (
+        "a TensorFlow job (arena's tfjob)",
+        "--workers N worker tasks, --ps M parameter servers, and one chief with --chief. Every task gets TF_CONFIG.",
+        "easyai submit tensorflow --name tf-dist --image tensorflow/tensorflow:2.16.1 --workers 2 --ps 1 \\\n"
+        '    --chief "python train.py"',
+    ),
+    "batch": (
+        "a plain batch job",
+        "One role, worker, with --workers N tasks; each knows its index from EASYAI_ROLE_INDEX.",
+        "easyai submit batch --name preprocess --image python:3.11-slim --workers 4 -- python prep.py --shard auto",
+    ),
+}
+
+
+def _submit_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """--dry-run, -o, -q, --team: on `submit` itself and on each framework (SUPPRESS keeps one from hiding the other)."""
+
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument("--dry-run", action="store_true", default=default(False), help="validate only: submit nothing")
+    parser.add_argument(
+        "-o", "--output", choices=("json", "yaml"), default=default(None), help="print the result as JSON or YAML"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=default(False), help="print only the new job's id"
+    )
+    parser.add_argument("--team", default=default(None), help="submit to this team (default: your current team)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="easyai",
+        description="Submit and manage EasyAI training jobs from a terminal, arena-style.",
+        epilog=(
+            "Start with `easyai login`; every command has --help with an example.\n"
+            "Config: ~/.easyai/config.yaml ($EASYAI_CONFIG_DIR); EASYAI_URL, EASYAI_TOKEN and EASYAI_TEAM override it.\n"
+            "Exit codes: 0 ok, 1 refused by the portal / unreachable / not logged in, 2 usage."
+        ),
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"easyai {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = _command(
+        sub,
+        "login",
+        account.login,
+        "log in: exchange your username and password for an API token, saved in the config",
+        "easyai login --url https://easyai.example.com --username alice\n"
+        'echo "$PASSWORD" | easyai login --url http://localhost:8000 --username alice --password-stdin',
+    )
+    p.add_argument("--url", help="the portal's address (default: the saved one, $EASYAI_URL, or http://localhost:8000)")
+    p.add_argument("--username", "-u", help="your username (asked when not given)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input (one line)")
+
+    p = _command(
+        sub, "whoami", account.whoami, "show who you are logged in as, on which portal and team", "easyai whoami"
+    )
+    p.add_argument("-o", "--output", choices=("json", "yaml"))
+
+    p = _command(
+        sub,
+        "team",
+        _team_usage,
+        "list your teams, or choose the one commands work in",
+        "easyai team list\neasyai team use vision",
+    )
+    team_sub = p.add_subparsers(title="team commands", metavar="COMMAND")
+    q = _command(team_sub, "list", account.team_list, "your teams; * marks the current one", "easyai team list -o json")
+    q.add_argument("-o", "--output", choices=("json", "yaml"))
+    q = _command(
+        team_sub,
+        "use",
+        account.team_use,
+        "work in this team: it is saved in the config, sent as the team of submitted specs and used by `list`",
+        "easyai team use vision",
+    )
+    q.add_argument("slug", help="the team's slug (see `easyai team list`)")
+
+    p = _command(
+        sub,
+        "submit",
+        jobs.submit_file,
+        "submit a job from a spec file (-f), or arena-style from flags (submit pytorch|tensorflow|batch)",
+        "easyai submit -f job.yaml\n"
+        "easyai submit -f job.yaml --dry-run\n"
+        'easyai submit pytorch --name mnist --image pytorch/pytorch:2.3 --workers 2 --gpus 1 "python train.py"\n'
+        "easyai submit pytorch --help",
+    )
+    p.add_argument("-f", "--file", help="the job spec, YAML or JSON (- reads standard input)")
+    _submit_options(p, suppress=False)
+    frameworks = p.add_subparsers(title="arena-style (flags instead of a file)", metavar="FRAMEWORK", dest="framework")
+    for framework in specs.FRAMEWORKS:
+        summary, mapping, example = FRAMEWORK_HELP[framework]
+        q = _command(
+            frameworks,
+            framework,
+            jobs.submit_framework,
+            f"submit {summary}",
+            example,
+            description=f"Submit {summary}.\n\n{mapping}\n--cpu, --memory and --gpus are per task. "
+            "The command runs under /bin/sh -c in every task; put it in quotes, or after -- when it has options.",
+        )
+        q.add_argument("--name", required=True, help="the job's name: lowercase letters, digits and '-'")
+        q.add_argument("--image", help="the container image (ignored by the local cluster, which runs processes)")
+        q.add_argument(
+            "--workers", type=_positive, default=1, metavar="N", help="number of workers (default 1; see above)"
+        )
+        if framework == "tensorflow":
+            q.add_argument("--ps", type=_not_negative, default=0, metavar="N", help="number of parameter servers")
+            q.add_argument("--chief", action="store_true", help="add one chief task")
+        q.add_argument("--gpus", type=_not_negative, default=0, metavar="N", help="GPUs per task (default 0)")
+        q.add_argument("--cpu", help="CPUs per task, e.g. 2 or 500m (default: the portal's, 1)")
+        q.add_argument("--memory", help="memory per task, e.g. 4Gi (default: the portal's, 2Gi)")
+        q.add_argument("--cluster", help="the cluster to run on (default: the portal's default cluster)")
+        q.add_argument("--priority", choices=("low", "normal", "high"), help="scheduling priority (default normal)")
+        q.add_argument("--experiment", help="group the job under this experiment (created when new)")
+        q.add_argument("--env", "-e", action="append", metavar="K=V", help="an environment variable; repeat for more")
+        q.add_argument("--working-dir", help="the absolute directory the command starts in")
+        q.add_argument("--timeout", help="stop the job after this long, e.g. 2h or 30m")
+        q.add_argument("--max-retries", type=_not_negative, help="resubmit a failed job up to N times")
+        _submit_options(q, suppress=True)
+        q.add_argument("command", nargs="+", help="the command every task runs")
+        q.set_defaults(framework=framework)
+
+    p = _command(
+        sub,
+        "list",
+        jobs.list_jobs,
+        "list jobs in your current team (newest first)",
+        "easyai list\neasyai list -A --state running,pending -o wide\neasyai list --experiment baseline -o json",
+        aliases=["ls"],
+    )
+    p.add_argument("-A", "--all-teams", action="store_true", help="jobs of every team you can see")
+    p.add_argument("--state", help="a state, or several separated by commas (queued, pending, running, success, …)")
+    p.add_argument("--experiment", help="an experiment's name or id")
+    p.add_argument("--owner", help="a username")
+    p.add_argument("--framework", help="pytorch, tensorflow, mpi, xgboost, paddle or batch")
+    p.add_argument("--cluster", help="a cluster's name")
+    p.add_argument("--name", help="part of the job's name, or its id")
+    p.add_argument("--ordering", help="created_at, -created_at (default), name, -name, state, -state")
+    p.add_argument(
+        "--limit", type=_not_negative, default=jobs.DEFAULT_LIST_LIMIT, help="show at most N jobs (0: all; default 100)"
+    )
+    p.add_argument("-o", "--output", choices=("wide", "json", "yaml"))
+
+    p = _command(
+        sub,
+        "get",
+        jobs.get_job,
+        "show a job with its tasks and events",
+        "easyai get j-3k9x2m4q\neasyai get mnist -o yaml",
+    )
+    p.add_argument("job", metavar="JOB", help=JOB_HELP)
+    p.add_argument("-o", "--output", choices=("json", "yaml"))
+
+    p = _command(
+        sub,
+        "logs",
+        logs.logs,
+        "print a task's log",
+        "easyai logs j-3k9x2m4q\neasyai logs j-3k9x2m4q -t worker-1 -f\neasyai logs mnist --tail 50",
+        description="Print a task's log (the job's first task, its master or chief, unless -t names one).\n\n"
+        "With -f it follows the log live until the task ends, then prints the task's final state on stderr and "
+        "exits 0 whatever that state is: use `easyai get` (or `easyai get -o json`) to learn whether it succeeded.",
+    )
+    p.add_argument("job", metavar="JOB", help=JOB_HELP)
+    p.add_argument("-t", "--task", help="the task, e.g. worker-1 (see `easyai get`)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing as the task writes, until it ends")
+    p.add_argument("--tail", type=int, default=-1, metavar="N", help="only the last N lines (then follow with -f)")
+
+    for name, handler, verb, example in (
+        ("stop", jobs.stop_job, "stop a job (its tasks are killed; the record stays)", "easyai stop j-3k9x2m4q"),
+        (
+            "delete",
+            jobs.delete_job,
+            "delete a job from lists (stopping it first when it still runs)",
+            "easyai delete j-3k9x2m4q",
+        ),
+        ("rerun", jobs.rerun_job, "submit a new job from a job's spec", "easyai rerun j-3k9x2m4q"),
+    ):
+        p = _command(sub, name, handler, verb, example)
+        p.add_argument("job", metavar="JOB", help=JOB_HELP)
+        if name == "rerun":
+            p.add_argument("-o", "--output", choices=("json", "yaml"))
+            p.add_argument("-q", "--quiet", action="store_true", help="print only the new job's id")
+
+    p = _command(
+        sub,
+        "exec",
+        shell.exec_,
+        "open a shell in a running task, or run a command there",
+        "easyai exec j-3k9x2m4q                       # an interactive shell in the first task\n"
+        "easyai exec j-3k9x2m4q -t worker-1 -- nvidia-smi\n"
+        "easyai exec j-3k9x2m4q -- ls /model_dir > files.txt\n"
+        "easyai exec j-3k9x2m4q < check.sh",
+        description="Open a shell in a running task (the job's first task unless -t names one).\n\n"
+        "On a terminal the shell is interactive (raw mode; window size changes are passed on). "
+        "Without a terminal, CMD runs under /bin/sh -c and only its output is printed; without CMD, what standard "
+        "input pipes in is run as one sh script (the task's image needs base64 for that). Either way easyai exits "
+        "with the remote exit code.",
+    )
+    p.add_argument("job", metavar="JOB", help=JOB_HELP)
+    p.add_argument("-t", "--task", help="the task, e.g. worker-1")
+    p.add_argument("command", nargs="*", metavar="-- CMD", help="a command to run instead of an interactive shell")
+
+    p = _command(
+        sub,
+        "download",
+        files.download,
+        "download a job's outputs (model_dir, summary_dir/<task>, log_dir, share_dir)",
+        "easyai download j-3k9x2m4q                    # list the job's outputs\n"
+        "easyai download j-3k9x2m4q model_dir -o ./out # ./out/model_dir/...\n"
+        "easyai download j-3k9x2m4q model_dir ckpt/final.pt -o .\n"
+        "easyai download j-3k9x2m4q summary_dir worker-0 --zip",
+        description="Download a job's outputs. OUTPUT[/PATH] is saved under DIR by its last name: a folder with "
+        "everything in it, or one file. Without OUTPUT, lists the job's outputs.",
+    )
+    p.add_argument("job", metavar="JOB", help=JOB_HELP)
+    p.add_argument(
+        "output_name", nargs="?", metavar="OUTPUT", choices=(*files.OUTPUTS, None), help=", ".join(files.OUTPUTS)
+    )
+    p.add_argument("path", nargs="?", metavar="PATH", help="a file or folder inside the output")
+    p.add_argument("-o", "--output-dir", dest="dest", default=".", metavar="DIR", help="where to save (default: .)")
+    p.add_argument("--zip", action="store_true", help="save a folder as one zip archive instead")
+    p.add_argument("--format", choices=("json", "yaml"), help="print the outputs list as JSON or YAML")
+
+    p = _command(
+        sub,
+        "upload",
+        files.upload,
+        "upload a file or folder into your personal workspace (tasks see it under /workspace/personal)",
+        "easyai upload train.py                    # -> personal:train.py\n"
+        "easyai upload data.csv datasets/          # -> personal:datasets/data.csv\n"
+        "easyai upload ./images datasets           # -> personal:datasets/images/...",
+    )
+    p.add_argument("file", metavar="FILE", help="a file, or a folder to upload with everything in it")
+    p.add_argument("dest", nargs="?", metavar="DEST", help="where in the workspace (a folder when it ends with /)")
+    p.add_argument("--public", action="store_true", help="into the public workspace, shared by every user")
+    p.add_argument("--format", choices=("json", "yaml"), help="print what was uploaded as JSON or YAML")
+    return parser
+
+
+def _team_usage(ctx: Context, args: argparse.Namespace) -> int:
+    raise CLIError("say what to do with teams: easyai team list | easyai team use SLUG", code=2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    if handler is jobs.submit_file and not args.file:
+        print(
+            "easyai submit: give -f FILE, or a framework (pytorch, tensorflow, batch); see easyai submit --help",
+            file=sys.stderr,
+        )
+        return 2
+    if getattr(args, "framework", None) and getattr(args, "file", None) and handler is jobs.submit_framework:
+        print("easyai submit: give either -f FILE or a framework with flags, not both", file=sys.stderr)
+        return 2
+    if handler is shell.exec_ and args.command and args.command[0] == "--":
+        args.command = args.command[1:]
+    try:
+        ctx = Context(config_module.load())
+        return handler(ctx, args)
+    except CLIError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return exc.code
+    except config_module.ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `easyai list | head`: the reader left. Say nothing, as other tools do, and point stdout at
+        # /dev/null so the interpreter's final flush does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
