@@ -326,6 +326,8 @@ EASYAI_RETRY_BASE = env_float("EASYAI_RETRY_BASE", 5.0, minimum=0.01)
 EASYAI_RETRY_MAX = env_float("EASYAI_RETRY_MAX", 600.0, minimum=0.01)
 EASYAI_STOP_GRACE = env_float("EASYAI_STOP_GRACE", 10.0, minimum=0)
 EASYAI_MISSING_GRACE = env_float("EASYAI_MISSING_GRACE", 60.0, minimum=0)
+# How long a finished job's backend records (process state files, cluster objects) are kept for debugging.
+EASYAI_CLEANUP_AFTER = env_float("EASYAI_CLEANUP_AFTER", 3600.0, minimum=0)
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")

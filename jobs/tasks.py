@@ -42,5 +42,9 @@ def retry_job(job_pk: int) -> None:
     workers.job_retry(job_pk)
 
 
+def cleanup_job(job_pk: int) -> None:
+    workers.job_cleanup(job_pk)
+
+
 def notify(event_pk: int) -> None:
     notifications.send_for_event(event_pk)

@@ -315,3 +315,29 @@ def submits_due(now=None, lease_seconds: float = 30.0) -> list[int]:
         ):
             leased.append(pk)
     return leased
+
+
+def cleanups_due(now=None, limit: int = 200) -> list[int]:
+    """Finished jobs whose backend records have been kept long enough."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.EASYAI_CLEANUP_AFTER)
+    return list(
+        Job.objects.filter(state__in=FINAL, cleaned_up=False, finished_at__lte=cutoff)
+        .order_by("finished_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def job_cleanup(job_pk: int) -> None:
+    """Let the backend forget a finished job (its logs and outputs stay in storage). Idempotent."""
+    from clusters.backends.base import BackendError
+
+    job = Job.objects.select_related("cluster").filter(pk=job_pk, state__in=FINAL, cleaned_up=False).first()
+    if job is None:
+        return
+    try:
+        job.cluster.backend().delete(job.public_id)
+    except BackendError as exc:
+        log.warning("cleanup of %s failed, will retry: %s", job.public_id, exc)
+        return
+    Job.objects.filter(pk=job.pk).update(cleaned_up=True)

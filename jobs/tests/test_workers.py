@@ -274,3 +274,19 @@ def test_a_cluster_whose_sync_fails_is_left_alone_until_its_back_off_passes(owne
     tick({})
     assert ("observe", 1) in fake_backend.calls
     assert not OrmQ.objects.exists()
+
+
+def test_a_finished_jobs_backend_records_are_cleaned_up_after_the_delay(owner, fake_backend, submit, settings):
+    settings.EASYAI_CLEANUP_AFTER = 3600
+    job = submit(owner)
+    fake_backend.set_state(job.public_id, ObservedState.SUCCEEDED)
+    tasks.sync_cluster(fake_backend.cluster.pk)
+    assert workers.cleanups_due() == []  # kept for debugging a while
+    Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(hours=2))
+    assert workers.cleanups_due() == [job.pk]
+    tasks.cleanup_job(job.pk)
+    tasks.cleanup_job(job.pk)  # redelivered: harmless
+    assert fake_backend.calls.count(("delete", job.public_id)) == 1
+    job.refresh_from_db()
+    assert job.cleaned_up and job.state == JobState.SUCCESS
+    assert workers.cleanups_due() == []

@@ -2,7 +2,8 @@
 
 - a sync pass per enabled cluster every EASYAI_SYNC_INTERVAL seconds;
 - submits that are due (new jobs whose enqueue was missed, retries after back-off, jobs waiting for quota);
-- timeouts.
+- timeouts;
+- cleanups of finished jobs' backend records after EASYAI_CLEANUP_AFTER.
 
 django-q2's own schedules count in minutes; the sync cadence is seconds, so this small loop does it.
 """
@@ -62,3 +63,7 @@ def tick(last_sync: dict[int, float]) -> None:
         async_task("jobs.tasks.submit_job", job_pk)
     for job_pk in workers.jobs_timed_out():
         async_task("jobs.tasks.timeout_job", job_pk)
+    # Cleanups are not urgent: looked for once a minute.
+    if cache.add("easyai:cleanup-scan", 1, timeout=60):
+        for job_pk in workers.cleanups_due():
+            async_task("jobs.tasks.cleanup_job", job_pk)
