@@ -151,9 +151,12 @@ class Portal:
             kwargs["json"] = data
         return self.json("POST", path, **kwargs)
 
-    def pages(self, path: str, params: Mapping[str, Any] | None = None, limit: int = 0) -> Iterator[dict]:
-        """Every result of a paginated list, following ``next`` (at most ``limit`` when it is more than 0)."""
-        body = self.get(path, params=params)
+    def pages(
+        self, path: str, params: Mapping[str, Any] | None = None, limit: int = 0, first: dict | None = None
+    ) -> Iterator[dict]:
+        """Every result of a paginated list, following ``next`` (at most ``limit`` when it is more than 0);
+        ``first`` is the first page when the caller has already fetched it."""
+        body = first if first is not None else self.get(path, params=params)
         count = 0
         while True:
             for item in body.get("results", []):

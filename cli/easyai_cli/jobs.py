@@ -58,9 +58,9 @@ def submit_file(ctx: Context, args: argparse.Namespace) -> int:
         raise CLIError(f"{name} is empty", code=2)
     portal = ctx.portal()
     team = args.team or ctx.config.effective_team()
-    if team:
-        text = specs.with_team(text, team)
     json_file = name.lower().endswith(".json")
+    if team:
+        text = specs.with_team_json(text, team) if json_file else specs.with_team(text, team)
     content_type = "application/json" if json_file else "application/yaml"
     return _submit(portal, args, data=text.encode("utf-8"), headers={"Content-Type": content_type + "; charset=utf-8"})
 
@@ -140,7 +140,7 @@ def list_jobs(ctx: Context, args: argparse.Namespace) -> int:
         params["ordering"] = args.ordering
     first = portal.get("jobs/", params=params)
     total = first.get("count", 0)
-    jobs = list(_continue(portal, params, first, args.limit))
+    jobs = list(portal.pages("jobs/", params, limit=args.limit, first=first))
     if args.output in ("json", "yaml"):
         dump(jobs, args.output)
         return 0
@@ -177,23 +177,6 @@ def list_jobs(ctx: Context, args: argparse.Namespace) -> int:
     if total > len(jobs):
         print(f"(showing the newest {len(jobs)} of {total}; use --limit 0 for all)", file=sys.stderr)
     return 0
-
-
-def _continue(portal: Portal, params: dict[str, str], first: dict, limit: int):
-    """The first page's results, then the following pages' until ``limit`` (0: no limit)."""
-    count = 0
-    body = first
-    while True:
-        for item in body.get("results", []):
-            yield item
-            count += 1
-            if limit and count >= limit:
-                return
-        following = body.get("next")
-        if not following:
-            return
-        query = following.split("?", 1)[1] if "?" in following else ""
-        body = portal.get(f"jobs/?{query}")
 
 
 def get_job(ctx: Context, args: argparse.Namespace) -> int:

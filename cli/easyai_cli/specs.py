@@ -15,6 +15,7 @@ command runs under ``/bin/sh -c`` in every task.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
@@ -119,3 +120,16 @@ def with_team(text: str, team: str) -> str:
     except yaml.YAMLError:
         pass
     return text
+
+
+def with_team_json(text: str, team: str) -> str:
+    """A JSON spec with ``team`` added when it names none; the text itself when it is not a JSON object."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(data, dict) or data.get("team"):
+        return text
+    return json.dumps(
+        {"team": team, **{key: value for key, value in data.items() if key != "team"}}, ensure_ascii=False
+    )

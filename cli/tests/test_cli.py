@@ -8,13 +8,19 @@ between CLI calls, so every state the CLI reads was reached deterministically.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
+import pty
+import select
+import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -449,7 +455,7 @@ def test_team_use_scopes_list_and_submit_and_all_teams_sees_both(owner, other_te
 
     used = run("team", "use", "speech")
     assert used.code == 0 and used.out == "Now working in team speech (Speech).\n"
-    second = run("submit", "-f", str(write_spec(tmp_path, LONG_JOB)), "-q").out.strip()
+    second = run("submit", "-f", str(write_spec(tmp_path, json.dumps(LONG_JOB), "job.json")), "-q").out.strip()
 
     assert Job.objects.get(public_id=first).team.slug == "vision"
     assert Job.objects.get(public_id=second).team.slug == "speech"
@@ -525,3 +531,50 @@ def test_exec_runs_a_command_in_the_running_task_and_exits_with_its_code(ws_port
     run("stop", job_id)
     refused = run_process("exec", job_id, "--", "true", env=ws_portal)
     assert refused.code == 1 and "a shell opens only in a running task" in refused.err
+
+
+def test_exec_on_a_terminal_is_interactive_and_passes_window_sizes_on(ws_portal, tmp_path):
+    job_id = run("submit", "-f", str(write_spec(tmp_path, dict(LONG_JOB, env={"COLOR": "blue"}))), "-q").out.strip()
+    settle(job_id, states={"running"})
+    master, slave = pty.openpty()
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("EASYAI_")}
+    environment.update(ws_portal, PYTHONPATH=str(CLI_DIR))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "easyai_cli.main", "exec", job_id],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=environment,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = b""
+
+    def read_until(text: bytes, timeout: float = 20) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text not in seen:
+            assert time.monotonic() < deadline, f"never saw {text!r} in {seen[-500:]!r}"
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:  # the CLI closed its end
+                    break
+
+    try:
+        read_until(b"# " if os.geteuid() == 0 else b"$ ")  # the task's shell prompt: it reads what we type now
+        os.write(master, b"echo tty-$COLOR\r")
+        read_until(b"tty-blue")
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+        process.send_signal(signal.SIGWINCH)  # what the kernel sends a terminal's foreground process
+        time.sleep(0.5)
+        os.write(master, b"stty size\r")
+        read_until(b"33 101")
+        os.write(master, b"exit 5\r")
+        assert process.wait(timeout=20) == 5
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)

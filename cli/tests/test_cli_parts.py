@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import stat
 import sys
 
@@ -13,6 +14,7 @@ from easyai_cli import specs
 from easyai_cli.client import error_lines
 from easyai_cli.main import build_parser, main
 from easyai_cli.output import table
+from easyai_cli.progress import Progress
 from easyai_cli.shell import START, _Output
 
 
@@ -80,6 +82,26 @@ def test_the_team_is_added_as_one_line_to_a_spec_that_names_none(text):
 )
 def test_any_other_spec_is_sent_as_written(text):
     assert specs.with_team(text, "vision") == text
+
+
+def test_a_json_spec_gets_the_team_as_a_field():
+    assert json.loads(specs.with_team_json('{"name": "a", "team": null}', "vision")) == {"team": "vision", "name": "a"}
+    assert specs.with_team_json('{"name": "a", "team": "speech"}', "vision") == '{"name": "a", "team": "speech"}'
+    assert specs.with_team_json("[1]", "vision") == "[1]"
+
+
+def test_the_progress_bar_draws_on_a_terminal_only():
+    terminal = io.StringIO()
+    bar = Progress("model.pt", 2048, stream=terminal, enabled=True)
+    bar.add(1024)
+    bar.finish()
+    assert "model.pt [###############---------------]  50.0% 1.0 KiB/2.0 KiB" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\n")
+    pipe = io.StringIO()
+    quiet = Progress("model.pt", 2048, stream=pipe)  # a StringIO is not a terminal
+    quiet.add(2048)
+    quiet.finish()
+    assert pipe.getvalue() == ""
 
 
 def test_error_lines_name_each_field_path_and_leave_general_messages_bare():
