@@ -20,7 +20,7 @@ from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from easyai_site.ws_auth import TokenOrSessionAuthMiddlewareStack  # noqa: E402
+from easyai_site.ws_auth import TokenOrSessionAuthMiddlewareStack, token_from_scope  # noqa: E402
 
 django_app = get_asgi_application()
 
@@ -47,11 +47,15 @@ http_app = (
     else django_app
 )
 
-application = ProtocolTypeRouter(
-    {
-        "http": http_app,
-        "websocket": AllowedHostsOriginValidator(
-            TokenOrSessionAuthMiddlewareStack(URLRouter(_collect("websocket_urlpatterns")))
-        ),
-    }
-)
+websocket_app = TokenOrSessionAuthMiddlewareStack(URLRouter(_collect("websocket_urlpatterns")))
+browser_websocket_app = AllowedHostsOriginValidator(websocket_app)
+
+
+async def websocket_entry(scope, receive, send):
+    """The Origin check guards cookie sessions against other sites; a token client (the CLI) sends no Origin."""
+    if token_from_scope(scope):
+        return await websocket_app(scope, receive, send)
+    return await browser_websocket_app(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http_app, "websocket": websocket_entry})

@@ -401,10 +401,6 @@ def _has_ended(job: Job, task: Task) -> bool:
 def _exit_code(session: Any) -> int | None:
     """The shell's exit status when the backend knows it (the local PTY does; the exec API does not say)."""
     code = getattr(session, "exit_code", None)
-    if code is None:
-        # PtyShell keeps its Popen; the ShellSession protocol has no exit status yet (see docs/websockets.md).
-        process = getattr(session, "_proc", None)
-        code = process.poll() if process is not None else None
     if code is not None and code < 0:
         code = 128 - code  # killed by a signal: as a shell reports it
     return code

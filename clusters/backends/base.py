@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-
 # --- what a backend is given ---------------------------------------------------
 
 
@@ -124,6 +123,10 @@ class ShellSession(Protocol):
     def close(self) -> None:
         """End the shell and everything it started."""
 
+    @property
+    def exit_code(self) -> int | None:
+        """The shell's exit status once ended, when the backend knows it (None otherwise)."""
+
 
 # --- errors ------------------------------------------------------------------------
 
@@ -132,11 +135,11 @@ class BackendError(Exception):
     """A backend call failed in a way worth retrying (5xx, timeout, connection refused)."""
 
 
-class BackendUnavailable(BackendError):
+class BackendUnavailable(BackendError):  # noqa: N818 - named for what the cluster says
     """The cluster refuses us (401/403, bad credentials): mark it unhealthy; jobs stay queued."""
 
 
-class BackendRejected(Exception):
+class BackendRejected(Exception):  # noqa: N818 - named for what the cluster says
     """The backend refuses this job for good (422, an MPI-less host): the job fails with this message."""
 
 
@@ -170,7 +173,10 @@ class Backend(Protocol):
         """Bytes of a task's log from a byte offset, and the next offset."""
 
     def follow_log(self, job_id: str, task_name: str, offset: int = 0) -> Iterator[bytes]:
-        """Yield chunks of the task's log from an offset as they are written, until the task ends."""
+        """Yield chunks of the task's log from an offset as they are written, until the task ends.
+
+        A silent task yields an empty chunk about once a second, so a reader can notice its client left.
+        """
 
     def open_shell(self, job_id: str, task_name: str, command: list[str] | None = None) -> ShellSession:
         """A login shell (or the command) in a running task, in its working directory and environment."""

@@ -95,11 +95,13 @@ def token_for(user) -> str:
     return Token.objects.get_or_create(user=user)[0].key
 
 
-def open_socket(server: AsgiServer, path: str, user=None, **headers: str) -> ClientConnection:
+def open_socket(server: AsgiServer, path: str, user=None, origin: str | None = None, **headers: str) -> ClientConnection:
     if user is not None:
         headers["Authorization"] = f"Token {token_for(user)}"
-    # The portal checks Origin against ALLOWED_HOSTS (browsers send it; other clients send the server's URL).
-    return connect(server.ws_url + path, origin=server.http_url, additional_headers=headers, open_timeout=10)
+    # A token client needs no Origin; without a token the test is a browser, which sends its page's.
+    if user is None and origin is None:
+        origin = server.http_url
+    return connect(server.ws_url + path, origin=origin, additional_headers=headers, open_timeout=10)
 
 
 def read_until_closed(ws: ClientConnection, timeout: float = 20.0) -> tuple[list[Any], int | None, str]:
@@ -342,3 +344,25 @@ def test_shell_in_a_finished_task_or_a_bad_task_is_refused_with_a_reason(asgi_se
         frames, code, _ = read_until_closed(ws)
     assert code == 4404 and "has no task 'main-1'" in frames[0]["reason"]
     assert not ShellSession.objects.exists()
+
+
+def test_a_cookie_socket_from_another_site_is_refused_but_a_token_client_needs_no_origin(asgi_server, run_job, local_cluster, owner):
+    """The Origin check guards browser sessions (cross-site websocket hijacking); the CLI sends a token and no Origin."""
+    job = run_job(owner, "echo checked")
+    finish(job, local_cluster)
+    path = f"/ws/jobs/{job.public_id}/tasks/main-0/log/"
+    with open_socket(asgi_server, path, owner) as ws:
+        frames, code, _ = read_until_closed(ws)
+    assert "checked" in log_text(frames) and code == 1000
+    from django.test import Client
+
+    client = Client()
+    client.force_login(owner)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus):
+        open_socket(asgi_server, path, origin="http://evil.example", Cookie=cookie)
+    with open_socket(asgi_server, path, origin=asgi_server.http_url, Cookie=cookie) as ws:
+        frames, code, _ = read_until_closed(ws)
+    assert "checked" in log_text(frames) and code == 1000

@@ -43,3 +43,13 @@ class KubernetesShellSession:
                 self._ws.close()
             except OSError:
                 pass
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit status the API server sends on the error channel when the command ends."""
+        if self._ws.is_open():
+            return None
+        try:
+            return self._ws.returncode
+        except (ValueError, KeyError, TypeError):  # no status frame arrived (a dropped connection)
+            return None

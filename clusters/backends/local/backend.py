@@ -337,11 +337,17 @@ class LocalBackend:
         return data, offset + len(data)
 
     def follow_log(self, job_id: str, task_name: str, offset: int = 0) -> Iterator[bytes]:
+        idle_since = time.monotonic()
         while True:
             data, offset = self.read_log(job_id, task_name, offset, 1 << 20)
             if data:
+                idle_since = time.monotonic()
                 yield data
                 continue
+            if time.monotonic() - idle_since >= 1.0:
+                # A silent task: an empty chunk now and then lets a reader whose client left stop.
+                idle_since = time.monotonic()
+                yield b""
             if self._task_over(job_id, task_name):
                 # The task may have written its last bytes between our read and its end.
                 data, offset = self.read_log(job_id, task_name, offset)

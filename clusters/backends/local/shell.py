@@ -55,6 +55,11 @@ class PtyShell:
     def pid(self) -> int:
         return self._proc.pid
 
+    @property
+    def exit_code(self) -> int | None:
+        """The shell's exit status once it has ended (negative: killed by that signal)."""
+        return self._proc.poll()
+
     def read(self, timeout: float = 0.1) -> bytes | None:
         if self._fd is None:
             return None
