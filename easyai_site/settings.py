@@ -268,6 +268,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "JobStateEnum": "jobs.state.JobState",
+        "TaskStateEnum": "jobs.models.Task.State",
+    },
 }
 
 # --- background work and live streams -----------------------------------------

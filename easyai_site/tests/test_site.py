@@ -1,0 +1,74 @@
+"""Site-wide checks: the API schema, the settings readers, the docs page."""
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+
+from easyai_site import settings as site_settings
+
+
+def test_the_api_schema_generates_without_a_warning(tmp_path):
+    target = tmp_path / "schema.yaml"
+    call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(target))
+    text = target.read_text()
+    assert "/api/v1/jobs/" in text and "/api/v1/teams/" in text
+
+
+@pytest.mark.django_db
+def test_api_docs_page_is_served_without_a_cdn(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    assert "cdn" not in response.content.decode().lower()
+
+
+@pytest.mark.parametrize(
+    ("reader", "name", "raw", "message"),
+    [
+        (site_settings.env_bool, "EASYAI_X", "maybe", "is not a boolean"),
+        (site_settings.env_int, "EASYAI_X", "ten", "is not an integer"),
+        (site_settings.env_float, "EASYAI_X", "fast", "is not a number"),
+    ],
+)
+def test_a_wrong_setting_fails_at_start_naming_the_variable(monkeypatch, reader, name, raw, message):
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(ImproperlyConfigured, match=f"{name}=.*{message}"):
+        reader(name, 1)
+
+
+def test_database_url_is_read_for_mysql_and_refused_for_unknown_schemes():
+    db = site_settings.database_from_url("mysql://u:p%40ss@db.example:3307/easyai?test_name=ci_easyai")
+    assert (db["ENGINE"], db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
+        "django.db.backends.mysql", "easyai", "u", "p@ss", "db.example", "3307",
+    )
+    assert db["OPTIONS"]["charset"] == "utf8mb4" and "STRICT_TRANS_TABLES" in db["OPTIONS"]["init_command"]
+    assert db["TEST"]["NAME"] == "ci_easyai" and "test_name" not in db["OPTIONS"]
+    with pytest.raises(ImproperlyConfigured, match="scheme 'postgres'"):
+        site_settings.database_from_url("postgres://x/y")
+    with pytest.raises(ImproperlyConfigured, match="names no database"):
+        site_settings.database_from_url("mysql://root@localhost/")
+
+
+def test_a_secret_can_come_from_a_file(monkeypatch, tmp_path):
+    secret = tmp_path / "key"
+    secret.write_text("from-a-file\n")
+    monkeypatch.setenv("EASYAI_SECRET_FILE", str(secret))
+    assert site_settings.env_str("EASYAI_SECRET") == "from-a-file"
+    monkeypatch.setenv("EASYAI_SECRET_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ImproperlyConfigured, match="cannot be read"):
+        site_settings.env_str("EASYAI_SECRET")
+
+
+def test_production_without_a_secret_key_refuses_to_start(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "SECRET_KEY_FILE"}}
+    env.update(EASYAI_DEBUG="0", EASYAI_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="easyai_site.settings")
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY (or SECRET_KEY_FILE) is required when EASYAI_DEBUG=0" in result.stderr
+    env["SECRET_KEY"] = "x" * 50
+    assert subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, timeout=60).returncode == 0
