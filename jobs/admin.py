@@ -26,19 +26,7 @@ class TaskInline(admin.TabularInline):
     model = Task
     extra = 0
     can_delete = False
-    fields = [
-        "role",
-        "index",
-        "state",
-        "node",
-        "pod_name",
-        "gpu_ids",
-        "exit_code",
-        "reason",
-        "message",
-        "started_at",
-        "finished_at",
-    ]
+    fields = ["role", "index", *Task.OBSERVED_FIELDS]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):

@@ -64,21 +64,7 @@ class TaskSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Task
-        fields = [
-            "name",
-            "role",
-            "index",
-            "state",
-            "node",
-            "pod_name",
-            "address",
-            "gpu_ids",
-            "exit_code",
-            "reason",
-            "message",
-            "started_at",
-            "finished_at",
-        ]
+        fields = ["name", "role", "index", *Task.OBSERVED_FIELDS]
 
 
 class JobEventSerializer(serializers.ModelSerializer):

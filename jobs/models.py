@@ -127,6 +127,11 @@ class Job(models.Model):
 
 
 class Task(models.Model):
+    # What the backend reports about a task: written by the sync pass, shown read-only everywhere.
+    OBSERVED_FIELDS = (
+        "state", "node", "pod_name", "address", "gpu_ids", "exit_code", "reason", "message", "started_at", "finished_at",
+    )  # fmt: skip
+
     class State(models.TextChoices):
         PENDING = "pending", _("pending")
         RUNNING = "running", _("running")

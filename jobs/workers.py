@@ -141,18 +141,7 @@ _INPUT = {
     ObservedState.FAILED: Input.OBSERVED_FAILED,
     ObservedState.STOPPED: Input.OBSERVED_STOPPED,
 }
-_TASK_FIELDS = (
-    "state",
-    "node",
-    "pod_name",
-    "address",
-    "gpu_ids",
-    "exit_code",
-    "reason",
-    "message",
-    "started_at",
-    "finished_at",
-)
+_TASK_FIELDS = Task.OBSERVED_FIELDS
 
 
 def _apply_tasks(job: Job, observation, tasks: dict[tuple[str, int], Task]) -> list[Task]:
