@@ -129,7 +129,8 @@ class Job(models.Model):
 class Task(models.Model):
     # What the backend reports about a task: written by the sync pass, shown read-only everywhere.
     OBSERVED_FIELDS = (
-        "state", "node", "pod_name", "address", "gpu_ids", "exit_code", "reason", "message", "started_at", "finished_at",
+        "state", "node", "pod_name", "address", "gpu_ids", "endpoints", "exit_code", "reason", "message", "started_at",
+        "finished_at",
     )  # fmt: skip
 
     class State(models.TextChoices):
@@ -148,6 +149,9 @@ class Task(models.Model):
     pod_name = models.CharField(_("process or pod"), max_length=255, blank=True)
     address = models.CharField(_("address"), max_length=64, blank=True)
     gpu_ids = models.JSONField(_("GPUs"), default=list, blank=True)
+    # Named web endpoints the task serves now (spec "ports"): name -> "host:port" where the portal's
+    # proxy reaches it; empty unless the task runs.
+    endpoints = models.JSONField(_("endpoints"), default=dict, blank=True)
     exit_code = models.IntegerField(_("exit code"), null=True, blank=True)
     reason = models.CharField(_("reason"), max_length=100, blank=True)
     message = models.TextField(_("message"), blank=True)

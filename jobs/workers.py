@@ -156,6 +156,8 @@ def _apply_tasks(job: Job, observation, tasks: dict[tuple[str, int], Task]) -> l
             "pod_name": seen.pod_name[:255],
             "address": seen.address[:64],
             "gpu_ids": list(seen.gpu_ids),
+            # Only a running task is reachable: an ended one keeps no stale address.
+            "endpoints": dict(seen.endpoints) if seen.state == ObservedState.RUNNING else {},
             "exit_code": seen.exit_code,
             "reason": seen.reason[:100],
             "message": seen.message,

@@ -86,6 +86,9 @@ class TaskObservation:
     message: str = ""
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Named web endpoints (the spec's ``ports``) where the portal reaches them now: name -> "host:port".
+    # Locally a free host port chosen at placement; on Kubernetes the pod IP and the container port.
+    endpoints: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

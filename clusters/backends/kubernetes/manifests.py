@@ -238,6 +238,8 @@ def _task_identity_env(source: str) -> list[dict[str, Any]]:
 
 def _env(job: JobDescription, task: TaskDescription, source: str, container_paths: dict[str, str]) -> list[dict]:
     env = [{"name": "EASYAI_JOB_ID", "value": job.job_id}, *_task_identity_env(source)]
+    # Where each named endpoint listens, as the local backend gives it: here the container port itself.
+    env += [{"name": _port_variable(port["name"]), "value": str(port["containerPort"])} for port in _ports(task)]
     seen = {item["name"] for item in env}
     for name, value in {**task.env, **container_paths}.items():
         if name in PER_POD_VARIABLES or name in seen or not ENV_NAME.match(name):
@@ -276,6 +278,10 @@ def _extra_volumes(job: JobDescription) -> tuple[list[dict], list[dict]]:
             mount["readOnly"] = True
         mounts.append(mount)
     return volumes, mounts
+
+
+def _port_variable(name: str) -> str:
+    return "EASYAI_PORT_" + name.upper().replace("-", "_")
 
 
 def _ports(task: TaskDescription) -> list[dict[str, Any]]:

@@ -72,6 +72,17 @@ def main_container_status(pod: dict[str, Any]) -> dict[str, Any]:
     return statuses[0] if statuses else {}
 
 
+def pod_endpoints(pod: dict[str, Any], address: str) -> dict[str, str]:
+    """The main container's named ports as "podIP:containerPort": the portal proxies to them directly."""
+    containers = (pod.get("spec") or {}).get("containers") or []
+    ports = (containers[0].get("ports") if containers else None) or []
+    return {
+        port["name"]: f"{address}:{port['containerPort']}"
+        for port in ports
+        if port.get("name") and port.get("containerPort") and port.get("protocol", "TCP") == "TCP"
+    }
+
+
 def task_observation(pod: dict[str, Any]) -> TaskObservation:
     role, index = pod_task(pod)
     status = pod.get("status") or {}
@@ -106,6 +117,8 @@ def task_observation(pod: dict[str, Any]) -> TaskObservation:
             observation.state = state
     elif "running" in cstate:
         observation.started_at = parse_time((cstate["running"] or {}).get("startedAt")) or observation.started_at
+    if observation.state == ObservedState.RUNNING and observation.address:
+        observation.endpoints = pod_endpoints(pod, observation.address)
     if meta.get("deletionTimestamp") and state in (ObservedState.PENDING, ObservedState.RUNNING):
         observation.reason = observation.reason or "Terminating"
     return observation

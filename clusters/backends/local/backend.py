@@ -204,6 +204,9 @@ class LocalBackend:
             }
             if contract.runs_as_process(job, task):
                 env = contract.task_env(job, task, {}, ["?"] * task.gpu)
+                if task.ports:
+                    # The spec's ports; each gets a free host port at placement, given as EASYAI_PORT_<NAME>.
+                    entry["ports"] = dict(task.ports)
                 entry.update(
                     argv=contract.task_argv(job, task, mpirun or "mpirun"),
                     working_dir=self._working_dir(job, task),
@@ -527,6 +530,8 @@ class LocalBackend:
                 holds += placement.Demand(task["cpu_milli"], task["memory_bytes"], len(task.get("gpu_ids", [])))
                 held_gpus.update(task.get("gpu_ids", []))
             taken_ports.update(record.get("ports", {}).values())
+            for task in record["tasks"].values():
+                taken_ports.update((task.get("endpoints") or {}).values())
             placed.append(
                 placement.PlacedJob(
                     record["job_id"], record["priority"], record["started_at"] or 0, holds, record["status"] == ENDING
@@ -605,6 +610,14 @@ class LocalBackend:
                 zip([t.name for t in job.tasks], contract.free_ports(len(job.tasks), taken_ports), strict=True)
             )
             taken_ports.update(ports.values())
+        # Named web endpoints: the spec's port is what the task would listen on in a pod; here every task
+        # shares the host, so each named port gets a free host port of its own (EASYAI_PORT_<NAME>).
+        endpoints: dict[str, dict[str, int]] = {}
+        for task in job.tasks:
+            if task.ports:
+                chosen = contract.free_ports(len(task.ports), taken_ports)
+                endpoints[task.name] = dict(zip(task.ports, chosen, strict=True))
+                taken_ports.update(chosen)
         mpirun = shutil.which("mpirun")
         all_gpus = [g for ids in gpu_ids.values() for g in ids]
         now = _now()
@@ -613,6 +626,7 @@ class LocalBackend:
             entry = record["tasks"][task.name]
             entry["gpu_ids"] = gpu_ids.get(task.name, [])
             entry["port"] = ports.get(task.name)
+            entry["endpoints"] = endpoints.get(task.name, {})
             entry["log"] = str(storage.task_log_path(root, job_id, task.name))
         # Recorded before any process starts: a worker that dies half-way leaves a record that says which
         # tasks were launched, and the next pass finds their supervisors through supervisor.json.
@@ -623,7 +637,7 @@ class LocalBackend:
                 continue
             # An MPI launcher's ranks use the GPUs placed for the whole job.
             visible = all_gpus if job.framework == "mpi" else entry["gpu_ids"]
-            env = contract.task_env(job, task, ports, visible)
+            env = contract.task_env(job, task, ports, visible, endpoints=entry["endpoints"])
             cwd = self._working_dir(job, task)
             Path(cwd).mkdir(parents=True, exist_ok=True)
             log = Path(entry["log"])
@@ -792,6 +806,8 @@ class LocalBackend:
                     obs.reason = "lost" if lost else "exit_code"
             elif outcome:
                 obs.state, obs.reason = ObservedState.STOPPED, outcome["reason"]
+            if obs.state == ObservedState.RUNNING and task.get("endpoints"):
+                obs.endpoints = {name: f"{contract.LOCALHOST}:{port}" for name, port in task["endpoints"].items()}
             pid = (runtime.pid if runtime else None) or info.get("pid")
             if pid and task["process"]:
                 obs.pod_name = f"pid {pid}"

@@ -127,6 +127,7 @@ def task_env(
     gpu_ids: list[str],
     *,
     inherited: dict[str, str] | None = None,
+    endpoints: dict[str, int] | None = None,
 ) -> dict[str, str]:
     """The whole environment of a task: a safe part of ours, defaults, the task's own env, then the contract."""
     source = os.environ if inherited is None else inherited
@@ -150,7 +151,16 @@ def task_env(
         CUDA_VISIBLE_DEVICES=",".join(gpu_ids),
         NVIDIA_VISIBLE_DEVICES=",".join(gpu_ids) if gpu_ids else "void",
     )
+    # Where each named web endpoint must listen: the host port chosen at placement (the spec's port when
+    # none was chosen yet, as in a dry run's plan).
+    for name, port in task.ports.items():
+        env[port_variable(name)] = str((endpoints or {}).get(name, port))
     return env
+
+
+def port_variable(name: str) -> str:
+    """``EASYAI_PORT_<NAME>``: the variable holding the port a named endpoint listens on."""
+    return "EASYAI_PORT_" + name.upper().replace("-", "_")
 
 
 def mpirun_argv(command: list[str], workers: int, mpirun: str) -> list[str]:
