@@ -148,12 +148,19 @@ def _check_quota(team: Team, cluster: Cluster, cpu_milli: int, memory_bytes: int
         raise ValidationError({"roles": problems})
 
 
-def job_prepare(*, user, data: Any) -> tuple[dict, Team, Cluster, list[Volume], Job | None]:
-    """Validate a raw spec and resolve its names; raises ValidationError naming every field."""
+def job_prepare(*, user, data: Any, internal: bool = False) -> tuple[dict, Team, Cluster, list[Volume], Job | None]:
+    """Validate a raw spec and resolve its names; raises ValidationError naming every field.
+
+    ``internal``: the notebooks app starting a notebook or TensorBoard job; nobody else may submit those.
+    """
     try:
         spec = job_spec.validate(data)
     except job_spec.SpecError as exc:
         raise ValidationError(exc.errors) from None
+    if spec["framework"] in job_spec.INTERNAL_FRAMEWORK_ROLES and not internal:
+        raise ValidationError(
+            {"framework": [_("%(framework)s jobs are started from their own pages, not submitted.") % spec]}
+        )
     team, cluster, volumes, pre_job = _resolve(user, spec)
     # The stored spec names what it resolved to, so a rerun lands in the same place.
     spec = {**spec, "team": team.slug, "cluster": cluster.name}
@@ -204,9 +211,9 @@ def job_dry_run(*, user, data: Any) -> DryRun:
 
 
 @transaction.atomic
-def job_submit(*, user, data: Any, rerun_of: Job | None = None, attempt: int = 1) -> Job:
+def job_submit(*, user, data: Any, rerun_of: Job | None = None, attempt: int = 1, internal: bool = False) -> Job:
     """Validate a spec, record the job and its tasks, and queue it for its backend."""
-    spec, team, cluster, volumes, pre_job = job_prepare(user=user, data=data)
+    spec, team, cluster, volumes, pre_job = job_prepare(user=user, data=data, internal=internal)
     experiment = None
     if spec.get("experiment"):
         experiment = Experiment.objects.filter(team=team, name=spec["experiment"]).first()

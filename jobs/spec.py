@@ -37,6 +37,14 @@ FRAMEWORK_ROLES: dict[str, tuple[str, ...] | None] = {
     "paddle": ("master", "worker"),
     "batch": None,  # any DNS-1123 label up to 40 characters
 }
+# Frameworks the platform starts for itself (notebook servers, TensorBoard): they validate like any
+# other, but only the notebooks app submits them (``job_submit(internal=True)``), so they are kept out of
+# FRAMEWORK_ROLES, which lists what a user may submit.
+INTERNAL_FRAMEWORK_ROLES: dict[str, tuple[str, ...]] = {
+    "notebook": ("notebook",),
+    "tensorboard": ("tensorboard",),
+}
+ALL_FRAMEWORK_ROLES: dict[str, tuple[str, ...] | None] = {**FRAMEWORK_ROLES, **INTERNAL_FRAMEWORK_ROLES}
 # Roles that have at most one task, and roles a framework cannot run without
 # (the training operator refuses a PyTorchJob or XGBoostJob without a master,
 # and an MPIJob without its launcher and workers).
@@ -46,11 +54,15 @@ SINGLE_ROLES: dict[str, tuple[str, ...]] = {
     "paddle": ("master",),
     "mpi": ("launcher",),
     "tensorflow": ("chief", "evaluator"),
+    "notebook": ("notebook",),
+    "tensorboard": ("tensorboard",),
 }
 REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
     "pytorch": ("master",),
     "xgboost": ("master",),
     "mpi": ("launcher", "worker"),
+    "notebook": ("notebook",),
+    "tensorboard": ("tensorboard",),
 }
 # The role the simple form adds once next to its workers.
 LEADER_ROLE: dict[str, str | None] = {
@@ -60,6 +72,8 @@ LEADER_ROLE: dict[str, str | None] = {
     "xgboost": "master",
     "paddle": "master",
     "batch": None,
+    "notebook": "notebook",
+    "tensorboard": "tensorboard",
 }
 PRIORITIES = ("low", "normal", "high")
 # Set by the backends (the operators' contract and the storage places); a user value would break them.
@@ -188,6 +202,13 @@ def _integer(value: Any, path: str, errs: _Errors, *, low: int, high: int) -> in
     else:
         return value
     return None
+
+
+def _framework(value: Any, path: str, errs: _Errors) -> str | None:
+    if isinstance(value, str) and value in INTERNAL_FRAMEWORK_ROLES:
+        return value
+    # The message names only what a user may submit: notebooks and TensorBoard have pages of their own.
+    return _choice(value, path, errs, tuple(FRAMEWORK_ROLES))
 
 
 def _choice(value: Any, path: str, errs: _Errors, choices: tuple[str, ...]) -> str | None:
@@ -319,7 +340,7 @@ def _roles(value: Any, framework: str | None, errs: _Errors) -> dict[str, dict[s
     if not isinstance(value, Mapping):
         errs.add("roles", f"must be a mapping of role names to resources, not {_type_name(value)}")
         return None
-    allowed = FRAMEWORK_ROLES.get(framework) if framework else None
+    allowed = ALL_FRAMEWORK_ROLES.get(framework) if framework else None
     roles: dict[str, dict[str, Any]] = {}
     ok = True
     for name, body in value.items():
@@ -469,7 +490,7 @@ def validate(data: Any) -> dict[str, Any]:
     optional("team", text(63, _DNS_LABEL, _LABEL_MESSAGE))
     optional("experiment", text(100, re.compile(r"\S(.*\S)?", re.DOTALL), "must not start or end with spaces"))
     optional("cluster", text(63, _SLUG, "must be letters, digits, '-' or '_'"))
-    required("framework", lambda value, path: _choice(value, path, errs, tuple(FRAMEWORK_ROLES)))
+    required("framework", lambda value, path: _framework(value, path, errs))
     optional("image", lambda value, path: _image(value, path, errs), "")
     optional("command", lambda value, path: _command(value, path, errs), [])
     optional("working_dir", text(4096, re.compile(r"/.*", re.DOTALL), "must be an absolute path"), "")

@@ -19,6 +19,7 @@ from django_q.tasks import async_task
 
 from clusters.models import Cluster
 from jobs import workers
+from notebooks import workers as notebook_workers
 
 
 class Command(BaseCommand):
@@ -63,6 +64,7 @@ def tick(last_sync: dict[int, float]) -> None:
         async_task("jobs.tasks.submit_job", job_pk)
     for job_pk in workers.jobs_timed_out():
         async_task("jobs.tasks.timeout_job", job_pk)
+    notebook_workers.enqueue_due()  # leases, idle notebooks and TensorBoards: a scan every ~30 s
     # Cleanups are not urgent: looked for once a minute.
     if cache.add("easyai:cleanup-scan", 1, timeout=60):
         for job_pk in workers.cleanups_due():

@@ -1,0 +1,584 @@
+"""The endpoint proxy: every task's named web endpoint under one path of the portal, HTTP and websockets.
+
+``/endpoints/{job}/{task}/{name}/…`` is relayed to the address the backend
+reported for that endpoint (``Task.endpoints``: a free host port on 127.0.0.1
+locally, the pod's IP on Kubernetes). It is a plain ASGI application mounted in
+front of Django (``notebooks/routing.py``), behind the portal's session-or-token
+authentication (``easyai_site/ws_auth.py``), so that bodies stream both ways
+without Django's request cycle buffering them.
+
+Who gets through (``teams.permissions`` decides): a notebook only to its owner
+(a notebook is personal: not team-mates, not team admins, not platform admins);
+a TensorBoard to whoever may see its job and every job it shows; any other
+job's endpoint to whoever may see the job. Anonymous browsers are sent to sign
+in, other anonymous clients get 401, outsiders 404, team-mates refused a
+notebook 403.
+
+The upstream sees the full path (Jupyter's ``base_url`` and TensorBoard's
+``--path_prefix`` are set to it), the client's Host (Jupyter compares it with
+Origin and Referer), ``X-Forwarded-For/-Proto/-Host/-Prefix``, and none of the
+portal's credentials: its session and CSRF cookies and its API token are taken
+out, and upstream cookies may not overwrite them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.shortcuts import resolve_url
+
+log = logging.getLogger(__name__)
+
+# job, task ("{role}-{index}"), endpoint name, and the rest of the path (absent: no trailing slash yet).
+ENDPOINT_PATTERN = (
+    r"^endpoints/(?P<job_id>j-[a-z0-9]{8})/(?P<task>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?-[0-9]+)"
+    r"/(?P<name>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)(?P<rest>/.*)?$"
+)
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+        b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection",
+    }
+)  # fmt: skip
+# Set by the websocket handshake on each leg: the upstream client makes its own.
+WS_HANDSHAKE = frozenset(
+    {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol"}
+)
+AUTHORIZED_FOR_S = 5.0  # how long one permission answer is reused: a revoked membership bites within this
+ACCESS_EVERY_S = 10.0  # how often a job's last access is written to the cache (TensorBoard's idle shutdown)
+CONNECT_TIMEOUT_S = 10.0
+WS_CLOSE_SENDABLE = range(3000, 5000)
+
+CLOSE_NOT_FOUND = 4404
+CLOSE_FORBIDDEN = 4403
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_UNAVAILABLE = 4503
+
+
+class Refused(Exception):  # noqa: N818 - reads as what happened
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Target:
+    address: str  # host:port
+    job_id: str
+    prefix: str  # /endpoints/{job}/{task}/{name}/
+    strip_prefix: bool  # the upstream serves at "/" (code-server has no base-path setting)
+
+
+# --- who may reach what ------------------------------------------------------------------------
+
+
+def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
+    """The endpoint's address if this user may open it; Refused (with the HTTP status) otherwise."""
+    from jobs.models import Job, Task
+    from jobs.state import ACTIVE, JobState
+    from notebooks.models import Notebook, TensorBoard, endpoint_path
+    from teams import permissions
+
+    if user is None or not user.is_authenticated:
+        raise Refused(401, "Sign in, or present an API token (Authorization: Token <key>).")
+    job = permissions.restrict(Job.objects.filter(deleted=False), user).filter(public_id=job_id).first()
+    if job is None:
+        raise Refused(404, f"No job {job_id} that you may see.")
+    strip = False
+    if job.framework == "notebook":
+        if job.owner_id != user.pk:
+            raise Refused(403, "A notebook is personal: only its owner may open it.")
+        strip = name == "vscode" and Notebook.objects.filter(job=job, kind=Notebook.Kind.VSCODE).exists()
+    elif job.framework == "tensorboard":
+        board = TensorBoard.objects.filter(job=job).first()
+        if board is not None:
+            shown = list(board.sources.values_list("pk", flat=True))
+            if permissions.restrict(Job.objects.filter(pk__in=shown), user).count() != len(shown):
+                raise Refused(404, f"No job {job_id} that you may see.")
+    role, _, index = task_name.rpartition("-")
+    task = Task.objects.filter(job=job, role=role, index=int(index)).first()
+    if task is None:
+        raise Refused(404, f"Job {job_id} has no task {task_name}.")
+    declared = name in (job.spec.get("ports") or {})
+    if not declared:
+        raise Refused(404, f"Task {task_name} of job {job_id} serves no endpoint named {name!r}.")
+    if job.state not in ACTIVE:
+        raise Refused(404, f"Job {job_id} has ended ({job.state}): its endpoints are gone.")
+    address = task.endpoints.get(name) if job.state == JobState.RUNNING and task.state == Task.State.RUNNING else ""
+    if not address:
+        raise Refused(503, f"Job {job_id} is starting: its endpoint {name!r} is not up yet.")
+    return Target(address, job_id, endpoint_path(job_id, task_name, name), strip)
+
+
+_authorized: dict[tuple, tuple[float, Target]] = {}
+
+
+async def _authorize(scope: dict[str, Any]) -> Target:
+    kwargs = scope["url_route"]["kwargs"]
+    user = scope.get("user")
+    key = (getattr(user, "pk", None), kwargs["job_id"], kwargs["task"], kwargs["name"])
+    now = time.monotonic()
+    if key[0] is not None:
+        hit = _authorized.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+    target = await database_sync_to_async(authorize)(user, kwargs["job_id"], kwargs["task"], kwargs["name"])
+    if len(_authorized) > 10_000:  # many users and endpoints: start over rather than grow
+        _authorized.clear()
+    _authorized[key] = (now + AUTHORIZED_FOR_S, target)
+    return target
+
+
+def _forget(scope: dict[str, Any]) -> None:
+    kwargs = scope["url_route"]["kwargs"]
+    _authorized.pop((getattr(scope.get("user"), "pk", None), kwargs["job_id"], kwargs["task"], kwargs["name"]), None)
+
+
+_last_access: dict[str, float] = {}
+
+
+async def _note_access(job_id: str) -> None:
+    """Record that the endpoint was used: the scheduler stops a TensorBoard nobody opened for a while."""
+    now = time.monotonic()
+    if now - _last_access.get(job_id, -ACCESS_EVERY_S) < ACCESS_EVERY_S:
+        return
+    _last_access[job_id] = now
+    from django.core.cache import cache
+
+    from notebooks.services import access_key
+
+    try:
+        await cache.aset(access_key(job_id), time.time(), timeout=7 * 86400)
+    except Exception:  # a cache hiccup must not fail the request; the next one writes again
+        _last_access.pop(job_id, None)
+        log.warning("could not record access to %s", job_id, exc_info=True)
+
+
+# --- the upstream client ---------------------------------------------------------------------------
+
+_sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def client_session() -> Any:
+    """The process's aiohttp session (one per event loop: a server has one loop, tests may start more)."""
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    session, _closer = _sessions.get(loop, (None, None))
+    if session is None or session.closed:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300),
+            # Bodies pass as they are: compressed stays compressed, and Content-Length stays true.
+            auto_decompress=False,
+            # Never keep an upstream's cookies: the session is shared by every user of the portal.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S),
+            # Only what the client sent: no User-Agent, Accept or Accept-Encoding of aiohttp's own.
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        )
+        # Closed when the loop's tasks are cancelled at shutdown (asyncio.run does it), not left to the collector.
+        _sessions[loop] = (session, loop.create_task(_close_at_shutdown(session)))
+    return session
+
+
+async def _close_at_shutdown(session: Any) -> None:
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        await session.close()
+        raise
+
+
+# --- headers ---------------------------------------------------------------------------------------
+
+
+def _portal_cookies() -> frozenset[str]:
+    return frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME})
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def upstream_headers(scope: dict[str, Any], target: Target, *, websocket: bool = False) -> list[tuple[str, str]]:
+    """The client's headers for the upstream: hop-by-hop ones and the portal's credentials taken out."""
+    connection_listed = {
+        token.strip().lower().encode() for token in _header(scope, b"connection").split(",") if token.strip()
+    }
+    portal_cookies = _portal_cookies()
+    headers: list[tuple[str, str]] = []
+    forwarded_for = ""
+    for raw_name, raw_value in scope.get("headers", []):
+        name = raw_name.lower()
+        if name in HOP_BY_HOP or name in connection_listed or (websocket and name in WS_HANDSHAKE):
+            continue
+        value = raw_value.decode("latin-1")
+        if name == b"authorization" and value.split(" ", 1)[0].lower() == "token":
+            continue  # the portal's API token is for the portal only
+        if name == b"cookie":
+            kept = [
+                part
+                for part in (p.strip() for p in value.split(";"))
+                if part and part.split("=", 1)[0].strip() not in portal_cookies
+            ]
+            if not kept:
+                continue
+            value = "; ".join(kept)
+        if name == b"x-forwarded-for":
+            forwarded_for = value
+            continue
+        if name in (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix"):
+            continue  # ours replace whatever the client claimed
+        headers.append((raw_name.decode("latin-1"), value))
+    client = scope.get("client")
+    peer = str(client[0]) if client else ""
+    if peer:
+        headers.append(("X-Forwarded-For", f"{forwarded_for}, {peer}" if forwarded_for else peer))
+    scheme = scope.get("scheme") or ("ws" if websocket else "http")
+    headers.append(("X-Forwarded-Proto", {"ws": "http", "wss": "https"}.get(scheme, scheme)))
+    host = _header(scope, b"host")
+    if host:
+        headers.append(("X-Forwarded-Host", host))
+    headers.append(("X-Forwarded-Prefix", target.prefix.rstrip("/")))
+    return headers
+
+
+def rewrite_location(value: str, target: Target, host: str) -> str:
+    """A redirect stays under the endpoint's prefix: upstream-absolute URLs become paths, bare paths get it."""
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        if parts.netloc not in (target.address, host):
+            return value  # somewhere else entirely: the upstream means it
+        value = urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
+    elif parts.scheme or parts.netloc:
+        return value
+    if value.startswith("/") and not value.startswith(target.prefix) and value != target.prefix.rstrip("/"):
+        value = target.prefix.rstrip("/") + value
+    return value
+
+
+def rewrite_set_cookie(value: str, target: Target) -> str | None:
+    """An upstream cookie, kept to the endpoint's path and this host; None for one named like the portal's."""
+    pair, *attributes = value.split(";")
+    if pair.split("=", 1)[0].strip() in _portal_cookies():
+        return None
+    path = ""
+    kept = []
+    for attribute in attributes:
+        key = attribute.split("=", 1)[0].strip().lower()
+        if key == "path":
+            path = attribute.split("=", 1)[1].strip() if "=" in attribute else ""
+        elif key != "domain":
+            kept.append(attribute.strip())
+    base = target.prefix.rstrip("/")
+    if not (path == base or path.startswith(base + "/")):
+        path = target.prefix
+    return "; ".join([pair.strip(), *kept, f"Path={path}"])
+
+
+def downstream_headers(raw: Any, target: Target, host: str) -> list[tuple[bytes, bytes]]:
+    listed = set()
+    for name, value in raw:
+        if name.lower() == b"connection":
+            listed |= {t.strip().lower().encode() for t in value.decode("latin-1").split(",") if t.strip()}
+    headers: list[tuple[bytes, bytes]] = []
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered in HOP_BY_HOP or lowered in listed:
+            continue
+        if lowered == b"location":
+            value = rewrite_location(value.decode("latin-1"), target, host).encode("latin-1")
+        elif lowered == b"set-cookie":
+            cookie = rewrite_set_cookie(value.decode("latin-1"), target)
+            if cookie is None:
+                continue
+            value = cookie.encode("latin-1")
+        headers.append((lowered, value))
+    return headers
+
+
+def upstream_url(scope: dict[str, Any], target: Target, *, websocket: bool = False) -> str:
+    raw_path = scope.get("raw_path") or quote(scope["path"]).encode()
+    path = raw_path.decode("latin-1")
+    if target.strip_prefix:
+        path = "/" + path[len(target.prefix) :] if path.startswith(target.prefix) else "/"
+    query = scope.get("query_string", b"").decode("latin-1")
+    if query and "token=" in query:
+        # ?token= is how non-browser clients authenticate to the portal: it goes no further.
+        query = urlencode([(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "token"])
+    return f"{'ws' if websocket else 'http'}://{target.address}{path}" + (f"?{query}" if query else "")
+
+
+# --- answers of the proxy itself ---------------------------------------------------------------------
+
+
+def _wants_html(scope: dict[str, Any]) -> bool:
+    return scope.get("method") in ("GET", "HEAD") and "text/html" in _header(scope, b"accept")
+
+
+async def _drain(receive: Any) -> None:
+    """Read the request body the proxy will not forward, so the server can answer."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+
+
+async def _answer(scope: dict[str, Any], send: Any, status: int, message: str, extra: list | None = None) -> None:
+    headers = [(b"cache-control", b"no-store"), *(extra or [])]
+    if _wants_html(scope):
+        refresh = '<meta http-equiv="refresh" content="2">' if status in (502, 503) else ""
+        body = (
+            f'<!doctype html><html><head><meta charset="utf-8">{refresh}<title>{status}</title></head>'
+            f"<body><p>{escape(message)}</p></body></html>"
+        ).encode()
+        headers.append((b"content-type", b"text/html; charset=utf-8"))
+    else:
+        body = (message + "\n").encode()
+        headers.append((b"content-type", b"text/plain; charset=utf-8"))
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body if scope.get("method") != "HEAD" else b""})
+
+
+def _full_path(scope: dict[str, Any]) -> str:
+    path = (scope.get("raw_path") or quote(scope["path"]).encode()).decode("latin-1")
+    query = scope.get("query_string", b"").decode("latin-1")
+    return path + (f"?{query}" if query else "")
+
+
+# --- the ASGI application ------------------------------------------------------------------------------
+
+
+class EndpointProxy:
+    """ASGI app for ``http`` and ``websocket`` scopes of ENDPOINT_PATTERN (see the module docstring)."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self.websocket(scope, receive, send)
+        else:
+            raise ValueError(f"the endpoint proxy serves http and websocket, not {scope['type']}")
+
+    # --- HTTP ---
+
+    async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if "rest" not in scope["url_route"]["kwargs"]:
+            # /endpoints/j/t/name -> /endpoints/j/t/name/: relative links of the upstream resolve under it.
+            await _drain(receive)
+            query = scope.get("query_string", b"")
+            location = (
+                (scope.get("raw_path") or quote(scope["path"]).encode()) + b"/" + (b"?" + query if query else b"")
+            )
+            await _answer(scope, send, 308, "Moved under the endpoint's path.", [(b"location", location)])
+            return
+        try:
+            target = await _authorize(scope)
+        except Refused as refused:
+            await _drain(receive)
+            if refused.status == 401 and _wants_html(scope):
+                login = resolve_url(settings.LOGIN_URL) + "?" + urlencode({"next": _full_path(scope)})
+                await _answer(scope, send, 302, refused.message, [(b"location", login.encode("latin-1"))])
+            else:
+                extra = [(b"retry-after", b"2")] if refused.status == 503 else []
+                if refused.status == 401:
+                    extra.append((b"www-authenticate", b"Token"))
+                await _answer(scope, send, refused.status, refused.message, extra)
+            return
+        await _note_access(target.job_id)
+        await self._relay(scope, receive, send, target)
+
+    async def _relay(self, scope: dict[str, Any], receive: Any, send: Any, target: Target) -> None:
+        import aiohttp
+        from yarl import URL
+
+        body_done = asyncio.Event()
+        first = await receive()
+        if first["type"] == "http.disconnect":
+            return
+        data: bytes | AsyncIterator[bytes] | None
+        if first.get("more_body"):
+
+            async def body() -> AsyncIterator[bytes]:
+                # Streamed as it arrives: an upload of any size never sits whole in the portal.
+                yield first.get("body", b"")
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        raise ConnectionResetError("the client went away during the upload")
+                    yield message.get("body", b"")
+                    if not message.get("more_body"):
+                        body_done.set()
+                        return
+
+            data = body()
+        else:
+            data = first.get("body") or None
+            body_done.set()
+
+        host = _header(scope, b"host")
+        started = False
+
+        async def relay() -> None:
+            nonlocal started
+            async with client_session().request(
+                scope["method"],
+                URL(upstream_url(scope, target), encoded=True),
+                headers=upstream_headers(scope, target),
+                data=data,
+                allow_redirects=False,
+            ) as response:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status,
+                        "headers": downstream_headers(response.raw_headers, target, host),
+                    }
+                )
+                started = True
+                async for chunk in response.content.iter_any():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def client_gone() -> None:
+            await body_done.wait()
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        relaying = asyncio.ensure_future(relay())
+        watching = asyncio.ensure_future(client_gone())
+        try:
+            await asyncio.wait({relaying, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (relaying, watching):
+                if not task.done():
+                    task.cancel()
+        if relaying.cancelled() or not relaying.done():
+            return  # the client left: the upstream response is dropped with the connection
+        error = relaying.exception()
+        if error is None:
+            return
+        if started:
+            # Half a response is out: all that can be done is to end it (the client sees a cut body).
+            log.info("endpoint %s: upstream failed mid-response: %s", target.prefix, error)
+            return
+        if isinstance(error, aiohttp.ClientConnectorError | ConnectionRefusedError):
+            # Perhaps it ended a moment ago and the permission answer was reused: ask again before saying "starting".
+            _forget(scope)
+            try:
+                await _authorize(scope)
+            except Refused as refused:
+                await _answer(scope, send, refused.status, refused.message)
+                return
+            await _answer(
+                scope,
+                send,
+                502,
+                "The endpoint is not answering yet; it may still be starting.",
+                [(b"retry-after", b"2")],
+            )
+        elif isinstance(error, aiohttp.ClientError | asyncio.TimeoutError | ConnectionResetError):
+            await _answer(scope, send, 502, f"The endpoint failed: {error}")
+        else:
+            raise error
+
+    # --- websockets ---
+
+    async def websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        import aiohttp
+        from yarl import URL
+
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        try:
+            if "rest" not in scope["url_route"]["kwargs"]:
+                raise Refused(404, "No such endpoint path.")
+            target = await _authorize(scope)
+        except Refused as refused:
+            # Closing before accepting answers the handshake with 403: a browser learns no more than that.
+            code = {401: CLOSE_UNAUTHENTICATED, 403: CLOSE_FORBIDDEN, 503: CLOSE_UNAVAILABLE}.get(
+                refused.status, CLOSE_NOT_FOUND
+            )
+            log.info("endpoint socket refused %s: %s", scope.get("path"), refused.message)
+            await send({"type": "websocket.close", "code": code})
+            return
+        await _note_access(target.job_id)
+        try:
+            upstream = await client_session().ws_connect(
+                URL(upstream_url(scope, target, websocket=True), encoded=True),
+                headers=upstream_headers(scope, target, websocket=True),
+                protocols=tuple(scope.get("subprotocols") or ()),
+                max_msg_size=0,  # frames pass whatever their size, as they would without the proxy
+                autoclose=False,
+                autoping=True,
+                compress=0,
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.info("endpoint socket %s: upstream refused: %s", target.prefix, exc)
+            _forget(scope)  # the next attempt asks the permission module again (the job may have ended)
+            await send({"type": "websocket.close", "code": CLOSE_UNAVAILABLE})
+            return
+        await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
+
+        async def from_client() -> int:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.receive":
+                    if message.get("text") is not None:
+                        await upstream.send_str(message["text"])
+                    elif message.get("bytes") is not None:
+                        await upstream.send_bytes(message["bytes"])
+                    await _note_access(target.job_id)
+                elif message["type"] == "websocket.disconnect":
+                    return int(message.get("code") or 1000)
+
+        async def from_upstream() -> int:
+            async for frame in upstream:
+                if frame.type == aiohttp.WSMsgType.TEXT:
+                    await send({"type": "websocket.send", "text": frame.data})
+                elif frame.type == aiohttp.WSMsgType.BINARY:
+                    await send({"type": "websocket.send", "bytes": frame.data})
+                elif frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                    break
+                elif frame.type == aiohttp.WSMsgType.ERROR:
+                    return 1011
+            return upstream.close_code or 1000
+
+        client_side = asyncio.ensure_future(from_client())
+        upstream_side = asyncio.ensure_future(from_upstream())
+        try:
+            done, _pending = await asyncio.wait({client_side, upstream_side}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (client_side, upstream_side):
+                if not task.done():
+                    task.cancel()
+        if client_side in done and not client_side.cancelled() and client_side.exception() is None:
+            code = client_side.result()
+            await upstream.close(code=code if code in WS_CLOSE_SENDABLE or code in (1000, 1001) else 1000)
+            return
+        code = 1011
+        if upstream_side in done and not upstream_side.cancelled() and upstream_side.exception() is None:
+            code = upstream_side.result()
+        await upstream.close()
+        try:
+            sendable = code in WS_CLOSE_SENDABLE or code in (1000, 1001, 1008, 1011)
+            await send({"type": "websocket.close", "code": code if sendable else 1000})
+        except Exception:  # the client is already gone
+            pass
