@@ -1,0 +1,208 @@
+"""The endpoint proxy's cost: Jupyter's /api/status through the portal against straight to Jupyter.
+
+    .venv/bin/python bench/proxy.py [--requests 500] [--concurrent 2000] [--clients 16]
+
+A real JupyterLab runs as a notebook on the local backend (the notebook extras must be installed:
+requirements-notebooks.txt); the portal runs in daphne (the production server, in a subprocess) on a
+throw-away SQLite database. Side by side, with aiohttp as the client (one session, kept-alive connections):
+
+- sequential: --requests GETs one after another: requests per second, p50 and p95 latency;
+- concurrent: --concurrent GETs from --clients clients at once: requests per second, p95 latency.
+
+Through the proxy every request is authenticated with an API token (one database read) and checked
+against the permission module (its answer reused for a few seconds), then relayed by the process's one
+aiohttp session to the server's loopback port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+VAR_DIR = Path(tempfile.mkdtemp(prefix="easyai-bench-proxy-"))
+os.environ.update(
+    DJANGO_SETTINGS_MODULE="easyai_site.settings",
+    EASYAI_VAR_DIR=str(VAR_DIR),
+    DATABASE_URL=f"sqlite:///{VAR_DIR / 'bench.sqlite3'}",
+    EASYAI_Q_SYNC="1",  # the submit worker runs inline: the notebook starts at create
+    EASYAI_LOG_LEVEL="WARNING",
+)
+os.environ.pop("REDIS_URL", None)
+
+import aiohttp  # noqa: E402
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_daphne() -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "easyai_site.asgi:application"],
+        cwd=REPO,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process, port
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"daphne did not start: {process.stderr.read().decode()[-2000:]}") from None
+            time.sleep(0.05)
+
+
+def start_notebook():
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from clusters.models import Cluster
+    from jobs import workers as job_workers
+    from notebooks import services
+    from notebooks.models import Notebook
+    from teams.models import Membership, Team
+
+    call_command("migrate", verbosity=0)
+    user = get_user_model().objects.create_user("bench", "bench@example.com", "bench-pass-123")
+    team = Team.objects.create(name="Bench", slug="bench")
+    Membership.objects.create(team=team, user=user, role=Membership.Role.ADMIN)
+    cluster = Cluster.objects.create(name="local", kind="local", is_default=True, settings={"stop_grace": 2})
+    notebook = services.notebook_create(user=user, team=team, name="bench", cpu="1", memory="1Gi")
+    deadline = time.monotonic() + 120
+    while True:
+        job_workers.cluster_sync(cluster)
+        notebook = Notebook.objects.select_related("job").prefetch_related("job__tasks").get(pk=notebook.pk)
+        if notebook.state == "running":
+            return cluster, notebook, Token.objects.create(user=user).key
+        if notebook.job.is_final or time.monotonic() > deadline:
+            raise SystemExit(f"the notebook did not start: {notebook.job.state} {notebook.job.message}")
+        time.sleep(0.2)
+
+
+async def wait_answering(session: aiohttp.ClientSession, url: str, headers: dict) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            async with session.get(url, headers=headers) as response:
+                if response.status == 200:
+                    await response.read()
+                    return
+        except aiohttp.ClientError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} never answered 200")
+        await asyncio.sleep(0.2)
+
+
+async def one(session: aiohttp.ClientSession, url: str, headers: dict) -> float:
+    start = time.perf_counter()
+    async with session.get(url, headers=headers) as response:
+        await response.read()
+        if response.status != 200:
+            raise SystemExit(f"{url}: {response.status}")
+    return time.perf_counter() - start
+
+
+async def sequential(session: aiohttp.ClientSession, url: str, headers: dict, count: int) -> dict[str, float]:
+    started = time.perf_counter()
+    samples = [await one(session, url, headers) for _ in range(count)]
+    return summary(samples, time.perf_counter() - started)
+
+
+async def concurrent(
+    session: aiohttp.ClientSession, url: str, headers: dict, count: int, clients: int
+) -> dict[str, float]:
+    samples: list[float] = []
+    left = iter(range(count))
+
+    async def client() -> None:
+        for _ in left:
+            samples.append(await one(session, url, headers))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return summary(samples, time.perf_counter() - started)
+
+
+def summary(samples: list[float], elapsed: float) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "rps": len(samples) / elapsed,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p95_ms": ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000,
+    }
+
+
+async def measure(port: int, notebook, token: str, args: argparse.Namespace) -> None:
+    from notebooks.models import NOTEBOOK_TASK, endpoint_path
+
+    path = endpoint_path(notebook.job.public_id, NOTEBOOK_TASK, "jupyter") + "api/status"
+    direct = f"http://{notebook.endpoint_address}{path}"
+    proxied = f"http://127.0.0.1:{port}{path}"
+    auth = {"Authorization": f"Token {token}"}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await wait_answering(session, proxied, auth)
+        for url, headers in ((direct, {}), (proxied, auth)):  # warm both paths up
+            for _ in range(20):
+                await one(session, url, headers)
+        rows = []
+        for label, url, headers in (("straight to Jupyter", direct, {}), ("through the proxy", proxied, auth)):
+            rows.append((label, "sequential", await sequential(session, url, headers, args.requests)))
+        for label, url, headers in (("straight to Jupyter", direct, {}), ("through the proxy", proxied, auth)):
+            result = await concurrent(session, url, headers, args.concurrent, args.clients)
+            rows.append((label, f"{args.clients} clients", result))
+    print(f"{'path':22} {'run':12} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8}")
+    for label, run, result in rows:
+        print(f"{label:22} {run:12} {result['rps']:8.0f} {result['p50_ms']:8.2f} {result['p95_ms']:8.2f}")
+    seq_direct, seq_proxy = rows[0][2], rows[1][2]
+    print(
+        f"\nproxy overhead, sequential: +{seq_proxy['p50_ms'] - seq_direct['p50_ms']:.2f} ms p50, "
+        f"+{seq_proxy['p95_ms'] - seq_direct['p95_ms']:.2f} ms p95 per request"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=500, help="sequential requests per path")
+    parser.add_argument("--concurrent", type=int, default=2000, help="requests per path in the concurrent run")
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args()
+
+    cluster, notebook, token = start_notebook()
+    process, port = start_daphne()
+    print(
+        f"endpoint proxy: GET {notebook.path.rsplit('/', 1)[0]}/api/status, JupyterLab on the local backend, "
+        f"portal in daphne; {os.cpu_count()} CPUs\n"
+    )
+    try:
+        asyncio.run(measure(port, notebook, token, args))
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        cluster.backend().stop(notebook.job.public_id)
+
+
+if __name__ == "__main__":
+    main()
