@@ -206,3 +206,14 @@ def test_the_page_form_creates_a_notebook_and_reports_a_bad_lease(client, people
     assert not Notebook.objects.exists()
     response = client.post("/notebooks/", {**form, "lease_hours": "8"})
     assert response.status_code == 302 and Notebook.objects.get().lease_hours == 8
+
+
+def test_the_scheduler_hook_enqueues_one_scan_every_half_minute(notebook, fake_backend, committed):
+    from notebooks import workers
+
+    Notebook.objects.filter(pk=notebook.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert committed(workers.enqueue_due) is True  # the scan runs inline here (django-q2 in sync mode)
+    assert committed(workers.enqueue_due) is False
+    notebook.job.refresh_from_db()
+    assert (notebook.job.state, notebook.job.reason) == ("stopped", "lease_expired")
+    assert ("stop", notebook.job.public_id) in fake_backend.calls
