@@ -13,13 +13,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--profile", action="store_true", help="print where one call of each case spends its time")
     args = parser.parse_args()
     teardown = django_up()
     try:
         from django.contrib.auth import get_user_model
         from django.db import connection
         from django.test import Client
-        from django.test.utils import CaptureQueriesContext
         from rest_framework.authtoken.models import Token
         from rest_framework.test import APIClient
 
@@ -66,10 +66,23 @@ def main() -> None:
             if response.status_code != 200:
                 print(f"{name}: answered {response.status_code}, skipped")
                 continue
-            with CaptureQueriesContext(connection) as queries:
+            queries: list[str] = []
+
+            def record(execute, sql, *rest, queries=queries):
+                queries.append(sql)
+                return execute(sql, *rest)
+
+            with connection.execute_wrapper(record):
                 call()
             samples = timed(call, args.repeat)
             print(f"{name}: median {median_ms(samples):.1f} ms over {args.repeat}, {len(queries)} queries")
+            if args.profile:
+                import cProfile
+                import pstats
+
+                profiler = cProfile.Profile()
+                profiler.runcall(call)
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
     finally:
         teardown()
 

@@ -1,37 +1,52 @@
 """Submitting 1,000 jobs through the API with the fake backend: jobs per second and queries per submit.
 
-Each POST runs the whole path a user's submit takes: spec validation, name
-resolution, quota check, the rows, and (the workers running inline) the submit
-to the backend and the queued -> pending transition.
+Two figures, as a deployment splits the work:
+- the API: spec validation, name resolution, quota check, the job and task rows, and the enqueue
+  (django-q2's ORM broker, as on the embedded defaults);
+- the submit worker: the hand-over to the backend and the queued -> pending transition.
 
     .venv/bin/python bench/jobs_submit.py [--jobs 1000]
 """
 
 import argparse
 import json
+import os
 import time
 
 from _setup import database_label, django_up
+
+
+class QueryCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=1000)
     args = parser.parse_args()
+    os.environ["EASYAI_Q_SYNC"] = "0"  # the API only enqueues; the worker step is timed on its own below
     teardown = django_up()
     try:
+        import logging
+
         from django.contrib.auth import get_user_model
         from django.db import connection
-        from django.test.utils import CaptureQueriesContext
         from rest_framework.authtoken.models import Token
         from rest_framework.test import APIClient
 
         from clusters.backends import use_backend
         from clusters.backends.fake import FakeBackend
         from clusters.models import Cluster
+        from jobs import tasks
         from jobs.models import Job
         from teams.models import Membership, Team
 
+        logging.getLogger("django-q").setLevel(logging.WARNING)
         cluster = Cluster.objects.create(name="fake", kind="local", is_default=True)
         backend = FakeBackend()
         use_backend("fake", backend)
@@ -48,18 +63,36 @@ def main() -> None:
             "roles": {"master": {"replicas": 1}, "worker": {"replicas": 3, "cpu": "2", "memory": "4Gi"}},
         }
         body = json.dumps(spec)
-        with CaptureQueriesContext(connection) as queries:
+
+        api_queries = QueryCounter()
+        with connection.execute_wrapper(api_queries):
             start = time.perf_counter()
             for i in range(args.jobs):
                 response = client.post("/api/v1/jobs/", body, content_type="application/json")
                 if response.status_code != 201:
                     raise SystemExit(f"submit {i} answered {response.status_code}: {response.content[:300]!r}")
-            elapsed = time.perf_counter() - start
+            api_elapsed = time.perf_counter() - start
+
+        worker_queries = QueryCounter()
+        pks = list(Job.objects.order_by("pk").values_list("pk", flat=True))
+        with connection.execute_wrapper(worker_queries):
+            start = time.perf_counter()
+            for pk in pks:
+                tasks.submit_job(pk)
+            worker_elapsed = time.perf_counter() - start
+
         pending = Job.objects.filter(state="pending").count()
-        print(f"database: {database_label()}; cluster: {cluster.name} (fake backend)")
-        print(f"submitted {args.jobs} jobs in {elapsed:.2f} s: {args.jobs / elapsed:.1f} jobs/s")
-        print(f"queries per submit (API + submit worker): {len(queries) / args.jobs:.1f}")
-        print(f"jobs pending on the backend afterwards: {pending}; backend submits: {backend.submits()}")
+        print(f"database: {database_label()}; cluster: {cluster.name} (fake backend); {args.jobs} jobs of 4 tasks")
+        print(
+            f"API: {args.jobs} submits in {api_elapsed:.2f} s: {args.jobs / api_elapsed:.1f} jobs/s, "
+            f"{api_elapsed / args.jobs * 1000:.1f} ms and {api_queries.count / args.jobs:.1f} queries per submit"
+        )
+        print(
+            f"submit worker: {worker_elapsed:.2f} s: {args.jobs / worker_elapsed:.1f} jobs/s, "
+            f"{worker_queries.count / args.jobs:.1f} queries per job"
+        )
+        total = api_elapsed + worker_elapsed
+        print(f"end to end: {args.jobs / total:.1f} jobs/s; pending afterwards: {pending}; backend submits: {backend.submits()}")
     finally:
         teardown()
 

@@ -11,6 +11,8 @@ from jobs.state import JobState
 from teams import permissions
 
 ORDERINGS = {"created_at", "-created_at", "name", "-name", "state", "-state", "started_at", "-started_at"}
+# Ids grow with creation time: ordering by id walks the team index instead of sorting the team's jobs.
+_ORDER_BY = {"created_at": ("id",), "-created_at": ("-id",)}
 
 
 def jobs_visible(user, *, detail: bool = False) -> QuerySet[Job]:
@@ -47,7 +49,7 @@ def jobs_filtered(queryset: QuerySet[Job], params: Mapping[str, str]) -> QuerySe
     ordering = params.get("ordering") or "-created_at"
     if ordering not in ORDERINGS:
         raise ValueError(f"Unknown ordering {ordering!r}; one of {', '.join(sorted(ORDERINGS))}.")
-    return queryset.order_by(ordering, "-id" if ordering.startswith("-") else "id")
+    return queryset.order_by(*_ORDER_BY.get(ordering, (ordering, "-id" if ordering.startswith("-") else "id")))
 
 
 def experiments_visible(user) -> QuerySet[Experiment]:

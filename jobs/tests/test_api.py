@@ -296,3 +296,33 @@ def test_an_experiment_event_list_keeps_actor(api, team_admin, job, django_captu
         api(team_admin).post(f"/api/v1/jobs/{job.public_id}/stop/")
     event = JobEvent.objects.filter(job=job).last()
     assert (event.to_state, event.actor.username) == ("stopped", "teamadmin")
+
+
+def test_a_job_shared_with_an_outsider_by_an_object_grant(api, owner, outsider, job, django_capture_on_commit_callbacks):
+    """guardian grants share one object outside the team: view to see it, change to stop it; groups count too."""
+    from django.contrib.auth.models import Group
+    from guardian.shortcuts import assign_perm, remove_perm
+
+    client = api(outsider)
+    assert client.get(f"/api/v1/jobs/{job.public_id}/").status_code == 404
+    assign_perm("jobs.view_job", outsider, job)
+    assert client.get(f"/api/v1/jobs/{job.public_id}/").status_code == 200
+    assert [j["id"] for j in client.get("/api/v1/jobs/").json()["results"]] == [job.public_id]
+    assert client.post(f"/api/v1/jobs/{job.public_id}/stop/").status_code == 403
+    remove_perm("jobs.view_job", outsider, job)
+    reviewers = Group.objects.create(name="reviewers")
+    reviewers.user_set.add(outsider)
+    assign_perm("jobs.view_job", reviewers, job)
+    assign_perm("jobs.change_job", reviewers, job)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(f"/api/v1/jobs/{job.public_id}/stop/").status_code == 200
+    job.refresh_from_db()
+    assert job.state == JobState.STOPPED
+
+
+def test_a_global_permission_never_stands_in_for_an_object_grant(api, outsider, job):
+    from django.contrib.auth.models import Permission
+
+    outsider.user_permissions.add(Permission.objects.get(codename="view_job"))
+    assert api(outsider).get(f"/api/v1/jobs/{job.public_id}/").status_code == 404
+    assert api(outsider).get("/api/v1/jobs/").json()["results"] == []
