@@ -5,10 +5,11 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test lint setup
 
-$(VENV)/.installed: requirements.txt requirements-test.txt
+$(VENV)/.installed: requirements.txt requirements-test.txt requirements-notebooks.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt
+	$(PY) -m pip install -q -r requirements-notebooks.txt
 	if [ -d cli ]; then $(PY) -m pip install -q -e ./cli; fi
 	touch $@
 

@@ -320,6 +320,14 @@ EASYAI_K8S_SCHEMAS = Path(env_str("EASYAI_K8S_SCHEMAS", str(BASE_DIR.parent / "s
 # Fernet key (urlsafe base64, 32 bytes) for kubeconfigs at rest; derived from SECRET_KEY when unset.
 EASYAI_FIELD_KEY = env_str("EASYAI_FIELD_KEY")
 
+# Notebooks and TensorBoard.
+EASYAI_NOTEBOOK_IDLE_MINUTES = env_int("EASYAI_NOTEBOOK_IDLE_MINUTES", 60, minimum=1)
+EASYAI_TENSORBOARD_IDLE_MINUTES = env_int("EASYAI_TENSORBOARD_IDLE_MINUTES", 30, minimum=1)
+EASYAI_NOTEBOOK_OVERSELL = env_float("EASYAI_NOTEBOOK_OVERSELL", 4.0, minimum=1)
+EASYAI_NOTEBOOK_IMAGE = env_str("EASYAI_NOTEBOOK_IMAGE", "quay.io/jupyter/scipy-notebook:latest")
+EASYAI_VSCODE_IMAGE = env_str("EASYAI_VSCODE_IMAGE", "codercom/code-server:latest")
+EASYAI_TENSORBOARD_IMAGE = env_str("EASYAI_TENSORBOARD_IMAGE", "tensorflow/tensorflow:latest")
+
 EASYAI_UPLOAD_MAX_BYTES = env_int("EASYAI_UPLOAD_MAX_BYTES", 10 * 2**30, minimum=1)
 
 # One bulk sync pass per cluster re-checks every active job (unknown, pending and running alike) at a
