@@ -65,6 +65,18 @@ class Cluster(models.Model):
     def kubeconfig(self, value: str) -> None:
         self.kubeconfig_encrypted = crypto.encrypt(value) if value else ""
 
+    @property
+    def sync_interval(self) -> float:
+        """Seconds between sync passes: the cluster's own setting, else the default for its kind."""
+        from django.conf import settings as django_settings
+
+        value = self.settings.get("sync_interval") if isinstance(self.settings, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        if self.kind == self.Kind.LOCAL:
+            return django_settings.EASYAI_LOCAL_SYNC_INTERVAL
+        return django_settings.EASYAI_SYNC_INTERVAL
+
     def backend(self):
         """The backend object that acts on this cluster."""
         from clusters.backends import get_backend

@@ -302,8 +302,9 @@ Q_CLUSTER = {
     "max_attempts": 1,
     "catch_up": False,
     "ack_failures": True,
-    "save_limit": 1000,
-    "poll": env_float("EASYAI_Q_POLL", 0.5, minimum=0.05),
+    # Successful tasks are not kept (sync passes run several times a second); failures are, in the admin.
+    "save_limit": env_int("EASYAI_Q_SAVE_LIMIT", -1, minimum=-1),
+    "poll": env_float("EASYAI_Q_POLL", 0.1, minimum=0.05),
     "guard_cycle": env_float("EASYAI_Q_GUARD_CYCLE", 0.5, minimum=0.1),
     "sync": env_bool("EASYAI_Q_SYNC", False),
 }
@@ -334,6 +335,8 @@ EASYAI_UPLOAD_MAX_BYTES = env_int("EASYAI_UPLOAD_MAX_BYTES", 10 * 2**30, minimum
 # constant cost in backend calls, so the original per-job cadences (unknown every 10 s, running every
 # 10 min) are met many times over. A cluster whose pass fails backs off (RETRY_BASE doubling to RETRY_MAX).
 EASYAI_SYNC_INTERVAL = env_float("EASYAI_SYNC_INTERVAL", 2.0, minimum=0.1)
+# A local cluster's pass only reads files on this host: it runs often, so a finished task is seen at once.
+EASYAI_LOCAL_SYNC_INTERVAL = env_float("EASYAI_LOCAL_SYNC_INTERVAL", 0.25, minimum=0.1)
 EASYAI_RETRY_BASE = env_float("EASYAI_RETRY_BASE", 5.0, minimum=0.01)
 EASYAI_RETRY_MAX = env_float("EASYAI_RETRY_MAX", 600.0, minimum=0.01)
 EASYAI_STOP_GRACE = env_float("EASYAI_STOP_GRACE", 10.0, minimum=0)

@@ -1,6 +1,7 @@
 """The scheduler: every tick, enqueue the work that is due to the django-q2 workers.
 
-- a sync pass per enabled cluster every EASYAI_SYNC_INTERVAL seconds;
+- a sync pass per enabled cluster every Cluster.sync_interval seconds (EASYAI_LOCAL_SYNC_INTERVAL for
+  local clusters, EASYAI_SYNC_INTERVAL for Kubernetes, or the cluster's settings.sync_interval);
 - submits that are due (new jobs whose enqueue was missed, retries after back-off, jobs waiting for quota);
 - timeouts;
 - cleanups of finished jobs' backend records after EASYAI_CLEANUP_AFTER.
@@ -11,7 +12,6 @@ django-q2's own schedules count in minutes; the sync cadence is seconds, so this
 import signal
 import time
 
-from django.conf import settings
 from django.core.cache import cache
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
@@ -19,6 +19,8 @@ from django_q.tasks import async_task
 
 from clusters.models import Cluster
 from jobs import workers
+from jobs.models import Job
+from jobs.state import JobState
 from notebooks import workers as notebook_workers
 
 
@@ -37,33 +39,49 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        last_sync: dict[int, float] = {}
+        last: dict = {}
         while running:
             close_old_connections()
             try:
-                tick(last_sync)
+                tick(last)
             except Exception as exc:  # a database hiccup must not end the scheduler
                 self.stderr.write(f"scheduler tick failed: {exc}")
             if options["once"]:
                 break
-            time.sleep(min(0.5, settings.EASYAI_SYNC_INTERVAL))
+            time.sleep(0.1)  # the fastest cadence a cluster may ask for
 
 
-def tick(last_sync: dict[int, float]) -> None:
+# How often the slower scans run, in seconds; sync passes follow each cluster's own interval.
+SCAN_EVERY = {"submits": 0.5, "timeouts": 1.0}
+
+
+def tick(last: dict) -> None:
+    """One round: enqueue what is due. ``last`` keeps when each thing was last enqueued (monotonic seconds)."""
     now = time.monotonic()
-    for cluster_pk in Cluster.objects.filter(enabled=True).values_list("pk", flat=True):
-        # One pass in the queue per cluster at a time: a slow pass is not piled up behind.
-        if cache.get(f"easyai:sync-backoff:{cluster_pk}"):
+    # Only clusters with active jobs need a pass: an idle portal leaves its database alone.
+    busy = set(
+        Job.objects.filter(state__in=[JobState.UNKNOWN, JobState.PENDING, JobState.RUNNING])
+        .order_by()
+        .values_list("cluster_id", flat=True)
+        .distinct()
+    )
+    for cluster in Cluster.objects.filter(enabled=True, pk__in=busy).only("pk", "kind", "settings"):
+        if cache.get(f"easyai:sync-backoff:{cluster.pk}"):
             continue  # its last pass failed: wait out the back-off
-        if now - last_sync.get(cluster_pk, 0) >= settings.EASYAI_SYNC_INTERVAL and cache.add(
-            f"easyai:sync-queued:{cluster_pk}", 1, timeout=120
+        # One pass in the queue per cluster at a time: a slow pass is not piled up behind.
+        if now - last.get(("sync", cluster.pk), 0) >= cluster.sync_interval and cache.add(
+            f"easyai:sync-queued:{cluster.pk}", 1, timeout=120
         ):
-            last_sync[cluster_pk] = now
-            async_task("jobs.tasks.sync_cluster", cluster_pk, group=f"sync-{cluster_pk}")
-    for job_pk in workers.submits_due():
-        async_task("jobs.tasks.submit_job", job_pk)
-    for job_pk in workers.jobs_timed_out():
-        async_task("jobs.tasks.timeout_job", job_pk)
+            last[("sync", cluster.pk)] = now
+            async_task("jobs.tasks.sync_cluster", cluster.pk, group=f"sync-{cluster.pk}")
+    if now - last.get("submits", 0) >= SCAN_EVERY["submits"]:
+        last["submits"] = now
+        for job_pk in workers.submits_due():
+            async_task("jobs.tasks.submit_job", job_pk)
+    if now - last.get("timeouts", 0) >= SCAN_EVERY["timeouts"]:
+        last["timeouts"] = now
+        for job_pk in workers.jobs_timed_out():
+            async_task("jobs.tasks.timeout_job", job_pk)
     notebook_workers.enqueue_due()  # leases, idle notebooks and TensorBoards: a scan every ~30 s
     # Cleanups are not urgent: looked for once a minute.
     if cache.add("easyai:cleanup-scan", 1, timeout=60):
