@@ -290,3 +290,28 @@ def test_a_finished_jobs_backend_records_are_cleaned_up_after_the_delay(owner, f
     job.refresh_from_db()
     assert job.cleaned_up and job.state == JobState.SUCCESS
     assert workers.cleanups_due() == []
+
+
+def test_the_scheduler_syncs_only_busy_clusters_at_their_own_cadence(owner, fake_backend, submit, settings):
+    from clusters.models import Cluster
+    from jobs.management.commands.scheduler import tick
+
+    settings.EASYAI_LOCAL_SYNC_INTERVAL = 0.25
+    settings.EASYAI_SYNC_INTERVAL = 2.0
+    assert fake_backend.cluster.sync_interval == 0.25  # a local cluster
+    assert Cluster(kind="kubernetes").sync_interval == 2.0
+    assert Cluster(kind="kubernetes", settings={"sync_interval": 5}).sync_interval == 5.0
+    tick({})
+    assert not any(name == "observe" for name, _ in fake_backend.calls)  # no active job: no pass
+    job = submit(owner)
+    last: dict = {}
+    tick(last)
+    assert ("observe", 1) in fake_backend.calls
+    fake_backend.calls.clear()
+    tick(last)  # within the interval: not again
+    assert ("observe", 1) not in fake_backend.calls
+    fake_backend.set_state(job.public_id, ObservedState.SUCCEEDED)
+    last[("sync", fake_backend.cluster.pk)] = 0
+    tick(last)
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCESS
