@@ -28,6 +28,10 @@ def jobs_visible(user, *, detail: bool = False) -> QuerySet[Job]:
 
 def jobs_filtered(queryset: QuerySet[Job], params: Mapping[str, str]) -> QuerySet[Job]:
     """The list filters shared by the jobs page and the API."""
+    # A page's related rows are fetched apart (four small queries), not joined: with joins MariaDB plans
+    # the page from a small joined table and sorts all the team's jobs (~200 ms at 100,000 jobs); alone,
+    # the jobs table is read newest first along its primary key and stops after one page.
+    queryset = queryset.select_related(None).prefetch_related("team", "owner", "cluster", "experiment")
     if params.get("team"):
         queryset = queryset.filter(team__slug=params["team"])
     if params.get("experiment"):
