@@ -319,14 +319,14 @@ def job_stop(*, job: Job, actor=None, event: str = Input.STOP, reason: str = "",
     """Stop an active job now; its backend objects are stopped by a worker right after."""
     job.refresh_from_db()
     if job.state in FINAL:
-        raise JobActionRefused(_("The job already ended (%(state)s).") % {"state": job.state})
+        raise JobActionRefused(_("The job already ended (%(state)s).") % {"state": job.get_state_display()})
     with transaction.atomic():
         Job.objects.filter(pk=job.pk).update(stop_requested=True)
         if not job_transition(job, event, reason=reason, message=message, actor=actor):
             job.refresh_from_db()
             if job.state not in FINAL:
                 raise JobActionRefused(
-                    _("The job is %(state)s and cannot be stopped now; try again.") % {"state": job.state}
+                    _("The job is %(state)s and cannot be stopped now; try again.") % {"state": job.get_state_display()}
                 )
             return job
         # A queued job may be in a submit worker's hands: stopping on the backend is idempotent and
