@@ -1,11 +1,15 @@
 """Log relay: from a task's write to the websocket client's receipt, through daphne and the log consumer.
 
     .venv/bin/python bench/log_relay.py [--lines 100000] [--rate 20000] [--layers memory,redis]
+                                        [--clients browser,python]
 
 A real job on the local backend writes numbered lines, each stamped with the time it was written (one
 write per line, so the stamp is the moment the line reached the log file). A websocket client connected
 to daphne (the production server, in a subprocess) receives them from ``/ws/jobs/<id>/tasks/main-0/log/``
-and stamps each line on receipt. Two runs per channel layer:
+and stamps each line on receipt. Two clients: headless Chromium (the browser the portal's pages run in,
+signed in with a session cookie, stamping each line in page JavaScript with ``performance.timeOrigin +
+performance.now()`` on the same host clock) and a Python ``websockets`` client. Two runs per channel layer
+and client:
 
 - paced: --lines lines at --rate lines per second (the goal rate): latency p50 / p95 / max;
 - burst: --lines lines as fast as the task can write them: throughput (lines per second) and latency.
@@ -22,6 +26,7 @@ it; a difference between them is noise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -42,6 +47,8 @@ os.environ.update(
     DATABASE_URL=DB_URL,
     EASYAI_Q_SYNC="1",  # the submit worker runs inline: the job starts at submit
     EASYAI_LOG_LEVEL="WARNING",
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls beside it are plain blocking calls.
+    DJANGO_ALLOW_ASYNC_UNSAFE="1",
 )
 os.environ.pop("REDIS_URL", None)  # this process needs no layer; each daphne gets the one measured
 
@@ -115,7 +122,46 @@ def set_up() -> tuple[object, str]:
     return user, Token.objects.create(user=user).key
 
 
-def run(user, token: str, port: int, lines: int, rate: float) -> dict[str, float]:
+# In the page: open the log socket, stamp every line on receipt, check order, resolve at the end frame.
+BROWSER_CLIENT = r"""
+([url, lines]) => new Promise((resolve) => {
+  const ws = new WebSocket(url);
+  const latencies = new Float64Array(lines);
+  let expected = 1, buffer = "", firstWrite = 0, lastReceipt = 0, error = null;
+  window.__started = false;
+  ws.onmessage = (event) => {
+    const received = performance.timeOrigin + performance.now();
+    const frame = JSON.parse(event.data);
+    if (frame.type === "start") { window.__started = true; return; }
+    if (frame.type === "end") {
+      ws.close();
+      resolve({state: frame.state, count: expected - 1, rest: buffer, error, firstWrite, lastReceipt,
+               latencies: Array.from(latencies.subarray(0, expected - 1))});
+      return;
+    }
+    if (frame.type !== "log") { error = error || ("unexpected frame " + event.data.slice(0, 200)); return; }
+    buffer += frame.data;
+    const parts = buffer.split("\n");
+    buffer = parts.pop();
+    for (const line of parts) {
+      const [number, written] = line.split(" ");
+      if (Number(number) !== expected) {
+        error = error || ("line " + number + " arrived where line " + expected + " was due");
+        continue;
+      }
+      const writtenMs = Number(BigInt(written) / 1000n) / 1000;
+      if (!firstWrite) firstWrite = writtenMs;
+      latencies[expected - 1] = received - writtenMs;
+      expected += 1;
+    }
+    lastReceipt = received;
+  };
+  ws.onerror = () => { error = error || "socket error"; };
+})
+"""
+
+
+def submit_writer(user, lines: int, rate: float):
     from jobs import services, storage
 
     job = services.job_submit(
@@ -127,6 +173,38 @@ def run(user, token: str, port: int, lines: int, rate: float) -> dict[str, float
             "roles": {"main": {"replicas": 1, "cpu": "1", "memory": "512Mi"}},
         },
     )
+    go = storage.output_dir(Path(settings.EASYAI_STORAGE_ROOT), job.public_id, "share_dir") / "go"
+    return job, go
+
+
+def summary(latencies: list[float], lines: int, first_write_ms: float, last_receipt_ms: float) -> dict[str, float]:
+    latencies = sorted(latencies)
+    return {
+        "lines": lines,
+        "p50_ms": statistics.median(latencies),
+        "p95_ms": latencies[int(len(latencies) * 0.95) - 1],
+        "max_ms": latencies[-1],
+        "lines_per_s": lines / ((last_receipt_ms - first_write_ms) / 1e3),
+    }
+
+
+def run_browser(page, user, port: int, lines: int, rate: float) -> dict[str, float]:
+    job, go = submit_writer(user, lines, rate)
+    url = f"ws://127.0.0.1:{port}/ws/jobs/{job.public_id}/tasks/main-0/log/?offset=0"
+    page.evaluate("() => { window.__result = null; window.__started = false; }")
+    page.evaluate(f"(args) => {{ window.__result = ({BROWSER_CLIENT})(args); }}", [url, lines])
+    page.wait_for_function("() => window.__started === true", timeout=30_000)
+    go.touch()
+    result = page.evaluate("() => window.__result")  # waits for the promise: the end frame
+    if result["error"] or result["count"] != lines or result["rest"] or result["state"] != "succeeded":
+        raise SystemExit(
+            f"browser: {result['count']} of {lines} lines, state {result['state']}: {result['error'] or 'incomplete'}"
+        )
+    return summary(result["latencies"], lines, result["firstWrite"], result["lastReceipt"])
+
+
+def run(user, token: str, port: int, lines: int, rate: float) -> dict[str, float]:
+    job, go = submit_writer(user, lines, rate)
     url = f"ws://127.0.0.1:{port}/ws/jobs/{job.public_id}/tasks/main-0/log/?offset=0"
     latencies: list[float] = []
     expected = 1
@@ -140,7 +218,7 @@ def run(user, token: str, port: int, lines: int, rate: float) -> dict[str, float
         compression=None,
     ) as ws:
         assert json.loads(ws.recv(timeout=30))["type"] == "start"
-        (storage.output_dir(Path(settings.EASYAI_STORAGE_ROOT), job.public_id, "share_dir") / "go").touch()
+        go.touch()
         while True:
             frame = json.loads(ws.recv(timeout=60))
             received = time.time_ns()
@@ -164,14 +242,28 @@ def run(user, token: str, port: int, lines: int, rate: float) -> dict[str, float
             last_receipt = received
     if expected - 1 != lines or buffer:
         raise SystemExit(f"{expected - 1} of {lines} lines arrived")
-    latencies.sort()
-    return {
-        "lines": lines,
-        "p50_ms": statistics.median(latencies),
-        "p95_ms": latencies[int(len(latencies) * 0.95) - 1],
-        "max_ms": latencies[-1],
-        "lines_per_s": lines / ((last_receipt - first_write) / 1e9),
-    }
+    return summary(latencies, lines, first_write / 1e6, last_receipt / 1e6)
+
+
+def open_browser(stack, port: int):
+    """Headless Chromium signed in to the portal at port (session cookie), on one of its pages."""
+    from django.test import Client
+    from playwright.sync_api import sync_playwright
+
+    client = Client()
+    client.login(username="bench", password="bench-pass-123")
+    playwright = stack.enter_context(sync_playwright())
+    browser = playwright.chromium.launch(
+        executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"]
+    )
+    stack.callback(browser.close)
+    context = browser.new_context()
+    context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": f"http://127.0.0.1:{port}"}]
+    )
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{port}/jobs/")
+    return page
 
 
 def main() -> None:
@@ -179,27 +271,35 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=20_000, help="lines per second of the paced run")
     parser.add_argument("--layers", default="memory,redis")
+    parser.add_argument("--clients", default="browser,python", help="browser (headless Chromium), python")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()
 
     user, token = set_up()
     print(f"log relay: {args.lines:,} lines per run; daphne {sys.version.split()[0]}; consumer tails the log file")
     print("(the log consumer does not use the channel layer: both layers run the same path)\n")
-    print(f"{'layer':8} {'run':22} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'lines/s':>10}  check")
+    print(f"{'layer':8} {'client':8} {'run':22} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'lines/s':>10}  check")
     failed = False
     for layer in args.layers.split(","):
         process, port = start_daphne(args.redis_url if layer == "redis" else None)
         try:
-            for name, rate in ((f"paced {args.rate:,.0f}/s", args.rate), ("burst (unpaced)", 0.0)):
-                result = run(user, token, port, args.lines, rate)
-                print(
-                    f"{layer:8} {name:22} {result['p50_ms']:8.1f} {result['p95_ms']:8.1f} {result['max_ms']:8.1f} "
-                    f"{result['lines_per_s']:10,.0f}  {result['lines']:,} lines, in order, none missing"
-                )
-                if name.startswith("paced") and result["p95_ms"] >= 100:
-                    failed = True
-                if not name.startswith("paced") and result["lines_per_s"] < 20_000:
-                    failed = True
+            for client in args.clients.split(","):
+                with contextlib.ExitStack() as stack:
+                    page = open_browser(stack, port) if client == "browser" else None
+                    for name, rate in ((f"paced {args.rate:,.0f}/s", args.rate), ("burst (unpaced)", 0.0)):
+                        if page is not None:
+                            result = run_browser(page, user, port, args.lines, rate)
+                        else:
+                            result = run(user, token, port, args.lines, rate)
+                        print(
+                            f"{layer:8} {client:8} {name:22} {result['p50_ms']:8.1f} {result['p95_ms']:8.1f} "
+                            f"{result['max_ms']:8.1f} {result['lines_per_s']:10,.0f}  "
+                            f"{result['lines']:,} lines, in order, none missing"
+                        )
+                        if name.startswith("paced") and result["p95_ms"] >= 100:
+                            failed = True
+                        if not name.startswith("paced") and result["lines_per_s"] < 20_000:
+                            failed = True
         finally:
             process.terminate()
             process.wait(timeout=10)
