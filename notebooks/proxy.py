@@ -2,7 +2,9 @@
 
 ``/endpoints/{job}/{task}/{name}/…`` is relayed to the address the backend
 reported for that endpoint (``Task.endpoints``: a free host port on 127.0.0.1
-locally, the pod's IP on Kubernetes). It is a plain ASGI application mounted in
+locally, the pod's IP on Kubernetes), or, on a Kubernetes cluster with an
+ingress host, to that ingress (with its host as the Host header), which routes
+the same path to the task's Service. It is a plain ASGI application mounted in
 front of Django (``notebooks/routing.py``), behind the portal's session-or-token
 authentication (``easyai_site/ws_auth.py``), so that bodies stream both ways
 without Django's request cycle buffering them.
@@ -79,6 +81,19 @@ class Target:
     job_id: str
     prefix: str  # /endpoints/{job}/{task}/{name}/
     strip_prefix: bool  # the upstream serves at "/" (code-server has no base-path setting)
+    host: str = ""  # the Host header the upstream gets instead of the client's: an ingress routes by it
+
+
+def upstream_of(cluster: Any, address: str, *, strip_prefix: bool = False) -> tuple[str, str]:
+    """(where to connect, Host header to send: "" keeps the client's) for an endpoint the backend reported.
+
+    Through the cluster's ingress when it has one; to the reported address otherwise. An endpoint served
+    at "/" (code-server) cannot be routed by its path, so it stays on the pod's address.
+    """
+    ingress = (getattr(cluster, "ingress_host", "") or "").strip()
+    if address and ingress and getattr(cluster, "kind", "") == "kubernetes" and not strip_prefix:
+        return ingress, ingress
+    return address, ""
 
 
 # --- who may reach what ------------------------------------------------------------------------
@@ -93,7 +108,12 @@ def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
 
     if user is None or not user.is_authenticated:
         raise Refused(401, "Sign in, or present an API token (Authorization: Token <key>).")
-    job = permissions.restrict(Job.objects.filter(deleted=False), user).filter(public_id=job_id).first()
+    job = (
+        permissions.restrict(Job.objects.filter(deleted=False), user)
+        .filter(public_id=job_id)
+        .select_related("cluster")
+        .first()
+    )
     if job is None:
         raise Refused(404, f"No job {job_id} that you may see.")
     strip = False
@@ -119,7 +139,8 @@ def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
     address = task.endpoints.get(name) if job.state == JobState.RUNNING and task.state == Task.State.RUNNING else ""
     if not address:
         raise Refused(503, f"Job {job_id} is starting: its endpoint {name!r} is not up yet.")
-    return Target(address, job_id, endpoint_path(job_id, task_name, name), strip)
+    address, host = upstream_of(job.cluster, address, strip_prefix=strip)
+    return Target(address, job_id, endpoint_path(job_id, task_name, name), strip, host)
 
 
 _authorized: dict[tuple, tuple[float, Target]] = {}
@@ -215,8 +236,18 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
     return ""
 
 
+def _as_upstream_origin(value: str, client_host: str, upstream_host: str) -> str:
+    """An Origin or Referer of the portal itself, made the upstream's (an app behind an ingress compares it
+    with the Host it gets); any other origin passes unchanged, so a cross-site request stays cross-site."""
+    parts = urlsplit(value)
+    if not client_host or parts.netloc.lower() != client_host.lower():
+        return value
+    return urlunsplit((parts.scheme, upstream_host, parts.path, parts.query, parts.fragment))
+
+
 def upstream_headers(scope: dict[str, Any], target: Target, *, websocket: bool = False) -> list[tuple[str, str]]:
     """The client's headers for the upstream: hop-by-hop ones and the portal's credentials taken out."""
+    client_host = _header(scope, b"host")
     connection_listed = {
         token.strip().lower().encode() for token in _header(scope, b"connection").split(",") if token.strip()
     }
@@ -244,6 +275,11 @@ def upstream_headers(scope: dict[str, Any], target: Target, *, websocket: bool =
             continue
         if name in (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix"):
             continue  # ours replace whatever the client claimed
+        if target.host:
+            if name == b"host":
+                value = target.host
+            elif name in (b"origin", b"referer"):
+                value = _as_upstream_origin(value, client_host, target.host)
         headers.append((raw_name.decode("latin-1"), value))
     client = scope.get("client")
     peer = str(client[0]) if client else ""
@@ -251,9 +287,8 @@ def upstream_headers(scope: dict[str, Any], target: Target, *, websocket: bool =
         headers.append(("X-Forwarded-For", f"{forwarded_for}, {peer}" if forwarded_for else peer))
     scheme = scope.get("scheme") or ("ws" if websocket else "http")
     headers.append(("X-Forwarded-Proto", {"ws": "http", "wss": "https"}.get(scheme, scheme)))
-    host = _header(scope, b"host")
-    if host:
-        headers.append(("X-Forwarded-Host", host))
+    if client_host:
+        headers.append(("X-Forwarded-Host", client_host))
     headers.append(("X-Forwarded-Prefix", target.prefix.rstrip("/")))
     return headers
 
@@ -262,7 +297,7 @@ def rewrite_location(value: str, target: Target, host: str) -> str:
     """A redirect stays under the endpoint's prefix: upstream-absolute URLs become paths, bare paths get it."""
     parts = urlsplit(value)
     if parts.scheme in ("http", "https") and parts.netloc:
-        if parts.netloc not in (target.address, host):
+        if parts.netloc not in (target.address, target.host or target.address, host):
             return value  # somewhere else entirely: the upstream means it
         value = urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
     elif parts.scheme or parts.netloc:

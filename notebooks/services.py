@@ -43,6 +43,8 @@ _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", re.ASCII)
 JUPYTER_PORT = 8888
 VSCODE_PORT = 8080
 TENSORBOARD_PORT = 6006
+# Used when settings.py has no EASYAI_TENSORBOARD_IMAGE: an image with the tensorboard command on PATH.
+DEFAULT_TENSORBOARD_IMAGE = "tensorflow/tensorflow:latest"
 
 
 class NotebookActionRefused(Exception):  # noqa: N818 - reads as what happened
@@ -317,7 +319,11 @@ def notebook_delete(*, notebook: Notebook, actor=None) -> None:
 
 
 def summary_dirs(job: Job) -> list[tuple[str, Path]]:
-    """(task name, local summary_dir) of each task of a job on a local cluster."""
+    """(task name, summary_dir under the portal's storage root) of each task of a job.
+
+    On a local cluster that is where the task wrote. On Kubernetes it is the same place only where the
+    cluster's NFS export is mounted at the storage root on the portal's host too.
+    """
     root = Path(settings.EASYAI_STORAGE_ROOT)
     return [
         (task.name, storage.output_dir(root, job.public_id, "summary_dir", task.name))
@@ -325,36 +331,62 @@ def summary_dirs(job: Job) -> list[tuple[str, Path]]:
     ]
 
 
+def has_nfs_storage(cluster: Cluster) -> bool:
+    return bool(cluster.nfs_server and cluster.nfs_path)
+
+
 def has_summaries(job: Job) -> bool:
-    """Whether any task of the job has written something to its summary_dir (local clusters only)."""
-    if job.cluster.kind != Cluster.Kind.LOCAL or job.framework in ("notebook", "tensorboard"):
+    """Whether "Open TensorBoard" makes sense for the job: a task wrote summaries, or may have.
+
+    Locally the summary_dirs are listed. On Kubernetes they lie on the cluster's NFS export, which the
+    portal can list only where it is mounted at the storage root: then they are listed too; otherwise
+    every job that has started on a cluster with NFS storage qualifies, and a TensorBoard over a job
+    that wrote nothing shows an empty board.
+    """
+    if job.framework in ("notebook", "tensorboard"):
         return False
-    return any(path.is_dir() and any(path.iterdir()) for _name, path in summary_dirs(job))
+    if job.cluster.kind == Cluster.Kind.LOCAL:
+        return any(path.is_dir() and any(path.iterdir()) for _name, path in summary_dirs(job))
+    if not has_nfs_storage(job.cluster):
+        return False
+    visible = [path for _name, path in summary_dirs(job) if path.is_dir()]
+    if visible:
+        return any(any(path.iterdir()) for path in visible)
+    return job.started_at is not None
 
 
 def tensorboard_spec(jobs: list[Job], cluster: Cluster, team: Team) -> dict[str, Any]:
-    runs = []
+    from clusters.backends.kubernetes.manifests import TENSORBOARD_SOURCES, summary_mount_path
+
+    local = cluster.kind == Cluster.Kind.LOCAL
+    runs, sources = [], []
     for job in jobs:
         for task_name, path in summary_dirs(job):
+            # On Kubernetes the pod mounts each summary_dir read-only where manifests.summary_mount_path says.
+            where = str(path) if local else summary_mount_path(job.public_id, task_name)
             # logdir_spec is "name:path,name:path": neither may hold a comma, nor the name a colon.
-            runs.append(f"{job.name}.{job.public_id}/{task_name}:{path}")
+            runs.append(f"{job.name}.{job.public_id}/{task_name}:{where}")
+            sources.append(f"{job.public_id}/{task_name}")
     logdir_spec = ",".join(runs)
     prefix = f'/endpoints/"$EASYAI_JOB_ID"/{TENSORBOARD_TASK}/tensorboard'
     command = (
         f"exec tensorboard --logdir_spec {shlex.quote(logdir_spec)} --path_prefix {prefix} "
         f'--host {_bind(cluster)} --port "$EASYAI_PORT_TENSORBOARD" --load_fast false --reload_interval 15'
     )
-    return {
+    spec = {
         "name": "tensorboard",
         "team": team.slug,
         "cluster": cluster.name,
         "framework": "tensorboard",
-        "image": _setting("EASYAI_TENSORBOARD_IMAGE", "tensorflow/tensorflow:latest"),
+        "image": _setting("EASYAI_TENSORBOARD_IMAGE", DEFAULT_TENSORBOARD_IMAGE),
         "command": command,
         "roles": {"tensorboard": {"replicas": 1, "cpu": "1", "memory": "2Gi"}},
         "scheduling": {"oversell": float(_setting("EASYAI_NOTEBOOK_OVERSELL", 4))},
         "ports": {"tensorboard": TENSORBOARD_PORT},
     }
+    if not local:
+        spec["env"] = {TENSORBOARD_SOURCES: ",".join(sources)}
+    return spec
 
 
 @transaction.atomic
@@ -377,17 +409,22 @@ def tensorboard_open(*, user, job_ids: Any) -> tuple[TensorBoard, bool]:
     if len(clusters) > 1:
         raise ValidationError({"jobs": [_("The jobs run on different clusters: compare jobs of one cluster.")]})
     cluster = jobs[0].cluster
-    if cluster.kind != Cluster.Kind.LOCAL:
+    local = cluster.kind == Cluster.Kind.LOCAL
+    if not local and not has_nfs_storage(cluster):
         raise ValidationError(
             {
                 "jobs": [
-                    _("TensorBoard over jobs' summaries runs on local clusters; on Kubernetes open it in a notebook.")
+                    _(
+                        "Cluster %(cluster)s has no NFS storage configured: a TensorBoard there could not mount "
+                        "the jobs' summary_dirs. A platform admin sets its NFS server and path."
+                    )
+                    % {"cluster": cluster.name}
                 ]
             }
         )
     if not any(has_summaries(job) for job in jobs):
         raise ValidationError({"jobs": [_("None of these jobs has written summaries to its summary_dir yet.")]})
-    if any("," in str(path) for job in jobs for _n, path in summary_dirs(job)):
+    if local and any("," in str(path) for job in jobs for _n, path in summary_dirs(job)):
         raise ValidationError({"jobs": [_("The storage root's path holds a comma, which TensorBoard cannot read.")]})
     key = ",".join(ids)
     running = (
@@ -409,7 +446,7 @@ def tensorboard_open(*, user, job_ids: Any) -> tuple[TensorBoard, bool]:
         team = current_team_for(user)
         if team is None:
             raise ValidationError({"team": [_("You are in no team: ask a team admin to add you.")]})
-    if _local_program("tensorboard") is None:
+    if local and _local_program("tensorboard") is None:
         raise ValidationError(
             {"jobs": [_("TensorBoard is not installed on this host: pip install -r requirements-notebooks.txt")]}
         )

@@ -22,6 +22,7 @@ from jobs import services as job_services
 from jobs.state import ACTIVE, Input, JobState
 from notebooks import services
 from notebooks.models import NOTEBOOK_TASK, Notebook, TensorBoard, endpoint_path
+from notebooks.proxy import upstream_of
 from notebooks.selectors import _TASKS
 
 log = logging.getLogger(__name__)
@@ -85,10 +86,12 @@ def _parse_time(text: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _get_json(url: str) -> dict | None:
-    # Straight to the backend's endpoint (not through the proxy, which would count as a visit).
+def _get_json(url: str, host: str = "") -> dict | None:
+    # Straight to the backend's endpoint (not through the proxy, which would count as a visit); through the
+    # cluster's ingress, with its host, where it has one.
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
-        with urllib.request.urlopen(url, timeout=STATUS_TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=STATUS_TIMEOUT_S) as response:
             data = json.loads(response.read(1 << 20))
     except (OSError, ValueError, urllib.error.URLError) as exc:
         log.info("activity of %s unknown: %s", url, exc)
@@ -98,13 +101,16 @@ def _get_json(url: str) -> dict | None:
 
 def last_activity(notebook: Notebook, address: str) -> datetime | None:
     """When the server last saw kernel, terminal or API activity, as it reports it; None when it cannot say."""
-    if notebook.kind == Notebook.Kind.VSCODE:
-        data = _get_json(f"http://{address}/healthz")  # code-server: {"status", "lastHeartbeat": ms}
+    vscode = notebook.kind == Notebook.Kind.VSCODE
+    address, host = upstream_of(notebook.cluster, address, strip_prefix=vscode)
+    if vscode:
+        data = _get_json(f"http://{address}/healthz", host)  # code-server: {"status", "lastHeartbeat": ms}
         beat = (data or {}).get("lastHeartbeat")
         return datetime.fromtimestamp(beat / 1000, tz=UTC) if isinstance(beat, int | float) and beat > 0 else None
     # Jupyter Server: GET {base_url}api/status -> {"last_activity": ISO time, "kernels", "connections"};
     # the status call itself does not count as activity.
-    data = _get_json(f"http://{address}{endpoint_path(notebook.job.public_id, NOTEBOOK_TASK, 'jupyter')}api/status")
+    path = endpoint_path(notebook.job.public_id, NOTEBOOK_TASK, "jupyter")
+    data = _get_json(f"http://{address}{path}api/status", host)
     return _parse_time((data or {}).get("last_activity", ""))
 
 
@@ -113,7 +119,9 @@ def notebooks_idle(now: datetime | None = None) -> list[int]:
     now = now or timezone.now()
     limit = timedelta(minutes=idle_minutes())
     stopped = []
-    running = Notebook.objects.filter(job__state=JobState.RUNNING).select_related("job").prefetch_related(_TASKS)
+    running = (
+        Notebook.objects.filter(job__state=JobState.RUNNING).select_related("job", "cluster").prefetch_related(_TASKS)
+    )
     for notebook in running:
         address = notebook.endpoint_address
         if not address:

@@ -41,7 +41,8 @@ CLUSTER_SCOPED = {("", "v1", "namespaces"), ("", "v1", "nodes"), ("scheduling.vo
 KINDS = {"pods": "Pod", "namespaces": "Namespace", "resourcequotas": "ResourceQuota", "nodes": "Node",
          "pytorchjobs": "PyTorchJob", "tfjobs": "TFJob", "mpijobs": "MPIJob", "xgboostjobs": "XGBoostJob",
          "paddlejobs": "PaddleJob", "jobs": "Job", "queues": "Queue", "priorityclasses": "PriorityClass",
-         "customresourcedefinitions": "CustomResourceDefinition"}  # fmt: skip
+         "customresourcedefinitions": "CustomResourceDefinition", "services": "Service",
+         "ingresses": "Ingress"}  # fmt: skip
 # The CRDs each operator installs, as check-connection looks for them.
 OPERATOR_CRDS = {
     "training-operator": [("kubeflow.org", p, "v1") for p in ("pytorchjobs", "tfjobs", "mpijobs", "xgboostjobs",
@@ -236,7 +237,7 @@ class FakeKube:
 
     def served(self, group: str, version: str, plural: str) -> bool:
         """Built-in groups always; a custom group/version/plural while a CRD serves it."""
-        if group in ("", "apiextensions.k8s.io", "scheduling.k8s.io"):
+        if group in ("", "apiextensions.k8s.io", "scheduling.k8s.io", "networking.k8s.io"):
             return True
         return any(
             c["spec"]["group"] == group and c["spec"]["names"]["plural"] == plural

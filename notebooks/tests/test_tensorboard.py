@@ -149,3 +149,110 @@ def test_tensorboard_is_refused_for_jobs_without_summaries_or_not_visible(people
     response = client.post("/api/v1/tensorboards/", {"jobs": [mine.public_id]}, format="json")
     assert response.status_code == 400 and "summaries" in response.json()["jobs"][0]
     assert not TensorBoard.objects.exists()
+
+
+# --- on Kubernetes ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kube():
+    from clusters.tests.fakekube import running_fake
+
+    yield from running_fake()
+
+
+def _started_on_kubernetes(owner, cluster, kube, on_commit) -> Job:
+    """A PyTorch job on the fake cluster that the operator reports running (so it may have summaries)."""
+    from jobs import tasks
+
+    spec = {
+        "name": "ddp",
+        "framework": "pytorch",
+        "cluster": cluster.name,
+        "image": "registry.example/train:1",
+        "command": "python train.py",
+        "roles": {"master": {"cpu": "1", "memory": "1Gi"}, "worker": {"replicas": 1, "cpu": "1", "memory": "1Gi"}},
+    }
+    with on_commit(execute=True):  # the submit worker creates it on the cluster
+        job = job_services.job_submit(user=owner, data=spec)
+    running = {"conditions": [{"type": "Running", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    kube.set_status("kubeflow.org", "v1", "pytorchjobs", "easyai-vision", job.public_id, running)
+    tasks.sync_cluster(cluster.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.RUNNING and job.started_at is not None
+    return job
+
+
+def test_tensorboard_on_kubernetes_mounts_the_jobs_summary_dirs_and_serves_under_the_proxy_path(
+    kube, people, django_capture_on_commit_callbacks
+):
+    from clusters.k8s_schema import validate_manifest
+    from clusters.tests.fakekube import make_cluster
+    from notebooks import services
+    from notebooks.tests.test_kubernetes import argv_of, created_pod
+
+    owner = people["owner"]
+    cluster = make_cluster(kube, is_default=True)
+    trained = _started_on_kubernetes(owner, cluster, kube, django_capture_on_commit_callbacks)
+    # The portal does not mount the cluster's NFS export here: a started job may have summaries.
+    assert services.has_summaries(trained)
+    with django_capture_on_commit_callbacks(execute=True):
+        board, created = services.tensorboard_open(user=owner, job_ids=[trained.public_id])
+    assert created and board.cluster == cluster and board.job.framework == "tensorboard"
+
+    pod = created_pod(kube, board.job.public_id)
+    assert validate_manifest(pod) == []
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == settings.EASYAI_TENSORBOARD_IMAGE
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    for task in ("master-0", "worker-0"):
+        assert mounts[f"/summaries/{trained.public_id}/{task}"] == {
+            "name": "easyai-nfs",
+            "mountPath": f"/summaries/{trained.public_id}/{task}",
+            "subPath": f"{trained.public_id}/{task}/summary_dir",
+            "readOnly": True,
+        }
+    run = f"ddp.{trained.public_id}"
+    assert argv_of(container) == [
+        "tensorboard",
+        "--logdir_spec",
+        f"{run}/master-0:/summaries/{trained.public_id}/master-0,{run}/worker-0:/summaries/{trained.public_id}/worker-0",
+        "--path_prefix",
+        f"/endpoints/{board.job.public_id}/tensorboard-0/tensorboard",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "6006",
+        "--load_fast",
+        "false",
+        "--reload_interval",
+        "15",
+    ]
+    assert container["ports"] == [{"name": "tensorboard", "containerPort": 6006, "protocol": "TCP"}]
+
+    # The same job again while it runs: reused.
+    again, created = services.tensorboard_open(user=owner, job_ids=[trained.public_id])
+    assert not created and again.pk == board.pk
+
+
+def test_tensorboard_on_kubernetes_without_nfs_storage_is_refused_naming_why(
+    kube, people, django_capture_on_commit_callbacks
+):
+    from django.core.exceptions import ValidationError
+
+    from clusters.models import Cluster
+    from clusters.tests.fakekube import make_cluster
+    from notebooks import services
+
+    owner = people["owner"]
+    cluster = make_cluster(kube, is_default=True)
+    trained = _started_on_kubernetes(owner, cluster, kube, django_capture_on_commit_callbacks)
+    Cluster.objects.filter(pk=cluster.pk).update(nfs_server="", nfs_path="")
+    trained = Job.objects.select_related("cluster").get(pk=trained.pk)
+    assert not services.has_summaries(trained)
+    with pytest.raises(ValidationError) as refused:
+        services.tensorboard_open(user=owner, job_ids=[trained.public_id])
+    (message,) = refused.value.message_dict["jobs"]
+    assert "gpu-a" in message and "NFS" in message
+    assert not TensorBoard.objects.exists()
+    assert not kube.requests("POST", r"/pods$")

@@ -163,8 +163,10 @@ class KubernetesBackend:
             raise BackendRejected(str(exc)) from exc
 
     def submit(self, job: JobDescription) -> None:
-        kind = m.object_kind(job.framework)
-        for manifest in self.render(job):
+        manifests = self.render(job)
+        for manifest in manifests:
+            # The job's own object first, then its endpoints' Services and Ingress (an ingress host only).
+            kind = m.manifest_kind(manifest)
             namespace = manifest["metadata"]["namespace"]
             try:
                 self._create(kind, namespace, manifest)
@@ -176,13 +178,23 @@ class KubernetesBackend:
                     self._already_submitted(kind, namespace, manifest, job.job_id)
             except ConflictError:
                 self._already_submitted(kind, namespace, manifest, job.job_id)
-        self._where[job.job_id] = (kind, manifest["metadata"]["namespace"])
+        self._where[job.job_id] = (m.object_kind(job.framework), manifests[0]["metadata"]["namespace"])
+
+    @property
+    def networking(self) -> k8s.NetworkingV1Api:
+        return k8s.NetworkingV1Api(self.conn.api_client)
 
     def _create(self, kind: m.ObjectKind, namespace: str, manifest: dict[str, Any]) -> None:
         name = manifest["metadata"]["name"]
         if kind is m.POD_KIND:
             self.conn.call(f"create pod {namespace}/{name}", self.conn.core.create_namespaced_pod, namespace,
                            manifest, field_validation="Strict")  # fmt: skip
+        elif kind is m.SERVICE_KIND:
+            self.conn.call(f"create service {namespace}/{name}", self.conn.core.create_namespaced_service,
+                           namespace, manifest, field_validation="Strict")  # fmt: skip
+        elif kind is m.INGRESS_KIND:
+            self.conn.call(f"create ingress {namespace}/{name}", self.networking.create_namespaced_ingress,
+                           namespace, manifest, field_validation="Strict")  # fmt: skip
         else:
             self.conn.call(f"create {kind.kind} {namespace}/{name}", self.conn.custom.create_namespaced_custom_object,
                            kind.group, kind.version, namespace, kind.plural, manifest,
@@ -192,6 +204,14 @@ class KubernetesBackend:
         if kind is m.POD_KIND:
             return self.conn.raw_json(
                 f"read pod {namespace}/{name}", self.conn.core.read_namespaced_pod, name, namespace
+            )
+        if kind is m.SERVICE_KIND:
+            return self.conn.raw_json(
+                f"read service {namespace}/{name}", self.conn.core.read_namespaced_service, name, namespace
+            )
+        if kind is m.INGRESS_KIND:
+            return self.conn.raw_json(
+                f"read ingress {namespace}/{name}", self.networking.read_namespaced_ingress, name, namespace
             )
         return self.conn.call(f"read {kind.kind} {namespace}/{name}", self.conn.custom.get_namespaced_custom_object,
                               kind.group, kind.version, namespace, kind.plural, name)  # fmt: skip
@@ -422,13 +442,33 @@ class KubernetesBackend:
                 found.append((m.POD_KIND, pod["metadata"].get("namespace", ""), job_id))
         return found
 
+    def _endpoint_objects(self, job_id: str) -> list[tuple[m.ObjectKind, str, str]]:
+        """(kind, namespace, name) of the job's Services and Ingress: one list call each, by the job's label."""
+        if not m.ingress_address(self.cluster):
+            return []
+        selector = f"{m.SELECTOR},{m.LABEL_JOB_ID}={job_id}"
+        found: list[tuple[m.ObjectKind, str, str]] = []
+        for kind, list_all in (
+            (m.SERVICE_KIND, self.conn.core.list_service_for_all_namespaces),
+            (m.INGRESS_KIND, self.networking.list_ingress_for_all_namespaces),
+        ):
+            data = self.conn.raw_json(f"find {kind.plural}", list_all, label_selector=selector)
+            found += [(kind, i["metadata"].get("namespace", ""), i["metadata"]["name"]) for i in data.get("items", [])]
+        return found
+
     def _delete_objects(self, job_id: str) -> None:
         options = k8s.V1DeleteOptions(**DELETE_OPTIONS)
-        for kind, namespace, name in self._locate(job_id):
+        for kind, namespace, name in self._locate(job_id) + self._endpoint_objects(job_id):
             try:
                 if kind is m.POD_KIND:
                     self.conn.raw_json(f"delete pod {namespace}/{name}", self.conn.core.delete_namespaced_pod, name,
                                    namespace, body=options)  # fmt: skip
+                elif kind is m.SERVICE_KIND:
+                    self.conn.raw_json(f"delete service {namespace}/{name}", self.conn.core.delete_namespaced_service,
+                                       name, namespace, body=options)  # fmt: skip
+                elif kind is m.INGRESS_KIND:
+                    self.conn.raw_json(f"delete ingress {namespace}/{name}", self.networking.delete_namespaced_ingress,
+                                       name, namespace, body=options)  # fmt: skip
                 else:
                     self.conn.raw_json(f"delete {kind.kind} {namespace}/{name}",
                                    self.conn.custom.delete_namespaced_custom_object, kind.group, kind.version,

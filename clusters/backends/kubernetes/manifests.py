@@ -9,6 +9,14 @@ What a framework becomes:
   need no operator, so they also run on clusters without Volcano or the
   training-operator; on a Volcano cluster the pod is still scheduled by Volcano,
   in the team's queue (the queue-name annotation), with the job's priority class.
+  A TensorBoard's pod also mounts, read-only, the summary_dir of every task it
+  shows (``EASYAI_TENSORBOARD_SOURCES``) under ``/summaries/{job}/{task}``.
+
+When the cluster has an ingress host, a job whose tasks serve named ports also
+gets a ClusterIP ``v1`` Service per task (selecting that task's pod) and one
+``networking.k8s.io/v1`` Ingress routing ``/endpoints/{job}/{task}/{name}`` on
+that host to it: the portal's proxy then goes through the ingress instead of
+to the pod's IP.
 
 Every object is named after the job id (already a DNS-1035 label), so the same
 job always renders the same names and a repeated submit is recognised.
@@ -22,6 +30,7 @@ role and index the operator writes on each pod (read through the downward API).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -50,6 +59,18 @@ VC_TASK_INDEX = "volcano.sh/task-index"
 VC_QUEUE_ANNOTATION = "scheduling.volcano.sh/queue-name"
 
 NFS_VOLUME = "easyai-nfs"
+# A TensorBoard's sources: "{job}/{task},..." whose summary_dirs its pod mounts read-only under SUMMARIES_ROOT.
+TENSORBOARD_SOURCES = "EASYAI_TENSORBOARD_SOURCES"
+SUMMARIES_ROOT = "/summaries"
+SOURCE = re.compile(r"^(j-[a-z0-9]{8})/([a-z0-9]([-a-z0-9]*[a-z0-9])?-[0-9]+)$")
+ENDPOINTS_PREFIX = "/endpoints"
+# Long-lived websockets (kernels, terminals) and uploads of any size through ingress-nginx; other controllers
+# ignore these annotations.
+INGRESS_ANNOTATIONS = {
+    "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+    "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
+    "nginx.ingress.kubernetes.io/proxy-body-size": "0",
+}
 PRIORITY_CLASSES = {"low": "easyai-low", "normal": "easyai-normal", "high": "easyai-high"}
 PRIORITY_VALUES = {"easyai-low": 1000, "easyai-normal": 10000, "easyai-high": 100000}
 
@@ -66,6 +87,8 @@ PER_POD_VARIABLES = frozenset(
 ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+IPV4 = re.compile(r"^[0-9.]+$")
 
 
 @dataclass(frozen=True)
@@ -119,6 +142,10 @@ CUSTOM_KINDS: dict[str, ObjectKind] = {
     "batch": ObjectKind(VOLCANO_GROUP, VOLCANO_VERSION, VOLCANO_PLURAL, "Job"),
 }
 POD_KIND = ObjectKind("", "v1", "pods", "Pod")
+SERVICE_KIND = ObjectKind("", "v1", "services", "Service")
+INGRESS_KIND = ObjectKind("networking.k8s.io", "v1", "ingresses", "Ingress")
+# The kinds that carry a job's web endpoints through an ingress: created with the job, deleted with it.
+ENDPOINT_KINDS = (SERVICE_KIND, INGRESS_KIND)
 
 
 class ClusterSettings(Protocol):
@@ -130,6 +157,7 @@ class ClusterSettings(Protocol):
     gpu_resource_name: str
     scheduler: str
     image_pull_secrets: Any
+    ingress_host: str
 
 
 def object_kind(framework: str) -> ObjectKind:
@@ -139,6 +167,14 @@ def object_kind(framework: str) -> ObjectKind:
     if framework in POD_FRAMEWORKS:
         return POD_KIND
     raise ValueError(f"unknown framework {framework!r}")
+
+
+def manifest_kind(manifest: dict[str, Any]) -> ObjectKind:
+    """Where a rendered manifest is created: its apiVersion and kind, among the kinds we render."""
+    for kind in (*CUSTOM_KINDS.values(), POD_KIND, *ENDPOINT_KINDS):
+        if (kind.api_version, kind.kind) == (manifest.get("apiVersion"), manifest.get("kind")):
+            return kind
+    raise ValueError(f"no kind {manifest.get('apiVersion')}/{manifest.get('kind')} is rendered by EasyAI")
 
 
 def namespace_name(cluster: ClusterSettings, team: str) -> str:
@@ -265,6 +301,36 @@ def _nfs_mounts(cluster: ClusterSettings, job: JobDescription, task: TaskDescrip
     return mounts
 
 
+def tensorboard_sources(task: TaskDescription) -> list[tuple[str, str]]:
+    """(job id, task name) of each summary_dir a TensorBoard task shows, from its EASYAI_TENSORBOARD_SOURCES."""
+    sources = []
+    for item in filter(None, (part.strip() for part in task.env.get(TENSORBOARD_SOURCES, "").split(","))):
+        match = SOURCE.match(item)
+        if match is None:
+            raise ValueError(f"{TENSORBOARD_SOURCES}: {item!r} is not a job id and task name (j-xxxxxxxx/role-0)")
+        sources.append((match.group(1), match.group(2)))
+    return sources
+
+
+def summary_mount_path(job_id: str, task_name: str) -> str:
+    """Where a TensorBoard's pod sees the summary_dir of another job's task."""
+    return f"{SUMMARIES_ROOT}/{job_id}/{task_name}"
+
+
+def _summary_mounts(job: JobDescription, task: TaskDescription) -> list[dict]:
+    if job.framework != "tensorboard":
+        return []
+    return [
+        {
+            "name": NFS_VOLUME,
+            "mountPath": summary_mount_path(job_id, task_name),
+            "subPath": f"{job_id}/{task_name}/summary_dir",
+            "readOnly": True,
+        }
+        for job_id, task_name in tensorboard_sources(task)
+    ]
+
+
 def _extra_volumes(job: JobDescription) -> tuple[list[dict], list[dict]]:
     """Admin-defined volumes: {name, mountPath|mount_path, readOnly|read_only, subPath?, <volume source>}."""
     volumes, mounts = [], []
@@ -323,7 +389,7 @@ def pod_spec(
     volumes, mounts = _extra_volumes(job)
     if nfs:
         volumes.insert(0, {"name": NFS_VOLUME, "nfs": {"server": cluster.nfs_server, "path": cluster.nfs_path}})
-        mounts = _nfs_mounts(cluster, job, task, source) + mounts
+        mounts = _nfs_mounts(cluster, job, task, source) + _summary_mounts(job, task) + mounts
     if mounts:
         main["volumeMounts"] = mounts
     spec: dict[str, Any] = {"containers": [main]}
@@ -437,14 +503,110 @@ def single_pod(cluster: ClusterSettings, job: JobDescription) -> dict[str, Any]:
 
 
 def render(job: JobDescription, cluster: ClusterSettings) -> list[dict[str, Any]]:
-    """Everything submit creates for the job, in creation order."""
+    """Everything submit creates for the job, in creation order: its object, then its endpoints' objects."""
     if job.framework in TRAINING:
-        return [training_job(cluster, job)]
-    if job.framework in VOLCANO_FRAMEWORKS:
-        return [volcano_job(cluster, job)]
+        main = training_job(cluster, job)
+    elif job.framework in VOLCANO_FRAMEWORKS:
+        main = volcano_job(cluster, job)
+    elif job.framework in POD_FRAMEWORKS:
+        main = single_pod(cluster, job)
+    else:
+        raise ValueError(f"unknown framework {job.framework!r}")
+    return [main, *endpoint_objects(cluster, job)]
+
+
+# --- web endpoints through an ingress ---------------------------------------------------------
+
+
+def ingress_address(cluster: ClusterSettings) -> str:
+    """The cluster's ingress as the portal connects to it ("host" or "host:port"); "" when it has none."""
+    return (getattr(cluster, "ingress_host", "") or "").strip()
+
+
+def ingress_rule_host(cluster: ClusterSettings) -> str:
+    """The host an Ingress rule names: the ingress address without its port, a DNS name."""
+    address = ingress_address(cluster)
+    host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
+    if port and not port.isdigit():
+        raise ValueError(f"the cluster's ingress host {address!r} is not a host name with an optional :port")
+    host = host.lower()
+    if len(host) > 253 or not DNS_SUBDOMAIN.match(host) or IPV4.match(host):
+        raise ValueError(
+            f"the cluster's ingress host {address!r} must be a DNS name (an Ingress rule cannot name an IP address)"
+        )
+    return host
+
+
+def endpoint_path(job_id: str, task_name: str, name: str) -> str:
+    """The portal's path of a task's named endpoint, without its trailing slash (the Ingress path)."""
+    return f"{ENDPOINTS_PREFIX}/{job_id}/{task_name}/{name}"
+
+
+def service_name(job_id: str, task_name: str) -> str:
+    """The Service of one task's endpoints: "{job}-{task}", a hash of the task name when that is too long."""
+    name = f"{job_id}-{task_name}"
+    if len(name) <= 63:
+        return name
+    return f"{job_id}-t{hashlib.sha256(task_name.encode()).hexdigest()[:12]}"
+
+
+def task_pod_selector(job: JobDescription, task: TaskDescription) -> dict[str, str]:
+    """Labels that select exactly this task's pod: ours, and the index its operator writes on each pod."""
+    selector = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_JOB_ID: job.job_id, LABEL_ROLE: task.role}
     if job.framework in POD_FRAMEWORKS:
-        return [single_pod(cluster, job)]
-    raise ValueError(f"unknown framework {job.framework!r}")
+        selector[LABEL_INDEX] = str(task.index)
+    elif job.framework in TRAINING:
+        selector[TO_REPLICA_INDEX] = str(task.index)
+    elif task.replicas > 1:
+        selector[VC_TASK_INDEX] = str(task.index)
+    return selector
+
+
+def task_service(cluster: ClusterSettings, job: JobDescription, task: TaskDescription) -> dict[str, Any]:
+    metadata = _metadata(cluster, job)
+    metadata["name"] = service_name(job.job_id, task.name)
+    metadata["labels"] = {**metadata["labels"], LABEL_ROLE: task.role, LABEL_INDEX: str(task.index)}
+    ports = [
+        {"name": port["name"], "port": port["containerPort"], "targetPort": port["containerPort"], "protocol": "TCP"}
+        for port in _ports(task)
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {"type": "ClusterIP", "selector": task_pod_selector(job, task), "ports": ports},
+    }
+
+
+def job_ingress(cluster: ClusterSettings, job: JobDescription) -> dict[str, Any]:
+    """One Ingress for the job: a path per task and endpoint, to that task's Service."""
+    paths = []
+    for task in job.tasks:
+        for (name, _number), port in zip(task.ports.items(), _ports(task), strict=True):
+            paths.append(
+                {
+                    "path": endpoint_path(job.job_id, task.name, name),
+                    "pathType": "Prefix",
+                    "backend": {
+                        "service": {"name": service_name(job.job_id, task.name), "port": {"name": port["name"]}}
+                    },
+                }
+            )
+    metadata = _metadata(cluster, job)
+    metadata["annotations"] = {**metadata["annotations"], **INGRESS_ANNOTATIONS}
+    spec: dict[str, Any] = {"rules": [{"host": ingress_rule_host(cluster), "http": {"paths": paths}}]}
+    ingress_class = ((getattr(cluster, "settings", None) or {}).get("ingress_class") or "").strip()
+    if ingress_class:
+        spec["ingressClassName"] = ingress_class
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata, "spec": spec}
+
+
+def endpoint_objects(cluster: ClusterSettings, job: JobDescription) -> list[dict[str, Any]]:
+    """A Service per task that serves named ports and the job's Ingress; none without an ingress host."""
+    if not ingress_address(cluster) or not any(task.ports for task in job.tasks):
+        return []
+    services = [task_service(cluster, job, task) for task in job.tasks if task.ports]
+    return [*services, job_ingress(cluster, job)]
 
 
 # --- team objects (provisioning) --------------------------------------------------------------

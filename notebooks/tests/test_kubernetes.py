@@ -1,0 +1,202 @@
+"""Notebooks on a Kubernetes cluster: the pod the API server receives, and the proxy's way to it.
+
+The real `kubernetes` client talks to the fake API server (clusters/tests/fakekube.py); the tests play
+the kubelet by giving the pod a phase and an IP. An echo server stands in for the pod's Jupyter (on a
+loopback pod IP) or for the cluster's ingress, so a request goes through the portal's proxy for real.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from clusters.backends.kubernetes import manifests as m
+from clusters.k8s_schema import validate_manifest
+from clusters.tests.fakekube import FakeKube, make_cluster, running_fake
+from jobs import tasks
+from jobs.models import Task
+from jobs.tests import browser_support
+from notebooks import services
+from notebooks.models import NOTEBOOK_TASK, Notebook
+from notebooks.proxy import Target, upstream_headers
+from notebooks.tests.conftest import fetch
+from notebooks.tests.echo_server import Handler
+
+asgi_server = browser_support.asgi_server
+
+NS = "easyai-vision"
+POD_IP = "127.0.0.2"  # a loopback address of its own: the echo server takes Jupyter's port there
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKube]:
+    yield from running_fake()
+
+
+def echo_server(host: str, port: int) -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def pod_echo() -> Iterator[ThreadingHTTPServer]:
+    """Something listening where the notebook pod's Jupyter would: POD_IP, Jupyter's container port."""
+    yield from echo_server(POD_IP, services.JUPYTER_PORT)
+
+
+@pytest.fixture
+def ingress_echo() -> Iterator[ThreadingHTTPServer]:
+    """Something standing in for the cluster's ingress controller, on a free port."""
+    yield from echo_server("127.0.0.1", 0)
+
+
+def start_notebook(owner, team, cluster) -> Notebook:
+    notebook = services.notebook_create(user=owner, team=team, name="lab", cluster=cluster.name)
+    notebook.refresh_from_db()
+    assert notebook.job is not None and notebook.job.cluster_id == cluster.pk
+    return notebook
+
+
+def created_pod(kube: FakeKube, job_id: str) -> dict[str, Any]:
+    """The Pod body the API server received (a strictly validated create), as the client sent it."""
+    (request,) = [r for r in kube.requests("POST", rf"^/api/v1/namespaces/{NS}/pods$")]
+    assert request.status == 201 and request.query.get("fieldValidation") == "Strict"
+    assert request.body["metadata"]["name"] == job_id
+    return request.body
+
+
+def pod_runs(kube: FakeKube, pod: dict[str, Any], ip: str) -> None:
+    """Play the kubelet: the pod runs, with an IP."""
+    container = pod["spec"]["containers"][0]["name"]
+    kube.set_status(
+        "", "v1", "pods", NS, pod["metadata"]["name"],
+        {"phase": "Running", "podIP": ip, "startTime": "2026-01-01T00:00:00Z",
+         "containerStatuses": [{"name": container, "ready": True, "restartCount": 0,
+                                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]},
+    )  # fmt: skip
+
+
+def argv_of(container: dict[str, Any]) -> list[str]:
+    """The arguments the container's shell gives the server, with the container's environment."""
+    env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
+    command = list(container["command"])
+    assert command[:2] == ["/bin/sh", "-c"] and command[2].startswith("exec "), command
+    script = "set -- " + command[2].removeprefix("exec ") + '\nfor a in "$@"; do printf "%s\\0" "$a"; done'
+    out = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, check=True).stdout
+    return out.decode().split("\0")[:-1]
+
+
+def test_a_notebook_on_kubernetes_is_a_strict_pod_with_jupyter_under_the_proxy_path(
+    kube, owner, team, django_capture_on_commit_callbacks
+):
+    cluster = make_cluster(kube, is_default=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        notebook = start_notebook(owner, team, cluster)
+    job_id = notebook.job.public_id
+    pod = created_pod(kube, job_id)
+    assert validate_manifest(pod) == []
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == services.notebook_spec(notebook, cluster)["image"]
+    assert container["ports"] == [{"name": "jupyter", "containerPort": services.JUPYTER_PORT, "protocol": "TCP"}]
+
+    argv = argv_of(container)
+    assert argv[:2] == ["jupyter", "lab"]
+    assert f"--ServerApp.base_url=/endpoints/{job_id}/{NOTEBOOK_TASK}/jupyter/" in argv
+    assert "--ip=0.0.0.0" in argv and f"--port={services.JUPYTER_PORT}" in argv
+    # No token and no password of Jupyter's own: the portal's proxy authenticates.
+    assert "--IdentityProvider.token=" in argv and "--PasswordIdentityProvider.hashed_password=" in argv
+    assert "--ServerApp.root_dir=/workspace" in argv
+
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    assert mounts["/workspace/personal"]["subPath"] == "notebook/owner"
+    assert mounts["/workspace/public"]["subPath"] == "notebook/public"
+    assert {mounts[p]["name"] for p in ("/workspace/personal", "/workspace/public")} == {m.NFS_VOLUME}
+    (nfs,) = [v for v in pod["spec"]["volumes"] if v["name"] == m.NFS_VOLUME]
+    assert nfs["nfs"] == {"server": "nfs.example.org", "path": "/export/easyai"}
+    # Oversold: it asks for a quarter of its limits.
+    assert container["resources"]["limits"]["cpu"] == "2" and container["resources"]["requests"]["cpu"] == "500m"
+
+
+def test_a_running_notebook_pod_is_reached_through_the_proxy_at_its_pod_ip(asgi_server, kube, people, team, pod_echo):
+    owner = people["owner"]
+    cluster = make_cluster(kube, is_default=True)
+    notebook = start_notebook(owner, team, cluster)
+    job_id = notebook.job.public_id
+    base = f"/endpoints/{job_id}/{NOTEBOOK_TASK}/jupyter/"
+    assert fetch(asgi_server.port, base + "echo", user=owner)[0] == 503  # no pod IP yet
+
+    pod_runs(kube, created_pod(kube, job_id), POD_IP)
+    tasks.sync_cluster(cluster.pk)
+    task = Task.objects.get(job=notebook.job)
+    assert task.endpoints == {"jupyter": f"{POD_IP}:{services.JUPYTER_PORT}"}
+
+    status, _headers, body = fetch(asgi_server.port, base + "echo?x=1", user=owner, Origin="http://portal.test")
+    assert status == 200, body
+    seen = json.loads(body)
+    assert seen["path"] == base + "echo?x=1"  # Jupyter's base URL is the full path
+    headers = {k.lower(): v for k, v in seen["headers"]}
+    assert headers["host"] == f"127.0.0.1:{asgi_server.port}"  # the client's: Jupyter compares it with Origin
+    assert "authorization" not in headers
+    # A notebook is personal: a team-mate is refused, an outsider learns nothing.
+    assert fetch(asgi_server.port, base + "echo", user=people["mate"])[0] == 403
+    assert fetch(asgi_server.port, base + "echo", user=people["outsider"])[0] == 404
+
+
+def test_with_an_ingress_host_the_proxy_goes_through_the_ingress_with_its_host(
+    asgi_server, kube, people, team, ingress_echo
+):
+    owner = people["owner"]
+    ingress = f"localhost:{ingress_echo.server_address[1]}"
+    cluster = make_cluster(kube, is_default=True, ingress_host=ingress)
+    notebook = start_notebook(owner, team, cluster)
+    job_id = notebook.job.public_id
+    service = kube.get("", "v1", "services", NS, f"{job_id}-{NOTEBOOK_TASK}")
+    assert service is not None and service["spec"]["selector"][m.LABEL_JOB_ID] == job_id
+    rule = kube.get("networking.k8s.io", "v1", "ingresses", NS, job_id)["spec"]["rules"][0]
+    assert rule["host"] == "localhost"
+    assert [p["path"] for p in rule["http"]["paths"]] == [f"/endpoints/{job_id}/{NOTEBOOK_TASK}/jupyter"]
+
+    pod_runs(kube, created_pod(kube, job_id), "10.1.2.3")  # a pod IP the portal cannot reach
+    tasks.sync_cluster(cluster.pk)
+    base = f"/endpoints/{job_id}/{NOTEBOOK_TASK}/jupyter/"
+    portal = f"127.0.0.1:{asgi_server.port}"
+    status, _headers, body = fetch(
+        asgi_server.port, base + "echo", user=owner, Origin=f"http://{portal}", Referer=f"http://{portal}{base}lab"
+    )
+    assert status == 200, body
+    seen = json.loads(body)
+    assert seen["path"] == base + "echo"
+    headers = {k.lower(): v for k, v in seen["headers"]}
+    # The ingress routes by its own host; the portal's origin becomes the ingress's, as the app sees it.
+    assert headers["host"] == ingress
+    assert headers["origin"] == f"http://{ingress}" and headers["referer"] == f"http://{ingress}{base}lab"
+    assert headers["x-forwarded-host"] == portal
+
+    services.notebook_stop(notebook=notebook, actor=owner)
+    assert kube.of_kind("", "v1", "services") == [] and kube.of_kind("networking.k8s.io", "v1", "ingresses") == []
+
+
+def test_a_foreign_origin_is_not_made_the_ingresses():
+    target = Target("ingress.example.org", "j-abcdefgh", "/endpoints/j-abcdefgh/notebook-0/jupyter/", False,
+                    "ingress.example.org")  # fmt: skip
+    scope = {
+        "headers": [(b"host", b"portal.example.org"), (b"origin", b"https://evil.example.com")],
+        "client": ("10.0.0.9", 5000),
+        "scheme": "https",
+    }
+    headers = dict(upstream_headers(scope, target))
+    assert headers["host"] == "ingress.example.org"
+    assert headers["origin"] == "https://evil.example.com"  # still cross-origin: the app refuses it
+    scope["headers"][1] = (b"origin", b"https://portal.example.org")
+    assert dict(upstream_headers(scope, target))["origin"] == "https://ingress.example.org"
