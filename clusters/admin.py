@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from clusters import services
 from clusters.backends.kubernetes.client import kubeconfig_server
 from clusters.models import Cluster
 
@@ -128,6 +129,14 @@ class ClusterAdmin(admin.ModelAdmin):
     def kubeconfig_status(self, cluster: Cluster) -> str:
         return kubeconfig_status(cluster)
 
+    def save_model(self, request: HttpRequest, obj: Cluster, form: forms.ModelForm, change: bool) -> None:
+        if services.cluster_save(cluster=obj):
+            self.message_user(
+                request,
+                _("%(name)s: provisioning of every team (namespace, quota, queue) queued.") % {"name": obj.name},
+                messages.INFO,
+            )
+
     @admin.action(description=_("Check connection"))
     def check_connection(self, request: HttpRequest, queryset: QuerySet[Cluster]) -> None:
         from clusters.backends.kubernetes.health import check_connection
@@ -143,8 +152,6 @@ class ClusterAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Provision every team (namespace, quota, queue)"))
     def provision_teams(self, request: HttpRequest, queryset: QuerySet[Cluster]) -> None:
-        from django_q.tasks import async_task
-
         for cluster in queryset.filter(kind=Cluster.Kind.KUBERNETES, enabled=True):
-            async_task("clusters.tasks.provision_cluster_task", cluster.pk, task_name=f"provision {cluster.name}")
+            services.cluster_provision_later(cluster_id=cluster.pk, name=cluster.name)
             self.message_user(request, f"{cluster.name}: provisioning of every team queued.", messages.INFO)

@@ -44,6 +44,19 @@ def _framework_choices() -> list[tuple[str, str]]:
     return [(name, labels.get(name, name)) for name in job_spec.FRAMEWORK_ROLES]
 
 
+HEALTH_LABEL_CHARS = 80
+
+
+def _cluster_label(name: str, default: bool, healthy: bool, message: str) -> str:
+    label = f"{name} ({_('default')})" if default else name
+    if healthy:
+        return label
+    reason = " ".join(message.split())
+    if len(reason) > HEALTH_LABEL_CHARS:
+        reason = reason[: HEALTH_LABEL_CHARS - 1] + "…"
+    return f"{label} — {_('unhealthy')}: {reason}" if reason else f"{label} — {_('unhealthy')}"
+
+
 class JobSpecForm(_Bootstrap, forms.Form):
     """The simple side of the submit page. Every field is text: ``jobs.spec`` is the only validator,
     so a value the spec refuses is shown as typed, with the spec's error next to it."""
@@ -85,10 +98,20 @@ class JobSpecForm(_Bootstrap, forms.Form):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.fields["framework"].widget.choices = _framework_choices()
-        clusters = Cluster.objects.filter(enabled=True).order_by("name").values_list("name", "is_default")
+        clusters = list(
+            Cluster.objects.filter(enabled=True)
+            .order_by("name")
+            .values_list("name", "is_default", "healthy", "health_message")
+        )
         self.fields["cluster"].widget.choices = [("", _("the default cluster"))] + [
-            (name, f"{name} ({_('default')})" if default else name) for name, default in clusters
+            (name, _cluster_label(name, default, healthy, message)) for name, default, healthy, message in clusters
         ]
+        # Jobs sent to an unhealthy cluster are accepted but wait there until it answers again.
+        self.unhealthy_clusters = [
+            (name, message or _("no reason recorded")) for name, _default, healthy, message in clusters if not healthy
+        ]
+        if self.unhealthy_clusters:
+            self.fields["cluster"].widget.attrs["aria-describedby"] = "cluster-health"
         self.fields["team"].widget.choices = [("", _("my current team"))] + [
             (slug, f"{name} ({slug})") for slug, name in (teams or [])
         ]

@@ -30,3 +30,28 @@ class NotebookForm(forms.Form):
             self.fields["lease_hours"].help_text = _("At most %(n)s hours (the team's maximum); renewable.") % {
                 "n": max_lease
             }
+
+
+class RenewForm(forms.Form):
+    """The hours a renewal extends a notebook's lease by, from now; the service checks the team's maximum."""
+
+    lease_hours = forms.CharField(label=_("Hours"), max_length=10, required=False, strip=True)
+
+    def __init__(self, *args, notebook: Notebook, **kwargs) -> None:
+        kwargs.setdefault("auto_id", f"id_renew_{notebook.pk}_%s")
+        maximum = notebook.team.notebook_max_lease_hours
+        # The notebook's own lease again, unless the team's maximum has been lowered below it since.
+        kwargs.setdefault("initial", {"lease_hours": min(notebook.lease_hours, maximum)})
+        super().__init__(*args, **kwargs)
+        field = self.fields["lease_hours"]
+        field.widget = forms.NumberInput(
+            attrs={"class": "form-control form-control-sm", "min": 1, "max": maximum, "step": 1, "style": "width: 5rem"}
+        )
+        field.help_text = _("At most %(n)s hours (the team's maximum).") % {"n": maximum}
+
+    def mark_invalid(self) -> None:
+        """Style the field as refused and point screen readers at its error."""
+        attrs = self.fields["lease_hours"].widget.attrs
+        attrs["class"] = f"{attrs['class']} is-invalid"
+        attrs["aria-invalid"] = "true"
+        attrs["aria-describedby"] = f"{self['lease_hours'].id_for_label}_error"

@@ -21,12 +21,15 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from jobs.page_helpers import errors_of
 from jobs.state import ACTIVE
 from notebooks import selectors, services
-from notebooks.forms import NotebookForm
+from notebooks.forms import NotebookForm, RenewForm
 from notebooks.models import Notebook, NotebookState
 from teams import permissions
 from teams.permissions import Action
 
 PAGE_SIZE = 50
+# A refused renewal is shown at its field on the list page it redirects to (post/redirect/get,
+# so the list's links, paging and reloads keep working): the session carries it there once.
+RENEW_REFUSAL_KEY = "notebook_renew_refusal"
 
 
 def _current_team(request: HttpRequest):
@@ -66,11 +69,33 @@ def notebook_list(request: HttpRequest) -> HttpResponse:
     elif scope and scope != "all":
         queryset = queryset.filter(team__slug=scope)
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    refusal = request.session.pop(RENEW_REFUSAL_KEY, None) if request.method == "GET" else None
     for notebook in page.object_list:
         notebook.can_open = selectors.can_open_notebook(request.user, notebook)
         notebook.can_manage = selectors.can_manage_notebook(request.user, notebook)
+        if notebook.can_open and notebook.state != NotebookState.STOPPED:
+            notebook.renew_form = _renew_form(notebook, refusal)
+            if refusal and refusal.get("pk") == notebook.pk:
+                refusal = None
+    if refusal:  # the notebook is not on this page (another team shown, or stopped since): say it here
+        messages.error(request, "; ".join(m for msgs in refusal.get("errors", {}).values() for m in msgs))
     context = {"form": form, "page": page, "team": team, "all_teams": scope == "all"}
     return render(request, "notebooks/notebook_list.html", context, status=400 if form.errors else 200)
+
+
+def _renew_form(notebook: Notebook, refusal: dict | None) -> RenewForm:
+    if not refusal or refusal.get("pk") != notebook.pk:
+        return RenewForm(notebook=notebook)
+    form = RenewForm({"lease_hours": refusal.get("lease_hours", "")}, notebook=notebook)
+    form.full_clean()  # the form's own checks may find the same problem again: each is shown once
+    for field, errors in refusal.get("errors", {}).items():
+        target = field if field in form.fields else None
+        shown = form.errors.get(target or "__all__", [])
+        new = [error for error in errors if error not in shown]
+        if new:
+            form.add_error(target, new)
+    form.mark_invalid()
+    return form
 
 
 @login_required
@@ -119,12 +144,18 @@ def notebook_start(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def notebook_renew(request: HttpRequest, pk: int) -> HttpResponse:
     notebook = _owned(request, pk)
+    form = RenewForm(request.POST, notebook=notebook)
     try:
-        notebook = services.notebook_renew(notebook=notebook, hours=request.POST.get("lease_hours") or None)
+        if not form.is_valid():
+            raise ValidationError(form.errors.as_data())
+        # Empty: the notebook's own lease length again, as the API's renew without lease_hours.
+        notebook = services.notebook_renew(notebook=notebook, hours=form.cleaned_data["lease_hours"] or None)
     except services.NotebookActionRefused as exc:
         messages.error(request, str(exc))
     except ValidationError as exc:
-        messages.error(request, "; ".join(m for msgs in errors_of(exc).values() for m in msgs))
+        errors = {field: [str(m) for m in msgs] for field, msgs in errors_of(exc).items()}
+        typed = request.POST.get("lease_hours", "")[:20]
+        request.session[RENEW_REFUSAL_KEY] = {"pk": notebook.pk, "lease_hours": typed, "errors": errors}
     else:
         messages.success(
             request,

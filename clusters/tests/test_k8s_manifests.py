@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import itertools
 from typing import Any
 
 import pytest
@@ -12,6 +11,8 @@ from clusters.backends.kubernetes import manifests as m
 from clusters.k8s_schema import validate_manifest
 from clusters.models import Cluster
 from clusters.tests.fakekube import ROLES, make_job
+from jobs.models import Volume
+from jobs.storage import container_env
 
 FRAMEWORKS = list(ROLES)
 
@@ -30,27 +31,164 @@ def cluster(*, volcano: bool = False, nfs: bool = True, **fields: Any) -> Cluste
     return Cluster(**values)
 
 
-def job_variant(framework: str, gpu: bool, placement: bool, oversell: bool):
-    return make_job(
+# --- every option, pairwise --------------------------------------------------------------------
+
+# Each dimension of a job or cluster that changes what is rendered. The full product would be
+# tens of thousands of cases; every pair of values of any two dimensions appearing together in
+# at least one case finds the interactions between two options, which is where rendering breaks.
+# Framework and scheduler are crossed in full (one dimension), so each framework renders under both.
+VOLUMES = {
+    "none": [],
+    "nfs": [Volume(name="datasets", mount_path="/datasets", nfs_server="nfs2.example.org", nfs_path="/sets")],
+    "host": [
+        Volume(name="scratch", mount_path="/scratch", read_only=False, host_path="/mnt/scratch"),
+        Volume(name="models", mount_path="/models", nfs_server="nfs2.example.org", nfs_path="/models"),
+    ],
+}
+PORTS = {"none": {}, "named": {"tensorboard": 6006, "model_server": 8080}}
+DIMENSIONS: dict[str, list[Any]] = {
+    "framework_scheduler": [(framework, volcano) for framework in FRAMEWORKS for volcano in (False, True)],
+    "priority": ["low", "normal", "high"],
+    "volumes": list(VOLUMES),
+    "gang": [True, False],
+    "pull_secrets": ["list", "none", "text"],
+    "ports": list(PORTS),
+    "pre_job": [False, True],
+    "queue": ["", "shared"],
+    "gpu": [False, True],
+    "placement": [False, True],
+    "oversell": [False, True],
+    "nfs": [True, False],
+}
+
+
+def _pairs_of(case: dict[str, Any]) -> set[tuple[tuple[str, Any], tuple[str, Any]]]:
+    items = sorted(case.items(), key=lambda item: list(DIMENSIONS).index(item[0]))
+    return {(items[i], items[j]) for i in range(len(items)) for j in range(i + 1, len(items))}
+
+
+def pairwise_cases(dimensions: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """A deterministic greedy covering array: each case takes, dimension by dimension, the value that
+    covers the most pairs not covered yet, seeded by the first uncovered pair."""
+    names = list(dimensions)
+    uncovered = {
+        ((a, x), (b, y))
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        for x in dimensions[a]
+        for y in dimensions[b]
+    }
+    cases: list[dict[str, Any]] = []
+    while uncovered:
+        (first, x), (second, y) = min(uncovered, key=lambda p: (names.index(p[0][0]), names.index(p[1][0]),
+                                                                dimensions[p[0][0]].index(p[0][1]),
+                                                                dimensions[p[1][0]].index(p[1][1])))  # fmt: skip
+        case = {first: x, second: y}
+        for name in names:
+            if name in case:
+                continue
+            case[name] = max(
+                dimensions[name],
+                key=lambda value: len(_pairs_of({**case, name: value}) & uncovered),
+            )
+        uncovered -= _pairs_of(case)
+        cases.append(case)
+    return cases
+
+
+CASES = pairwise_cases(DIMENSIONS)
+PRE_JOB = "j-pre00001"
+PULL_SECRETS = {"list": ["regcred", {"name": "mirror"}], "none": [], "text": "regcred, mirror"}
+
+
+def option_job(case: dict[str, Any]):
+    framework, _volcano = case["framework_scheduler"]
+    job = make_job(
         framework,
-        gpu=2 if gpu else 0,
-        node_selector={"accelerator": "a100"} if placement else {},
-        tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}] if placement else [],
-        oversell=2.0 if oversell else 1.0,
-        priority="high",
+        gpu=2 if case["gpu"] else 0,
+        node_selector={"accelerator": "a100"} if case["placement"] else {},
+        tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}] if case["placement"] else [],
+        oversell=2.0 if case["oversell"] else 1.0,
+        priority=case["priority"],
+        gang=case["gang"],
+        queue=case["queue"],
+        volumes=[volume.as_dict() for volume in VOLUMES[case["volumes"]]],
     )
+    for task in job.tasks:
+        if PORTS[case["ports"]]:
+            task.ports = dict(PORTS[case["ports"]])
+        if case["pre_job"]:
+            # As jobs.describe hands it over: the variable and the NFS sub-path of the previous job's model_dir.
+            task.env.update(container_env(job.job_id, task.name, job.owner, PRE_JOB))
+            task.storage["pre_model_dir"] = f"/export/easyai/{PRE_JOB}/model_dir"
+    return job
 
 
-@pytest.mark.parametrize(
-    ("framework", "volcano", "gpu", "placement", "oversell", "nfs"),
-    list(itertools.product(FRAMEWORKS, [False, True], [False, True], [False, True], [False, True], [False, True])),
-)
-def test_every_rendered_manifest_validates_strictly(framework, volcano, gpu, placement, oversell, nfs):
-    job = job_variant(framework, gpu, placement, oversell)
-    manifests = m.render(job, cluster(volcano=volcano, nfs=nfs))
-    assert manifests
-    for manifest in manifests:
-        assert validate_manifest(manifest) == []
+def pod_specs(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every pod spec in a rendered object: the replica templates, the Volcano tasks, or the pod itself."""
+    spec = manifest["spec"]
+    if manifest["kind"] == "Pod":
+        return [spec]
+    if manifest["kind"] == "Job":
+        return [task["template"]["spec"] for task in spec["tasks"]]
+    (field,) = [name for name in spec if name.endswith("ReplicaSpecs")]
+    return [replica["template"]["spec"] for replica in spec[field].values()]
+
+
+def test_the_option_matrix_covers_every_pair_and_stays_small():
+    covered = set().union(*(_pairs_of(case) for case in CASES))
+    names = list(DIMENSIONS)
+    every_pair = {
+        ((a, x), (b, y))
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        for x in DIMENSIONS[a]
+        for y in DIMENSIONS[b]
+    }
+    assert covered == every_pair
+    assert len(CASES) < 80  # the full product would be 124,416
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: "-".join(
+    [case["framework_scheduler"][0], "volcano" if case["framework_scheduler"][1] else "default"]
+    + [f"{name}={value}" for name, value in case.items() if name != "framework_scheduler"]))  # fmt: skip
+def test_every_option_renders_and_validates_strictly(case):
+    framework, volcano = case["framework_scheduler"]
+    target = cluster(volcano=volcano, nfs=case["nfs"], image_pull_secrets=PULL_SECRETS[case["pull_secrets"]])
+    (manifest,) = m.render(option_job(case), target)
+    assert validate_manifest(manifest) == []
+
+    # Each option reaches the object, so a dropped option cannot pass as valid.
+    if volcano:
+        priority_class = f"easyai-{case['priority']}"
+        queue = case["queue"] or "easyai-vision"
+        if manifest["kind"] == "Job":
+            assert manifest["spec"]["queue"] == queue and manifest["spec"]["priorityClassName"] == priority_class
+            expected = sum(task["replicas"] for task in manifest["spec"]["tasks"])
+            assert manifest["spec"]["minAvailable"] == (expected if case["gang"] else 1)
+        elif manifest["kind"] == "Pod":
+            assert manifest["metadata"]["annotations"][m.VC_QUEUE_ANNOTATION] == queue
+        else:
+            policy = manifest["spec"]["runPolicy"]["schedulingPolicy"]
+            assert policy["queue"] == queue and policy["priorityClass"] == priority_class
+            assert ("minAvailable" in policy) is case["gang"]
+    for pod in pod_specs(manifest):
+        (container,) = pod["containers"]
+        mounts = {mount["mountPath"] for mount in container.get("volumeMounts", [])}
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        volumes = [volume["name"] for volume in pod.get("volumes", [])]
+        assert volumes == ([m.NFS_VOLUME] if case["nfs"] else []) + [v.name for v in VOLUMES[case["volumes"]]]
+        assert {v.mount_path for v in VOLUMES[case["volumes"]]} <= mounts
+        assert ("/pre_model_dir" in mounts) is (case["nfs"] and case["pre_job"])
+        if case["nfs"] and case["pre_job"]:
+            assert env["pre_model_dir"] == "/pre_model_dir"
+        if case["ports"] == "named":
+            assert {(p["name"], p["containerPort"]) for p in container["ports"]} >= {
+                ("tensorboard", 6006), ("model-server", 8080)}  # fmt: skip
+            assert env["EASYAI_PORT_MODEL_SERVER"] == "8080"
+        secrets = [secret["name"] for secret in pod.get("imagePullSecrets", [])]
+        assert secrets == ([] if case["pull_secrets"] == "none" else ["regcred", "mirror"])
+        assert (pod.get("priorityClassName") == f"easyai-{case['priority']}") is volcano
 
 
 @pytest.mark.parametrize("volcano", [False, True])

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from django.core.exceptions import ValidationError
 
-from clusters import provisioning, tasks
+from clusters import provisioning, services, tasks
 from clusters.k8s_schema import validate_manifest
 from clusters.models import Cluster
 from clusters.tests.fakekube import FakeKube, make_cluster, running_fake
@@ -88,3 +89,54 @@ def test_provision_task_reports_a_refusing_cluster(fake_kube, team):
         tasks.provision_team_task(team.pk)
     assert not Cluster.objects.get(name="gpu-a").healthy
     assert tasks.provision_team_task(team.pk) == {"gpu-a": ""}
+
+
+# --- saving a cluster through the service --------------------------------------------------------
+
+
+def test_saving_a_new_cluster_provisions_every_team_after_commit(fake_kube, team, other_team,
+                                                                 django_capture_on_commit_callbacks):  # fmt: skip
+    import yaml
+
+    cluster = Cluster(name="gpu-n", kind=Cluster.Kind.KUBERNETES, namespace_prefix="n-",
+                      settings={"request_timeout": 1})  # fmt: skip
+    cluster.kubeconfig = yaml.safe_dump(fake_kube.kubeconfig())
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert services.cluster_save(cluster=cluster) is True
+        assert fake_kube.requests() == []  # the cluster is called after commit, by the task
+    assert len(callbacks) == 1
+    names = {o["metadata"]["name"] for o in fake_kube.of_kind("", "v1", "namespaces")}
+    assert {"n-vision", "n-speech"} <= names
+
+
+def test_an_invalid_cluster_is_refused_and_nothing_is_queued(team, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(ValidationError) as refused:
+        services.cluster_save(cluster=Cluster(name="not a slug", kind=Cluster.Kind.KUBERNETES, in_cluster=True))
+    assert "name" in refused.value.message_dict
+    assert not callbacks and not Cluster.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        (None, {}, True),  # a new enabled Kubernetes cluster
+        (None, {"enabled": False}, False),
+        (None, {"kind": Cluster.Kind.LOCAL}, False),
+        ({}, {}, False),  # saved again unchanged
+        ({}, {"description": "racks"}, False),
+        ({}, {"nfs_server": "nfs2.example.org"}, False),
+        ({"enabled": False}, {}, True),  # enabled now
+        ({}, {"enabled": False}, False),  # disabled now
+        ({"kind": Cluster.Kind.LOCAL}, {}, True),  # became a Kubernetes cluster
+        ({}, {"namespace_prefix": "b-"}, True),
+        ({}, {"scheduler": Cluster.Scheduler.VOLCANO}, True),
+        ({}, {"in_cluster": True}, True),
+        ({}, {"kubeconfig_encrypted": "another"}, True),
+    ],
+)
+def test_which_changes_need_provisioning(before, after, expected):
+    base = {"kind": Cluster.Kind.KUBERNETES, "enabled": True, "namespace_prefix": "a-",
+            "scheduler": Cluster.Scheduler.DEFAULT, "kubeconfig_encrypted": "sealed", "in_cluster": False}  # fmt: skip
+    row = None if before is None else {**base, **before}
+    cluster = Cluster(name="gpu-a", **{**base, **after})
+    assert services.needs_provisioning(row, cluster) is expected
