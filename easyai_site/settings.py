@@ -8,8 +8,12 @@ README. A wrong value fails at start with ImproperlyConfigured.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import os
+import re
 import secrets
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -114,6 +118,60 @@ def database_from_url(url: str) -> dict:
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use mysql:// or sqlite:///)")
 
 
+def redis_url(name: str) -> str:
+    """A redis:// or rediss:// URL with a host (and an optional database number), or "" when unset."""
+    url = env_str(name)
+    if not url:
+        return ""
+    parsed = urlparse(url)
+    shown = url.replace(f":{parsed.password}@", ":***@") if parsed.password else url
+    try:
+        parsed.port  # noqa: B018 - reading it validates it
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={shown!r} has a bad port (use redis://host:6379/0)") from None
+    if parsed.scheme not in {"redis", "rediss"} or not parsed.hostname:
+        raise ImproperlyConfigured(
+            f"{name}={shown!r} is not a Redis URL: it must start with redis:// or rediss:// and name a host "
+            "(redis://host:6379/0)"
+        )
+    if parsed.path.strip("/") and not parsed.path.strip("/").isdigit():
+        raise ImproperlyConfigured(
+            f"{name}={shown!r}: the database after the host must be a number (redis://host:6379/0)"
+        )
+    return url
+
+
+_DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+def _module_findable(dotted: str) -> bool:
+    """Whether a module can be found on the path, without running its code or its packages' (settings load first)."""
+    if dotted in sys.modules:
+        return True
+    parts = dotted.split(".")
+    try:
+        spec = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):
+        return False
+    for depth in range(1, len(parts)):
+        if spec is None or spec.submodule_search_locations is None:
+            return False
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: depth + 1]), spec.submodule_search_locations)
+    return spec is not None
+
+
+def env_class_paths(name: str, default: list[str]) -> list[str]:
+    """Comma-separated dotted paths of classes (module.Class) whose modules are installed."""
+    paths = env_list(name, default)
+    for path in paths:
+        if not _DOTTED_PATH.fullmatch(path):
+            raise ImproperlyConfigured(f"{name}: {path!r} is not a dotted path (package.module.Class)")
+        module = path.rpartition(".")[0]
+        if not _module_findable(module):
+            raise ImproperlyConfigured(f"{name}: {path!r} cannot be used: no module {module!r} is installed")
+    return paths
+
+
 # --- core --------------------------------------------------------------------
 
 VAR_DIR = Path(env_str("EASYAI_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -167,6 +225,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files under /static/ in production (with DEBUG it finds them in the apps, as runserver would).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -214,7 +274,7 @@ FORMS_URLFIELD_ASSUME_HTTPS = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
-    *env_list("EASYAI_AUTH_BACKENDS", ["django.contrib.auth.backends.ModelBackend"]),
+    *env_class_paths("EASYAI_AUTH_BACKENDS", ["django.contrib.auth.backends.ModelBackend"]),
     "guardian.backends.ObjectPermissionBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -235,8 +295,13 @@ GUARDIAN_RAISE_403 = False
 GUARDIAN_RENDER_403 = False
 ANONYMOUS_USER_NAME = None
 
-LANGUAGE_CODE = env_str("EASYAI_LANGUAGE", "en")
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+LANGUAGE_CODE = env_str("EASYAI_LANGUAGE", "en")
+if LANGUAGE_CODE not in {code for code, _name in LANGUAGES}:
+    raise ImproperlyConfigured(
+        f"EASYAI_LANGUAGE={LANGUAGE_CODE!r} is not a language the portal ships "
+        f"(use one of {', '.join(code for code, _name in LANGUAGES)})"
+    )
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env_str("EASYAI_TIME_ZONE", "UTC")
 USE_I18N = True
@@ -244,7 +309,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py serve` collects the static files here when EASYAI_DEBUG=0; WhiteNoise serves them from here.
+STATIC_ROOT = Path(env_str("EASYAI_STATIC_ROOT", str(VAR_DIR / "static"))).resolve()
+try:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+except OSError as exc:
+    raise ImproperlyConfigured(f"EASYAI_STATIC_ROOT={str(STATIC_ROOT)!r} cannot be created: {exc.strerror}") from exc
 
 # --- API ---------------------------------------------------------------------
 
@@ -271,12 +341,13 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobStateEnum": "jobs.state.JobState",
         "TaskStateEnum": "jobs.models.Task.State",
+        "SharePermissionEnum": "teams.services.SHARE_PERMISSIONS",
     },
 }
 
 # --- background work and live streams -----------------------------------------
 
-REDIS_URL = env_str("REDIS_URL")
+REDIS_URL = redis_url("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
 else:
@@ -365,3 +436,28 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("EASYAI_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+
+# --- site-specific settings ----------------------------------------------------
+
+# A Python file run last, for what environment variables cannot carry (an LDAP search, OIDC endpoints,
+# extra apps). It sees every setting above and the env_* readers; the UPPER_CASE names it assigns are settings.
+EASYAI_SETTINGS_FILE = env_str("EASYAI_SETTINGS_FILE")
+if EASYAI_SETTINGS_FILE:
+    _settings_path = Path(EASYAI_SETTINGS_FILE).expanduser()
+    try:
+        _settings_source = _settings_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ImproperlyConfigured(f"EASYAI_SETTINGS_FILE={EASYAI_SETTINGS_FILE!r} cannot be read: {exc}") from exc
+    _settings_namespace = {name: value for name, value in globals().items() if name.isupper()}
+    _settings_namespace.update(
+        __file__=str(_settings_path),
+        __name__="easyai_site_settings_file",
+        env_str=env_str,
+        env_bool=env_bool,
+        env_int=env_int,
+        env_float=env_float,
+        env_list=env_list,
+    )
+    exec(compile(_settings_source, str(_settings_path), "exec"), _settings_namespace)
+    globals().update({name: value for name, value in _settings_namespace.items() if name.isupper()})

@@ -1,7 +1,28 @@
 from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import ImproperlyConfigured
 from django.urls import include, path
+from django.utils.module_loading import import_string
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+
+def _authentication_backends() -> list[type]:
+    """The configured backends, imported: a misspelt class fails `manage.py check` (and so `serve`), not a sign-in."""
+    classes = []
+    for dotted in settings.AUTHENTICATION_BACKENDS:
+        try:
+            classes.append(import_string(dotted))
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f"EASYAI_AUTH_BACKENDS (or AUTHENTICATION_BACKENDS in EASYAI_SETTINGS_FILE): {dotted!r} cannot be "
+                f"imported: {exc}"
+            ) from exc
+    return classes
+
+
+def _uses_oidc(backends: list[type]) -> bool:
+    return any(base.__module__.startswith("mozilla_django_oidc.") for backend in backends for base in backend.__mro__)
+
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -16,6 +37,10 @@ urlpatterns = [
     path("", include("serving.urls")),
     path("", include("files.urls")),
 ]
+
+if _uses_oidc(_authentication_backends()):
+    # mozilla-django-oidc's sign-in, callback (register <site>/oidc/callback/ with the provider) and sign-out.
+    urlpatterns.insert(0, path("oidc/", include("mozilla_django_oidc.urls")))
 
 if settings.DEBUG:
     from django.contrib.staticfiles.urls import staticfiles_urlpatterns

@@ -19,7 +19,7 @@ FILE_NAME = "config.yaml"
 
 
 class ConfigError(Exception):
-    """The config file exists but cannot be read as a config."""
+    """The config file cannot be read as a config, or cannot be written."""
 
 
 @dataclass
@@ -52,7 +52,8 @@ def load() -> Config:
     path = config_path()
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        # No config yet (a path through a regular file holds none either: saving one there says why it cannot).
         return Config()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
@@ -68,9 +69,15 @@ def load() -> Config:
 def save(config: Config) -> Path:
     """Write the config atomically, owner-only: a crash mid-write never leaves half a token behind."""
     directory = config_dir()
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / FILE_NAME
-    data = {key: value for key, value in vars(config).items() if value}
+    try:
+        return _write(directory, path, {key: value for key, value in vars(config).items() if value})
+    except OSError as exc:
+        raise ConfigError(f"cannot save the config in {path}: {exc.strerror or exc}") from None
+
+
+def _write(directory: Path, path: Path, data: dict[str, str]) -> Path:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     # mkstemp creates the file 0600 from the start, so the token is never readable by others, not even briefly.
     fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".yaml", dir=directory)
     try:

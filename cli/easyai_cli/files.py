@@ -74,20 +74,20 @@ def download(ctx: Context, args: argparse.Namespace) -> int:
     response = portal.request("GET", outputs_path + _remote_path(remote), stream=True, what=what)
     if "attachment" in response.headers.get("Content-Disposition", ""):
         target = destination / base_name
-        destination.mkdir(parents=True, exist_ok=True)
+        _make_folder(destination)
         _save(response, target, Progress(base_name, _length(response)), portal)
         print(f"saved {target} ({size(target.stat().st_size)})", file=sys.stderr)
         return 0
     listing = portal.decode(response)
     root = destination / base_name
     files, folders = _walk(portal, outputs_path, remote, listing, root)
-    root.mkdir(parents=True, exist_ok=True)
+    _make_folder(root)
     for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
+        _make_folder(folder)
     total = sum(f.size for f in files)
     progress = Progress(f"{remote} ({len(files)} files)", total)
     for item in files:
-        item.local.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(item.local.parent)
         file_response = portal.request("GET", outputs_path + _remote_path(item.remote), stream=True, what=what)
         _save(file_response, item.local, progress, portal, finish=False)
     progress.finish()
@@ -127,7 +127,18 @@ def _save(
     response: requests.Response, target: Path, progress: Progress, portal: Portal, *, finish: bool = True
 ) -> None:
     """Stream a body to a temporary file beside the target, then rename: an interrupted download leaves no half file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _write(response, target, progress, portal)
+    except OSError as exc:
+        raise CLIError(f"cannot save {target}: {exc.strerror or exc}") from None
+    finally:
+        response.close()
+    if finish:
+        progress.finish()
+
+
+def _write(response: requests.Response, target: Path, progress: Progress, portal: Portal) -> None:
+    _make_folder(target.parent)
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
@@ -145,10 +156,13 @@ def _save(
         except FileNotFoundError:
             pass
         raise
-    finally:
-        response.close()
-    if finish:
-        progress.finish()
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"cannot create the folder {folder}: {exc.strerror or exc}") from None
 
 
 class _Reader:
@@ -198,9 +212,13 @@ def upload(ctx: Context, args: argparse.Namespace) -> int:
             remote = dest + source.name if (not dest or dest.endswith("/")) else dest
         else:
             remote = f"{dest.rstrip('/')}/{relative}" if dest else relative
-        length = path.stat().st_size
+        try:
+            handle = path.open("rb")
+            length = os.fstat(handle.fileno()).st_size
+        except OSError as exc:
+            raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
         progress = Progress(relative, length)
-        with path.open("rb") as handle:
+        with handle:
             entry = portal.json(
                 "PUT",
                 f"files/{space}/{_remote_path(remote)}",

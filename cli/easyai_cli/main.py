@@ -355,6 +355,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # A local file or folder the commands above did not foresee: one line, never a traceback.
+        print(_os_error_line(exc), file=sys.stderr)
+        return 1
+
+
+def _os_error_line(exc: OSError) -> str:
+    paths = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{paths}: {reason}" if paths else reason
 
 
 if __name__ == "__main__":

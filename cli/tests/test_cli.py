@@ -20,6 +20,7 @@ import stat
 import struct
 import subprocess
 import sys
+import sysconfig
 import termios
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ import pytest
 import yaml
 from django.conf import settings
 from django.core.cache import cache
+from easyai_cli import __version__ as cli_version
 from easyai_cli import config as cli_config
 from easyai_cli.main import main
 from rest_framework.authtoken.models import Token
@@ -216,6 +218,42 @@ def test_login_with_a_wrong_password_prints_the_portals_words(owner, portal_url,
     assert not (config_dir / "config.yaml").exists()
 
 
+def test_a_config_folder_that_cannot_be_made_is_one_line_after_login(owner, portal_url, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_process(
+        "login",
+        "--url",
+        portal_url,
+        "--username",
+        "owner",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+        env={"EASYAI_CONFIG_DIR": str(blocker / "easyai")},
+    )
+    assert result.code == 1, result
+    assert result.err == f"cannot save the config in {blocker / 'easyai' / 'config.yaml'}: Not a directory\n"
+
+
+def test_the_installed_easyai_command_runs_against_the_portal(owner, portal_url, config_dir):
+    # The console script `pip install ./cli` puts beside this interpreter (make run installs it into .venv).
+    command = Path(sysconfig.get_path("scripts")) / "easyai"
+    assert command.is_file(), f"{command} is missing: install the CLI with `pip install -e ./cli`"
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("EASYAI_")}
+    environment.update(
+        EASYAI_CONFIG_DIR=str(config_dir), EASYAI_URL=portal_url, EASYAI_TOKEN=Token.objects.create(user=owner).key
+    )
+
+    version = subprocess.run([command, "--version"], capture_output=True, text=True, env=environment, timeout=60)
+    whoami = subprocess.run(
+        [command, "whoami", "-o", "json"], capture_output=True, text=True, env=environment, timeout=60
+    )
+
+    assert (version.returncode, version.stdout) == (0, f"easyai {cli_version}\n")
+    assert whoami.returncode == 0, whoami.stderr
+    assert json.loads(whoami.stdout)["username"] == "owner" and json.loads(whoami.stdout)["url"] == portal_url
+
+
 def test_login_without_a_terminal_or_password_stdin_is_a_usage_error(owner, portal_url):
     result = run("login", "--username", "owner")
     assert result.code == 2
@@ -348,6 +386,22 @@ def test_submit_yaml_then_list_get_logs_and_download_its_outputs(logged_in, tmp_
     assert archive.code == 0 and (tmp_path / "zip" / f"{job_id}-model_dir-ckpt.zip").stat().st_size > 0
     outputs = run("download", job_id, "--format", "json").json()["outputs"]
     assert {o["path"]: o["exists"] for o in outputs}["model_dir"] is True
+
+    # A local folder that cannot be made (under a regular file: that stops root too) or a file that cannot be
+    # written is one line naming the path, and exit 1.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for argv, folder in [
+        (("model_dir",), blocker / "out" / "model_dir"),
+        (("model_dir", "ckpt/part-0.bin"), blocker / "out"),
+        (("model_dir", "ckpt", "--zip"), blocker / "out"),
+    ]:
+        refused = run("download", job_id, *argv, "-o", str(blocker / "out"))
+        assert (refused.code, refused.err) == (1, f"cannot create the folder {folder}: Not a directory\n"), argv
+    (tmp_path / "taken" / "part-0.bin").mkdir(parents=True)
+    refused = run("download", job_id, "model_dir", "ckpt/part-0.bin", "-o", str(tmp_path / "taken"))
+    assert (refused.code, refused.err) == (1, f"cannot save {tmp_path / 'taken' / 'part-0.bin'}: Is a directory\n")
+    assert os.listdir(tmp_path / "taken") == ["part-0.bin"]  # no partial download left beside it
 
 
 def test_dry_run_validates_and_submits_nothing(logged_in, tmp_path):

@@ -146,6 +146,20 @@ def test_the_config_is_owner_only_and_the_environment_overrides_it(tmp_path, mon
     assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
 
 
+def test_a_config_that_cannot_be_saved_says_where_and_leaves_nothing(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("EASYAI_CONFIG_DIR", str(blocker / "cfg"))
+    with pytest.raises(cli_config.ConfigError) as error:
+        cli_config.save(cli_config.Config(url="https://a.example/", token="t1"))
+    assert str(error.value) == f"cannot save the config in {blocker / 'cfg' / 'config.yaml'}: Not a directory"
+    (tmp_path / "cfg" / "config.yaml").mkdir(parents=True)  # the file's place is taken by a folder
+    monkeypatch.setenv("EASYAI_CONFIG_DIR", str(tmp_path / "cfg"))
+    with pytest.raises(cli_config.ConfigError, match="config.yaml: Is a directory$"):
+        cli_config.save(cli_config.Config(url="https://a.example/", token="t1"))
+    assert [p.name for p in (tmp_path / "cfg").iterdir()] == ["config.yaml"]  # no temporary file left behind
+
+
 def test_a_broken_config_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EASYAI_CONFIG_DIR", str(tmp_path))
     (tmp_path / "config.yaml").write_text("url: [unclosed")

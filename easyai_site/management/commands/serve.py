@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 
@@ -21,10 +23,23 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="serve pages only")
 
     def handle(self, *args, **options):
+        if not settings.DEBUG:
+            # Without DEBUG, WhiteNoise serves /static/ from STATIC_ROOT only: bring it up to date first.
+            call_command("collectstatic", interactive=False, verbosity=0)
+            self.stdout.write(f"Static files collected into {settings.STATIC_ROOT}")
         python = sys.executable
         manage = os.path.join(os.getcwd(), "manage.py")
         commands = {
-            "web": [python, "-m", "daphne", "-b", options["host"], "-p", str(options["port"]), "easyai_site.asgi:application"],
+            "web": [
+                python,
+                "-m",
+                "daphne",
+                "-b",
+                options["host"],
+                "-p",
+                str(options["port"]),
+                "easyai_site.asgi:application",
+            ],
         }
         if not options["no_worker"]:
             commands["worker"] = [python, manage, "qcluster"]
