@@ -1,7 +1,11 @@
 """Operators' view of experiments, jobs, tasks, events and volumes.
 
 A job's state is read-only here; it changes only through the admin actions,
-which call the same services as the pages and the API.
+which call the same services as the pages and the API. Jobs are never deleted
+from the table (their events, tasks and outputs are the audit trail): the
+delete action stops and hides them through services.job_delete. Per-object
+grants (sharing a job with someone outside its team) are made on the job's
+"Object permissions" page.
 """
 
 from django.contrib import admin, messages
@@ -11,6 +15,7 @@ from django.utils.translation import ngettext
 from easyai_site.admin_utils import CappedCountPaginator
 from jobs import services
 from jobs.models import Experiment, Job, JobEvent, Task, Volume
+from teams.admin import SharingAdminMixin
 
 
 @admin.register(Experiment)
@@ -45,7 +50,7 @@ class JobEventInline(admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(SharingAdminMixin, admin.ModelAdmin):
     list_display = [
         "public_id",
         "name",
@@ -61,9 +66,14 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["team", "owner", "cluster"]
     list_filter = ["state", "framework", "priority", "cluster", "deleted"]
     search_fields = ["public_id", "name", "owner__username", "team__slug"]
-    raw_id_fields = ["team", "owner", "experiment", "pre_job", "rerun_of", "cluster"]
+    raw_id_fields = ["pre_job", "rerun_of"]
     readonly_fields = [
         "public_id",
+        # Where the job runs, whose quota it counts against and who may act on it are fixed at submission.
+        "team",
+        "owner",
+        "cluster",
+        "experiment",
         "state",
         "reason",
         "message",
@@ -87,13 +97,16 @@ class JobAdmin(admin.ModelAdmin):
         "deleted_at",
     ]
     inlines = [TaskInline, JobEventInline]
-    actions = ["stop_jobs", "resync_jobs"]
+    actions = ["stop_jobs", "delete_jobs", "resync_jobs"]
     paginator = CappedCountPaginator
     show_full_result_count = False
     date_hierarchy = None
 
     def has_add_permission(self, request):
         return False  # jobs are submitted through the spec, not typed in here
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a row delete would cascade to events and tasks; delete_jobs below hides them instead
 
     @admin.action(description=_("Stop the selected jobs"))
     def stop_jobs(self, request, queryset):
@@ -105,6 +118,16 @@ class JobAdmin(admin.ModelAdmin):
             except services.JobActionRefused as exc:
                 self.message_user(request, f"{job.public_id}: {exc}", messages.WARNING)
         self.message_user(request, ngettext("%d job stopped.", "%d jobs stopped.", stopped) % stopped)
+
+    @admin.action(
+        description=_("Stop and delete the selected jobs (the records stay for audit)"), permissions=["change"]
+    )
+    def delete_jobs(self, request, queryset):
+        deleted = 0
+        for job in queryset.filter(deleted=False):
+            services.job_delete(job=job, actor=request.user)
+            deleted += 1
+        self.message_user(request, ngettext("%d job deleted.", "%d jobs deleted.", deleted) % deleted)
 
     @admin.action(description=_("Resync the selected jobs' clusters now"))
     def resync_jobs(self, request, queryset):

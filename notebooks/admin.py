@@ -3,10 +3,13 @@ from django.utils.translation import gettext_lazy as _
 
 from notebooks import services
 from notebooks.models import Notebook, TensorBoard
+from teams.admin import SharingAdminMixin
 
 
 @admin.register(Notebook)
-class NotebookAdmin(admin.ModelAdmin):
+class NotebookAdmin(SharingAdminMixin, admin.ModelAdmin):
+    """Notebooks; the "Object permissions" page shares one with someone outside its team."""
+
     list_display = ["name", "team", "owner", "kind", "notebook_state", "cluster", "expires_at", "job", "created_at"]
     list_filter = ["kind", "team", "cluster"]
     search_fields = ["name", "owner__username", "team__slug", "job__public_id"]

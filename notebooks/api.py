@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -89,7 +90,7 @@ class NotebookViewSet(viewsets.GenericViewSet):
     def _owned(self) -> Notebook:
         notebook = self._get()
         if not selectors.can_open_notebook(self.request.user, notebook):
-            raise PermissionDenied("Only the notebook's owner may start or renew it.")
+            raise PermissionDenied(_("Only the notebook's owner may start or renew it."))
         return notebook
 
     def _detail(self, notebook: Notebook, code: int = status.HTTP_200_OK) -> Response:

@@ -1,17 +1,31 @@
-"""Operators' admin for users, teams, memberships, quotas and profiles.
+"""Operators' admin for users, teams, memberships, quotas, profiles and API tokens.
 
-Quota changes go through teams.services so cluster provisioning hears about
-them; a team created here has no admin until an operator adds one inline.
+Every change goes through teams.services, so the admin keeps the same rules as
+the pages and the API: reserved slugs are refused, a team's last admin is
+neither removed nor demoted, quota changes reach cluster provisioning. A
+refused change shows the service's message and leaves every row as it was.
+A team created here has no admin until an operator adds one inline.
+
+SharingAdminMixin gives the jobs and notebooks admins guardian's "Object
+permissions" page, limited to the view and change grants teams.permissions
+reads, and saved through teams.services.object_share.
 """
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, Model, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
+from guardian.admin import AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm, GuardedModelAdminMixin
+from rest_framework.authtoken.admin import TokenAdmin as DRFTokenAdmin
+from rest_framework.authtoken.models import TokenProxy
 
 from teams import services
 from teams.models import Membership, Profile, Quota, Team
@@ -20,8 +34,73 @@ from teams.templatetags.units import cores, gib
 User = get_user_model()
 
 
+class ServiceRefusalsMixin:
+    """Shows a service's ValidationError as an error message instead of a server error.
+
+    The admin's add, change and delete views run in one transaction, so the refused
+    change is rolled back whole before the message is shown.
+    """
+
+    def _refused(self, request: HttpRequest, exc: ValidationError) -> HttpResponse:
+        for message in exc.messages:
+            self.message_user(request, message, messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def changeform_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except ValidationError as exc:
+            return self._refused(request, exc)
+
+    def delete_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return super().delete_view(request, *args, **kwargs)
+        except ValidationError as exc:
+            return self._refused(request, exc)
+
+    def changelist_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return super().changelist_view(request, *args, **kwargs)
+        except ValidationError as exc:
+            return self._refused(request, exc)
+
+
+def _save_memberships(formset) -> None:
+    """Apply a membership inline through the services: additions, role changes, removals."""
+    formset.save(commit=False)
+    for membership in formset.new_objects:
+        services.membership_add(team=membership.team, username=membership.user.username, role=membership.role)
+    changed = [membership for membership, fields in formset.changed_objects if "role" in fields]
+    # Promotions before demotions: swapping admins in one save keeps the team an admin throughout.
+    changed.sort(key=lambda membership: membership.role != Membership.Role.ADMIN)
+    for membership in changed:
+        services.membership_change_role(team=membership.team, username=membership.user.username, role=membership.role)
+    for membership in formset.deleted_objects:
+        services.membership_remove(team=membership.team, username=membership.user.username)
+
+
+class MembershipInlineForm(forms.ModelForm):
+    """An existing row keeps its team and user: a new pairing is a removal and an addition."""
+
+    fixed_field = ""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and self.fixed_field in self.fields:
+            self.fields[self.fixed_field].disabled = True
+
+
+class MembershipOfUserForm(MembershipInlineForm):
+    fixed_field = "team"
+
+
+class MembershipOfTeamForm(MembershipInlineForm):
+    fixed_field = "user"
+
+
 class MembershipOfUserInline(admin.TabularInline):
     model = Membership
+    form = MembershipOfUserForm
     fk_name = "user"
     extra = 0
     autocomplete_fields = ["team"]
@@ -31,6 +110,7 @@ class MembershipOfUserInline(admin.TabularInline):
 
 class MembershipOfTeamInline(admin.TabularInline):
     model = Membership
+    form = MembershipOfTeamForm
     fk_name = "team"
     extra = 0
     autocomplete_fields = ["user"]
@@ -53,12 +133,41 @@ if admin.site.is_registered(User):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(ServiceRefusalsMixin, DjangoUserAdmin):
     inlines = [MembershipOfUserInline]
+
+    def delete_model(self, request: HttpRequest, obj) -> None:
+        services.user_delete(user=obj)
+
+    @transaction.atomic
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for user in queryset:
+            services.user_delete(user=user)
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        if formset.model is Membership:
+            _save_memberships(formset)
+        else:
+            super().save_formset(request, form, formset, change)
+
+
+class TeamAdminForm(forms.ModelForm):
+    class Meta:
+        model = Team
+        fields = ["name", "slug", "description", "webhook_url", "notebook_max_lease_hours"]
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"]
+        try:
+            services.team_check_slug(slug)
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message_dict["slug"]) from None
+        return slug
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
+    form = TeamAdminForm
     list_display = ["slug", "name", "member_count", "created_at"]
     search_fields = ["slug", "name", "description"]
     list_filter = ["created_at"]
@@ -77,11 +186,19 @@ class TeamAdmin(admin.ModelAdmin):
         return team.member_count
 
     def save_model(self, request: HttpRequest, obj: Team, form, change: bool) -> None:
+        if change:
+            fields = {
+                name: form.cleaned_data[name] for name in form.changed_data if name in services.TEAM_EDITABLE_FIELDS
+            }
+            services.team_update(team=obj, **fields)
+            return
         super().save_model(request, obj, form, change)
-        if not change:
-            services.team_notify_changed(team_id=obj.pk)
+        services.team_notify_changed(team_id=obj.pk)
 
     def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        if formset.model is Membership:
+            _save_memberships(formset)
+            return
         if formset.model is not Quota:
             super().save_formset(request, form, formset, change)
             return
@@ -94,12 +211,33 @@ class TeamAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
     list_display = ["team", "user", "role", "created_at"]
     list_filter = ["role", "team"]
     list_select_related = ["team", "user"]
     search_fields = ["team__slug", "team__name", "user__username", "user__email"]
     autocomplete_fields = ["team", "user"]
+    readonly_fields = ["created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Membership | None = None) -> list[str]:
+        # A membership is one user in one team; another pairing is a removal and an addition.
+        return [*self.readonly_fields, "team", "user"] if obj is not None else list(self.readonly_fields)
+
+    def save_model(self, request: HttpRequest, obj: Membership, form, change: bool) -> None:
+        if change:
+            services.membership_change_role(team=obj.team, username=obj.user.username, role=obj.role)
+            return
+        added = services.membership_add(team=obj.team, username=obj.user.username, role=obj.role)
+        obj.pk, obj.created_at = added.pk, added.created_at
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        services.membership_remove(team=obj.team, username=obj.user.username)
+
+    @transaction.atomic
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
+        # All or nothing: removing two admins of a team at once is refused at the second.
+        for membership in queryset.select_related("team", "user"):
+            services.membership_remove(team=membership.team, username=membership.user.username)
 
 
 @admin.register(Quota)
@@ -137,3 +275,87 @@ class ProfileAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "user__email"]
     list_filter = ["current_team"]
     autocomplete_fields = ["user", "current_team"]
+
+
+if admin.site.is_registered(TokenProxy):
+    admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class TokenAdmin(DRFTokenAdmin):
+    """API tokens, listed by user (URLs carry the user's id, never the key); the key is never typed in."""
+
+    list_display = ["user", "key", "created"]
+    list_select_related = ["user"]
+    list_filter = ["created"]
+    search_fields = ["user__username", "user__email"]
+    raw_id_fields = ["user"]
+    fields = ["user", "key", "created"]
+    readonly_fields = ["key", "created"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: TokenProxy | None = None) -> list[str]:
+        # A token belongs to one user for good: to give someone a new key, delete this one or regenerate.
+        return [*self.readonly_fields, "user"] if obj is not None else list(self.readonly_fields)
+
+    def get_fields(self, request: HttpRequest, obj: TokenProxy | None = None) -> list[str]:
+        return list(self.fields) if obj is not None else ["user"]
+
+    def save_model(self, request: HttpRequest, obj: TokenProxy, form, change: bool) -> None:
+        token = services.token_get_or_create(user=obj.user)
+        obj.key, obj.created = token.key, token.created
+
+
+# --- sharing one object (django-guardian's object permissions page) ---------------------------
+
+
+def _share_choices(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(codename, name) for codename, name in choices if codename.split("_", 1)[0] in services.SHARE_PERMISSIONS]
+
+
+@transaction.atomic
+def _share_exactly(obj: Model, grantee: AbstractBaseUser | Group, codenames: list[str]) -> None:
+    chosen = {codename.split("_", 1)[0] for codename in codenames}
+    if "change" in chosen:
+        services.object_share(obj=obj, grantee=grantee, permission="change")
+    elif "view" in chosen:
+        services.object_share(obj=obj, grantee=grantee, permission="view")
+        services.object_unshare(obj=obj, grantee=grantee, permission="change")
+    else:
+        services.object_unshare(obj=obj, grantee=grantee, permission="view")
+
+
+class ShareWithUserForm(AdminUserObjectPermissionsForm):
+    def get_obj_perms_field_choices(self) -> list[tuple[str, str]]:
+        return _share_choices(super().get_obj_perms_field_choices())
+
+    def save_obj_perms(self) -> None:
+        _share_exactly(self.obj, self.user, self.cleaned_data[self.get_obj_perms_field_name()])
+
+
+class ShareWithGroupForm(AdminGroupObjectPermissionsForm):
+    def get_obj_perms_field_choices(self) -> list[tuple[str, str]]:
+        return _share_choices(super().get_obj_perms_field_choices())
+
+    def save_obj_perms(self) -> None:
+        _share_exactly(self.obj, self.group, self.cleaned_data[self.get_obj_perms_field_name()])
+
+
+class SharingAdminMixin(GuardedModelAdminMixin):
+    """An "Object permissions" page on the change form: grant view or change on this object to anyone.
+
+    Change always comes with view (teams.services.object_share); the other model
+    permissions mean nothing per object here and are not offered.
+    """
+
+    def get_obj_perms_base_context(self, request: HttpRequest, obj: Model) -> dict:
+        context = super().get_obj_perms_base_context(request, obj)
+        context["model_perms"] = [
+            perm for perm in context["model_perms"] if perm.codename.split("_", 1)[0] in services.SHARE_PERMISSIONS
+        ]
+        return context
+
+    def get_obj_perms_manage_user_form(self, request: HttpRequest) -> type[forms.Form]:
+        return ShareWithUserForm
+
+    def get_obj_perms_manage_group_form(self, request: HttpRequest) -> type[forms.Form]:
+        return ShareWithGroupForm

@@ -7,7 +7,9 @@ The rules:
 - team admins manage every resource of their team and administer the team;
 - anyone may be granted view or change on one object with django-guardian
   (sharing with someone outside the team); global permissions never stand in
-  for object grants (``accept_global_perms=False``);
+  for object grants (``accept_global_perms=False``); only the owner, a team
+  admin or a platform admin may grant or revoke (``Action.SHARE``), and a
+  change grant always comes with a view grant (teams.services.object_share);
 - everyone else does not see the object at all: faces answer 404, not 403, so
   existence does not leak.
 
@@ -23,6 +25,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
+from django.utils.translation import gettext as _
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from teams.models import Membership, Team
@@ -31,6 +34,7 @@ from teams.models import Membership, Team
 class Action(StrEnum):
     VIEW = "view"  # read the resource, its logs and outputs
     CHANGE = "change"  # stop, delete, rerun, open a shell: the owner, a team admin or a change grant
+    SHARE = "share"  # grant or revoke others' view and change: the owner or a team admin, never a grant
 
 
 def _is_user(user) -> bool:
@@ -93,9 +97,9 @@ def get_team_or_404(user, slug: str, *, admin: bool = False) -> Team:
     """The team if the user may see it; 404 otherwise; 403 when seen but not administered."""
     team = visible_teams(user).filter(slug=slug).first()
     if team is None:
-        raise Http404("No such team.")
+        raise Http404(_("No such team."))
     if admin and not can_admin_team(user, team):
-        raise PermissionDenied("Only the team's admins may do this.")
+        raise PermissionDenied(_("Only the team's admins may do this."))
     return team
 
 
@@ -146,6 +150,9 @@ def restrict(queryset: QuerySet, user, action: Action = Action.VIEW) -> QuerySet
     else:
         admin_teams = sorted(team_id for team_id, role in roles.items() if role == Membership.Role.ADMIN)
         mine = Q(owner=user) | Q(team_id__in=admin_teams)
+    if action == Action.SHARE:
+        # A grant lets its holder use the object, not pass it on.
+        return queryset.filter(mine)
     granted = _granted_ids(user, queryset, action)
     return queryset.filter(mine | Q(pk__in=granted) if granted else mine)
 
@@ -159,8 +166,10 @@ def can(user, obj: Model, action: Action = Action.VIEW) -> bool:
     role = team_role(user, obj.team_id)
     if action == Action.VIEW and role is not None:
         return True
-    if action == Action.CHANGE and (obj.owner_id == user.pk or role == Membership.Role.ADMIN):
+    if action in (Action.CHANGE, Action.SHARE) and (obj.owner_id == user.pk or role == Membership.Role.ADMIN):
         return True
+    if action == Action.SHARE:
+        return False
     return user.has_perm(_perm(type(obj), action), obj)
 
 
@@ -168,7 +177,24 @@ def get_or_404(queryset: QuerySet, user, action: Action = Action.VIEW, **lookup)
     """One object: 404 when the user may not see it, 403 when seen but the action is not allowed."""
     obj = restrict(queryset, user, Action.VIEW).filter(**lookup).first()
     if obj is None:
-        raise Http404("Not found.")
+        raise Http404(_("Not found."))
     if action != Action.VIEW and not can(user, obj, action):
-        raise PermissionDenied("Only the owner or a team admin may do this.")
+        raise PermissionDenied(_("Only the owner or a team admin may do this."))
     return obj
+
+
+def grants_on(obj: Model) -> dict[str, list[str]]:
+    """Username -> the actions granted to that user on this one object (group grants not included)."""
+    content_type = ContentType.objects.get_for_model(type(obj))
+    rows = (
+        UserObjectPermission.objects.filter(content_type=content_type, object_pk=str(obj.pk))
+        .values_list("user__username", "permission__codename")
+        .order_by("user__username", "permission__codename")
+    )
+    suffix = f"_{type(obj)._meta.model_name}"
+    grants: dict[str, list[str]] = {}
+    for username, codename in rows:
+        action = codename.removesuffix(suffix)
+        if action in (Action.VIEW, Action.CHANGE):
+            grants.setdefault(username, []).append(action)
+    return grants

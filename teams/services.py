@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Model
 from django.utils.translation import gettext_lazy as _
+from guardian.shortcuts import assign_perm, remove_perm
 from rest_framework.authtoken.models import Token
 
 from teams.models import Membership, Profile, Quota, Team
@@ -49,7 +51,8 @@ RESERVED_SLUGS = frozenset({"new", "switch", "default"})
 RESERVED_SLUG_PREFIXES = ("kube-",)
 
 
-def _check_slug_free(slug: str) -> None:
+def team_check_slug(slug: str) -> None:
+    """Refuse a slug that is reserved for a page or for Kubernetes itself."""
     if slug in RESERVED_SLUGS or slug.startswith(RESERVED_SLUG_PREFIXES):
         raise ValidationError({"slug": _("This slug is reserved; choose another.")})
 
@@ -75,7 +78,7 @@ def team_create(*, creator: AbstractBaseUser, name: str, slug: str, description:
     """Create a team; its creator becomes its admin and works in it from now on."""
     team = Team(name=name, slug=slug, description=description)
     team.full_clean()
-    _check_slug_free(team.slug)
+    team_check_slug(team.slug)
     try:
         with transaction.atomic():
             team.save()
@@ -123,9 +126,7 @@ def membership_add(*, team: Team, username: str, role: str = Membership.Role.MEM
 def _membership(team: Team, username: str) -> Membership:
     membership = Membership.objects.filter(team=team, user__username=username).select_related("user").first()
     if membership is None:
-        raise ValidationError(
-            {"username": _("%(username)s is not a member of this team.") % {"username": username}}
-        )
+        raise ValidationError({"username": _("%(username)s is not a member of this team.") % {"username": username}})
     return membership
 
 
@@ -158,6 +159,21 @@ def membership_remove(*, team: Team, username: str) -> None:
     # A user whose current team is gone falls back to their first team (selectors.current_team_for).
     Profile.objects.filter(user=membership.user, current_team=team).update(current_team=None)
     forget_roles(membership.user)
+
+
+@transaction.atomic
+def user_delete(*, user: AbstractBaseUser) -> None:
+    """Delete a user account; refused while they are the last admin of a team."""
+    for membership in Membership.objects.filter(user=user, role=Membership.Role.ADMIN).select_related("team"):
+        team = _lock_team(membership.team)
+        if _admin_count(team) <= 1:
+            raise ValidationError(
+                {
+                    "username": _("%(username)s is the last admin of team %(team)s; make someone else admin first.")
+                    % {"username": user.get_username(), "team": team.slug}
+                }
+            )
+    user.delete()
 
 
 @transaction.atomic
@@ -214,3 +230,42 @@ def token_regenerate(*, user) -> Token:
     """Replace the user's API token: the old one stops working at once."""
     Token.objects.filter(user=user).delete()
     return Token.objects.create(user=user)
+
+
+# --- sharing one object -------------------------------------------------------------------
+
+# What may be granted on one object, widest last: a change grant always comes with view,
+# since teams.permissions looks an object up by view before it asks for change.
+SHARE_PERMISSIONS = ("view", "change")
+
+
+def _check_share_permission(permission: object) -> str:
+    if permission not in SHARE_PERMISSIONS:
+        raise ValidationError(
+            {"permission": _("Choose one of: %(permissions)s.") % {"permissions": ", ".join(SHARE_PERMISSIONS)}}
+        )
+    return str(permission)
+
+
+def _codename(obj: Model, permission: str) -> str:
+    return f"{permission}_{obj._meta.model_name}"
+
+
+@transaction.atomic
+def object_share(*, obj: Model, grantee: AbstractBaseUser | Group, permission: str) -> None:
+    """Let a user (or a group) view, or view and change, one object of a team they may not be in."""
+    permission = _check_share_permission(permission)
+    for granted in SHARE_PERMISSIONS[: SHARE_PERMISSIONS.index(permission) + 1]:
+        assign_perm(_codename(obj, granted), grantee, obj)
+    if not isinstance(grantee, Group):
+        forget_roles(grantee)
+
+
+@transaction.atomic
+def object_unshare(*, obj: Model, grantee: AbstractBaseUser | Group, permission: str = "view") -> None:
+    """Take back a grant on one object; taking back view takes back change too."""
+    permission = _check_share_permission(permission)
+    for revoked in SHARE_PERMISSIONS[SHARE_PERMISSIONS.index(permission) :]:
+        remove_perm(_codename(obj, revoked), grantee, obj)
+    if not isinstance(grantee, Group):
+        forget_roles(grantee)

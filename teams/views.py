@@ -42,8 +42,9 @@ def home(request: HttpRequest) -> HttpResponse:
 def team_switch(request: HttpRequest) -> HttpResponse:
     slug = request.POST.get("team", "")
     team = visible_teams(request.user).filter(slug=slug).first()
-    if team is not None:
-        services.profile_set_current_team(user=request.user, team=team)
+    if team is None:
+        raise Http404(_("No such team."))
+    services.profile_set_current_team(user=request.user, team=team)
     next_url = request.POST.get("next") or "/"
     return redirect(next_url if next_url.startswith("/") and not next_url.startswith("//") else "/")
 
@@ -197,7 +198,7 @@ def token_regenerate(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     if not settings.EASYAI_SIGNUP_ENABLED:
-        raise Http404("Sign-up is turned off.")
+        raise Http404(_("Sign-up is turned off."))
     if request.user.is_authenticated:
         return redirect("home")
     form = SignupForm(request.POST or None)

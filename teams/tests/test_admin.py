@@ -1,4 +1,5 @@
-"""The operators' admin: every teams page renders, and quota edits reach provisioning."""
+"""The operators' admin: every teams page renders, quota edits reach provisioning, the team rules hold,
+API tokens are listed read-only, and jobs are never hard-deleted."""
 
 from __future__ import annotations
 
@@ -6,9 +7,15 @@ import sys
 import types
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.forms import MultiWidget
+from rest_framework.authtoken.models import Token
 
 from clusters.models import Cluster
-from teams.models import Membership, Profile, Quota
+from jobs.models import Job, JobEvent
+from teams.models import Membership, Profile, Quota, Team
+
+User = get_user_model()
 
 
 @pytest.fixture
@@ -33,13 +40,20 @@ def test_admin_pages_render(operator, people, page, team):
         f"/admin/auth/user/{people['mate'].pk}/change/",
         "/admin/teams/team/?q=vis",
         "/admin/teams/membership/?role=admin",
+        f"/admin/teams/membership/{Membership.objects.get(user=people['mate']).pk}/change/",
+        "/admin/teams/membership/add/",
+        "/admin/authtoken/tokenproxy/",
+        "/admin/authtoken/tokenproxy/?q=mate",
+        "/admin/authtoken/tokenproxy/add/",
     ]
     for url in urls:
         assert client.get(url).status_code == 200, url
     assert ">2<" in client.get("/admin/teams/quota/").content.decode()
 
 
-def test_quota_saved_in_admin_reaches_provisioning(operator, page, team, monkeypatch, django_capture_on_commit_callbacks):
+def test_quota_saved_in_admin_reaches_provisioning(
+    operator, page, team, monkeypatch, django_capture_on_commit_callbacks
+):
     calls: list[int] = []
     module = types.ModuleType("clusters.provisioning")
     module.team_changed = calls.append
@@ -59,3 +73,281 @@ def test_membership_inline_of_a_user_lists_teams(operator, people, page):
     content = page(operator).get(f"/admin/auth/user/{people['team_admin'].pk}/change/").content.decode()
     assert Membership.objects.filter(user=people["team_admin"]).count() == 1
     assert "vision" in content
+
+
+# --- the admin keeps the team rules ------------------------------------------------------------
+
+
+def _form_data(response) -> dict:
+    """What the browser would post back from an admin add or change page, unchanged."""
+    data: dict = {}
+
+    def add(form) -> None:
+        for name, field in form.fields.items():
+            if field.disabled:
+                continue
+            value = form[name].value()
+            if value is None or value is False:
+                continue
+            if isinstance(field.widget, MultiWidget):
+                for index, part in enumerate(field.widget.decompress(value)):
+                    data[f"{form.add_prefix(name)}_{index}"] = part
+                continue
+            data[form.add_prefix(name)] = "on" if value is True else value
+
+    add(response.context["adminform"].form)
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        for name, value in formset.management_form.initial.items():
+            data[f"{formset.prefix}-{name}"] = value
+        for form in formset.initial_forms:
+            add(form)
+    return data
+
+
+def _row(formset_prefix: str, data: dict, username: str) -> str:
+    """The form prefix of the inline row of this user's membership."""
+    for key, value in data.items():
+        if (
+            key.startswith(f"{formset_prefix}-")
+            and key.endswith("-id")
+            and Membership.objects.get(pk=value).user.username == username
+        ):
+            return key.removesuffix("-id")
+    raise AssertionError(f"no row for {username}")
+
+
+def _memberships() -> list[tuple[int, int, str]]:
+    return sorted(Membership.objects.values_list("team_id", "user_id", "role"))
+
+
+@pytest.mark.parametrize("slug", ["new", "switch", "default", "kube-system", "kube-anything"])
+def test_admin_refuses_a_reserved_slug(operator, page, slug):
+    before = list(Team.objects.values_list("slug", flat=True))
+    response = page(operator).post(
+        "/admin/teams/team/add/",
+        {
+            "name": "Reserved",
+            "slug": slug,
+            "notebook_max_lease_hours": "72",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+            "quotas-TOTAL_FORMS": "0",
+            "quotas-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 200
+    assert "This slug is reserved" in response.content.decode()
+    assert list(Team.objects.values_list("slug", flat=True)) == before
+
+
+def test_admin_creates_a_team_with_its_first_admin_inline(operator, people, page):
+    response = page(operator).post(
+        "/admin/teams/team/add/",
+        {
+            "name": "Audio",
+            "slug": "audio",
+            "notebook_max_lease_hours": "72",
+            "memberships-TOTAL_FORMS": "1",
+            "memberships-INITIAL_FORMS": "0",
+            "memberships-0-user": people["mate"].pk,
+            "memberships-0-role": "admin",
+            "quotas-TOTAL_FORMS": "0",
+            "quotas-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302
+    assert Membership.objects.get(team__slug="audio").user == people["mate"]
+
+
+def test_team_inline_refuses_to_demote_the_last_admin(operator, people, page, team):
+    client = page(operator)
+    url = f"/admin/teams/team/{team.pk}/change/"
+    data = _form_data(client.get(url))
+    data["name"] = "Renamed in the same save"
+    data[_row("memberships", data, "teamadmin") + "-role"] = "member"
+    before = _memberships()
+    response = client.post(url, data, follow=True)
+    assert "last admin cannot be demoted" in response.content.decode()
+    assert _memberships() == before
+    team.refresh_from_db()
+    assert team.name == "Vision"
+
+
+def test_team_inline_refuses_to_remove_the_last_admin(operator, people, page, team):
+    client = page(operator)
+    url = f"/admin/teams/team/{team.pk}/change/"
+    data = _form_data(client.get(url))
+    data[_row("memberships", data, "teamadmin") + "-DELETE"] = "on"
+    before = _memberships()
+    response = client.post(url, data, follow=True)
+    assert "last admin cannot be removed" in response.content.decode()
+    assert _memberships() == before
+
+
+def test_team_inline_may_hand_the_admin_role_over_in_one_save(operator, people, page, team):
+    client = page(operator)
+    url = f"/admin/teams/team/{team.pk}/change/"
+    data = _form_data(client.get(url))
+    data[_row("memberships", data, "teamadmin") + "-role"] = "member"
+    data[_row("memberships", data, "mate") + "-role"] = "admin"
+    assert client.post(url, data).status_code == 302
+    roles = dict(Membership.objects.filter(team=team).values_list("user__username", "role"))
+    assert roles["teamadmin"] == "member" and roles["mate"] == "admin"
+
+
+def test_team_inline_keeps_the_user_of_an_existing_row(operator, people, page, team, make_user):
+    client = page(operator)
+    url = f"/admin/teams/team/{team.pk}/change/"
+    data = _form_data(client.get(url))
+    intruder = make_user("intruder")
+    data[_row("memberships", data, "mate") + "-user"] = intruder.pk
+    assert client.post(url, data).status_code == 302
+    assert not Membership.objects.filter(user=intruder).exists()
+    assert Membership.objects.filter(team=team, user=people["mate"]).exists()
+
+
+def test_user_inline_refuses_to_demote_the_last_admin(operator, people, page):
+    client = page(operator)
+    url = f"/admin/auth/user/{people['team_admin'].pk}/change/"
+    data = _form_data(client.get(url))
+    data["memberships-0-role"] = "member"
+    before = _memberships()
+    response = client.post(url, data, follow=True)
+    assert "last admin cannot be demoted" in response.content.decode()
+    assert _memberships() == before
+
+
+def test_user_admin_refuses_to_delete_the_last_admin_of_a_team(operator, people, page):
+    client = page(operator)
+    url = f"/admin/auth/user/{people['team_admin'].pk}/delete/"
+    response = client.post(url, {"post": "yes"}, follow=True)
+    assert "last admin of team vision" in response.content.decode()
+    assert User.objects.filter(username="teamadmin").exists()
+    response = client.post(
+        "/admin/auth/user/",
+        {"action": "delete_selected", "_selected_action": [people["mate"].pk, people["team_admin"].pk], "post": "yes"},
+        follow=True,
+    )
+    assert "last admin of team vision" in response.content.decode()
+    assert User.objects.filter(username__in=["mate", "teamadmin"]).count() == 2
+
+
+def test_user_admin_deletes_a_member(operator, people, page):
+    assert page(operator).post(f"/admin/auth/user/{people['mate'].pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not User.objects.filter(username="mate").exists()
+
+
+def test_membership_admin_refuses_to_demote_the_last_admin(operator, people, page):
+    membership = Membership.objects.get(user=people["team_admin"])
+    client = page(operator)
+    url = f"/admin/teams/membership/{membership.pk}/change/"
+    before = _memberships()
+    response = client.post(url, {"role": "member"}, follow=True)
+    assert "last admin cannot be demoted" in response.content.decode()
+    assert _memberships() == before
+
+
+def test_membership_admin_refuses_to_delete_the_last_admin(operator, people, page):
+    membership = Membership.objects.get(user=people["team_admin"])
+    client = page(operator)
+    before = _memberships()
+    response = client.post(f"/admin/teams/membership/{membership.pk}/delete/", {"post": "yes"}, follow=True)
+    assert "last admin cannot be removed" in response.content.decode()
+    assert _memberships() == before
+
+
+def test_membership_admin_bulk_delete_is_all_or_nothing(operator, people, page, team):
+    Membership.objects.filter(user=people["mate"]).update(role="admin")
+    selected = list(Membership.objects.filter(team=team, role="admin").values_list("pk", flat=True))
+    client = page(operator)
+    before = _memberships()
+    response = client.post(
+        "/admin/teams/membership/",
+        {"action": "delete_selected", "_selected_action": selected, "post": "yes"},
+        follow=True,
+    )
+    assert "last admin cannot be removed" in response.content.decode()
+    assert _memberships() == before
+
+
+def test_membership_admin_keeps_team_and_user_of_a_row(operator, people, page, other_team):
+    membership = Membership.objects.get(user=people["mate"])
+    response = page(operator).post(
+        f"/admin/teams/membership/{membership.pk}/change/",
+        {"team": other_team.pk, "user": people["owner"].pk, "role": "admin"},
+    )
+    assert response.status_code == 302
+    membership.refresh_from_db()
+    assert (membership.team.slug, membership.user, membership.role) == ("vision", people["mate"], "admin")
+
+
+def test_membership_admin_adds_through_the_service(operator, people, page, other_team):
+    response = page(operator).post(
+        "/admin/teams/membership/add/", {"team": other_team.pk, "user": people["mate"].pk, "role": "member"}
+    )
+    assert response.status_code == 302
+    assert Membership.objects.filter(team=other_team, user=people["mate"], role="member").exists()
+
+
+# --- API tokens ------------------------------------------------------------------------------
+
+
+def test_token_admin_lists_searches_and_shows_the_key_read_only(operator, people, page):
+    token = Token.objects.create(user=people["mate"])
+    Token.objects.create(user=people["owner"])
+    client = page(operator)
+    listing = client.get("/admin/authtoken/tokenproxy/?q=mate").content.decode()
+    assert token.key in listing and "owner" not in listing.split("result_list")[1]
+    change = client.get(f"/admin/authtoken/tokenproxy/{people['mate'].pk}/change/").content.decode()
+    assert token.key in change
+    assert 'name="key"' not in change and 'name="user"' not in change
+
+
+def test_token_admin_creates_a_token_for_a_user(operator, people, page):
+    response = page(operator).post("/admin/authtoken/tokenproxy/add/", {"user": people["mate"].pk})
+    assert response.status_code == 302
+    assert len(Token.objects.get(user=people["mate"]).key) == 40
+
+
+# --- jobs are never hard-deleted -------------------------------------------------------------
+
+
+@pytest.fixture
+def job(owner, team, fake_backend) -> Job:
+    job = Job.objects.create(
+        name="resnet", team=team, owner=owner, cluster=fake_backend.cluster, framework="batch", spec={}
+    )
+    JobEvent.objects.create(job=job, from_state="", to_state="queued", reason="submitted")
+    return job
+
+
+def test_job_admin_has_no_hard_delete(operator, page, job):
+    client = page(operator)
+    assert client.get(f"/admin/jobs/job/{job.pk}/delete/").status_code == 403
+    assert client.post(f"/admin/jobs/job/{job.pk}/delete/", {"post": "yes"}).status_code == 403
+    listing = client.get("/admin/jobs/job/").content.decode()
+    assert 'value="delete_selected"' not in listing and 'value="delete_jobs"' in listing
+    client.post("/admin/jobs/job/", {"action": "delete_selected", "_selected_action": [job.pk], "post": "yes"})
+    assert Job.objects.filter(pk=job.pk, deleted=False).exists()
+
+
+def test_job_admin_delete_action_hides_the_job_and_keeps_its_record(operator, page, job):
+    response = page(operator).post("/admin/jobs/job/", {"action": "delete_jobs", "_selected_action": [job.pk]})
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert job.deleted and job.state == "stopped"
+    assert JobEvent.objects.filter(job=job).count() == 2
+
+
+def test_job_admin_keeps_team_owner_and_cluster(operator, page, job, other_team, outsider):
+    other = Cluster.objects.create(name="elsewhere", kind=Cluster.Kind.LOCAL)
+    client = page(operator)
+    url = f"/admin/jobs/job/{job.pk}/change/"
+    content = client.get(url).content.decode()
+    assert 'name="team"' not in content and 'name="owner"' not in content and 'name="cluster"' not in content
+    data = _form_data(client.get(url))
+    data.update({"team": other_team.pk, "owner": outsider.pk, "cluster": other.pk, "name": "renamed"})
+    assert client.post(url, data).status_code == 302
+    job.refresh_from_db()
+    assert (job.team.slug, job.owner.username, job.cluster.name, job.name) == ("vision", "owner", "fake", "renamed")

@@ -2,14 +2,16 @@
 
 Anonymous callers get 401 from the API and a sign-in redirect from pages;
 outsiders get 404 (the team's existence does not leak); members read; team
-admins and platform admins (staff) administer.
+admins and platform admins (staff) administer. Token exchange, sign-up and the
+API's schema and docs are open to everyone.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from teams.models import Membership, Team
+from conftest import PASSWORD
+from teams.models import Membership, Profile, Team
 
 WHO = ["anonymous", "outsider", "owner", "mate", "team_admin", "staff"]
 
@@ -19,6 +21,7 @@ def _person(people, who):
 
 
 # (method, url, body, {who: status}); missing people get the "*" status.
+# fmt: off
 API = [
     ("get", "/api/v1/teams/vision/", None, {"anonymous": 401, "outsider": 404, "*": 200}),
     ("patch", "/api/v1/teams/vision/", {"name": "Vision 2"},
@@ -33,6 +36,12 @@ API = [
     ("get", "/api/v1/teams/", None, {"anonymous": 401, "*": 200}),
     ("post", "/api/v1/teams/", {"name": "New", "slug": "new-team"}, {"anonymous": 401, "*": 201}),
     ("get", "/api/v1/me/", None, {"anonymous": 401, "*": 200}),
+    # The exchange ignores whoever calls: only the posted username and password count.
+    ("post", "/api/v1/auth/token/", {"username": "owner", "password": PASSWORD}, {"*": 200}),
+    ("post", "/api/v1/auth/token/", {"username": "owner", "password": "wrong"}, {"*": 400}),
+    ("get", "/api/schema/", None, {"*": 200}),
+    # Sharing names its object in the body or query; one nobody may see is not found for anyone.
+    ("get", "/api/v1/shares/?kind=job&id=j-00000000", None, {"anonymous": 401, "*": 404}),
 ]
 
 LOGIN = 302  # pages send anonymous people to the sign-in page
@@ -53,7 +62,12 @@ PAGES = [
      {"anonymous": LOGIN, "outsider": 404, "owner": 403, "mate": 403, "*": 302}),
     ("get", "/accounts/profile/", None, {"anonymous": LOGIN, "*": 200}),
     ("post", "/accounts/profile/token/", {}, {"anonymous": LOGIN, "*": 302}),
+    ("post", "/teams/switch/", {"team": "vision", "next": "/"},
+     {"anonymous": LOGIN, "outsider": 404, "*": 302}),
+    ("get", "/accounts/signup/", None, {"anonymous": 200, "*": 302}),  # signed-in people go home
+    ("get", "/api/docs/", None, {"*": 200}),
 ]
+# fmt: on
 
 
 def _id(case):
@@ -75,9 +89,23 @@ def test_page_permissions(people, page, make_user, who, case):
     make_user("newcomer")
     method, url, body, expected = case
     response = getattr(page(_person(people, who)), method)(url, body)
-    assert response.status_code == expected.get(who, expected["*"])
-    if who == "anonymous":
+    status = expected.get(who, expected["*"])
+    assert response.status_code == status
+    if who == "anonymous" and status == LOGIN:
         assert response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_outsider_cannot_switch_to_a_team_they_cannot_see(people, page):
+    outsider = people["outsider"]
+    Profile.objects.create(user=outsider, current_team=Team.objects.get(slug="speech"))
+    assert page(outsider).post("/teams/switch/", {"team": "vision", "next": "/"}).status_code == 404
+    assert Profile.objects.get(user=outsider).current_team.slug == "speech"
+
+
+def test_member_switches_to_their_team(people, page):
+    mate = people["mate"]
+    assert page(mate).post("/teams/switch/", {"team": "vision", "next": "/jobs/"})["Location"] == "/jobs/"
+    assert Profile.objects.get(user=mate).current_team.slug == "vision"
 
 
 def test_outsider_does_not_see_the_team_in_lists(people, api, page):
