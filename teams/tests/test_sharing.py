@@ -134,6 +134,19 @@ def test_a_notebook_is_shared_the_same_way(people, api, notebook):
     assert outsider.get(f"/api/v1/notebooks/{notebook.pk}/").status_code == 200
 
 
+def test_a_deleted_notebooks_grants_go_with_it(people, api, notebook, team, owner, fake_backend):
+    body = {"kind": "notebook", "id": notebook.pk, "user": "outsider", "permission": "change"}
+    assert api(people["owner"]).post(SHARES, body, format="json").status_code == 200
+    other = Notebook.objects.create(name="other", team=team, owner=owner, cluster=fake_backend.cluster)
+    api(people["owner"]).post(SHARES, {**body, "id": other.pk}, format="json")
+    pk = notebook.pk
+
+    notebook.delete()
+
+    assert [grant[2] for grant in _grants()] == [str(other.pk), str(other.pk)]  # only the other notebook's
+    assert not UserObjectPermission.objects.filter(object_pk=str(pk)).exists()
+
+
 def test_a_deleted_job_cannot_be_shared(people, api, job):
     Job.objects.filter(pk=job.pk).update(deleted=True)
     assert _share(api(people["owner"]), job).status_code == 404
