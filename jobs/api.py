@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Q
 from django.http import HttpResponse
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -162,11 +163,12 @@ class ExperimentViewSet(
         if slug:
             team = permissions.visible_teams(request.user).filter(slug=slug).first()
             if team is None:
-                raise ValidationError({"team": [f"No team {slug!r} that you belong to."]})
+                raise ValidationError({"team": [_("No team %(team)r that you belong to.") % {"team": slug}]})
         else:
-            team = request.team
+            # request.team is lazy: a user in no team has a lazy None, which is falsy but not None.
+            team = getattr(request, "team", None) or None
             if team is None:
-                raise ValidationError({"team": ["You are in no team: name one."]})
+                raise ValidationError({"team": [_("You are in no team: name one.")]})
         try:
             experiment = services.experiment_create(
                 user=request.user,

@@ -90,6 +90,10 @@ class Job(models.Model):
     last_synced_at = models.DateTimeField(null=True, blank=True)
     missing_since = models.DateTimeField(null=True, blank=True)
     stop_requested = models.BooleanField(default=False)
+    # Stop bookkeeping: a stop the backend failed is retried with back-off until the backend confirms it.
+    stop_retry_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    stop_attempts = models.PositiveIntegerField(_("failed stop attempts"), default=0)
+    stop_error = models.TextField(_("last stop error"), blank=True)
     cleaned_up = models.BooleanField(default=False)
 
     attempt = models.PositiveIntegerField(_("attempt"), default=1, help_text=_("1 for a first run; retries count up."))

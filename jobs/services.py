@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -28,6 +28,9 @@ from teams.models import Quota, Team
 from teams.selectors import current_team_for
 
 log = logging.getLogger(__name__)
+
+# How long a stop just handed to a worker is left to it before the scheduler asks the backend again.
+STOP_LEASE_SECONDS = 30
 
 
 class JobActionRefused(Exception):  # noqa: N818 - reads as what happened
@@ -242,8 +245,15 @@ def job_submit(*, user, data: Any, rerun_of: Job | None = None, attempt: int = 1
     return job
 
 
+def can_rerun(user, job: Job) -> bool:
+    """A rerun is a new job of the user's own in the job's team: it needs a seat there, not just a view grant."""
+    return permissions.can_use_team(user, job.team)
+
+
 def job_rerun(*, job: Job, user) -> Job:
-    """A new job from the same spec."""
+    """A new job from the same spec; PermissionDenied for someone who may see the job but not use its team."""
+    if not can_rerun(user, job):
+        raise PermissionDenied(_("Only members of the job's team may re-run it."))
     return job_submit(user=user, data=job.spec, rerun_of=job)
 
 
@@ -330,7 +340,10 @@ def job_stop(*, job: Job, actor=None, event: str = Input.STOP, reason: str = "",
                 )
             return job
         # A queued job may be in a submit worker's hands: stopping on the backend is idempotent and
-        # harmless when nothing was created, so it is always asked for.
+        # harmless when nothing was created, so it is always asked for. It is leased before it is
+        # enqueued: if that delivery is lost or the backend fails, the scheduler finds the job by
+        # ``stop_retry_at`` and asks again until the backend confirms the stop.
+        Job.objects.filter(pk=job.pk).update(stop_retry_at=timezone.now() + timedelta(seconds=STOP_LEASE_SECONDS))
         _enqueue("jobs.tasks.stop_on_backend", job.pk)
     return job
 

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -26,7 +26,7 @@ from jobs import selectors, services
 from jobs import spec as job_spec
 from jobs.forms import SPEC_FORM_FIELDS, ExperimentForm, JobSpecForm
 from jobs.models import Experiment, Framework, Job
-from jobs.page_helpers import MAX_STATE_IDS, errors_of, format_duration, list_params
+from jobs.page_helpers import MAX_STATE_IDS, ORDERING_CHOICES, errors_of, format_duration, list_params
 from jobs.quantity import format_cpu, format_memory
 from jobs.state import ACTIVE, STOPPABLE, JobState
 from teams import permissions
@@ -115,12 +115,17 @@ def job_list(request: HttpRequest) -> HttpResponse:
     queryset = selectors.jobs_filtered(selectors.jobs_visible(request.user), params)
     page = _page(request, queryset)
     _with_durations(page.object_list)
+    selected_states = params["state"].split(",") if params.get("state") else []
     context = {
         "page": page,
         "filters": params,
         "all_teams": "team" not in params,
         "teams": list(permissions.visible_teams(request.user).order_by("slug").values_list("slug", "name")),
         "states": JobState.choices,
+        "selected_states": selected_states,
+        "states_summary": ", ".join(str(label) for value, label in JobState.choices if value in selected_states),
+        "orderings": ORDERING_CHOICES,
+        "ordering": params.get("ordering") or "-created_at",
         "frameworks": [(name, label) for name, label in Framework.choices if name in job_spec.FRAMEWORK_ROLES],
         "clusters": list(Cluster.objects.order_by("name").values_list("name", flat=True)),
         "filtered": any(params.get(key) for key in ("experiment", "owner", "state", "framework", "cluster", "q")),
@@ -149,11 +154,6 @@ def _job(request: HttpRequest, public_id: str, action: Action = Action.VIEW, *, 
     )
 
 
-def _can_rerun(user, job: Job) -> bool:
-    # A rerun is a new job in the same team, so it needs a seat in that team, not just a view grant.
-    return permissions.can_use_team(user, job.team)
-
-
 @login_required
 @require_GET
 def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
@@ -171,7 +171,7 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "totals": {"cpu": format_cpu(job.cpu_milli), "memory": format_memory(job.memory_bytes), "gpu": job.gpu},
         "can_stop": can_change and job.state in STOPPABLE,
         "can_delete": can_change,
-        "can_rerun": _can_rerun(request.user, job),
+        "can_rerun": services.can_rerun(request.user, job),
         "active": job.state in ACTIVE,
     }
     return render(request, "jobs/job_detail.html", context)
@@ -194,9 +194,8 @@ def job_stop(request: HttpRequest, public_id: str) -> HttpResponse:
 @require_POST
 def job_rerun(request: HttpRequest, public_id: str) -> HttpResponse:
     job = _job(request, public_id)
-    if not _can_rerun(request.user, job):
-        raise PermissionDenied(_("Only members of the job's team may re-run it."))
     try:
+        # A viewer who is not in the job's team is refused by the service (PermissionDenied: 403).
         new_job = services.job_rerun(job=job, user=request.user)
     except ValidationError as exc:
         problems = "; ".join(f"{path}: {m}" for path, msgs in errors_of(exc).items() for m in msgs)

@@ -12,14 +12,21 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from clusters.backends.base import ObservedState
 from clusters.models import Cluster
 from jobs.describe import describe
 from jobs.models import PRIORITY_RANK, Job, Task, Volume
-from jobs.services import JobActionRefused, job_apply_path, job_stop, job_submit, job_transition
+from jobs.services import (
+    STOP_LEASE_SECONDS,
+    JobActionRefused,
+    job_apply_path,
+    job_stop,
+    job_submit,
+    job_transition,
+)
 from jobs.state import ACTIVE, FINAL, Input, JobState
 from teams.models import Quota
 
@@ -114,7 +121,9 @@ def job_submit_to_backend(job_pk: int) -> None:
     if not job_transition(job, Input.START):
         job.refresh_from_db()
         if job.state in FINAL:
-            # Stopped while we were submitting: make sure nothing keeps running.
+            # Stopped while we were submitting: make sure nothing keeps running. The stop the action
+            # enqueued may have run before the job existed on the backend, so this one is leased again.
+            Job.objects.filter(pk=job.pk).update(stop_retry_at=timezone.now() + timedelta(seconds=STOP_LEASE_SECONDS))
             _enqueue_now("jobs.tasks.stop_on_backend", job.pk)
     else:
         Job.objects.filter(pk=job.pk).update(next_attempt_at=None, last_error="")
@@ -259,15 +268,37 @@ def job_timeout(job_pk: int) -> None:
 
 
 def job_stop_on_backend(job_pk: int) -> None:
-    """Stop a job's tasks on its backend (idempotent), then let its objects go."""
+    """Stop a job's tasks on its backend (idempotent); a failed stop is retried with back-off until it succeeds."""
+    from clusters.backends.base import BackendError
+
     job = Job.objects.select_related("cluster").filter(pk=job_pk).first()
     if job is None:
         return
-    backend = job.cluster.backend()
-    backend.stop(job.public_id)
+    try:
+        job.cluster.backend().stop(job.public_id)
+    except BackendError as exc:
+        # The job is recorded stopped, but its tasks may still run: keep asking (a 5xx or a timeout
+        # passes) rather than leave them until the cleanup long after.
+        attempts = job.stop_attempts + 1
+        Job.objects.filter(pk=job.pk).update(
+            stop_attempts=attempts, stop_retry_at=timezone.now() + backoff(attempts), stop_error=str(exc)
+        )
+        log.warning("stop of %s on its backend failed (attempt %s): %s", job.public_id, attempts, exc)
+        return
+    Job.objects.filter(pk=job.pk).update(stop_retry_at=None, stop_error="")
     Task.objects.filter(job=job, state__in=[Task.State.PENDING, Task.State.RUNNING]).update(
         state=Task.State.STOPPED, finished_at=timezone.now()
     )
+
+
+def stops_due(now=None, lease_seconds: float = STOP_LEASE_SECONDS, limit: int = 500) -> list[int]:
+    """Stopped jobs whose stop on the backend is not confirmed yet and is due again, leased to one worker."""
+    now = now or timezone.now()
+    due = list(
+        Job.objects.filter(stop_retry_at__lte=now).order_by("stop_retry_at").values_list("pk", flat=True)[:limit]
+    )
+    lease_until = now + timedelta(seconds=lease_seconds)
+    return [pk for pk in due if Job.objects.filter(pk=pk, stop_retry_at__lte=now).update(stop_retry_at=lease_until)]
 
 
 def job_retry(job_pk: int) -> Job | None:
@@ -308,12 +339,34 @@ def submits_due(now=None, lease_seconds: float = 30.0) -> list[int]:
     return leased
 
 
+# A keep time beyond this is taken as "keep them this long" (and stays a valid datetime offset).
+_KEEP_FINISHED_MAX = timedelta(days=3650)
+
+
+def keep_finished(cluster: Cluster) -> timedelta:
+    """How long a finished job's backend records stay on a cluster before the cleanup deletes them.
+
+    The cluster's ``keep_finished_minutes`` setting when it is a number of minutes (0: at once); otherwise
+    at once on Kubernetes (as its backend does) and EASYAI_CLEANUP_AFTER for local process records.
+    """
+    value = cluster.settings.get("keep_finished_minutes") if isinstance(cluster.settings, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return timedelta(minutes=min(float(value), _KEEP_FINISHED_MAX.total_seconds() / 60))
+    if cluster.kind == Cluster.Kind.KUBERNETES:
+        return timedelta(0)
+    return timedelta(seconds=settings.EASYAI_CLEANUP_AFTER)
+
+
 def cleanups_due(now=None, limit: int = 200) -> list[int]:
-    """Finished jobs whose backend records have been kept long enough."""
+    """Finished jobs whose backend records have been kept as long as their cluster keeps them."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.EASYAI_CLEANUP_AFTER)
+    kept = Q()
+    for cluster in Cluster.objects.only("pk", "kind", "settings"):
+        kept |= Q(cluster_id=cluster.pk, finished_at__lte=now - keep_finished(cluster))
+    if not kept:
+        return []
     return list(
-        Job.objects.filter(state__in=FINAL, cleaned_up=False, finished_at__lte=cutoff)
+        Job.objects.filter(kept, state__in=FINAL, cleaned_up=False)
         .order_by("finished_at")
         .values_list("pk", flat=True)[:limit]
     )

@@ -23,6 +23,7 @@ class FakeBackend:
         self.calls: list[tuple[str, Any]] = []
         self.fail_submit: Exception | None = None  # raised by the next submits while set
         self.fail_observe: Exception | None = None  # raised by observe while set
+        self.fail_stop: Exception | None = None  # raised by stop while set; the job keeps running
         self.problems: list[str] = []
         self.logs: dict[tuple[str, str], bytes] = {}
         self._capacity = capacity or Capacity(64000, 256 * 2**30, 8, 64000, 256 * 2**30, 8)
@@ -70,6 +71,8 @@ class FakeBackend:
 
     def stop(self, job_id: str) -> None:
         self.calls.append(("stop", job_id))
+        if self.fail_stop is not None:
+            raise self.fail_stop
         if job_id in self.states:
             self.set_state(job_id, ObservedState.STOPPED)
 

@@ -188,7 +188,9 @@ def test_deleted_job_stays_recorded_but_is_gone_from_the_api(api, owner, job):
     assert Job.objects.filter(pk=job.pk, deleted=True).exists()
 
 
-@pytest.mark.parametrize(("who", "status"), [("owner", 201), ("mate", 201), ("team_admin", 201), ("outsider", 404)])
+@pytest.mark.parametrize(
+    ("who", "status"), [("owner", 201), ("mate", 201), ("team_admin", 201), ("staff", 201), ("outsider", 404)]
+)
 def test_rerun_makes_a_new_job_from_the_same_spec(api, people, job, who, status):
     response = api(people[who]).post(f"/api/v1/jobs/{job.public_id}/rerun/")
     assert response.status_code == status
@@ -200,14 +202,37 @@ def test_rerun_makes_a_new_job_from_the_same_spec(api, people, job, who, status)
         assert Job.objects.count() == 1
 
 
-def test_anonymous_gets_401_everywhere(api, job):
+def test_a_viewer_outside_the_team_is_refused_a_rerun_like_on_the_page(api, job, make_user):
+    """A view grant shows the job but gives no seat in its team: 403 with the reason, nothing created."""
+    from guardian.shortcuts import assign_perm
+
+    guest = make_user("guest")
+    assign_perm("jobs.view_job", guest, job)
+    client = api(guest)
+    assert client.get(f"/api/v1/jobs/{job.public_id}/").status_code == 200
+    response = client.post(f"/api/v1/jobs/{job.public_id}/rerun/")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "Only members of the job's team may re-run it."}
+    assert Job.objects.count() == 1
+
+
+def test_anonymous_gets_401_everywhere(api, owner, team, job, spec_doc):
+    experiment = Experiment.objects.create(team=team, name="baseline", owner=owner)
     client = api(None)
     assert client.get("/api/v1/jobs/").status_code == 401
     assert client.post("/api/v1/jobs/", {}, format="json").status_code == 401
+    assert post_spec(client, spec_doc(), dry_run=True).status_code == 401
     assert client.get(f"/api/v1/jobs/{job.public_id}/").status_code == 401
+    assert client.get(f"/api/v1/jobs/{job.public_id}/spec/").status_code == 401
     assert client.post(f"/api/v1/jobs/{job.public_id}/stop/").status_code == 401
+    assert client.post(f"/api/v1/jobs/{job.public_id}/rerun/").status_code == 401
     assert client.delete(f"/api/v1/jobs/{job.public_id}/").status_code == 401
     assert client.get("/api/v1/experiments/").status_code == 401
+    assert client.post("/api/v1/experiments/", {"name": "ablation"}, format="json").status_code == 401
+    assert client.get(f"/api/v1/experiments/{experiment.pk}/").status_code == 401
+    assert Job.objects.count() == 1 and Experiment.objects.count() == 1
+    job.refresh_from_db()
+    assert job.state == JobState.PENDING and not job.deleted
 
 
 def test_stopping_a_finished_job_is_refused_and_changes_nothing(api, owner, job):
@@ -291,6 +316,40 @@ def test_experiments_api(api, owner, mate, outsider):
     assert api(outsider).get(f"/api/v1/experiments/{eid}/").status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("who", "create", "list_", "detail"),
+    [
+        # creating in the Vision team; the experiments listed; the detail of Vision's experiment
+        ("owner", 201, {"baseline"}, 200),
+        ("mate", 201, {"baseline"}, 200),
+        ("team_admin", 201, {"baseline"}, 200),
+        ("staff", 201, {"baseline", "speech-exp"}, 200),  # platform admins see every team
+        ("outsider", 400, {"speech-exp"}, 404),
+    ],
+)
+def test_experiments_api_permissions(api, people, team, other_team, who, create, list_, detail):
+    baseline = Experiment.objects.create(team=team, name="baseline", owner=people["owner"])
+    Experiment.objects.create(team=other_team, name="speech-exp", owner=people["outsider"])
+    client = api(people[who])
+    response = client.post("/api/v1/experiments/", {"name": "ablation", "team": "vision"}, format="json")
+    assert response.status_code == create, response.content
+    created = Experiment.objects.filter(name="ablation").first()
+    if create == 201:
+        assert (created.team, created.owner) == (team, people[who])
+        assert response.json()["team"] == "vision"
+    else:
+        assert response.json().keys() == {"team"} and created is None
+    listed = {e["name"] for e in client.get("/api/v1/experiments/").json()["results"]} - {"ablation"}
+    assert listed == list_
+    assert client.get(f"/api/v1/experiments/{baseline.pk}/").status_code == detail
+
+
+def test_staff_in_no_team_must_name_the_team_of_an_experiment(api, staff):
+    response = api(staff).post("/api/v1/experiments/", {"name": "ablation"}, format="json")
+    assert response.status_code == 400 and response.json().keys() == {"team"}
+    assert not Experiment.objects.exists()
+
+
 def test_an_experiment_event_list_keeps_actor(api, team_admin, job, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         api(team_admin).post(f"/api/v1/jobs/{job.public_id}/stop/")
@@ -298,7 +357,9 @@ def test_an_experiment_event_list_keeps_actor(api, team_admin, job, django_captu
     assert (event.to_state, event.actor.username) == ("stopped", "teamadmin")
 
 
-def test_a_job_shared_with_an_outsider_by_an_object_grant(api, owner, outsider, job, django_capture_on_commit_callbacks):
+def test_a_job_shared_with_an_outsider_by_an_object_grant(
+    api, owner, outsider, job, django_capture_on_commit_callbacks
+):
     """guardian grants share one object outside the team: view to see it, change to stop it; groups count too."""
     from django.contrib.auth.models import Group
     from guardian.shortcuts import assign_perm, remove_perm

@@ -116,6 +116,46 @@ def test_action_permissions(action, who, people, job, django_capture_on_commit_c
         assert response.url == f"/jobs/{rerun.public_id}/"
 
 
+# Submitting into the Vision team, and creating an experiment in one's current team (the outsider's is Speech).
+SUBMIT = {"anonymous": LOGIN, "outsider": 400, "*": 302}
+CREATE_EXPERIMENT = {"anonymous": LOGIN, "staff": 400, "*": 302}  # staff belong to no team
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_submit_page_permissions(who, people, fake_backend):
+    user = person(people, who)
+    text = (
+        "name: matrix\nteam: vision\nframework: pytorch\nimage: img\ncommand: python train.py\nroles:\n  master: {}\n"
+    )
+    response = client_for(user).post("/jobs/new/", {"yaml": text, "source": "yaml", "action": "submit"})
+    expected = _expected(SUBMIT, who)
+    assert_status(response, expected)
+    if expected == 302:
+        job = Job.objects.get()
+        assert (job.owner, job.team.slug) == (user, "vision")
+        assert response.url == f"/jobs/{job.public_id}/"
+    else:
+        assert not Job.objects.exists()
+    if expected == 400:
+        assert 'id="spec-errors"' in response.content.decode() and "<code>team</code>" in response.content.decode()
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_create_experiment_page_permissions(who, people, team, other_team):
+    user = person(people, who)
+    response = client_for(user).post("/experiments/", {"name": "ablation"})
+    expected = _expected(CREATE_EXPERIMENT, who)
+    assert_status(response, expected)
+    created = Experiment.objects.filter(name="ablation").first()
+    if expected == 302:
+        # Created in the user's own current team, never in one they do not belong to.
+        assert created.owner == user
+        assert created.team == (other_team if who == "outsider" else team)
+        assert response.url == f"/experiments/{created.pk}/"
+    else:
+        assert created is None
+
+
 def test_actions_need_post(people, job):
     client = client_for(people["owner"])
     for action in ("stop", "delete", "rerun"):
@@ -261,17 +301,18 @@ def _list_queries(client, url="/jobs/") -> int:
     return len(queries)
 
 
-def test_jobs_list_queries_do_not_grow_with_jobs(people, team, fake_backend):
+def test_jobs_list_runs_the_same_queries_for_5_jobs_as_for_500(people, team, fake_backend):
     owner = people["owner"]
     experiment = Experiment.objects.create(team=team, name="exp", owner=owner)
     client = client_for(owner)
     _bulk_jobs(5, owner=owner, team=team, cluster=fake_backend.cluster, experiment=experiment)
     client.get("/jobs/")  # warm per-process caches (content types, sessions) out of the count
     five = _list_queries(client)
-    _bulk_jobs(45, owner=owner, team=team, cluster=fake_backend.cluster, experiment=experiment)
-    fifty = _list_queries(client)
-    assert five == fifty
-    assert client.get("/jobs/").content.decode().count("data-job-id=") == 50
+    _bulk_jobs(495, owner=owner, team=team, cluster=fake_backend.cluster, experiment=experiment)
+    five_hundred = _list_queries(client)
+    assert five == five_hundred
+    html = client.get("/jobs/").content.decode()
+    assert html.count("data-job-id=") == 50 and "500 jobs" in html
 
 
 def test_jobs_list_paginates_by_fifty(people, team, fake_backend):
@@ -326,6 +367,72 @@ def test_jobs_list_filters(query, expected, people, team, fake_backend):
     html = client_for(people["owner"]).get(f"/jobs/?{query}").content.decode()
     shown = set(re.findall(r">((?:running|failed)-one)</a>", html))
     assert shown == expected
+
+
+def _names_shown(html: str) -> list[str]:
+    return re.findall(r'<a href="/jobs/j-[a-z0-9]{8}/">([a-z]+-one)</a>', html)
+
+
+@pytest.mark.parametrize(
+    ("ordering", "expected"),
+    [
+        ("", ["charlie-one", "bravo-one", "alpha-one"]),  # newest first
+        ("-created_at", ["charlie-one", "bravo-one", "alpha-one"]),
+        ("created_at", ["alpha-one", "bravo-one", "charlie-one"]),
+        ("name", ["alpha-one", "bravo-one", "charlie-one"]),
+        ("-name", ["charlie-one", "bravo-one", "alpha-one"]),
+        ("state", ["charlie-one", "alpha-one", "bravo-one"]),  # failed, pending, running
+    ],
+)
+def test_jobs_list_sorts_by_the_chosen_ordering(ordering, expected, people, team, fake_backend):
+    owner = people["owner"]
+    for name, state in (("alpha-one", JobState.PENDING), ("bravo-one", JobState.RUNNING)):
+        (made,) = _bulk_jobs(1, owner=owner, team=team, cluster=fake_backend.cluster, state=state)
+        Job.objects.filter(pk=made.pk).update(name=name)
+    (made,) = _bulk_jobs(1, owner=owner, team=team, cluster=fake_backend.cluster, state=JobState.FAILED)
+    Job.objects.filter(pk=made.pk).update(name="charlie-one")
+    html = client_for(owner).get(f"/jobs/?ordering={ordering}").content.decode()
+    assert _names_shown(html) == expected
+    chosen = ordering or "-created_at"
+    assert re.search(rf'<option value="{re.escape(chosen)}" selected>', html)
+
+
+def test_jobs_list_offers_only_orderings_the_list_accepts(people, fake_backend):
+    from jobs.page_helpers import ORDERING_CHOICES
+    from jobs.selectors import ORDERINGS
+
+    html = client_for(people["owner"]).get("/jobs/").content.decode()
+    assert 'name="ordering"' in html
+    offered = re.findall(r'<option value="(-?[a-z_]+)"(?: selected)?>', html.split('id="f-ordering"')[1])
+    assert offered == [value for value, _ in ORDERING_CHOICES] and set(offered) <= ORDERINGS
+    assert '<option value="-created_at" selected>' in html
+
+
+@pytest.mark.parametrize("query", ["state=running,failed", "state=running&state=failed", "state=failed,,running,"])
+def test_jobs_list_takes_several_states_and_ticks_their_boxes(query, api, people, team, fake_backend):
+    owner = people["owner"]
+    for state in (JobState.RUNNING, JobState.FAILED, JobState.SUCCESS):
+        (made,) = _bulk_jobs(1, owner=owner, team=team, cluster=fake_backend.cluster, state=state)
+        Job.objects.filter(pk=made.pk).update(name=f"{state}-one")
+    client = client_for(owner)
+    html = client.get(f"/jobs/?{query}").content.decode()
+    assert sorted(_names_shown(html)) == ["failed-one", "running-one"]
+    for state in JobState.values:
+        box = re.search(rf'<input[^>]*name="state" value="{state}"[^>]*>', html)
+        assert box, state
+        assert ("checked" in box.group(0)) is (state in ("running", "failed"))
+    assert ">running, failed</button>" in html or ">failed, running</button>" in html
+    # The page's filters and the API agree.
+    api_names = {j["name"] for j in api(owner).get("/api/v1/jobs/?state=running,failed").json()["results"]}
+    assert api_names == {"failed-one", "running-one"}
+
+
+def test_jobs_list_with_no_state_ticked_shows_every_state(people, team, fake_backend):
+    _bulk_jobs(1, owner=people["owner"], team=team, cluster=fake_backend.cluster, state=JobState.FAILED)
+    _bulk_jobs(1, owner=people["owner"], team=team, cluster=fake_backend.cluster, state=JobState.RUNNING)
+    html = client_for(people["owner"]).get("/jobs/?state=").content.decode()
+    assert html.count("data-job-id=") == 2
+    assert ">any</button>" in html and " checked" not in html
 
 
 def test_jobs_list_state_badges_carry_their_state_for_the_script(people, job):

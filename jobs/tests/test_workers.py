@@ -315,3 +315,237 @@ def test_the_scheduler_syncs_only_busy_clusters_at_their_own_cadence(owner, fake
     tick(last)
     job.refresh_from_db()
     assert job.state == JobState.SUCCESS
+
+
+# --- stops the backend failed are retried ------------------------------------------------------
+
+
+def test_a_failed_stop_on_the_backend_is_retried_with_back_off_until_it_succeeds(
+    owner, fake_backend, submit, django_capture_on_commit_callbacks
+):
+    from jobs import services
+    from jobs.management.commands.scheduler import tick
+
+    job = submit(owner)
+    fake_backend.set_state(job.public_id, ObservedState.RUNNING)
+    tasks.sync_cluster(fake_backend.cluster.pk)
+    fake_backend.fail_stop = BackendError("503 Service Unavailable")
+    before = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.job_stop(job=job, actor=owner)
+    job.refresh_from_db()
+    # Recorded stopped at once; the backend's failure is recorded and a retry is due after the back-off.
+    assert job.state == JobState.STOPPED
+    assert job.stop_attempts == 1 and "503" in job.stop_error
+    assert before + workers.backoff(1) <= job.stop_retry_at <= timezone.now() + workers.backoff(1)
+    assert fake_backend.states[job.public_id].state == ObservedState.RUNNING  # its tasks still run
+    assert workers.stops_due() == []  # not due yet
+
+    Job.objects.filter(pk=job.pk).update(stop_retry_at=timezone.now() - timedelta(seconds=1))
+    assert workers.stops_due() == [job.pk]
+    assert workers.stops_due() == []  # leased: not enqueued twice
+    before = timezone.now()
+    tasks.stop_on_backend(job.pk)  # fails a second time: the back-off doubles
+    job.refresh_from_db()
+    assert job.stop_attempts == 2 and workers.backoff(2) == 2 * workers.backoff(1)
+    assert before + workers.backoff(2) <= job.stop_retry_at <= timezone.now() + workers.backoff(2)
+
+    # The backend answers again: the scheduler's next scan hands the stop to a worker, which succeeds.
+    fake_backend.fail_stop = None
+    Job.objects.filter(pk=job.pk).update(stop_retry_at=timezone.now() - timedelta(seconds=1))
+    tick({})
+    assert fake_backend.calls.count(("stop", job.public_id)) == 3
+    assert fake_backend.states[job.public_id].state == ObservedState.STOPPED  # the backend really stopped it
+    job.refresh_from_db()
+    assert job.stop_retry_at is None and job.stop_error == "" and job.stop_attempts == 2
+    assert set(job.tasks.values_list("state", flat=True)) == {Task.State.STOPPED}
+
+    # Nothing retries after success, however late it gets.
+    assert workers.stops_due(now=timezone.now() + timedelta(days=1)) == []
+    tick({})
+    assert fake_backend.calls.count(("stop", job.public_id)) == 3
+    assert job.events.filter(to_state=JobState.STOPPED).count() == 1
+
+
+def test_a_stop_whose_delivery_was_lost_is_asked_again_by_the_scheduler(owner, fake_backend, submit):
+    from jobs import services
+
+    job = submit(owner)
+    services.job_stop(job=job, actor=owner)  # committed, but the enqueued stop never ran (a worker died)
+    assert ("stop", job.public_id) not in fake_backend.calls
+    assert workers.stops_due() == []  # the first delivery's lease still holds
+    Job.objects.filter(pk=job.pk).update(stop_retry_at=timezone.now() - timedelta(seconds=1))
+    (due,) = workers.stops_due()
+    tasks.stop_on_backend(due)
+    assert fake_backend.states[job.public_id].state == ObservedState.STOPPED
+    job.refresh_from_db()
+    assert job.stop_retry_at is None and job.stop_attempts == 0
+
+
+def test_a_stop_on_the_kubernetes_api_that_answers_5xx_is_retried(owner, submit, django_capture_on_commit_callbacks):
+    from clusters.tests.fakekube import make_cluster, running_fake
+    from jobs import services
+
+    for kube in running_fake():
+        make_cluster(kube, name="gpu-a", is_default=True)
+        job = submit(owner)
+        assert kube.get("kubeflow.org", "v1", "pytorchjobs", "easyai-vision", job.public_id) is not None
+        kube.fail("DELETE", f"/pytorchjobs/{job.public_id}$", 503, times=2)
+        with django_capture_on_commit_callbacks(execute=True):
+            services.job_stop(job=job, actor=owner)
+        job.refresh_from_db()
+        assert job.state == JobState.STOPPED and job.stop_attempts == 1 and job.stop_retry_at is not None
+        for attempt in (2, 3):
+            Job.objects.filter(pk=job.pk).update(stop_retry_at=timezone.now() - timedelta(seconds=1))
+            for due in workers.stops_due():
+                tasks.stop_on_backend(due)
+            job.refresh_from_db()
+            assert job.stop_attempts == min(attempt, 2)
+        assert job.stop_retry_at is None
+        assert kube.get("kubeflow.org", "v1", "pytorchjobs", "easyai-vision", job.public_id) is None
+        assert [r.status for r in kube.requests("DELETE", f"/pytorchjobs/{job.public_id}$")] == [503, 503, 200]
+
+
+# --- a submit redelivered after the backend took the job ----------------------------------------
+
+
+@pytest.mark.slow
+def test_a_submit_redelivered_after_the_backend_took_the_job_starts_no_second_copy(owner, settings):
+    """The risky redelivery: the backend created the job, the worker died before recording it (still queued)."""
+    import time
+    from pathlib import Path
+
+    from clusters.models import Cluster
+    from jobs import services, storage
+    from jobs.describe import describe
+
+    cluster = Cluster.objects.create(
+        name="local", kind="local", is_default=True, settings={"cpu": 4, "memory": "4Gi", "stop_grace": 1}
+    )
+    # Each task notes that it started, then waits until the test lets it go.
+    command = 'echo "$RANK" >> "$share_dir/starts"; while [ ! -e "$share_dir/go" ]; do sleep 0.02; done'
+    job = services.job_submit(
+        user=owner,
+        data={
+            "name": "once",
+            "framework": "batch",
+            "command": command,
+            "roles": {"main": {"replicas": 2, "cpu": "250m", "memory": "128Mi"}},
+        },
+    )  # recorded; its enqueued submit is lost with the worker
+    share = storage.output_dir(Path(settings.EASYAI_STORAGE_ROOT), job.public_id, "share_dir")
+    starts = share / "starts"
+    backend = cluster.backend()
+    backend.submit(describe(job))  # what the dead worker's call did on the backend
+    deadline = time.monotonic() + 15
+    while len(starts.read_text().splitlines() if starts.exists() else []) < 2:
+        assert time.monotonic() < deadline, "the tasks never started"
+        time.sleep(0.02)
+    job.refresh_from_db()
+    assert job.state == JobState.QUEUED
+
+    # The lease runs out; the scheduler hands the submit to a worker again.
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    assert workers.submits_due() == [job.pk]
+    tasks.submit_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.PENDING
+    tasks.sync_cluster(cluster.pk)
+    job.refresh_from_db()
+    assert job.state == JobState.RUNNING
+    (share / "go").touch()
+    while not job.is_final:
+        assert time.monotonic() < deadline + 15, f"still {job.state}"
+        tasks.sync_cluster(cluster.pk)
+        job.refresh_from_db()
+        time.sleep(0.05)
+    assert job.state == JobState.SUCCESS
+    # One copy ran: each task started once, and the backend keeps one record of the job.
+    assert len(starts.read_text().splitlines()) == 2
+    records = list(Path(settings.EASYAI_LOCAL_STATE_DIR, cluster.name).glob(f"*/{job.public_id}.json"))
+    assert len(records) == 1
+    assert [e.to_state for e in job.events.all()] == ["pending", "running", "success"]
+
+
+# --- cleanups honour each cluster's keep time -----------------------------------------------------
+
+
+@pytest.fixture
+def kube_fake_backend(db):
+    """A Kubernetes cluster (keeps finished jobs' objects 30 minutes) whose backend is a FakeBackend."""
+    from clusters.backends import use_backend
+    from clusters.backends.fake import FakeBackend
+    from clusters.models import Cluster
+
+    cluster = Cluster.objects.create(name="kube", kind="kubernetes", settings={"keep_finished_minutes": 30})
+    backend = FakeBackend()
+    use_backend(cluster.name, backend)
+    backend.cluster = cluster
+    yield backend
+    use_backend(cluster.name, None)
+
+
+def test_cleanup_waits_for_each_clusters_keep_finished_minutes(
+    owner, fake_backend, kube_fake_backend, submit, settings
+):
+    from clusters.models import Cluster
+
+    settings.EASYAI_CLEANUP_AFTER = 3600
+    local_job = submit(owner, name="local")
+    kube_job = submit(owner, name="kube", cluster="kube")
+    assert kube_job.public_id in kube_fake_backend.jobs
+    now = timezone.now()
+    Job.objects.filter(pk__in=[local_job.pk, kube_job.pk]).update(
+        state=JobState.SUCCESS, finished_at=now - timedelta(minutes=29)
+    )
+    assert workers.cleanups_due(now=now) == []  # both still kept for debugging
+    # Past the Kubernetes cluster's 30 minutes, long before the local default of an hour.
+    assert workers.cleanups_due(now=now + timedelta(minutes=2)) == [kube_job.pk]
+    # A longer keep time than the default is honoured too: not deleted after the hour.
+    Cluster.objects.filter(pk=kube_fake_backend.cluster.pk).update(settings={"keep_finished_minutes": 120})
+    assert workers.cleanups_due(now=now + timedelta(minutes=32)) == [local_job.pk]
+    assert set(workers.cleanups_due(now=now + timedelta(minutes=92))) == {local_job.pk, kube_job.pk}
+    tasks.cleanup_job(kube_job.pk)
+    assert ("delete", kube_job.public_id) in kube_fake_backend.calls
+    assert ("delete", kube_job.public_id) not in fake_backend.calls
+    # No setting: Kubernetes objects go at once (as the backend's own default), local records after the default.
+    Cluster.objects.filter(pk=kube_fake_backend.cluster.pk).update(settings={})
+    again = submit(owner, name="kube2", cluster="kube")
+    Job.objects.filter(pk=again.pk).update(state=JobState.FAILED, finished_at=now)
+    assert workers.cleanups_due(now=now) == [again.pk]
+
+
+@pytest.mark.parametrize("value", ["30", -1, True, None])
+def test_a_keep_time_that_is_not_minutes_falls_back_to_the_default(value, settings):
+    from clusters.models import Cluster
+
+    settings.EASYAI_CLEANUP_AFTER = 600
+    assert workers.keep_finished(Cluster(kind="kubernetes", settings={"keep_finished_minutes": value})) == timedelta(0)
+    assert workers.keep_finished(Cluster(kind="local", settings={"keep_finished_minutes": value})) == timedelta(
+        seconds=600
+    )
+    assert workers.keep_finished(Cluster(kind="local", settings={"keep_finished_minutes": 1.5})) == timedelta(
+        seconds=90
+    )
+
+
+def test_kubernetes_objects_of_a_finished_job_stay_their_minutes_then_go(owner, submit):
+    """Real client, fake API server: the sync pass keeps the objects; the cleanup deletes them when due."""
+    from clusters.tests.fakekube import make_cluster, running_fake
+
+    pytorch = ("kubeflow.org", "v1", "pytorchjobs")
+    for kube in running_fake():
+        make_cluster(kube, name="gpu-a", is_default=True, settings={"request_timeout": 1, "keep_finished_minutes": 10})
+        job = submit(owner)
+        kube.set_status(*pytorch, "easyai-vision", job.public_id,
+                        {"conditions": [{"type": "Succeeded", "status": "True"}]})  # fmt: skip
+        tasks.sync_cluster(job.cluster_id)
+        job.refresh_from_db()
+        assert job.state == JobState.SUCCESS
+        assert kube.requests("DELETE") == [] and kube.get(*pytorch, "easyai-vision", job.public_id)
+        assert workers.cleanups_due() == []
+        assert workers.cleanups_due(now=job.finished_at + timedelta(minutes=10)) == [job.pk]
+        tasks.cleanup_job(job.pk)
+        assert kube.get(*pytorch, "easyai-vision", job.public_id) is None
+        job.refresh_from_db()
+        assert job.cleaned_up

@@ -4,7 +4,9 @@
   local clusters, EASYAI_SYNC_INTERVAL for Kubernetes, or the cluster's settings.sync_interval);
 - submits that are due (new jobs whose enqueue was missed, retries after back-off, jobs waiting for quota);
 - timeouts;
-- cleanups of finished jobs' backend records after EASYAI_CLEANUP_AFTER.
+- stops the backend failed, again after their back-off, until the backend confirms them;
+- cleanups of finished jobs' backend records once kept as long as their cluster keeps them
+  (its settings.keep_finished_minutes; else at once on Kubernetes and EASYAI_CLEANUP_AFTER locally).
 
 django-q2's own schedules count in minutes; the sync cadence is seconds, so this small loop does it.
 """
@@ -25,7 +27,7 @@ from notebooks import workers as notebook_workers
 
 
 class Command(BaseCommand):
-    help = "Enqueue cluster sync passes, due submits and timeouts for the workers."
+    help = "Enqueue cluster sync passes, due submits, stop retries, timeouts and cleanups for the workers."
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="one tick, then exit")
@@ -52,7 +54,7 @@ class Command(BaseCommand):
 
 
 # How often the slower scans run, in seconds; sync passes follow each cluster's own interval.
-SCAN_EVERY = {"submits": 0.5, "timeouts": 1.0}
+SCAN_EVERY = {"submits": 0.5, "stops": 1.0, "timeouts": 1.0}
 
 
 def tick(last: dict) -> None:
@@ -78,6 +80,10 @@ def tick(last: dict) -> None:
         last["submits"] = now
         for job_pk in workers.submits_due():
             async_task("jobs.tasks.submit_job", job_pk)
+    if now - last.get("stops", 0) >= SCAN_EVERY["stops"]:
+        last["stops"] = now
+        for job_pk in workers.stops_due():
+            async_task("jobs.tasks.stop_on_backend", job_pk)
     if now - last.get("timeouts", 0) >= SCAN_EVERY["timeouts"]:
         last["timeouts"] = now
         for job_pk in workers.jobs_timed_out():
