@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -76,6 +78,22 @@ class Cluster(models.Model):
         if self.kind == self.Kind.LOCAL:
             return django_settings.EASYAI_LOCAL_SYNC_INTERVAL
         return django_settings.EASYAI_SYNC_INTERVAL
+
+    @property
+    def keep_finished(self) -> timedelta:
+        """How long a finished job's backend records stay on this cluster before the cleanup deletes them.
+
+        The ``keep_finished_minutes`` setting when it is a number of minutes (0: at once; capped at ten years);
+        otherwise at once on Kubernetes and EASYAI_CLEANUP_AFTER for local process records.
+        """
+        from django.conf import settings as django_settings
+
+        value = self.settings.get("keep_finished_minutes") if isinstance(self.settings, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return timedelta(minutes=min(float(value), 3650 * 24 * 60))
+        if self.kind == self.Kind.KUBERNETES:
+            return timedelta(0)
+        return timedelta(seconds=django_settings.EASYAI_CLEANUP_AFTER)
 
     def backend(self):
         """The backend object that acts on this cluster."""

@@ -153,7 +153,10 @@ _INPUT = {
 _TASK_FIELDS = Task.OBSERVED_FIELDS
 
 
-def _apply_tasks(job: Job, observation, tasks: dict[tuple[str, int], Task]) -> list[Task]:
+_ENDED = {ObservedState.SUCCEEDED, ObservedState.FAILED, ObservedState.STOPPED}
+
+
+def _apply_tasks(job: Job, observation, tasks: dict[tuple[str, int], Task], now) -> list[Task]:
     changed = []
     for seen in observation.tasks:
         task = tasks.get((seen.role, seen.index))
@@ -171,12 +174,22 @@ def _apply_tasks(job: Job, observation, tasks: dict[tuple[str, int], Task]) -> l
             "reason": seen.reason[:100],
             "message": seen.message,
             "started_at": seen.started_at or task.started_at,
-            "finished_at": seen.finished_at or task.finished_at,
+            # An ended task the backend gives no end time for ended by this pass, at the latest.
+            "finished_at": seen.finished_at or task.finished_at or (now if seen.state in _ENDED else None),
         }
         if any(getattr(task, k) != v for k, v in values.items()):
             for k, v in values.items():
                 setattr(task, k, v)
             changed.append(task)
+    if observation.state in _ENDED:
+        # The job is over: a task the cluster still shows running (a worker the operator is about to delete
+        # once the master succeeded) or no longer shows at all ended with it.
+        for task in tasks.values():
+            if task.state in (Task.State.PENDING, Task.State.RUNNING):
+                task.state, task.endpoints = Task.State.STOPPED, {}
+                task.finished_at = task.finished_at or now
+                if task not in changed:
+                    changed.append(task)
     return changed
 
 
@@ -226,7 +239,7 @@ def cluster_sync(cluster: Cluster) -> dict[str, int]:
             continue
         if job.missing_since is not None:
             Job.objects.filter(pk=job.pk).update(missing_since=None)
-        changed_tasks += _apply_tasks(job, seen, tasks_by_job.get(job.pk, {}))
+        changed_tasks += _apply_tasks(job, seen, tasks_by_job.get(job.pk, {}), now)
         event = _INPUT[seen.state]
         if job_apply_path(job, event, reason=seen.reason, message=seen.message):
             counts["moved"] += 1
@@ -339,30 +352,12 @@ def submits_due(now=None, lease_seconds: float = 30.0) -> list[int]:
     return leased
 
 
-# A keep time beyond this is taken as "keep them this long" (and stays a valid datetime offset).
-_KEEP_FINISHED_MAX = timedelta(days=3650)
-
-
-def keep_finished(cluster: Cluster) -> timedelta:
-    """How long a finished job's backend records stay on a cluster before the cleanup deletes them.
-
-    The cluster's ``keep_finished_minutes`` setting when it is a number of minutes (0: at once); otherwise
-    at once on Kubernetes (as its backend does) and EASYAI_CLEANUP_AFTER for local process records.
-    """
-    value = cluster.settings.get("keep_finished_minutes") if isinstance(cluster.settings, dict) else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return timedelta(minutes=min(float(value), _KEEP_FINISHED_MAX.total_seconds() / 60))
-    if cluster.kind == Cluster.Kind.KUBERNETES:
-        return timedelta(0)
-    return timedelta(seconds=settings.EASYAI_CLEANUP_AFTER)
-
-
 def cleanups_due(now=None, limit: int = 200) -> list[int]:
     """Finished jobs whose backend records have been kept as long as their cluster keeps them."""
     now = now or timezone.now()
     kept = Q()
     for cluster in Cluster.objects.only("pk", "kind", "settings"):
-        kept |= Q(cluster_id=cluster.pk, finished_at__lte=now - keep_finished(cluster))
+        kept |= Q(cluster_id=cluster.pk, finished_at__lte=now - cluster.keep_finished)
     if not kept:
         return []
     return list(

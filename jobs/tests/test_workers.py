@@ -84,6 +84,33 @@ def test_sync_follows_the_backend_through_every_state(owner, fake_backend, submi
     assert job.state == JobState.SUCCESS
 
 
+def test_tasks_still_shown_running_when_the_job_ends_are_recorded_stopped(owner, fake_backend, submit):
+    from dataclasses import replace
+
+    job = submit(owner)  # a master and two workers
+    fake_backend.set_state(job.public_id, ObservedState.RUNNING, node="node-1")
+    tasks.sync_cluster(fake_backend.cluster.pk)
+    # The master succeeded, so the job did; one worker's pod still runs, the other's is already gone.
+    running = fake_backend.states[job.public_id]
+    master, worker, _gone = running.tasks
+    fake_backend.states[job.public_id] = replace(
+        running,
+        state=ObservedState.SUCCEEDED,
+        tasks=[replace(master, state=ObservedState.SUCCEEDED, exit_code=0), worker],
+    )
+    tasks.sync_cluster(fake_backend.cluster.pk)
+
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCESS
+    assert sorted(job.tasks.values_list("role", "index", "state")) == [
+        ("master", 0, "succeeded"),
+        ("worker", 0, "stopped"),
+        ("worker", 1, "stopped"),
+    ]
+    assert not job.tasks.filter(finished_at__isnull=True).exists()
+    assert not job.tasks.exclude(endpoints={}).exists()
+
+
 def test_a_job_that_finished_between_two_passes_is_recorded_through_pending(owner, fake_backend, submit):
     job = submit(owner)
     Job.objects.filter(pk=job.pk).update(state=JobState.UNKNOWN)
@@ -520,13 +547,9 @@ def test_a_keep_time_that_is_not_minutes_falls_back_to_the_default(value, settin
     from clusters.models import Cluster
 
     settings.EASYAI_CLEANUP_AFTER = 600
-    assert workers.keep_finished(Cluster(kind="kubernetes", settings={"keep_finished_minutes": value})) == timedelta(0)
-    assert workers.keep_finished(Cluster(kind="local", settings={"keep_finished_minutes": value})) == timedelta(
-        seconds=600
-    )
-    assert workers.keep_finished(Cluster(kind="local", settings={"keep_finished_minutes": 1.5})) == timedelta(
-        seconds=90
-    )
+    assert Cluster(kind="kubernetes", settings={"keep_finished_minutes": value}).keep_finished == timedelta(0)
+    assert Cluster(kind="local", settings={"keep_finished_minutes": value}).keep_finished == timedelta(seconds=600)
+    assert Cluster(kind="local", settings={"keep_finished_minutes": 1.5}).keep_finished == timedelta(seconds=90)
 
 
 def test_kubernetes_objects_of_a_finished_job_stay_their_minutes_then_go(owner, submit):

@@ -72,7 +72,7 @@ class KubernetesBackend:
 
     @property
     def keep_finished(self) -> timedelta:
-        return timedelta(minutes=float((self.cluster.settings or {}).get("keep_finished_minutes", 0)))
+        return self.cluster.keep_finished
 
     def namespace(self, team: str) -> str:
         return m.namespace_name(self.cluster, team)
