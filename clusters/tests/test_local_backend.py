@@ -22,7 +22,7 @@ from clusters.backends.base import (
     ObservedState,
     TaskDescription,
 )
-from clusters.backends.local import LocalBackend
+from clusters.backends.local import LocalBackend, isolation
 from clusters.backends.local.placement import Demand, PlacedJob, WaitingJob, plan
 from clusters.models import Cluster
 from jobs import storage
@@ -392,6 +392,82 @@ def test_without_preemption_a_high_priority_job_waits_for_room(local):
     )
     release(low)
     assert wait_for(backend, high.job_id).state == ObservedState.SUCCEEDED
+
+
+def test_with_preemption_a_normal_job_waits_for_a_low_one_saying_why(local):
+    backend = local(cpu=1, preemption=True)
+    low = make_job([("main", 1, GATED)], priority="low")
+    backend.submit(low)
+    low_pid = running_pid(backend, low.job_id)
+    normal = make_job([("main", 1, "echo normal")], priority="normal")
+    backend.submit(normal)
+
+    for _ in range(5):
+        observed = backend.observe([low.job_id, normal.job_id])
+        time.sleep(0.05)
+
+    assert observed[low.job_id].state == ObservedState.RUNNING and not gone(low_pid)
+    assert (observed[normal.job_id].state, observed[normal.job_id].message) == (
+        ObservedState.PENDING,
+        "needs 1 CPU, 0 free",
+    )
+    release(low)
+    assert wait_for(backend, low.job_id).state == ObservedState.SUCCEEDED
+    assert wait_for(backend, normal.job_id).state == ObservedState.SUCCEEDED
+    assert log_of(normal, "main-0") == "normal\n"
+
+
+def test_a_high_priority_job_preempts_normal_and_low_jobs_newest_first(local):
+    backend = local(cpu=3, preemption=True, stop_grace=0.5)
+    oldest = make_job([("main", 1, "sleep 1000")], priority="normal")
+    middle = make_job([("main", 1, "sleep 1000")], priority="low")
+    newest = make_job([("main", 1, "sleep 1000")], priority="normal")
+    pids = {}
+    for job in (oldest, middle, newest):
+        backend.submit(job)
+        pids[job.job_id] = running_pid(backend, job.job_id)
+        time.sleep(0.02)
+    urgent = make_job([("main", 1, GATED)], priority="high", cpu_milli=2000)
+
+    backend.submit(urgent)
+
+    assert wait_for(backend, urgent.job_id, states=(ObservedState.RUNNING,)).state == ObservedState.RUNNING
+    observed = backend.observe([oldest.job_id, middle.job_id, newest.job_id])
+    assert observed[oldest.job_id].state == ObservedState.RUNNING and not gone(pids[oldest.job_id])
+    for job in (middle, newest):
+        assert (observed[job.job_id].state, observed[job.job_id].reason) == (ObservedState.STOPPED, "preempted")
+        assert gone(pids[job.job_id])
+    release(urgent)
+    assert wait_for(backend, urgent.job_id).state == ObservedState.SUCCEEDED
+
+
+def test_placement_plan_preempts_only_for_high_priority_jobs_and_only_when_enabled():
+    total = Demand(3000, 2**33, 0)
+    one = Demand(1000, 0, 0)
+    placed = [
+        PlacedJob("old-low", "low", 1.0, one, ending=False),
+        PlacedJob("mid-normal", "normal", 2.0, one, ending=False),
+        PlacedJob("new-high", "high", 3.0, one, ending=False),
+    ]
+
+    def waiting(priority: str, cpu_milli: int) -> list[WaitingJob]:
+        return [WaitingJob("incoming", priority, 9.0, 1, [("main-0", Demand(cpu_milli, 0, 0))])]
+
+    # Newest first among the lower-priority ones; a running high-priority job is never a victim.
+    assert plan(waiting("high", 1000), placed, total, [], preemption=True).preempt == ["mid-normal"]
+    decision = plan(waiting("high", 2000), placed, total, [], preemption=True)
+    assert decision.preempt == ["mid-normal", "old-low"]
+    assert decision.waiting == {"incoming": "needs 2 CPU, 0 free; preempting 2 lower-priority jobs"}
+    # Even all lower-priority jobs would not make room: nobody is stopped for nothing.
+    assert plan(waiting("high", 3000), placed, total, [], preemption=True).preempt == []
+    # A normal job never preempts a low one; it waits, saying why.
+    decision = plan(waiting("normal", 1000), placed, total, [], preemption=True)
+    assert (decision.preempt, decision.start) == ([], {})
+    assert decision.waiting == {"incoming": "needs 1 CPU, 0 free"}
+    assert plan(waiting("low", 1000), placed, total, [], preemption=True).preempt == []
+    # Preemption off: a high-priority job waits too.
+    decision = plan(waiting("high", 1000), placed, total, [], preemption=False)
+    assert (decision.preempt, decision.waiting) == ([], {"incoming": "needs 1 CPU, 0 free"})
 
 
 def test_oversell_divides_what_a_task_holds_in_the_accounting(local):
@@ -802,6 +878,70 @@ def test_a_bad_capacity_setting_names_the_key(local):
 
     with pytest.raises(BackendUnavailable, match="settings.memory"):
         local(memory="lots").capacity()
+
+
+# --- a read-only data_dir ------------------------------------------------------------------------------------------------
+
+# Reads the owner's data, tries to write next to it, and writes its model where it may.
+TRY_DATA_DIR = (
+    'cat "$data_dir/train.csv"; '
+    'if touch "$data_dir/written" 2>/dev/null; then echo data_dir writable; else echo data_dir read-only; fi; '
+    'echo weights > "$model_dir/model.bin"'
+)
+
+
+def data_dir_of(owner: str = "alice") -> Path:
+    data = Path(storage.local_env(root(), "any", "main-0", owner)["data_dir"])
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "train.csv").write_text("x,y\n")
+    return data
+
+
+def test_data_dir_is_read_only_for_the_task_and_its_shell_when_the_cluster_says_so(local, monkeypatch, tmp_path):
+    refused = isolation.readonly_refused()
+    if refused:
+        pytest.skip(f"this host refuses a read-only data_dir: {refused}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    backend = local(readonly_data_dir=True)
+    data = data_dir_of()
+    job = make_job([("main", 1, TRY_DATA_DIR + "; " + GATED)])
+    backend.submit(job)
+    wait_for(backend, job.job_id, states=(ObservedState.RUNNING,))
+
+    shell = backend.open_shell(job.job_id, "main-0", ["/bin/sh", "-c", 'touch "$data_dir/from-shell"; echo rc=$?'])
+    try:
+        output = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and b"rc=" not in output:
+            output += shell.read(0.1) or b""
+    finally:
+        shell.close()
+    assert b"rc=1" in output, output
+    release(job)
+
+    assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
+    assert log_of(job, "main-0") == "x,y\ndata_dir read-only\n"
+    assert (storage.output_dir(root(), job.job_id, "model_dir") / "model.bin").read_text() == "weights\n"
+    assert sorted(p.name for p in data.iterdir()) == ["train.csv"]
+    # The read-only mount was the task's own: on the host the owner's data stays writable.
+    (data / "uploaded.csv").write_text("x,y\n")
+
+
+def test_data_dir_stays_writable_by_default(local):
+    data = data_dir_of()
+    backend = local()
+    job = make_job([("main", 1, TRY_DATA_DIR)])
+    backend.submit(job)
+    assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
+    assert log_of(job, "main-0") == "x,y\ndata_dir writable\n"
+    assert (data / "written").exists()
+
+
+def test_a_bad_readonly_data_dir_setting_names_the_key(local):
+    from clusters.backends.base import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match="settings.readonly_data_dir: true or false"):
+        local(readonly_data_dir="yes").capacity()
 
 
 # --- the PyTorch DDP example ---------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Site-wide checks: the API schema, the settings readers, the docs page."""
+"""Site-wide checks: the API schema, the settings readers, the docs page, the first-run bootstrap."""
+
+import io
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -38,7 +40,12 @@ def test_a_wrong_setting_fails_at_start_naming_the_variable(monkeypatch, reader,
 def test_database_url_is_read_for_mysql_and_refused_for_unknown_schemes():
     db = site_settings.database_from_url("mysql://u:p%40ss@db.example:3307/easyai?test_name=ci_easyai")
     assert (db["ENGINE"], db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
-        "django.db.backends.mysql", "easyai", "u", "p@ss", "db.example", "3307",
+        "django.db.backends.mysql",
+        "easyai",
+        "u",
+        "p@ss",
+        "db.example",
+        "3307",
     )
     assert db["OPTIONS"]["charset"] == "utf8mb4" and "STRICT_TRANS_TABLES" in db["OPTIONS"]["init_command"]
     assert db["TEST"]["NAME"] == "ci_easyai" and "test_name" not in db["OPTIONS"]
@@ -72,3 +79,52 @@ def test_production_without_a_secret_key_refuses_to_start(tmp_path):
     assert "SECRET_KEY (or SECRET_KEY_FILE) is required when EASYAI_DEBUG=0" in result.stderr
     env["SECRET_KEY"] = "x" * 50
     assert subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, timeout=60).returncode == 0
+
+
+def _row_counts() -> dict[str, int]:
+    from django.contrib.auth import get_user_model
+
+    from clusters.models import Cluster
+    from teams.models import Membership, Team
+
+    return {
+        "users": get_user_model().objects.count(),
+        "clusters": Cluster.objects.count(),
+        "teams": Team.objects.count(),
+        "memberships": Membership.objects.count(),
+    }
+
+
+@pytest.mark.django_db
+def test_bootstrap_creates_the_default_local_cluster_and_a_second_run_changes_nothing(settings, tmp_path, monkeypatch):
+    from clusters.models import Cluster
+
+    settings.VAR_DIR = tmp_path
+    monkeypatch.setenv("EASYAI_ADMIN_PASSWORD", "first-run-pass-123")
+    assert _row_counts() == {"users": 0, "clusters": 0, "teams": 0, "memberships": 0}
+
+    call_command("bootstrap", stdout=io.StringIO())
+
+    cluster = Cluster.objects.get()
+    assert (cluster.name, cluster.kind, cluster.is_default, cluster.enabled) == ("local", "local", True, True)
+    assert _row_counts() == {"users": 1, "clusters": 1, "teams": 1, "memberships": 1}
+    assert (tmp_path / "admin-password.txt").read_text() == "first-run-pass-123\n"
+
+    again = io.StringIO()
+    call_command("bootstrap", stdout=again)
+
+    assert _row_counts() == {"users": 1, "clusters": 1, "teams": 1, "memberships": 1}
+    assert Cluster.objects.get().pk == cluster.pk
+    assert "Created" not in again.getvalue() and "first-run-pass-123" in again.getvalue()
+
+
+@pytest.mark.django_db
+def test_bootstrap_adds_no_cluster_when_a_default_one_exists(settings, tmp_path):
+    from clusters.models import Cluster
+
+    settings.VAR_DIR = tmp_path
+    mine = Cluster.objects.create(name="workstation", kind=Cluster.Kind.LOCAL, is_default=True)
+
+    call_command("bootstrap", stdout=io.StringIO())
+
+    assert list(Cluster.objects.values_list("pk", "name", "is_default")) == [(mine.pk, "workstation", True)]

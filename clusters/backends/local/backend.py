@@ -42,7 +42,7 @@ from clusters.backends.base import (
     TaskDescription,
     TaskObservation,
 )
-from clusters.backends.local import contract, placement
+from clusters.backends.local import contract, isolation, placement
 from clusters.backends.local.proc import (
     is_alive,
     kill_group,
@@ -61,7 +61,8 @@ HOLDING = (RUNNING, ENDING)  # statuses whose placement holds resources
 
 LOG_TAIL_LINES = 20
 START_TIMEOUT_S = 30.0  # a task whose supervisor never showed up by then is lost
-SUPERVISOR_KILL_AFTER_S = 5.0  # after SIGKILL to a task, how long its supervisor gets to record the exit
+SUPERVISOR_KILL_AFTER_S = 5.0
+SHELL_JOIN_WAIT_S = 5.0  # how long a shell waits for a starting task's read-only data_dir  # after SIGKILL to a task, how long its supervisor gets to record the exit
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -177,6 +178,10 @@ class LocalBackend:
     def check(self, job: JobDescription) -> list[str]:
         config = self.config()
         problems: list[str] = []
+        if config.readonly_data_dir:
+            refused = isolation.readonly_refused()
+            if refused:
+                problems.append(f"cluster {self.name} keeps data_dir read-only (readonly_data_dir), but {refused}")
         if job.framework == "mpi" and not shutil.which("mpirun"):
             problems.append("MPI jobs need mpirun on this host; install Open MPI (apt-get install openmpi-bin)")
         for task in job.tasks:
@@ -191,6 +196,7 @@ class LocalBackend:
     def render(self, job: JobDescription) -> list[dict[str, Any]]:
         """The processes submit would start; ports and GPU ids are chosen only at placement."""
         mpirun = shutil.which("mpirun")
+        readonly = self.config().readonly_data_dir
         plans = []
         for task in job.tasks:
             demand = placement.accounted(task.cpu_milli, task.memory_bytes, task.gpu, job.oversell)
@@ -207,8 +213,11 @@ class LocalBackend:
                 if task.ports:
                     # The spec's ports; each gets a free host port at placement, given as EASYAI_PORT_<NAME>.
                     entry["ports"] = dict(task.ports)
+                argv = contract.task_argv(job, task, mpirun or "mpirun")
+                if readonly and env.get("data_dir"):
+                    argv = isolation.readonly_argv(argv, env["data_dir"])
                 entry.update(
-                    argv=contract.task_argv(job, task, mpirun or "mpirun"),
+                    argv=argv,
                     working_dir=self._working_dir(job, task),
                     env=sorted(env),
                     log=str(storage.task_log_path(self.storage_root, job.job_id, task.name)),
@@ -389,6 +398,17 @@ class LocalBackend:
             argv = ["bash", "--rcfile", str(rc), "-i"]
         else:
             argv = ["/bin/sh", "-i"]
+        if task.get("own_mounts"):
+            # Join the task's mount namespace only once its data_dir is read-only there, never before.
+            deadline = time.monotonic() + SHELL_JOIN_WAIT_S
+            while True:
+                child = read_json(task_dir / "child.json") or {}
+                if child.get("pid") and isolation.readonly_in_place(child["pid"], env.get("data_dir", "")):
+                    break
+                if time.monotonic() > deadline:
+                    raise BackendError(f"task {task_name} of job {job_id} is still starting; try again")
+                time.sleep(0.02)
+            argv = isolation.join_argv(argv, child["pid"])
         return PtyShell(argv, env, cwd, registry=task_dir / "shells")
 
     # --- one pass: refresh, decide, place -------------------------------------------------------------
@@ -567,7 +587,7 @@ class LocalBackend:
         for job_id, gpu_ids in decision.start.items():
             record = records[job_id]
             try:
-                self._start(record, gpu_ids, taken_ports)
+                self._start(record, gpu_ids, taken_ports, readonly_data_dir=config.readonly_data_dir)
             except (OSError, subprocess.SubprocessError, ValueError) as exc:
                 # Start no half gang: what did start is stopped, and the job fails saying why.
                 record["outcome"] = {
@@ -596,14 +616,21 @@ class LocalBackend:
     def _working_dir(self, job: JobDescription, task: TaskDescription) -> str:
         return task.working_dir or str(storage.personal_workspace(self.storage_root, job.owner))
 
-    def _start(self, record: dict[str, Any], gpu_ids: dict[str, list[str]], taken_ports: set[int]) -> None:
+    def _start(
+        self,
+        record: dict[str, Any],
+        gpu_ids: dict[str, list[str]],
+        taken_ports: set[int],
+        *,
+        readonly_data_dir: bool = False,
+    ) -> None:
         """Start every task of a placed job (the gang), each under a detached supervisor."""
         job = _job_from_dict(record["description"])
         job_id = job.job_id
         root = self.storage_root
         storage.ensure_local_dirs(root, job_id, [t.name for t in job.tasks], job.owner)
-        # data_dir is meant read-only. On Kubernetes the mount says so; here a process of the same user (often
-        # root) can write to it anyway, and changing the permissions of the owner's data is not ours to do.
+        # data_dir is meant read-only. On Kubernetes the mount says so; here only a mount namespace of the task's
+        # own can (readonly_data_dir, root only): changing the permissions of the owner's data is not ours to do.
         ports: dict[str, int] = {}
         if job.framework in contract.NETWORKED:
             ports = dict(
@@ -644,10 +671,11 @@ class LocalBackend:
             log.parent.mkdir(parents=True, exist_ok=True)
             task_dir = self._task_dir(job_id, task.name)
             task_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_json_atomic(
-                task_dir / "spec.json",
-                {"argv": contract.task_argv(job, task, mpirun), "cwd": cwd, "env": env, "log": str(log)},
-            )
+            argv = contract.task_argv(job, task, mpirun)
+            if readonly_data_dir and env.get("data_dir"):
+                argv = isolation.readonly_argv(argv, env["data_dir"])
+                entry["own_mounts"] = True  # a shell joins the task's mount namespace
+            write_json_atomic(task_dir / "spec.json", {"argv": argv, "cwd": cwd, "env": env, "log": str(log)})
             entry["launched_at"] = _now()
             try:
                 pid = self._launch(task_dir)

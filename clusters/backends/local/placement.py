@@ -5,6 +5,10 @@ come first served within a priority) and the first that does not fit blocks
 every job behind it, so a stream of small jobs never starves a big or a
 higher-priority one. A job that could not fit even on an empty host does not
 block (``check`` refuses such jobs; this covers a capacity lowered later).
+
+With preemption on, a high-priority job that does not fit stops the newest
+normal- and low-priority running jobs until it fits (or stops none, when even
+all of them would not make room). Normal and low jobs never preempt: they wait.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass, field
 from clusters.backends.local.quantity import format_cpu, format_memory
 
 PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
+# Only a high-priority job may stop running jobs to fit, and only ones of lower priority (normal and low).
+PREEMPTING_PRIORITY = "high"
 
 
 def priority_rank(priority: str) -> int:
@@ -163,12 +169,11 @@ def plan(
         if preemption:
             if need.fits_in(free + incoming):
                 message = f"{missing}; waiting for stopping jobs to end"
-            else:
-                rank = priority_rank(job.priority)
+            elif job.priority == PREEMPTING_PRIORITY:
                 room = free + incoming
                 chosen: list[PlacedJob] = []
                 for victim in candidates:
-                    if priority_rank(victim.priority) <= rank or victim.job_id in result.preempt:
+                    if victim.priority == PREEMPTING_PRIORITY or victim.job_id in result.preempt:
                         continue
                     chosen.append(victim)
                     room += victim.holds

@@ -34,6 +34,7 @@ class LocalConfig:
     capacity: HostCapacity
     preemption: bool
     stop_grace: float
+    readonly_data_dir: bool = False  # data_dir read-only in the task's own mount namespace (see isolation.py)
 
 
 def host_cpu_milli() -> int:
@@ -148,4 +149,7 @@ def load_config(cluster_name: str, settings: dict[str, Any], default_grace: floa
     grace = settings.get("stop_grace", default_grace)
     if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
         raise _bad(cluster_name, "stop_grace", "seconds, a number not below 0")
-    return LocalConfig(HostCapacity(cpu, memory, gpus), preemption, float(grace))
+    readonly_data_dir = settings.get("readonly_data_dir", False)
+    if not isinstance(readonly_data_dir, bool):
+        raise _bad(cluster_name, "readonly_data_dir", "true or false")
+    return LocalConfig(HostCapacity(cpu, memory, gpus), preemption, float(grace), readonly_data_dir)
