@@ -225,6 +225,7 @@ def cluster_sync(cluster: Cluster) -> dict[str, int]:
         tasks_by_job.setdefault(task.job_id, {})[(task.role, task.index)] = task
     changed_tasks: list[Task] = []
     missing_grace = timedelta(seconds=settings.EASYAI_MISSING_GRACE)
+    seen_jobs = []
     for job in jobs:
         seen = observations.get(job.public_id)
         if seen is None:
@@ -240,14 +241,16 @@ def cluster_sync(cluster: Cluster) -> dict[str, int]:
         if job.missing_since is not None:
             Job.objects.filter(pk=job.pk).update(missing_since=None)
         changed_tasks += _apply_tasks(job, seen, tasks_by_job.get(job.pk, {}), now)
-        event = _INPUT[seen.state]
-        if job_apply_path(job, event, reason=seen.reason, message=seen.message):
+        seen_jobs.append((job, seen))
+    # The tasks first: a worker that dies after a job's final transition must not leave its tasks unrecorded.
+    if changed_tasks:
+        Task.objects.bulk_update(changed_tasks, _TASK_FIELDS, batch_size=500)
+    for job, seen in seen_jobs:
+        if job_apply_path(job, _INPUT[seen.state], reason=seen.reason, message=seen.message):
             counts["moved"] += 1
         elif seen.state == ObservedState.PENDING and seen.message and job.state == JobState.PENDING:
             # The "why is my job waiting" line, kept fresh without an event per pass.
             Job.objects.filter(pk=job.pk, state=JobState.PENDING).update(reason=seen.reason[:100], message=seen.message)
-    if changed_tasks:
-        Task.objects.bulk_update(changed_tasks, _TASK_FIELDS, batch_size=500)
     Job.objects.filter(pk__in=[j.pk for j in jobs]).update(last_synced_at=now)
     return counts
 

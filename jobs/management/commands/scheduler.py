@@ -72,7 +72,7 @@ def tick(last: dict) -> None:
             continue  # its last pass failed: wait out the back-off
         # One pass in the queue per cluster at a time: a slow pass is not piled up behind.
         if now - last.get(("sync", cluster.pk), 0) >= cluster.sync_interval and cache.add(
-            f"easyai:sync-queued:{cluster.pk}", 1, timeout=120
+            f"easyai:sync-queued:{cluster.pk}", 1, timeout=max(10, 20 * cluster.sync_interval)
         ):
             last[("sync", cluster.pk)] = now
             async_task("jobs.tasks.sync_cluster", cluster.pk, group=f"sync-{cluster.pk}")
