@@ -28,3 +28,12 @@ def decrypt(token: str) -> str:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:
         raise ImproperlyConfigured("stored kubeconfig cannot be decrypted with the current key") from exc
+
+
+def endpoint_token(job_id: str) -> str:
+    """The token a Jupyter server of the job's on a cluster demands: only the portal (SECRET_KEY) can make it.
+
+    The proxy sends it with every request it relays, so neither the pod's IP nor an ingress gives the server
+    to anyone who has not come through the portal's permission check.
+    """
+    return hashlib.sha256(f"easyai-endpoint:{settings.SECRET_KEY}:{job_id}".encode()).hexdigest()[:48]

@@ -39,6 +39,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.shortcuts import resolve_url
 
+from clusters.crypto import endpoint_token
+
 log = logging.getLogger(__name__)
 
 # job, task ("{role}-{index}"), endpoint name, and the rest of the path (absent: no trailing slash yet).
@@ -82,6 +84,7 @@ class Target:
     prefix: str  # /endpoints/{job}/{task}/{name}/
     strip_prefix: bool  # the upstream serves at "/" (code-server has no base-path setting)
     host: str = ""  # the Host header the upstream gets instead of the client's: an ingress routes by it
+    token: str = ""  # the upstream's own token (a Jupyter on a cluster): sent as "Authorization: token …"
 
 
 def upstream_of(cluster: Any, address: str, *, strip_prefix: bool = False) -> tuple[str, str]:
@@ -94,6 +97,13 @@ def upstream_of(cluster: Any, address: str, *, strip_prefix: bool = False) -> tu
     if address and ingress and getattr(cluster, "kind", "") == "kubernetes" and not strip_prefix:
         return ingress, ingress
     return address, ""
+
+
+def upstream_token(cluster: Any, framework: str, job_id: str, name: str) -> str:
+    """The token a notebook's Jupyter on a cluster demands (its pod's JUPYTER_TOKEN); "" for anything else."""
+    if framework == "notebook" and name == "jupyter" and getattr(cluster, "kind", "") == "kubernetes":
+        return endpoint_token(job_id)
+    return ""
 
 
 # --- who may reach what ------------------------------------------------------------------------
@@ -140,7 +150,8 @@ def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
     if not address:
         raise Refused(503, f"Job {job_id} is starting: its endpoint {name!r} is not up yet.")
     address, host = upstream_of(job.cluster, address, strip_prefix=strip)
-    return Target(address, job_id, endpoint_path(job_id, task_name, name), strip, host)
+    token = upstream_token(job.cluster, job.framework, job_id, name)
+    return Target(address, job_id, endpoint_path(job_id, task_name, name), strip, host, token)
 
 
 _authorized: dict[tuple, tuple[float, Target]] = {}
@@ -239,7 +250,10 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
 def _as_upstream_origin(value: str, client_host: str, upstream_host: str) -> str:
     """An Origin or Referer of the portal itself, made the upstream's (an app behind an ingress compares it
     with the Host it gets); any other origin passes unchanged, so a cross-site request stays cross-site."""
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # not a URL at all (a bracket left open): not the portal's either
+        return value
     if not client_host or parts.netloc.lower() != client_host.lower():
         return value
     return urlunsplit((parts.scheme, upstream_host, parts.path, parts.query, parts.fragment))
@@ -259,8 +273,8 @@ def upstream_headers(scope: dict[str, Any], target: Target, *, websocket: bool =
         if name in HOP_BY_HOP or name in connection_listed or (websocket and name in WS_HANDSHAKE):
             continue
         value = raw_value.decode("latin-1")
-        if name == b"authorization" and value.split(" ", 1)[0].lower() == "token":
-            continue  # the portal's API token is for the portal only
+        if name == b"authorization" and (target.token or value.split(" ", 1)[0].lower() == "token"):
+            continue  # the portal's API token is for the portal only; an upstream token replaces any
         if name == b"cookie":
             kept = [
                 part
@@ -290,12 +304,17 @@ def upstream_headers(scope: dict[str, Any], target: Target, *, websocket: bool =
     if client_host:
         headers.append(("X-Forwarded-Host", client_host))
     headers.append(("X-Forwarded-Prefix", target.prefix.rstrip("/")))
+    if target.token:
+        headers.append(("Authorization", f"token {target.token}"))
     return headers
 
 
 def rewrite_location(value: str, target: Target, host: str) -> str:
     """A redirect stays under the endpoint's prefix: upstream-absolute URLs become paths, bare paths get it."""
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # not a URL the client could follow either: passed on as it is
+        return value
     if parts.scheme in ("http", "https") and parts.netloc:
         if parts.netloc not in (target.address, target.host or target.address, host):
             return value  # somewhere else entirely: the upstream means it

@@ -22,7 +22,7 @@ from jobs import services as job_services
 from jobs.state import ACTIVE, Input, JobState
 from notebooks import services
 from notebooks.models import NOTEBOOK_TASK, Notebook, TensorBoard, endpoint_path
-from notebooks.proxy import upstream_of
+from notebooks.proxy import upstream_of, upstream_token
 from notebooks.selectors import _TASKS
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,13 @@ def _parse_time(text: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _get_json(url: str, host: str = "") -> dict | None:
+def _get_json(url: str, host: str = "", token: str = "") -> dict | None:
     # Straight to the backend's endpoint (not through the proxy, which would count as a visit); through the
     # cluster's ingress, with its host, where it has one.
-    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    headers = {"Host": host} if host else {}
+    if token:
+        headers["Authorization"] = f"token {token}"
+    request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=STATUS_TIMEOUT_S) as response:
             data = json.loads(response.read(1 << 20))
@@ -110,7 +113,8 @@ def last_activity(notebook: Notebook, address: str) -> datetime | None:
     # Jupyter Server: GET {base_url}api/status -> {"last_activity": ISO time, "kernels", "connections"};
     # the status call itself does not count as activity.
     path = endpoint_path(notebook.job.public_id, NOTEBOOK_TASK, "jupyter")
-    data = _get_json(f"http://{address}{path}api/status", host)
+    token = upstream_token(notebook.cluster, "notebook", notebook.job.public_id, "jupyter")
+    data = _get_json(f"http://{address}{path}api/status", host, token)
     return _parse_time((data or {}).get("last_activity", ""))
 
 

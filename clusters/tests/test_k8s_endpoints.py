@@ -59,14 +59,14 @@ def test_services_and_ingress_validate_strictly_for_every_framework(framework, v
     assert set(paths) == {f"/endpoints/{job.job_id}/{t.name}/{n}" for t in job.tasks for n in ("web", "metrics")}
     first = job.tasks[0]
     assert paths[f"/endpoints/{job.job_id}/{first.name}/web"] == {
-        "name": f"{job.job_id}-{first.name}",
+        "name": f"{job.job_id}-{first.name}-ep",
         "port": {"name": "web"},
     }
 
 
 def test_a_service_selects_exactly_its_tasks_pod():
     pytorch = with_ports("pytorch", web=8080)
-    service = next(x for x in m.render(pytorch, cluster()) if x["metadata"]["name"] == "j-ab12cd34-worker-1")
+    service = next(x for x in m.render(pytorch, cluster()) if x["metadata"]["name"] == "j-ab12cd34-worker-1-ep")
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["selector"] == {
         m.LABEL_MANAGED_BY: "easyai",
@@ -127,10 +127,12 @@ def test_submit_creates_services_and_ingress_and_delete_removes_them(fake_kube):
     backend.submit(job)  # a retried submit recognises its objects
     services = fake_kube.of_kind(*SERVICES)
     assert sorted(s["metadata"]["name"] for s in services) == [
-        "j-ab12cd34-master-0",
-        "j-ab12cd34-worker-0",
-        "j-ab12cd34-worker-1",
+        "j-ab12cd34-master-0-ep",
+        "j-ab12cd34-worker-0-ep",
+        "j-ab12cd34-worker-1-ep",
     ]
+    # Not the names training-operator gives its own per-replica Services (MASTER_ADDR resolves through those).
+    assert not {s["metadata"]["name"] for s in services} & {"j-ab12cd34-master-0", "j-ab12cd34-worker-0"}
     (ingress,) = fake_kube.of_kind(*INGRESSES)
     assert ingress["metadata"]["namespace"] == NS
     assert ingress["spec"] == m.render(job, backend.cluster)[-1]["spec"]
@@ -163,3 +165,11 @@ def test_check_names_a_bad_ingress_host(fake_kube):
     backend = KubernetesBackend(make_cluster(fake_kube, ingress_host="10.0.0.7"))
     problems = backend.check(with_ports("notebook", jupyter=8888))
     assert any("must be a DNS name" in p for p in problems), problems
+
+
+def test_a_long_task_name_gets_a_hashed_service_name_within_63_characters():
+    long_task = "a" * 50 + "-0"
+    name = m.service_name("j-ab12cd34", long_task)
+    assert (
+        len(name) <= 63 and name.startswith("j-ab12cd34-ep-") and name != m.service_name("j-ab12cd34", "b" * 50 + "-0")
+    )

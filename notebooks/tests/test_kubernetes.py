@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from clusters.backends.kubernetes import manifests as m
+from clusters.crypto import endpoint_token
 from clusters.k8s_schema import validate_manifest
 from clusters.tests.fakekube import FakeKube, make_cluster, running_fake
 from jobs import tasks
@@ -114,8 +115,14 @@ def test_a_notebook_on_kubernetes_is_a_strict_pod_with_jupyter_under_the_proxy_p
     assert argv[:2] == ["jupyter", "lab"]
     assert f"--ServerApp.base_url=/endpoints/{job_id}/{NOTEBOOK_TASK}/jupyter/" in argv
     assert "--ip=0.0.0.0" in argv and f"--port={services.JUPYTER_PORT}" in argv
-    # No token and no password of Jupyter's own: the portal's proxy authenticates.
-    assert "--IdentityProvider.token=" in argv and "--PasswordIdentityProvider.hashed_password=" in argv
+    # No password: the portal's proxy authenticates. The token is one only the portal can make (the pod's
+    # JUPYTER_TOKEN, which Jupyter reads when its command line sets none), so the pod's IP or an ingress
+    # does not open the server to anyone who has not come through the proxy.
+    assert "--PasswordIdentityProvider.hashed_password=" in argv
+    assert not any(arg.startswith("--IdentityProvider.token") for arg in argv)
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["JUPYTER_TOKEN"] == endpoint_token(job_id) and len(env["JUPYTER_TOKEN"]) == 48
+    assert endpoint_token(job_id) != endpoint_token("j-00000000")
     assert "--ServerApp.root_dir=/workspace" in argv
 
     mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
@@ -147,7 +154,8 @@ def test_a_running_notebook_pod_is_reached_through_the_proxy_at_its_pod_ip(asgi_
     assert seen["path"] == base + "echo?x=1"  # Jupyter's base URL is the full path
     headers = {k.lower(): v for k, v in seen["headers"]}
     assert headers["host"] == f"127.0.0.1:{asgi_server.port}"  # the client's: Jupyter compares it with Origin
-    assert "authorization" not in headers
+    # The portal's API token stays with the portal; Jupyter gets its own.
+    assert headers["authorization"] == f"token {endpoint_token(job_id)}"
     # A notebook is personal: a team-mate is refused, an outsider learns nothing.
     assert fetch(asgi_server.port, base + "echo", user=people["mate"])[0] == 403
     assert fetch(asgi_server.port, base + "echo", user=people["outsider"])[0] == 404
@@ -161,7 +169,7 @@ def test_with_an_ingress_host_the_proxy_goes_through_the_ingress_with_its_host(
     cluster = make_cluster(kube, is_default=True, ingress_host=ingress)
     notebook = start_notebook(owner, team, cluster)
     job_id = notebook.job.public_id
-    service = kube.get("", "v1", "services", NS, f"{job_id}-{NOTEBOOK_TASK}")
+    service = kube.get("", "v1", "services", NS, f"{job_id}-{NOTEBOOK_TASK}-ep")
     assert service is not None and service["spec"]["selector"][m.LABEL_JOB_ID] == job_id
     rule = kube.get("networking.k8s.io", "v1", "ingresses", NS, job_id)["spec"]["rules"][0]
     assert rule["host"] == "localhost"
@@ -182,6 +190,7 @@ def test_with_an_ingress_host_the_proxy_goes_through_the_ingress_with_its_host(
     assert headers["host"] == ingress
     assert headers["origin"] == f"http://{ingress}" and headers["referer"] == f"http://{ingress}{base}lab"
     assert headers["x-forwarded-host"] == portal
+    assert headers["authorization"] == f"token {endpoint_token(job_id)}"  # Jupyter behind the ingress demands it
 
     services.notebook_stop(notebook=notebook, actor=owner)
     assert kube.of_kind("", "v1", "services") == [] and kube.of_kind("networking.k8s.io", "v1", "ingresses") == []
@@ -200,3 +209,13 @@ def test_a_foreign_origin_is_not_made_the_ingresses():
     assert headers["origin"] == "https://evil.example.com"  # still cross-origin: the app refuses it
     scope["headers"][1] = (b"origin", b"https://portal.example.org")
     assert dict(upstream_headers(scope, target))["origin"] == "https://ingress.example.org"
+    # Not a URL at all: passed on as it is, never a server error.
+    scope["headers"][1] = (b"referer", b"http://[portal.example.org/lab")
+    assert dict(upstream_headers(scope, target))["referer"] == "http://[portal.example.org/lab"
+
+
+def test_a_client_cannot_put_its_own_authorization_before_jupyters():
+    target = Target("10.1.2.3:8888", "j-abcdefgh", "/endpoints/j-abcdefgh/notebook-0/jupyter/", False, "", "t0k")
+    scope = {"headers": [(b"host", b"portal.example.org"), (b"authorization", b"token guessed")], "scheme": "https"}
+    authorizations = [v for k, v in upstream_headers(scope, target) if k.lower() == "authorization"]
+    assert authorizations == ["token t0k"]

@@ -495,6 +495,13 @@ def single_pod(cluster: ClusterSettings, job: JobDescription) -> dict[str, Any]:
     task = job.tasks[0]
     spec = pod_spec(cluster, job, task, job.framework, "pod")
     spec["restartPolicy"] = "Never"
+    if job.framework == "notebook" and "jupyter" in task.ports:
+        # Jupyter reads JUPYTER_TOKEN when no token is set on its command line: one only the portal can make.
+        from clusters.crypto import endpoint_token
+
+        spec["containers"][0].setdefault("env", []).append(
+            {"name": "JUPYTER_TOKEN", "value": endpoint_token(job.job_id)}
+        )
     metadata = _metadata(cluster, job)
     metadata["labels"] = {**metadata["labels"], LABEL_ROLE: task.role, LABEL_INDEX: str(task.index)}
     if uses_volcano(cluster):
@@ -543,11 +550,15 @@ def endpoint_path(job_id: str, task_name: str, name: str) -> str:
 
 
 def service_name(job_id: str, task_name: str) -> str:
-    """The Service of one task's endpoints: "{job}-{task}", a hash of the task name when that is too long."""
-    name = f"{job_id}-{task_name}"
+    """The Service of one task's endpoints: "{job}-{task}-ep", a hash of the task name when that is too long.
+
+    Not "{job}-{task}": training-operator names its own per-replica Service so, and MASTER_ADDR and
+    TF_CONFIG resolve through it.
+    """
+    name = f"{job_id}-{task_name}-ep"
     if len(name) <= 63:
         return name
-    return f"{job_id}-t{hashlib.sha256(task_name.encode()).hexdigest()[:12]}"
+    return f"{job_id}-ep-{hashlib.sha256(task_name.encode()).hexdigest()[:12]}"
 
 
 def task_pod_selector(job: JobDescription, task: TaskDescription) -> dict[str, str]:
