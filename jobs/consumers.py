@@ -33,6 +33,7 @@ from django.utils import timezone
 from clusters.backends.base import BackendError
 from jobs.logs_api import TAIL_LINES, TaskEnd, TaskNotFoundError, job_for, tail_offset, task_end, task_of, utf8_complete
 from jobs.models import Job, ShellSession, Task
+from jobs.quantity import whole_number
 from teams.permissions import Action
 
 log = logging.getLogger(__name__)
@@ -144,9 +145,9 @@ class TaskLogConsumer(_TaskSocket):
     async def start(self) -> None:
         raw = self.query("offset")
         tail = self.query("tail")
-        if raw is not None and not (raw.isdigit()):
+        if raw is not None and whole_number(raw) is None:
             raise RefusedError(CLOSE_BAD_REQUEST, f"offset must be a byte offset (a whole number), not {raw!r}.")
-        if tail is not None and not tail.isdigit():
+        if tail is not None and whole_number(tail) is None:
             raise RefusedError(CLOSE_BAD_REQUEST, f"tail must be a number of lines, not {tail!r}.")
         self.backend = await database_sync_to_async(self.job.cluster.backend)()
         self.stop = threading.Event()

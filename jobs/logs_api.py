@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 from clusters.backends.base import Backend, BackendError, ObservedState
 from jobs import selectors
 from jobs.models import Job, Task
+from jobs.quantity import whole_number
 from teams import permissions
 from teams.permissions import Action
 
@@ -65,8 +66,9 @@ def task_of(job: Job, name: str) -> Task:
     """The task named ``role-index`` in the job, or TaskNotFoundError naming the ones it has."""
     role, _, index = name.rpartition("-")
     task = None
-    if role and index.isdigit():
-        task = Task.objects.filter(job=job, role=role, index=int(index)).first()
+    number = whole_number(index, 9)
+    if role and number is not None:
+        task = Task.objects.filter(job=job, role=role, index=number).first()
     if task is None:
         names = [
             f"{r}-{i}" for r, i in Task.objects.filter(job=job).order_by("role", "index").values_list("role", "index")

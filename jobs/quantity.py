@@ -97,6 +97,17 @@ def parse_memory(value: Any) -> int:
     return int(amount)
 
 
+def whole_number(text: str, max_digits: int = 18) -> int | None:
+    """The int a request's text spells in ASCII digits (at most max_digits of them: fits a 64-bit column), else None.
+
+    ``str.isdigit`` alone lets "²" and other Unicode digits through to ``int()``, which refuses them.
+    """
+    text = text.strip()
+    if text.isascii() and text.isdigit() and len(text) <= max_digits:
+        return int(text)
+    return None
+
+
 def parse_duration(value: Any) -> int:
     """Seconds from ``"90s"``, ``"30m"``, ``"2h"``, ``"1d"``, ``"1h30m"``; a bare integer counts seconds."""
     if isinstance(value, bool) or not isinstance(value, int | str):

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from django.db.models import Prefetch, Q, QuerySet, Sum
 
 from jobs.models import Experiment, Job, JobEvent, Task
+from jobs.quantity import whole_number
 from jobs.state import JobState
 from teams import permissions
 
@@ -36,8 +37,9 @@ def jobs_filtered(queryset: QuerySet[Job], params: Mapping[str, str]) -> QuerySe
         queryset = queryset.filter(team__slug=params["team"])
     if params.get("experiment"):
         value = params["experiment"]
+        number = whole_number(value)
         queryset = queryset.filter(
-            Q(experiment__name=value) | Q(experiment_id=int(value)) if value.isdigit() else Q(experiment__name=value)
+            Q(experiment__name=value) | Q(experiment_id=number) if number is not None else Q(experiment__name=value)
         )
     if params.get("owner"):
         queryset = queryset.filter(owner__username=params["owner"])

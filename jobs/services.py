@@ -352,7 +352,13 @@ def job_stop(*, job: Job, actor=None, event: str = Input.STOP, reason: str = "",
 def job_delete(*, job: Job, actor=None) -> Job:
     """Stop the job if it is active, then hide it; the record stays for audit and billing."""
     if job.state in ACTIVE:
-        job_stop(job=job, actor=actor, reason="deleted")
+        try:
+            job_stop(job=job, actor=actor, reason="deleted")
+        except JobActionRefused:
+            job.refresh_from_db()
+            if job.state not in FINAL:
+                raise
+            # It ended on its own between our read and the stop: nothing left to stop.
     Job.objects.filter(pk=job.pk).update(deleted=True, deleted_at=timezone.now())
     job.refresh_from_db()
     return job

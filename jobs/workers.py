@@ -285,14 +285,12 @@ def job_timeout(job_pk: int) -> None:
 
 def job_stop_on_backend(job_pk: int) -> None:
     """Stop a job's tasks on its backend (idempotent); a failed stop is retried with back-off until it succeeds."""
-    from clusters.backends.base import BackendError
-
     job = Job.objects.select_related("cluster").filter(pk=job_pk).first()
     if job is None:
         return
     try:
         job.cluster.backend().stop(job.public_id)
-    except BackendError as exc:
+    except Exception as exc:  # whatever kept the stop from the backend (BackendError or worse): asked again later
         # The job is recorded stopped, but its tasks may still run: keep asking (a 5xx or a timeout
         # passes) rather than leave them until the cleanup long after.
         attempts = job.stop_attempts + 1
@@ -301,7 +299,8 @@ def job_stop_on_backend(job_pk: int) -> None:
         )
         log.warning("stop of %s on its backend failed (attempt %s): %s", job.public_id, attempts, exc)
         return
-    Job.objects.filter(pk=job.pk).update(stop_retry_at=None, stop_error="")
+    # Only the lease this run held: a stop asked for again meanwhile (a submit that raced it) keeps its own.
+    Job.objects.filter(pk=job.pk, stop_retry_at=job.stop_retry_at).update(stop_retry_at=None, stop_error="")
     Task.objects.filter(job=job, state__in=[Task.State.PENDING, Task.State.RUNNING]).update(
         state=Task.State.STOPPED, finished_at=timezone.now()
     )

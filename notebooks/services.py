@@ -29,6 +29,7 @@ from clusters.models import Cluster
 from jobs import services as job_services
 from jobs import storage
 from jobs.models import Job
+from jobs.quantity import whole_number
 from jobs.state import ACTIVE, Input
 from notebooks.models import NOTEBOOK_TASK, TENSORBOARD_TASK, Notebook, TensorBoard
 from teams import permissions
@@ -155,8 +156,8 @@ def _as_fields(exc: ValidationError) -> ValidationError:
 
 def _lease_hours(value: Any, team: Team, errors: dict[str, list[str]]) -> int | None:
     maximum = team.notebook_max_lease_hours
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str) and whole_number(value, 9) is not None:
+        value = whole_number(value, 9)
     if isinstance(value, bool) or not isinstance(value, int):
         errors["lease_hours"] = [_("A whole number of hours.")]
     elif value < 1:
@@ -221,8 +222,8 @@ def notebook_create(
     hours = _lease_hours(lease_hours, team, errors)
     if not isinstance(image, str) or len(image) > 1024 or (image and not re.fullmatch(r"\S+", image)):
         errors["image"] = [_("An image name without spaces.")]
-    if isinstance(gpu, str) and gpu.strip().isdigit():
-        gpu = int(gpu.strip())
+    if isinstance(gpu, str) and whole_number(gpu, 9) is not None:
+        gpu = whole_number(gpu, 9)
     # The resources, the cluster (named, or the default) and the team's quota, checked as job_submit will.
     probe = {
         "name": name if "name" not in errors else "probe",

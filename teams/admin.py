@@ -59,8 +59,10 @@ class ServiceRefusalsMixin:
             return self._refused(request, exc)
 
     def changelist_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        # An action (bulk delete) logs before it acts: a refusal rolls the log entries back with the rest.
         try:
-            return super().changelist_view(request, *args, **kwargs)
+            with transaction.atomic():
+                return super().changelist_view(request, *args, **kwargs)
         except ValidationError as exc:
             return self._refused(request, exc)
 

@@ -181,6 +181,14 @@ def test_delete_permissions(api, people, job, who, status):
     assert job.state == (JobState.STOPPED if status == 204 else JobState.PENDING)
 
 
+def test_deleting_a_job_that_ended_meanwhile_just_hides_it(owner, job):
+    from jobs import services
+
+    Job.objects.filter(pk=job.pk).update(state=JobState.SUCCESS)  # it ended after the caller read it
+    deleted = services.job_delete(job=job, actor=owner)
+    assert deleted.deleted and deleted.state == JobState.SUCCESS
+
+
 def test_deleted_job_stays_recorded_but_is_gone_from_the_api(api, owner, job):
     assert api(owner).delete(f"/api/v1/jobs/{job.public_id}/").status_code == 204
     assert api(owner).get(f"/api/v1/jobs/{job.public_id}/").status_code == 404

@@ -127,6 +127,13 @@ def test_who_may_read_a_log(api, people, logged_job):
 
 
 @pytest.mark.parametrize("tail", ["", "download/"])
+def test_a_task_index_that_is_not_ascii_digits_is_404(api, logged_job, owner, tail):
+    for task in ("worker-²", "worker-" + "9" * 30):
+        response = api(owner).get(url(logged_job, task=task, tail=tail), HTTP_ACCEPT="application/json")
+        assert response.status_code == 404, (task, response.content)
+
+
+@pytest.mark.parametrize("tail", ["", "download/"])
 def test_a_bad_task_name_is_404_with_the_tasks_it_has(api, logged_job, owner, tail):
     response = api(owner).get(url(logged_job, task="worker-9", tail=tail), HTTP_ACCEPT="application/json")
     assert response.status_code == 404

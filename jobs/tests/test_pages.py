@@ -356,6 +356,8 @@ def test_jobs_list_never_shows_other_teams_jobs(people, team, other_team, fake_b
         ("framework=tensorflow", set()),
         ("cluster=fake", {"failed-one", "running-one"}),
         ("ordering=bogus", {"failed-one", "running-one"}),
+        ("experiment=%C2%B2", set()),  # "²": a digit to str.isdigit, not to int()
+        ("experiment=" + "9" * 30, set()),  # beyond any id column
     ],
 )
 def test_jobs_list_filters(query, expected, people, team, fake_backend):

@@ -81,6 +81,7 @@ def test_an_empty_field_renews_for_the_notebooks_own_lease(people, notebook):
         ("13", "At most 12 hours: the team's maximum lease"),
         ("0", "At least 1 hour."),
         ("four", "A whole number of hours."),
+        ("²", "A whole number of hours."),
         ("12345678901", "at most 10 characters"),
     ],
 )

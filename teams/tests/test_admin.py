@@ -269,6 +269,10 @@ def test_membership_admin_bulk_delete_is_all_or_nothing(operator, people, page, 
     )
     assert "last admin cannot be removed" in response.content.decode()
     assert _memberships() == before
+    # Nothing was deleted, so the admin's log says nothing was.
+    from django.contrib.admin.models import DELETION, LogEntry
+
+    assert not LogEntry.objects.filter(action_flag=DELETION).exists()
 
 
 def test_membership_admin_keeps_team_and_user_of_a_row(operator, people, page, other_team):
