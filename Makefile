@@ -5,12 +5,14 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test lint setup
 
-$(VENV)/.installed: requirements.txt requirements-test.txt requirements-notebooks.txt
+$(VENV)/.installed: requirements.txt requirements-test.txt requirements-notebooks.txt requirements-mysql.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt
 	$(PY) -m pip install -q -r requirements-notebooks.txt
 	if [ -d cli ]; then $(PY) -m pip install -q -e ./cli; fi
+	# The MySQL driver only where MySQL is used: it needs the client headers (see the README).
+	case "$$DATABASE_URL" in mysql*|mariadb*) $(PY) -m pip install -q -r requirements-mysql.txt;; esac
 	touch $@
 
 setup: $(VENV)/.installed

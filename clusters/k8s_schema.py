@@ -57,6 +57,9 @@ CRD_FILES: dict[tuple[str, str], str] = {
     ("scheduling.volcano.sh/v1beta1", "Queue"): "volcano/scheduling.volcano.sh_queues.yaml",
     ("scheduling.volcano.sh/v1beta1", "PodGroup"): "volcano/scheduling.volcano.sh_podgroups.yaml",
     ("serving.kserve.io/v1beta1", "InferenceService"): "kserve/serving.kserve.io_inferenceservices.yaml",
+    ("argoproj.io/v1alpha1", "Workflow"): "argo/argoproj.io_workflows.yaml",
+    ("argoproj.io/v1alpha1", "CronWorkflow"): "argo/argoproj.io_cronworkflows.yaml",
+    ("argoproj.io/v1alpha1", "WorkflowTemplate"): "argo/argoproj.io_workflowtemplates.yaml",
 }
 
 CORE_DIR = "core/v1.29.0-local-strict"
@@ -169,6 +172,14 @@ def _object_meta_validator() -> Any:
     return _CoreValidator(schema, registry=_core_registry())
 
 
+def _load_crd(path: Path) -> dict[str, Any]:
+    """A CRD file: the vendored ones are reduced to JSON (which is YAML too); upstream ones are YAML."""
+    data = path.read_bytes()
+    if data.lstrip()[:1] == b"{":
+        return json.loads(data)
+    return yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 _build_lock = threading.Lock()
 _validators: dict[tuple[str, str], Any] = {}
 
@@ -181,8 +192,7 @@ def _validator_for(api_version: str, kind: str) -> Any | None:
             return _validators[key]
         validator = None
         if key in CRD_FILES:
-            with open(schema_dir() / CRD_FILES[key], "rb") as stream:
-                crd = yaml.load(stream, Loader=yaml.CSafeLoader)
+            crd = _load_crd(schema_dir() / CRD_FILES[key])
             version = api_version.rsplit("/", 1)[-1]
             for served in crd["spec"]["versions"]:
                 if served["name"] == version:

@@ -160,7 +160,10 @@ class FakeKube:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fakekube", daemon=True)
+        # serve_forever checks for shutdown every poll_interval: the default 0.5 s would be every test's teardown.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="fakekube", daemon=True
+        )
         self._thread.start()
         return self
 

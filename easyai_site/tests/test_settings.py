@@ -248,3 +248,33 @@ def test_serve_in_production_collects_static_files_and_daphne_serves_them(tmp_pa
     assert (tmp_path / "var" / "static" / VENDORED_CSS).is_file()
     assert f"Static files collected into {tmp_path / 'var' / 'static'}" in output
     assert server.returncode == 0, output
+
+
+# --- database drivers are an extra ---------------------------------------------------------------
+
+
+def test_mysql_without_its_driver_stops_the_start_with_one_line_naming_what_to_install(tmp_path):
+    # A module that fails to import stands where mysqlclient would be, as on a machine without it.
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "MySQLdb.py").write_text("raise ImportError('No module named MySQLdb')\n")
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("EASYAI_") and key not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}
+    }
+    environment.update(
+        DATABASE_URL="mysql://easyai:pw@127.0.0.1:3306/easyai",
+        EASYAI_VAR_DIR=str(tmp_path / "var"),
+        PYTHONPATH=str(shadow),
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=BASE_DIR, env=environment, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "easyai: DATABASE_URL names MySQL but its driver is not installed: "
+        "apt-get install libmariadb-dev pkg-config, then pip install -r requirements-mysql.txt"
+    ]

@@ -224,7 +224,7 @@ class _Hook(BaseHTTPRequestHandler):
 def webhook_server():
     _Hook.received = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Hook.received
     server.shutdown()

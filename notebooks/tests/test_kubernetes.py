@@ -43,7 +43,7 @@ def kube() -> Iterator[FakeKube]:
 def echo_server(host: str, port: int) -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield server
     server.shutdown()
