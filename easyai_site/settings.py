@@ -265,6 +265,15 @@ DATABASES = {
     if DATABASE_URL
     else {"ENGINE": "django.db.backends.sqlite3", "NAME": str(VAR_DIR / "easyai.sqlite3")}
 }
+if DATABASES["default"]["ENGINE"].endswith("mysql"):
+    # The MySQL driver is an extra (requirements-mysql.txt): it builds against the client headers.
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        raise ImproperlyConfigured(
+            "DATABASE_URL names MySQL but its driver is not installed: "
+            "apt-get install libmariadb-dev pkg-config, then pip install -r requirements-mysql.txt"
+        ) from None
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Many workers and the portal share one file: wait for locks rather than fail.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
@@ -388,7 +397,10 @@ else:
 
 EASYAI_STORAGE_ROOT = Path(env_str("EASYAI_STORAGE_ROOT", str(VAR_DIR / "storage"))).resolve()
 EASYAI_LOCAL_STATE_DIR = Path(env_str("EASYAI_LOCAL_STATE_DIR", str(VAR_DIR / "local-backend"))).resolve()
-EASYAI_K8S_SCHEMAS = Path(env_str("EASYAI_K8S_SCHEMAS", str(BASE_DIR.parent / "shared" / "k8s-schemas")))
+# The official CRD and core schemas manifests are validated against: vendored (reduced) in the project.
+EASYAI_K8S_SCHEMAS = Path(
+    env_str("EASYAI_K8S_SCHEMAS", str(BASE_DIR / "clusters" / "backends" / "kubernetes" / "schemas"))
+)
 # Fernet key (urlsafe base64, 32 bytes) for kubeconfigs at rest; derived from SECRET_KEY when unset.
 EASYAI_FIELD_KEY = env_str("EASYAI_FIELD_KEY")
 
