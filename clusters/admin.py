@@ -29,6 +29,24 @@ def kubeconfig_status(cluster: Cluster) -> str:
     return str(_("set (server %(server)s)") % {"server": server or "?"})
 
 
+def isolation_status(cluster: Cluster) -> str:
+    """What the admin reads about a local cluster's task isolation."""
+    if cluster.kind != Cluster.Kind.LOCAL:
+        return str(_("pods (Kubernetes)"))
+    problem = cluster.isolation_problem
+    if not problem:
+        return str(_("isolated: each task in a sandbox of its own, as an unprivileged user"))
+    who = (
+        _("everyone may still submit (allow_unisolated)")
+        if cluster.unisolated_for_everyone
+        else _("only platform admins may submit jobs here until it is fixed or allow_unisolated is set")
+    )
+    return str(_("NOT isolated: tasks can read the portal's secrets and other users' files (%(why)s); %(who)s")) % {
+        "why": problem,
+        "who": who,
+    }
+
+
 class ClusterAdminForm(forms.ModelForm):
     kubeconfig_file = forms.FileField(
         label=_("kubeconfig file"), required=False, help_text=_("Upload a kubeconfig, or paste it below.")
@@ -90,11 +108,11 @@ class ClusterAdmin(admin.ModelAdmin):
                     "health_checked_at")  # fmt: skip
     list_filter = ("kind", "enabled", "healthy", "scheduler")
     search_fields = ("name", "description")
-    readonly_fields = ("kubeconfig_status", "healthy", "health_message", "health_checked_at", "server_version",
-                       "created_at")  # fmt: skip
+    readonly_fields = ("kubeconfig_status", "task_isolation", "healthy", "health_message", "health_checked_at",
+                       "server_version", "created_at")  # fmt: skip
     actions = ("check_connection", "provision_teams")
     fieldsets = (
-        (None, {"fields": ("name", "kind", "enabled", "is_default", "description")}),
+        (None, {"fields": ("name", "kind", "enabled", "is_default", "description", "task_isolation")}),
         (
             _("Kubernetes connection"),
             {"fields": ("kubeconfig_status", "kubeconfig_file", "kubeconfig_text", "in_cluster", "namespace_prefix")},
@@ -117,8 +135,12 @@ class ClusterAdmin(admin.ModelAdmin):
             {
                 "fields": ("settings",),
                 "description": _(
-                    "Local: capacity overrides (cpu_milli, memory_bytes, gpu). Kubernetes: keep_finished_minutes "
-                    "(how long finished jobs' objects stay, default 0), request_timeout (seconds, default 30)."
+                    "Local: capacity overrides (cpu_milli, memory_bytes, gpu); task isolation: isolation (default "
+                    "true), bwrap (the bubblewrap program), sandbox_user and sandbox_group (default 65534), "
+                    "sandbox_read_only (more host paths tasks see read-only), allow_unisolated (default false: "
+                    "where tasks cannot be isolated only platform admins may submit). Kubernetes: "
+                    "keep_finished_minutes (how long finished jobs' objects stay, default 0), request_timeout "
+                    "(seconds, default 30)."
                 ),
             },
         ),
@@ -128,6 +150,23 @@ class ClusterAdmin(admin.ModelAdmin):
     @admin.display(description=_("kubeconfig"))
     def kubeconfig_status(self, cluster: Cluster) -> str:
         return kubeconfig_status(cluster)
+
+    @admin.display(description=_("task isolation"))
+    def task_isolation(self, cluster: Cluster) -> str:
+        return isolation_status(cluster)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None):
+        cluster = self.get_object(request, object_id)
+        if cluster is not None and request.method == "GET" and cluster.isolation_problem:
+            self.message_user(request, f"{cluster.name}: {isolation_status(cluster)}", messages.WARNING)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None):
+        if request.method == "GET":
+            for cluster in Cluster.objects.filter(kind=Cluster.Kind.LOCAL, enabled=True):
+                if cluster.isolation_problem:
+                    self.message_user(request, f"{cluster.name}: {isolation_status(cluster)}", messages.WARNING)
+        return super().changelist_view(request, extra_context)
 
     def save_model(self, request: HttpRequest, obj: Cluster, form: forms.ModelForm, change: bool) -> None:
         if services.cluster_save(cluster=obj):

@@ -95,6 +95,25 @@ class Cluster(models.Model):
             return timedelta(0)
         return timedelta(seconds=django_settings.EASYAI_CLEANUP_AFTER)
 
+    @property
+    def isolation_problem(self) -> str:
+        """Local clusters: why their tasks are not isolated from the portal and each other ("" when they are)."""
+        if self.kind != self.Kind.LOCAL:
+            return ""
+        from clusters.backends.base import BackendError
+
+        try:
+            backend = self.backend()
+            check = getattr(backend, "isolation_problem", None)
+            return check() if check else ""
+        except BackendError:
+            return ""  # a bad setting: the cluster's health says so
+
+    @property
+    def unisolated_for_everyone(self) -> bool:
+        """An operator lets everyone run jobs here even though its tasks are not isolated (allow_unisolated)."""
+        return isinstance(self.settings, dict) and self.settings.get("allow_unisolated") is True
+
     def backend(self):
         """The backend object that acts on this cluster."""
         from clusters.backends import get_backend

@@ -248,8 +248,38 @@ def test_a_command_that_does_not_exist_fails_with_127_and_says_so_in_the_log(loc
 # --- stop ---------------------------------------------------------------------------------------------
 
 
-def test_stop_kills_the_whole_process_tree_even_children_that_ignore_sigterm_or_left_the_session(local):
-    backend = local(stop_grace=0.5)
+def host_pid(task: int, pid_inside: int) -> int:
+    """The host's pid of a process that a sandboxed task knows as ``pid_inside`` (its own PID namespace)."""
+    namespace = os.readlink(f"/proc/{host_pid_of_pid1(task)}/ns/pid")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            same = os.readlink(entry / "ns" / "pid") == namespace
+        except OSError:
+            continue
+        nspids = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+        if same and len(nspids) > 1 and nspids[-1] == str(pid_inside):
+            return int(entry.name)
+    raise AssertionError(f"no process {pid_inside} in the sandbox of {task}")
+
+
+def host_pid_of_pid1(task: int) -> int:
+    """The sandbox's pid 1: the child of the task's outer bwrap."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(task):
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise AssertionError(f"task {task} has no sandbox")
+
+
+@pytest.mark.parametrize("isolated", [True, False], ids=["sandboxed", "unisolated"])
+def test_stop_kills_the_whole_process_tree_even_children_that_ignore_sigterm_or_left_the_session(local, isolated):
+    backend = local(stop_grace=0.5, isolation=isolated, allow_unisolated=True)
     command = (
         # SIGTERM ignored by the shell and, inherited, by its children: only SIGKILL ends them.
         'trap "" TERM; sleep 1000 & echo $! > "$share_dir/bg.pid"; '
@@ -264,11 +294,10 @@ def test_stop_kills_the_whole_process_tree_even_children_that_ignore_sigterm_or_
     while not (share / "setsid.pid").exists() or not (share / "setsid.pid").read_text().strip():
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    pids = [
-        running_pid(backend, job.job_id),
-        int((share / "bg.pid").read_text()),
-        int((share / "setsid.pid").read_text()),
-    ]
+    task = running_pid(backend, job.job_id)
+    inside = [int((share / "bg.pid").read_text()), int((share / "setsid.pid").read_text())]
+    # A sandboxed task has a PID namespace of its own: the pids it wrote are its own, not the host's.
+    pids = [task, *([host_pid(task, p) for p in inside] if isolated else inside)]
     assert not any(gone(pid) for pid in pids)
 
     started = time.monotonic()
@@ -324,8 +353,9 @@ def test_a_job_that_does_not_fit_waits_saying_why_and_starts_when_another_ends(l
 
 def test_waiting_jobs_start_in_priority_order_then_first_come_first_served(local):
     backend = local(cpu=1)
-    order_file = root() / "order.txt"
-    root().mkdir(parents=True, exist_ok=True)
+    # The public workspace: the one folder that tasks of every job see (the storage root they do not).
+    order_file = storage.public_workspace(root()) / "order.txt"
+    order_file.parent.mkdir(parents=True, exist_ok=True)
     record = f'echo "$EASYAI_JOB_ID" >> {order_file}'
     blocker = make_job([("main", 1, GATED)])
     backend.submit(blocker)
@@ -517,15 +547,36 @@ def test_stop_right_after_submit_leaves_nothing_running(local):
 
 
 def test_a_job_that_cannot_start_fails_saying_why_and_frees_its_room(local):
-    backend = local()
+    # Unsandboxed, the backend makes the working directory itself: a file in the way stops the start.
+    backend = local(isolation=False, allow_unisolated=True)
+    workspace = storage.personal_workspace(root(), "alice")
+    workspace.mkdir(parents=True, exist_ok=True)
+    (workspace / "a-file").write_text("")
     job = make_job([("main", 1, "true")])
-    job.tasks[0].working_dir = "/etc/hostname/not-a-dir"
+    job.tasks[0].working_dir = str(workspace / "a-file" / "not-a-dir")
     backend.submit(job)
 
     obs = backend.observe([job.job_id])[job.job_id]
 
     assert (obs.state, obs.reason) == (ObservedState.FAILED, "start_failed")
-    assert "could not start the job" in obs.message and "/etc/hostname/not-a-dir" in obs.message
+    assert "could not start the job" in obs.message and "a-file/not-a-dir" in obs.message
+    assert backend.capacity().free_cpu_milli == 2000
+
+
+def test_a_sandboxed_task_whose_working_dir_cannot_be_made_fails_saying_why(local):
+    # Sandboxed, the task's own user makes it inside the sandbox, so the task fails (and says why).
+    backend = local()
+    workspace = storage.personal_workspace(root(), "alice")
+    workspace.mkdir(parents=True, exist_ok=True)
+    (workspace / "a-file").write_text("")
+    job = make_job([("main", 1, "true")])
+    job.tasks[0].working_dir = str(workspace / "a-file" / "not-a-dir")
+    backend.submit(job)
+
+    obs = wait_for(backend, job.job_id)
+
+    assert (obs.state, obs.tasks[0].exit_code) == (ObservedState.FAILED, 126)
+    assert "cannot enter the working directory" in obs.message and "a-file/not-a-dir" in obs.message
     assert backend.capacity().free_cpu_milli == 2000
 
 
@@ -927,9 +978,9 @@ def test_data_dir_is_read_only_for_the_task_and_its_shell_when_the_cluster_says_
     (data / "uploaded.csv").write_text("x,y\n")
 
 
-def test_data_dir_stays_writable_by_default(local):
+def test_data_dir_stays_writable_by_default_where_tasks_are_not_isolated(local):
     data = data_dir_of()
-    backend = local()
+    backend = local(isolation=False, allow_unisolated=True)
     job = make_job([("main", 1, TRY_DATA_DIR)])
     backend.submit(job)
     assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
@@ -954,7 +1005,10 @@ def test_pytorch_ddp_example_trains_through_the_local_backend(local):
     else:
         pytest.importorskip("torch")
     backend = local(cpu=2, memory="8Gi")
-    command = [PY, str(REPO / "examples" / "pytorch-ddp" / "train.py"), "--epochs", "30"]
+    # As the README says: the script goes into the personal workspace (a task does not see the portal's code).
+    example = storage.personal_workspace(root(), "alice") / "examples" / "pytorch-ddp"
+    shutil.copytree(REPO / "examples" / "pytorch-ddp", example)
+    command = [PY, str(example / "train.py"), "--epochs", "30"]
     job = make_job([("master", 1, command), ("worker", 1, command)], framework="pytorch")
     backend.submit(job)
 

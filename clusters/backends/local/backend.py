@@ -42,7 +42,7 @@ from clusters.backends.base import (
     TaskDescription,
     TaskObservation,
 )
-from clusters.backends.local import contract, isolation, placement
+from clusters.backends.local import contract, isolation, placement, sandbox
 from clusters.backends.local.proc import (
     is_alive,
     kill_group,
@@ -54,6 +54,7 @@ from clusters.backends.local.proc import (
 )
 from clusters.backends.local.resources import LocalConfig, load_config
 from clusters.backends.local.shell import PtyShell
+from clusters.crypto import endpoint_token
 from jobs import storage
 
 WAITING, RUNNING, ENDING, ENDED = "waiting", "running", "ending", "ended"
@@ -175,10 +176,58 @@ class LocalBackend:
 
     # --- the protocol -----------------------------------------------------------------------------
 
+    def sandbox(self, config: LocalConfig | None = None) -> sandbox.Sandbox | None:
+        """How this cluster's tasks are isolated; None when they run unsandboxed (see isolation_problem)."""
+        config = config or self.config()
+        if self.isolation_problem(config):
+            return None
+        return sandbox.Sandbox(config.bwrap, config.sandbox_user, config.sandbox_group, config.sandbox_read_only)
+
+    def isolation_problem(self, config: LocalConfig | None = None) -> str:
+        """Why this cluster's tasks are not isolated from the portal and from each other ("" when they are)."""
+        config = config or self.config()
+        if not config.isolation:
+            return "task isolation is turned off (settings.isolation: false)"
+        return sandbox.refused(config.bwrap, config.sandbox_user, config.sandbox_group)
+
+    def visible(self, job: JobDescription, task: TaskDescription) -> list[sandbox.Mount]:
+        """What a task of this job sees of the storage besides the system: what a pod of it would mount."""
+        root = self.storage_root
+        mounts = [
+            sandbox.Mount(str(root / place.relative), not place.read_only)
+            for place in storage.places(job.job_id, task.name, job.owner)
+        ]
+        if task.storage.get("pre_model_dir"):
+            # Another job's output: read, never changed from here.
+            mounts.append(sandbox.Mount(task.storage["pre_model_dir"], False))
+        for volume in job.volumes:
+            host_path = (volume.get("hostPath") or {}).get("path")
+            if host_path:
+                mounts.append(sandbox.Mount(os.path.normpath(host_path), not volume.get("read_only", True)))
+        return mounts
+
     def check(self, job: JobDescription) -> list[str]:
         config = self.config()
         problems: list[str] = []
-        if config.readonly_data_dir:
+        unisolated = self.isolation_problem(config)
+        if unisolated and not config.allow_unisolated and not _platform_admin(job.owner):
+            problems.append(
+                f"cluster {self.name} cannot isolate its tasks ({unisolated}): until an operator fixes that or "
+                "lets everyone run unisolated tasks (settings.allow_unisolated), only platform admins may run jobs there"
+            )
+        for task in job.tasks:
+            if not contract.runs_as_process(job, task):
+                continue
+            working_dir = self._working_dir(job, task)
+            seen = [m.path for m in self.visible(job, task)]
+            if not working_dir.startswith("/") or not sandbox.inside(working_dir, seen):
+                problems.append(
+                    f"working_dir: {working_dir} is outside what a task may see; use a folder in your personal "
+                    f"workspace ({storage.personal_workspace(self.storage_root, job.owner)}), the public workspace, "
+                    "the job's own folders or a volume it names"
+                )
+                break
+        if config.readonly_data_dir and unisolated:
             refused = isolation.readonly_refused()
             if refused:
                 problems.append(f"cluster {self.name} keeps data_dir read-only (readonly_data_dir), but {refused}")
@@ -196,7 +245,9 @@ class LocalBackend:
     def render(self, job: JobDescription) -> list[dict[str, Any]]:
         """The processes submit would start; ports and GPU ids are chosen only at placement."""
         mpirun = shutil.which("mpirun")
-        readonly = self.config().readonly_data_dir
+        config = self.config()
+        box = self.sandbox(config)
+        readonly = config.readonly_data_dir and box is None
         plans = []
         for task in job.tasks:
             demand = placement.accounted(task.cpu_milli, task.memory_bytes, task.gpu, job.oversell)
@@ -222,6 +273,16 @@ class LocalBackend:
                     env=sorted(env),
                     log=str(storage.task_log_path(self.storage_root, job.job_id, task.name)),
                 )
+                if box is not None:
+                    mounts = self.visible(job, task)
+                    entry["sandbox"] = {
+                        "user": box.uid,
+                        "group": box.gid,
+                        "writable": sorted(m.path for m in mounts if m.writable),
+                        "read_only": sorted(m.path for m in mounts if not m.writable),
+                    }
+                else:
+                    entry["sandbox"] = None
             else:
                 entry.update(argv=None, note="an MPI rank started by the launcher's mpirun, not a process of its own")
             plans.append(entry)
@@ -312,6 +373,7 @@ class LocalBackend:
                         (self._task_dir(job_id, name) / "stop").touch()
                 self._kill_tasks(record, supervisors=True)
             self._kill_shells(job_id, record)
+            self._drop_shm(job_id)
             self._job_file(job_id).unlink(missing_ok=True)
             self._job_file(job_id, ended=True).unlink(missing_ok=True)
             shutil.rmtree(self.state_dir / "tasks" / job_id, ignore_errors=True)
@@ -383,7 +445,7 @@ class LocalBackend:
         spec = read_json(task_dir / "spec.json") or {}
         env = dict(spec.get("env") or {})
         env.setdefault("TERM", "xterm-256color")
-        cwd = spec.get("cwd") or "/"
+        cwd = spec.get("working_dir") or spec.get("cwd") or "/"
         if command:
             argv = list(command)
         elif shutil.which("bash", path=env.get("PATH")):
@@ -398,6 +460,23 @@ class LocalBackend:
             argv = ["bash", "--rcfile", str(rc), "-i"]
         else:
             argv = ["/bin/sh", "-i"]
+        if task.get("sandboxed"):
+            box = self.sandbox()
+            if box is None:
+                raise BackendError(f"cluster {self.name} can no longer make sandboxes: {self.isolation_problem()}")
+            deadline = time.monotonic() + SHELL_JOIN_WAIT_S
+            while True:
+                child = read_json(task_dir / "child.json") or {}
+                target = sandbox.member(child["pid"]) if child.get("pid") else None
+                if target:
+                    break
+                if time.monotonic() > deadline:
+                    raise BackendError(f"task {task_name} of job {job_id} is still starting; try again")
+                time.sleep(0.02)
+            if not command:
+                argv = ["bash", "-i"] if shutil.which("bash", path=env.get("PATH")) else ["/bin/sh", "-i"]
+            # The same sandbox and user as the task: its files, its processes, nothing of the host's.
+            return PtyShell(sandbox.join_argv(box, argv, target, cwd), env, "/", registry=task_dir / "shells")
         if task.get("own_mounts"):
             # Join the task's mount namespace only once its data_dir is read-only there, never before.
             deadline = time.monotonic() + SHELL_JOIN_WAIT_S
@@ -523,6 +602,7 @@ class LocalBackend:
                 record["status"] = ENDED
                 record["finished_at"] = record["finished_at"] or record["outcome"]["at"]
                 self._kill_shells(job_id, record)
+                self._drop_shm(job_id)
             else:
                 record["status"] = ENDING
                 stop = record.get("stop") or {}
@@ -587,7 +667,7 @@ class LocalBackend:
         for job_id, gpu_ids in decision.start.items():
             record = records[job_id]
             try:
-                self._start(record, gpu_ids, taken_ports, readonly_data_dir=config.readonly_data_dir)
+                self._start(record, gpu_ids, taken_ports, config)
             except (OSError, subprocess.SubprocessError, ValueError) as exc:
                 # Start no half gang: what did start is stopped, and the job fails saying why.
                 record["outcome"] = {
@@ -621,14 +701,28 @@ class LocalBackend:
         record: dict[str, Any],
         gpu_ids: dict[str, list[str]],
         taken_ports: set[int],
-        *,
-        readonly_data_dir: bool = False,
+        config: LocalConfig,
     ) -> None:
         """Start every task of a placed job (the gang), each under a detached supervisor."""
         job = _job_from_dict(record["description"])
         job_id = job.job_id
         root = self.storage_root
         storage.ensure_local_dirs(root, job_id, [t.name for t in job.tasks], job.owner)
+        box = self.sandbox(config)
+        readonly_data_dir = config.readonly_data_dir and box is None
+        shm = None
+        if box is not None:
+            # The sandbox's user must be able to write where the task may: the job's folders and the
+            # workspaces (and read data_dir, which it sees read-only).
+            given: set[str] = set()
+            for task in job.tasks:
+                for mount in self.visible(job, task):
+                    if mount.path in given or mount.path == task.storage.get("pre_model_dir"):
+                        continue
+                    if not any(mount.path == (v.get("hostPath") or {}).get("path") for v in job.volumes):
+                        sandbox.give(Path(mount.path), box.uid, box.gid)
+                    given.add(mount.path)
+            shm = self._shm_dir(job_id, create=True, owner=(box.uid, box.gid))
         # data_dir is meant read-only. On Kubernetes the mount says so; here only a mount namespace of the task's
         # own can (readonly_data_dir, root only): changing the permissions of the owner's data is not ours to do.
         ports: dict[str, int] = {}
@@ -665,17 +759,31 @@ class LocalBackend:
             # An MPI launcher's ranks use the GPUs placed for the whole job.
             visible = all_gpus if job.framework == "mpi" else entry["gpu_ids"]
             env = contract.task_env(job, task, ports, visible, endpoints=entry["endpoints"])
+            if job.framework == "notebook" and "jupyter" in task.ports:
+                # As on a cluster: Jupyter demands a token only the portal can make, and its proxy sends it;
+                # another task on this host's loopback cannot use the notebook.
+                env["JUPYTER_TOKEN"] = endpoint_token(job_id)
             cwd = self._working_dir(job, task)
-            Path(cwd).mkdir(parents=True, exist_ok=True)
             log = Path(entry["log"])
             log.parent.mkdir(parents=True, exist_ok=True)
             task_dir = self._task_dir(job_id, task.name)
             task_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             argv = contract.task_argv(job, task, mpirun)
-            if readonly_data_dir and env.get("data_dir"):
-                argv = isolation.readonly_argv(argv, env["data_dir"])
-                entry["own_mounts"] = True  # a shell joins the task's mount namespace
-            write_json_atomic(task_dir / "spec.json", {"argv": argv, "cwd": cwd, "env": env, "log": str(log)})
+            spec: dict[str, Any] = {"argv": argv, "cwd": cwd, "env": env, "log": str(log)}
+            if box is not None:
+                if "HOME" not in task.env:
+                    env["HOME"] = str(storage.personal_workspace(root, job.owner))  # the portal's is not there
+                spec["argv"] = sandbox.task_argv(box, argv, cwd=cwd, mounts=self.visible(job, task), shm=shm)
+                spec["cwd"] = "/"  # the sandbox enters the working directory itself, as the task's user
+                spec["working_dir"] = cwd
+                spec["sandboxed"] = True
+                entry["sandboxed"] = True  # a shell joins the task's sandbox
+            else:
+                Path(cwd).mkdir(parents=True, exist_ok=True)
+                if readonly_data_dir and env.get("data_dir"):
+                    spec["argv"] = isolation.readonly_argv(argv, env["data_dir"])
+                    entry["own_mounts"] = True  # a shell joins the task's mount namespace
+            write_json_atomic(task_dir / "spec.json", spec)
             entry["launched_at"] = _now()
             try:
                 pid = self._launch(task_dir)
@@ -739,6 +847,21 @@ class LocalBackend:
                 kill_session(sup, signal.SIGKILL, spare=None if supervisors else sup)
                 if supervisors:
                     kill_pid(sup, signal.SIGKILL)
+
+    def _shm_dir(self, job_id: str, *, create: bool = False, owner: tuple[int, int] | None = None) -> Path:
+        """The job's /dev/shm, shared by its tasks only (NCCL and DataLoader workers use it)."""
+        host_shm = Path("/dev/shm")
+        base = host_shm if host_shm.is_dir() and os.access(host_shm, os.W_OK) else self.state_dir / "shm"
+        path = base / f"easyai-{self.name}-{job_id}"
+        if create:
+            base.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, exist_ok=True)
+            if owner:
+                os.chown(path, *owner, follow_symlinks=False)
+        return path
+
+    def _drop_shm(self, job_id: str) -> None:
+        shutil.rmtree(self._shm_dir(job_id), ignore_errors=True)
 
     def _kill_shells(self, job_id: str, record: dict[str, Any] | None) -> None:
         names = list(record["tasks"]) if record else []
@@ -857,6 +980,16 @@ class LocalBackend:
         if record["status"] == WAITING:
             return JobObservation(job_id, ObservedState.PENDING, "waiting", record.get("message", ""), tasks)
         return JobObservation(job_id, ObservedState.RUNNING, "running", "", tasks, started_at)
+
+
+def _platform_admin(username: str) -> bool:
+    """Whether the job's owner is a platform admin: the one who may still run jobs on an unisolated host."""
+    from django.contrib.auth import get_user_model
+
+    from teams import permissions
+
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    return user is not None and permissions.is_platform_admin(user)
 
 
 def _sh_quote(text: str) -> str:

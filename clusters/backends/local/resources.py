@@ -35,6 +35,14 @@ class LocalConfig:
     preemption: bool
     stop_grace: float
     readonly_data_dir: bool = False  # data_dir read-only in the task's own mount namespace (see isolation.py)
+    # Task isolation (see sandbox.py): on unless an operator turns it off.
+    isolation: bool = True
+    bwrap: str = "bwrap"  # the bubblewrap program: a name on PATH or a path
+    sandbox_user: int = 65534
+    sandbox_group: int = 65534
+    sandbox_read_only: tuple[str, ...] = ()  # more host paths every task sees read-only
+    # Where tasks cannot be isolated, only platform admins may submit, unless this lets everyone.
+    allow_unisolated: bool = False
 
 
 def host_cpu_milli() -> int:
@@ -152,4 +160,35 @@ def load_config(cluster_name: str, settings: dict[str, Any], default_grace: floa
     readonly_data_dir = settings.get("readonly_data_dir", False)
     if not isinstance(readonly_data_dir, bool):
         raise _bad(cluster_name, "readonly_data_dir", "true or false")
-    return LocalConfig(HostCapacity(cpu, memory, gpus), preemption, float(grace), readonly_data_dir)
+    return LocalConfig(
+        HostCapacity(cpu, memory, gpus),
+        preemption,
+        float(grace),
+        readonly_data_dir,
+        **_isolation(cluster_name, settings),
+    )
+
+
+def _isolation(cluster_name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key in ("isolation", "allow_unisolated"):
+        value = settings.get(key, key == "isolation")
+        if not isinstance(value, bool):
+            raise _bad(cluster_name, key, "true or false")
+        found[key] = value
+    bwrap = settings.get("bwrap", "bwrap")
+    if not isinstance(bwrap, str) or not bwrap.strip() or "\0" in bwrap:
+        raise _bad(cluster_name, "bwrap", "the bubblewrap program: a name on PATH or an absolute path")
+    found["bwrap"] = bwrap.strip()
+    user = settings.get("sandbox_user", 65534)
+    if isinstance(user, bool) or not isinstance(user, int) or not 0 < user < 2**32 - 1:
+        raise _bad(cluster_name, "sandbox_user", "a numeric user id other than 0 (root)")
+    group = settings.get("sandbox_group", user)
+    if isinstance(group, bool) or not isinstance(group, int) or not 0 < group < 2**32 - 1:
+        raise _bad(cluster_name, "sandbox_group", "a numeric group id other than 0 (root)")
+    found["sandbox_user"], found["sandbox_group"] = user, group
+    extra = settings.get("sandbox_read_only", [])
+    if not isinstance(extra, list) or not all(isinstance(p, str) and p.startswith("/") for p in extra):
+        raise _bad(cluster_name, "sandbox_read_only", "a list of absolute paths")
+    found["sandbox_read_only"] = tuple(extra)
+    return found

@@ -99,6 +99,11 @@ def main(task_dir: Path) -> int:
         return 0
 
     started_at = time.time()
+    sandboxed = bool(spec.get("sandboxed"))
+    if sandboxed:
+        # bwrap inherits SIGTERM ignored and keeps the sandbox up while the task, which gets SIGTERM back
+        # (sandbox.WRAPPER), uses its grace period; SIGKILL still ends the whole sandbox at once.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         child = subprocess.Popen(
             spec["argv"],
@@ -114,6 +119,9 @@ def main(task_dir: Path) -> int:
         os.write(log_fd, f"easyai: cannot start {spec['argv'][0]!r}: {exc.strerror or exc}\n".encode())
         _finish(task_dir, 126 if isinstance(exc, PermissionError) else 127, None, time.time())
         return 0
+    finally:
+        if sandboxed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
     write_json_atomic(
         task_dir / "child.json", {"pid": child.pid, "starttime": start_time(child.pid), "started_at": started_at}
     )
@@ -125,6 +133,8 @@ def main(task_dir: Path) -> int:
     info = os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
     finished_at = time.time()
     exit_code, sig = exit_code_of(info.si_code, info.si_status)
+    if sandboxed and sig is None and 128 < exit_code < 128 + 65:
+        sig = exit_code - 128  # bwrap exits 128 + the signal that killed the task, as shells do
     _sweep(me, child.pid, subreaper)
     child.returncode = exit_code  # reaped by _sweep; keeps Popen from waiting on it again
     os.close(log_fd)

@@ -1,0 +1,75 @@
+"""Re-encrypt every stored kubeconfig with a new field key (see clusters/crypto.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from clusters import crypto
+from clusters.models import Cluster
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every cluster's kubeconfig with a new field key. With the key in its file (the default) a "
+        "new key is made (or --new-key is used) and replaces the file. With EASYAI_FIELD_KEY in the "
+        "environment, put the new key first there (EASYAI_FIELD_KEY=new,old), restart, run this, then drop "
+        "the old key."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--new-key", default="", help="the new Fernet key (default: a new random one)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        new_key = options["new_key"].strip()
+        if new_key:
+            try:
+                Fernet(new_key)
+            except ValueError as exc:
+                raise CommandError(f"--new-key is not a Fernet key: {exc}") from exc
+        try:
+            old_keys = crypto.current_keys()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        from_environment = crypto.keys_from_environment()
+        if from_environment and new_key:
+            raise CommandError(
+                "EASYAI_FIELD_KEY is set in the environment, so this command cannot change the key: set "
+                "EASYAI_FIELD_KEY=<new key>,<old key>, restart the portal and its workers, run this command "
+                "without --new-key, then drop the old key."
+            )
+        unreadable = []
+        for cluster in Cluster.objects.exclude(kubeconfig_encrypted=""):
+            try:
+                crypto.decrypt(cluster.kubeconfig_encrypted)
+            except ImproperlyConfigured:
+                unreadable.append(cluster.name)
+        if unreadable:
+            raise CommandError(
+                f"no key in use opens the kubeconfig of {', '.join(unreadable)}: nothing was changed. "
+                "Upload those kubeconfigs again in the admin, or set the key that opens them first."
+            )
+        if not from_environment:
+            new_key = new_key or Fernet.generate_key().decode()
+            # New key first, old ones kept: every process encrypts with the new key and still opens the old
+            # rows until each is rewritten below.
+            crypto.write_key_file([new_key, *[k for k in old_keys if k != new_key]])
+        count = 0
+        with transaction.atomic():
+            for cluster in Cluster.objects.select_for_update().exclude(kubeconfig_encrypted=""):
+                Cluster.objects.filter(pk=cluster.pk).update(
+                    kubeconfig_encrypted=crypto.reencrypt(cluster.kubeconfig_encrypted)
+                )
+                count += 1
+        if not from_environment:
+            crypto.write_key_file([new_key])
+            self.stdout.write(f"Re-encrypted {count} kubeconfig(s) with a new key, written to {crypto.key_file()}.")
+        else:
+            self.stdout.write(
+                f"Re-encrypted {count} kubeconfig(s) with the first key of EASYAI_FIELD_KEY; "
+                "the other keys there may now be dropped."
+            )
