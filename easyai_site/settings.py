@@ -401,8 +401,10 @@ EASYAI_LOCAL_STATE_DIR = Path(env_str("EASYAI_LOCAL_STATE_DIR", str(VAR_DIR / "l
 EASYAI_K8S_SCHEMAS = Path(
     env_str("EASYAI_K8S_SCHEMAS", str(BASE_DIR / "clusters" / "backends" / "kubernetes" / "schemas"))
 )
-# Fernet key (urlsafe base64, 32 bytes) for kubeconfigs at rest; derived from SECRET_KEY when unset.
-EASYAI_FIELD_KEY = env_str("EASYAI_FIELD_KEY")
+# Fernet key(s) for kubeconfigs at rest, never derived from SECRET_KEY: EASYAI_FIELD_KEY ("new,old" while
+# rotating), else the file EASYAI_FIELD_KEY_FILE (default var/field_key, made with mode 0600 on first use).
+EASYAI_FIELD_KEY = os.environ.get("EASYAI_FIELD_KEY", "")
+EASYAI_FIELD_KEY_FILE = os.environ.get("EASYAI_FIELD_KEY_FILE", "") or str(VAR_DIR / "field_key")
 
 # Notebooks and TensorBoard.
 EASYAI_NOTEBOOK_IDLE_MINUTES = env_int("EASYAI_NOTEBOOK_IDLE_MINUTES", 60, minimum=1)
