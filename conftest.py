@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from clusters.backends import use_backend
@@ -72,11 +71,22 @@ def people(owner, mate, team_admin, outsider, staff):
     return {"owner": owner, "mate": mate, "team_admin": team_admin, "outsider": outsider, "staff": staff}
 
 
+def token_key_for(user) -> str:
+    """The key of an API token of the user's (tokens are kept hashed: the key is known when it is made only)."""
+    from teams.services import token_create
+
+    keys = getattr(user, "_test_token_keys", None)
+    if keys is None:
+        keys = user._test_token_keys = []
+    if not keys:
+        keys.append(token_create(user=user, name="test")[1])
+    return keys[0]
+
+
 def api_client_for(user=None) -> APIClient:
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token_key_for(user)}")
     return client
 
 

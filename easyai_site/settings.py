@@ -177,16 +177,18 @@ def env_class_paths(name: str, default: list[str]) -> list[str]:
 VAR_DIR = Path(env_str("EASYAI_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env_bool("EASYAI_DEBUG", True)
+# Off unless asked for: a debug page shows settings, the environment and the code to whoever meets an error.
+DEBUG = env_bool("EASYAI_DEBUG", False)
+# Debug pages hide the passwords inside connection strings (DATABASE_URL, REDIS_URL...) too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "easyai_site.reporting.ConnectionStringSafeFilter"
 
 
 def _secret_key() -> str:
     key = env_str("SECRET_KEY")
     if key:
         return key
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) is required when EASYAI_DEBUG=0")
-    # Development: generated once and kept, so sessions survive restarts.
+    # Not set: generated once into var/ (readable by the portal's user only) and kept, so sessions survive
+    # restarts and `make run` works without configuration; production sets SECRET_KEY or SECRET_KEY_FILE.
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
         key_file.write_text(secrets.token_urlsafe(50))
@@ -208,7 +210,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
@@ -295,7 +296,42 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
-EASYAI_SIGNUP_ENABLED = env_bool("EASYAI_SIGNUP_ENABLED", True)
+# Sign-up is off: accounts come from the admin, LDAP or OIDC. Turned on, new accounts wait (inactive) for a
+# platform admin's approval in the admin unless EASYAI_SIGNUP_APPROVAL=0.
+EASYAI_SIGNUP_ENABLED = env_bool("EASYAI_SIGNUP_ENABLED", False)
+EASYAI_SIGNUP_APPROVAL = env_bool("EASYAI_SIGNUP_APPROVAL", True)
+# Who may create teams (and so become a team admin): "staff" (platform admins) or "everyone" signed in.
+EASYAI_TEAM_CREATORS = env_str("EASYAI_TEAM_CREATORS", "staff")
+if EASYAI_TEAM_CREATORS not in {"staff", "everyone"}:
+    raise ImproperlyConfigured(f"EASYAI_TEAM_CREATORS={EASYAI_TEAM_CREATORS!r}: use staff or everyone")
+
+
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """Comma-separated IP networks in CIDR form (a bare address is a /32 or /128)."""
+    import ipaddress
+
+    networks = env_list(name, default)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {network!r} is not an IP network (use 10.0.0.0/8 or fd00::/8)") from None
+    return networks
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate like 10/min: a count per second, min, hour or day."""
+    rate = env_str(name, default).strip()
+    count, _slash, period = rate.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in {"s", "sec", "m", "min", "h", "hour", "d", "day"}:
+        raise ImproperlyConfigured(f"{name}={rate!r} is not a rate (use 10/min, 100/hour...)")
+    return rate
+
+
+# Sign-in throttling (API token exchange, /accounts/login/, /admin/login/): attempts per client address and,
+# separately, per user name. X-Forwarded-For is believed only from these proxies' addresses.
+EASYAI_SIGNIN_THROTTLE = env_rate("EASYAI_SIGNIN_THROTTLE", os.environ.get("EASYAI_TOKEN_THROTTLE") or "10/min")
+EASYAI_TRUSTED_PROXIES = env_networks("EASYAI_TRUSTED_PROXIES", [])
 
 # guardian: object permissions are per-object grants only; a global permission
 # never stands in for an object one (set explicitly, see STYLE.md).
@@ -329,14 +365,13 @@ except OSError as exc:
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "teams.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("EASYAI_API_PAGE_SIZE", 50, minimum=1),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"auth_token": env_str("EASYAI_TOKEN_THROTTLE", "10/min")},
     "EXCEPTION_HANDLER": "easyai_site.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -438,10 +473,13 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "easyai@localhost")
 EASYAI_NOTIFY_EMAIL = env_bool("EASYAI_NOTIFY_EMAIL", False)
 EASYAI_NOTIFY_WEBHOOKS = env_bool("EASYAI_NOTIFY_WEBHOOKS", False)
+# Team webhooks go to public addresses only; a platform admin may allow networks here (CIDRs).
+EASYAI_WEBHOOK_ALLOWED_NETWORKS = env_networks("EASYAI_WEBHOOK_ALLOWED_NETWORKS", [])
 
 if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("EASYAI_SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = env_bool("EASYAI_SECURE_COOKIES", True)
+    # Secure cookies when the portal is served over HTTPS; a laptop's http://127.0.0.1 would otherwise lose them.
+    SESSION_COOKIE_SECURE = env_bool("EASYAI_SECURE_COOKIES", SITE_URL.startswith("https://"))
+    CSRF_COOKIE_SECURE = env_bool("EASYAI_SECURE_COOKIES", SITE_URL.startswith("https://"))
 
 LOGGING = {
     "version": 1,

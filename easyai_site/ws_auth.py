@@ -13,13 +13,10 @@ from django.contrib.auth.models import AnonymousUser
 
 @database_sync_to_async
 def _user_for_token(key: str):
-    from rest_framework.authtoken.models import Token
+    # The same check as the API's: the key's hash, its expiry, an active user (and last-used marked).
+    from teams.tokens import user_for_key
 
-    try:
-        token = Token.objects.select_related("user").get(key=key)
-    except Token.DoesNotExist:
-        return None
-    return token.user if token.user.is_active else None
+    return user_for_key(key)
 
 
 def token_from_scope(scope) -> str | None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.request
 
 from django.conf import settings
 from django.core.mail import send_mail
 
 from jobs.models import JobEvent
+from teams import webhooks
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,14 @@ def send_for_event(event_pk: int) -> dict[str, bool]:
         except Exception as exc:  # the mail server is not ours to trust
             log.warning("e-mail for %s failed: %s", job.public_id, exc)
     if settings.EASYAI_NOTIFY_WEBHOOKS and job.team.webhook_url:
-        request = urllib.request.Request(
-            job.team.webhook_url,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "User-Agent": "EasyAI"},
-            method="POST",
-        )
+        # Checked again here, not only when saved: the name may resolve elsewhere now (teams.webhooks).
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                sent["webhook"] = 200 <= response.status < 300
+            status = webhooks.post_json(job.team.webhook_url, json.dumps(body).encode(), timeout=5)
+            sent["webhook"] = 200 <= status < 300
+            if not sent["webhook"]:
+                log.warning("webhook for %s answered %s (redirects are not followed)", job.public_id, status)
+        except webhooks.WebhookRefusedError as exc:
+            log.warning("webhook for %s refused: %s", job.public_id, exc)
         except Exception as exc:  # a team's endpoint may be down; the job goes on
             log.warning("webhook for %s failed: %s", job.public_id, exc)
     return sent

@@ -24,14 +24,17 @@ from django.db.models import Count, Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
 from guardian.admin import AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm, GuardedModelAdminMixin
-from rest_framework.authtoken.admin import TokenAdmin as DRFTokenAdmin
-from rest_framework.authtoken.models import TokenProxy
 
 from teams import services
-from teams.models import Membership, Profile, Quota, Team
+from teams.forms import AdminSignInForm
+from teams.models import ApiToken, Membership, Profile, Quota, Team
+from teams.permissions import can_create_team
 from teams.templatetags.units import cores, gib
 
 User = get_user_model()
+
+# /admin/login/ counts attempts per address and user name like every other sign-in path (teams.signin).
+admin.site.login_form = AdminSignInForm
 
 
 class ServiceRefusalsMixin:
@@ -137,6 +140,12 @@ if admin.site.is_registered(User):
 @admin.register(User)
 class UserAdmin(ServiceRefusalsMixin, DjangoUserAdmin):
     inlines = [MembershipOfUserInline]
+    actions = ["approve"]
+
+    @admin.action(description=_("Approve the selected accounts (they may sign in)"), permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        approved = services.user_approve(users=queryset)
+        self.message_user(request, _("%(count)d account(s) approved.") % {"count": approved}, messages.SUCCESS)
 
     def delete_model(self, request: HttpRequest, obj) -> None:
         services.user_delete(user=obj)
@@ -187,6 +196,9 @@ class TeamAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
     def member_count(self, team: Team) -> int:
         return team.member_count
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and can_create_team(request.user)
+
     def save_model(self, request: HttpRequest, obj: Team, form, change: bool) -> None:
         if change:
             fields = {
@@ -194,8 +206,17 @@ class TeamAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
             }
             services.team_update(team=obj, **fields)
             return
-        super().save_model(request, obj, form, change)
-        services.team_notify_changed(team_id=obj.pk)
+        # The operator does not join the team: its admins are added inline.
+        team = services.team_create(
+            creator=request.user,
+            join=False,
+            name=obj.name,
+            slug=obj.slug,
+            description=obj.description,
+            webhook_url=obj.webhook_url,
+            notebook_max_lease_hours=obj.notebook_max_lease_hours,
+        )
+        obj.pk, obj.created_at = team.pk, team.created_at
 
     def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
         if formset.model is Membership:
@@ -279,32 +300,42 @@ class ProfileAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "current_team"]
 
 
-if admin.site.is_registered(TokenProxy):
-    admin.site.unregister(TokenProxy)
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens by their prefix: the database has no key to show, only its hash (never shown either).
 
+    A token added here is made by teams.services.token_create; its key is shown once, in the message
+    after saving, for the operator to hand over.
+    """
 
-@admin.register(TokenProxy)
-class TokenAdmin(DRFTokenAdmin):
-    """API tokens, listed by user (URLs carry the user's id, never the key); the key is never typed in."""
-
-    list_display = ["user", "key", "created"]
+    list_display = ["prefix", "user", "name", "created_at", "expires_at", "last_used_at"]
     list_select_related = ["user"]
-    list_filter = ["created"]
-    search_fields = ["user__username", "user__email"]
+    list_filter = ["created_at", "expires_at", "last_used_at"]
+    search_fields = ["prefix", "name", "user__username", "user__email"]
     raw_id_fields = ["user"]
-    fields = ["user", "key", "created"]
-    readonly_fields = ["key", "created"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: TokenProxy | None = None) -> list[str]:
-        # A token belongs to one user for good: to give someone a new key, delete this one or regenerate.
-        return [*self.readonly_fields, "user"] if obj is not None else list(self.readonly_fields)
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+        if obj is None:
+            return ["user", "name", "expires_at"]
+        return ["user", "prefix", "name", "created_at", "expires_at", "last_used_at"]
 
-    def get_fields(self, request: HttpRequest, obj: TokenProxy | None = None) -> list[str]:
-        return list(self.fields) if obj is not None else ["user"]
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+        # A token belongs to one user for good.
+        return [*self.readonly_fields, "user"] if obj is not None else []
 
-    def save_model(self, request: HttpRequest, obj: TokenProxy, form, change: bool) -> None:
-        token = services.token_get_or_create(user=obj.user)
-        obj.key, obj.created = token.key, token.created
+    def save_model(self, request: HttpRequest, obj: ApiToken, form, change: bool) -> None:
+        if change:
+            obj.save(update_fields=[name for name in form.changed_data if name in ("name", "expires_at")] or None)
+            return
+        token, key = services.token_create(user=obj.user, name=obj.name, expires_at=obj.expires_at)
+        obj.pk, obj.prefix, obj.digest, obj.created_at = token.pk, token.prefix, token.digest, token.created_at
+        self.message_user(
+            request,
+            _("The key of the new token of %(user)s, shown only this once: %(key)s")
+            % {"user": obj.user.get_username(), "key": key},
+            messages.WARNING,
+        )
 
 
 # --- sharing one object (django-guardian's object permissions page) ---------------------------

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.apps import apps
 from django.contrib.auth import authenticate, get_user_model
 from django.db.models import Model, QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
@@ -15,12 +17,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from teams import permissions, selectors, services
+from teams import permissions, selectors, services, signin
 from teams.models import Membership, Quota, Team
 from teams.permissions import Action, get_team_or_404, team_role
+from teams.services import TOKEN_MAX_DAYS
 
 # --- serializers ---------------------------------------------------------------------
 
@@ -110,12 +113,27 @@ class MemberRoleSerializer(serializers.Serializer):
 
 
 class TokenRequestSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False, write_only=True)
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(
+        style={"input_type": "password"}, trim_whitespace=False, write_only=True, max_length=4096
+    )
+    name = serializers.CharField(
+        max_length=100, required=False, default="", allow_blank=True, help_text=_("What the token is for.")
+    )
+    expires_in_days = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        max_value=TOKEN_MAX_DAYS,
+        help_text=_("The token stops working after this many days; left out, it never expires."),
+    )
 
 
 class TokenSerializer(serializers.Serializer):
-    token = serializers.CharField(read_only=True)
+    token = serializers.CharField(read_only=True, help_text=_("The key, shown only this once: keep it."))
+    prefix = serializers.CharField(read_only=True, help_text=_("How the profile page and the admin name the token."))
+    expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
 
 class MeTeamSerializer(serializers.Serializer):
@@ -229,23 +247,27 @@ class TeamMemberDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class TokenExchangeThrottle(SimpleRateThrottle):
-    """Limits password guessing: every exchange counts, per client address."""
+class SignInThrottle(BaseThrottle):
+    """Limits password guessing: every exchange counts, per real client address and per user name (teams.signin)."""
 
-    scope = "auth_token"
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        data = request.data if isinstance(request.data, dict) else {}
+        username = data.get("username")
+        self.retry_after = signin.attempt(request._request, username if isinstance(username, str) else None)
+        return self.retry_after is None
 
-    def get_cache_key(self, request: Request, view: APIView) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+    def wait(self) -> float | None:
+        return self.retry_after
 
 
 class TokenExchangeView(APIView):
     # No authentication: a stale token in the header must not stop a client from getting a new one.
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [TokenExchangeThrottle]
+    throttle_classes = [SignInThrottle]
 
     @extend_schema(
-        summary="Exchange a username and password for your API token",
+        summary="Exchange a username and password for a new API token (its key is shown only in this answer)",
         request=TokenRequestSerializer,
         responses={200: TokenSerializer},
         auth=[],
@@ -255,8 +277,15 @@ class TokenExchangeView(APIView):
         user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None or not user.is_active:
             raise serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [_("Wrong username or password.")]})
-        token = services.token_get_or_create(user=user)
-        return Response({"token": token.key})
+        days = data["expires_in_days"]
+        token, key = services.token_create(
+            user=user,
+            name=data["name"] or _("Signed in through the API"),
+            expires_at=timezone.now() + timedelta(days=days) if days else None,
+        )
+        response = Response({"token": key, "prefix": token.prefix, "expires_at": token.expires_at})
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class MeView(APIView):

@@ -8,10 +8,13 @@ def current_team(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"signup_enabled": settings.EASYAI_SIGNUP_ENABLED}
+    from teams.permissions import can_create_team
+
     return {
         "current_team": getattr(request, "team", None),
         "header_teams": teams_for_header(user),
         "signup_enabled": settings.EASYAI_SIGNUP_ENABLED,
+        "can_create_team": can_create_team(user),
     }
 
 

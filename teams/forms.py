@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from teams import signin
 from teams.models import Membership, Team
+from teams.services import TOKEN_MAX_DAYS
 
 
 class BootstrapMixin:
@@ -70,5 +73,36 @@ class SignupForm(BootstrapMixin, UserCreationForm):
         fields = ("username", "email")
 
 
-class SignInForm(BootstrapMixin, AuthenticationForm):
+class SignInThrottleMixin:
+    """Counts the attempt (teams.signin) before the password is checked; over the limit, says when to retry."""
+
+    retry_after: int | None = None
+
+    def clean(self) -> dict:
+        username = self.cleaned_data.get("username")
+        self.retry_after = signin.attempt(self.request, username) if self.request is not None else None
+        if self.retry_after is not None:
+            raise ValidationError(
+                _("Too many sign-in attempts. Try again in %(seconds)d seconds.") % {"seconds": self.retry_after},
+                code="throttled",
+            )
+        return super().clean()
+
+
+class SignInForm(SignInThrottleMixin, BootstrapMixin, AuthenticationForm):
     pass
+
+
+class AdminSignInForm(SignInThrottleMixin, AdminAuthenticationForm):
+    pass
+
+
+class TokenCreateForm(BootstrapMixin, forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100, required=False, help_text=_("What the token is for."))
+    expires_in_days = forms.IntegerField(
+        label=_("Expires in (days)"),
+        min_value=1,
+        max_value=TOKEN_MAX_DAYS,
+        required=False,
+        help_text=_("Empty: the token never expires."),
+    )

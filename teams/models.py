@@ -7,6 +7,8 @@ from django.core.validators import MaxLengthValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from teams.webhooks import validate_webhook_url
+
 # A Kubernetes namespace name: a DNS-1123 label.
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 slug_validator = RegexValidator(
@@ -26,7 +28,10 @@ class Team(models.Model):
     )
     description = models.TextField(_("description"), blank=True)
     webhook_url = models.URLField(
-        _("webhook URL"), blank=True, help_text=_("Job state changes are POSTed here as JSON, when set.")
+        _("webhook URL"),
+        blank=True,
+        validators=[validate_webhook_url],
+        help_text=_("Job state changes are POSTed here as JSON, when set: http(s) to a public address."),
     )
     notebook_max_lease_hours = models.PositiveIntegerField(_("notebook maximum lease (hours)"), default=72)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
@@ -90,3 +95,28 @@ class Profile(models.Model):
 
     def __str__(self) -> str:
         return f"profile of {self.user}"
+
+
+class ApiToken(models.Model):
+    """An API token, kept as the SHA-256 of its key: the key itself is shown once, when it is created.
+
+    The key is ``eai_`` and 40 random characters (240 bits), so one unsalted hash is enough (as GitHub
+    and django-rest-knox do): nothing short enough to guess is ever hashed. ``prefix`` (the key's first
+    characters) is kept in clear to tell tokens apart in the profile page and the admin.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(_("name"), max_length=100, blank=True, help_text=_("What the token is for."))
+    prefix = models.CharField(_("prefix"), max_length=16, db_index=True, editable=False)
+    digest = models.CharField(_("SHA-256 of the key"), max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True, help_text=_("Empty: never."))
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["user", "-created_at"]
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… of {self.user}"

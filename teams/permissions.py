@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, Q, QuerySet
@@ -69,6 +70,16 @@ def forget_roles(user) -> None:
 
 
 # --- teams ------------------------------------------------------------------------
+
+
+def can_create_team(user) -> bool:
+    """May create a team (and so become its admin): platform admins, or everyone when EASYAI_TEAM_CREATORS says so.
+
+    Creating a team is the way to submit work without being invited, so it is closed by default.
+    """
+    if is_platform_admin(user):
+        return True
+    return _is_user(user) and settings.EASYAI_TEAM_CREATORS == "everyone"
 
 
 def can_view_team(user, team: Team) -> bool:

@@ -8,18 +8,21 @@ face (page, API, admin) can show the error at the field.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Model
+from django.db.models import Model, QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from guardian.shortcuts import assign_perm, remove_perm
-from rest_framework.authtoken.models import Token
 
-from teams.models import Membership, Profile, Quota, Team
-from teams.permissions import forget_roles
+from teams import tokens
+from teams.models import ApiToken, Membership, Profile, Quota, Team
+from teams.permissions import can_create_team, forget_roles
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +77,20 @@ def _admin_count(team: Team) -> int:
 
 
 @transaction.atomic
-def team_create(*, creator: AbstractBaseUser, name: str, slug: str, description: str = "") -> Team:
-    """Create a team; its creator becomes its admin and works in it from now on."""
-    team = Team(name=name, slug=slug, description=description)
+def team_create(
+    *, creator: AbstractBaseUser, name: str, slug: str, description: str = "", join: bool = True, **fields: object
+) -> Team:
+    """Create a team; its creator (when ``join``) becomes its admin and works in it from now on.
+
+    Who may create teams is a setting (EASYAI_TEAM_CREATORS, teams.permissions.can_create_team): pages,
+    API and admin all come through here. ``fields`` are the other editable fields (webhook URL, lease).
+    """
+    if not can_create_team(creator):
+        raise PermissionDenied(_("Only platform admins may create teams; ask one to create yours or add you to one."))
+    unknown = sorted(set(fields) - set(TEAM_EDITABLE_FIELDS))
+    if unknown:
+        raise ValidationError({name: _("This field cannot be set.") for name in unknown})
+    team = Team(name=name, slug=slug, description=description, **fields)
     team.full_clean()
     team_check_slug(team.slug)
     try:
@@ -85,9 +99,10 @@ def team_create(*, creator: AbstractBaseUser, name: str, slug: str, description:
     except IntegrityError:
         # Another request took the slug between the check above and the insert.
         raise ValidationError({"slug": _("A team with this slug already exists.")}) from None
-    Membership.objects.create(team=team, user=creator, role=Membership.Role.ADMIN)
-    forget_roles(creator)
-    Profile.objects.update_or_create(user=creator, defaults={"current_team": team})
+    if join:
+        Membership.objects.create(team=team, user=creator, role=Membership.Role.ADMIN)
+        forget_roles(creator)
+        Profile.objects.update_or_create(user=creator, defaults={"current_team": team})
     team_notify_changed(team_id=team.pk)
     return team
 
@@ -204,14 +219,22 @@ RESERVED_USERNAMES = frozenset({"public", ".", "..", "data"})
 
 @transaction.atomic
 def user_signup(*, username: str, email: str, password: str) -> AbstractBaseUser:
-    """Create a user account from the sign-up page (password already validated by the form)."""
+    """Create a user account from the sign-up page (password already validated by the form).
+
+    Refused unless EASYAI_SIGNUP_ENABLED; with EASYAI_SIGNUP_APPROVAL the account is created inactive
+    and cannot sign in until a platform admin approves it (user_approve, an action in the admin).
+    """
+    if not settings.EASYAI_SIGNUP_ENABLED:
+        raise PermissionDenied(_("Sign-up is turned off."))
     User = get_user_model()
     if username in RESERVED_USERNAMES:
         # A username names a personal workspace folder: these would be the public one or a parent.
         raise ValidationError({"username": _("This username is reserved.")})
     try:
         with transaction.atomic():
-            user = User.objects.create_user(username=username, email=email, password=password)
+            user = User.objects.create_user(
+                username=username, email=email, password=password, is_active=not settings.EASYAI_SIGNUP_APPROVAL
+            )
     except IntegrityError:
         raise ValidationError({"username": _("A user with that username already exists.")}) from None
     Profile.objects.create(user=user)
@@ -219,17 +242,35 @@ def user_signup(*, username: str, email: str, password: str) -> AbstractBaseUser
 
 
 @transaction.atomic
-def token_get_or_create(*, user) -> Token:
-    """The user's API token, created on first use."""
-    token, _created = Token.objects.get_or_create(user=user)
-    return token
+def user_approve(*, users: QuerySet) -> int:
+    """Let accounts that signed up and wait for approval sign in; returns how many were approved."""
+    return users.filter(is_active=False).update(is_active=True)
+
+
+# "Never" is an empty expiry; a number of days past this is a typo.
+TOKEN_MAX_DAYS = 3650
 
 
 @transaction.atomic
-def token_regenerate(*, user) -> Token:
-    """Replace the user's API token: the old one stops working at once."""
-    Token.objects.filter(user=user).delete()
-    return Token.objects.create(user=user)
+def token_create(*, user, name: str = "", expires_at: datetime | None = None) -> tuple[ApiToken, str]:
+    """Make an API token for the user; returns it and its key, which is shown once and kept nowhere."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": _("The expiry must lie in the future.")})
+    key = tokens.new_key()
+    token = ApiToken(
+        user=user, name=name, prefix=tokens.prefix_of(key), digest=tokens.digest_of(key), expires_at=expires_at
+    )
+    token.full_clean(exclude=["user"])
+    token.save()
+    return token, key
+
+
+@transaction.atomic
+def token_revoke(*, user, token_id: int) -> None:
+    """Delete one of the user's tokens: it stops working at once."""
+    deleted, _rows = ApiToken.objects.filter(user=user, pk=token_id).delete()
+    if not deleted:
+        raise ValidationError({"token": _("There is no such token.")})
 
 
 # --- sharing one object -------------------------------------------------------------------

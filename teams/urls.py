@@ -2,15 +2,15 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from teams import views
-from teams.forms import SignInForm
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("accounts/login/", auth_views.LoginView.as_view(authentication_form=SignInForm, redirect_authenticated_user=True), name="login"),
+    path("accounts/login/", views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/profile/", views.profile, name="profile"),
-    path("accounts/profile/token/", views.token_regenerate, name="token-regenerate"),
+    path("accounts/profile/token/", views.token_create, name="token-create"),
+    path("accounts/profile/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
     path("teams/", views.team_list, name="team-list"),
     path("teams/new/", views.team_create, name="team-create"),
     path("teams/switch/", views.team_switch, name="team-switch"),

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, login
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.contrib.auth.views import LoginView
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
-from rest_framework.authtoken.models import Token
 
 from teams import selectors, services
 from teams.forms import (
     MemberAddForm,
     MemberRoleForm,
+    SignInForm,
     SignupForm,
     TeamCreateForm,
     TeamSettingsForm,
+    TokenCreateForm,
     add_service_errors,
 )
-from teams.models import Team
-from teams.permissions import can_admin_team, get_team_or_404, team_role, visible_teams
+from teams.models import ApiToken, Team
+from teams.permissions import can_admin_team, can_create_team, get_team_or_404, team_role, visible_teams
 
 
 @login_required
@@ -63,6 +68,8 @@ def team_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def team_create(request: HttpRequest) -> HttpResponse:
+    if not can_create_team(request.user):
+        raise PermissionDenied(_("Only platform admins may create teams; ask one to create yours or add you to one."))
     form = TeamCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -178,20 +185,69 @@ def member_remove(request: HttpRequest, slug: str, username: str) -> HttpRespons
 # --- accounts ------------------------------------------------------------------------
 
 
+class SignInView(LoginView):
+    """The sign-in page: throttled per address and user name (teams.signin); over the limit it answers 429."""
+
+    authentication_form = SignInForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form: SignInForm) -> HttpResponse:
+        response = super().form_invalid(form)
+        if form.retry_after is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(form.retry_after)
+        return response
+
+
+def _render_profile(request: HttpRequest, *, new_key: str = "", form: TokenCreateForm | None = None,
+                    status: int = 200) -> HttpResponse:
+    context = {
+        "tokens": ApiToken.objects.filter(user=request.user).order_by("-created_at"),
+        "new_key": new_key,
+        "token_form": form or TokenCreateForm(),
+        "memberships": selectors.memberships_of(request.user),
+        "now": timezone.now(),
+    }
+    response = render(request, "teams/profile.html", context, status=status)
+    if new_key:
+        # The key is in this answer only: no cache may keep it.
+        response["Cache-Control"] = "no-store"
+    return response
+
+
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
-    context = {
-        "token": Token.objects.filter(user=request.user).first(),
-        "memberships": selectors.memberships_of(request.user),
-    }
-    return render(request, "teams/profile.html", context)
+    return _render_profile(request)
 
 
 @login_required
 @require_POST
-def token_regenerate(request: HttpRequest) -> HttpResponse:
-    services.token_regenerate(user=request.user)
-    messages.success(request, _("A new API token was created; the old one no longer works."))
+def token_create(request: HttpRequest) -> HttpResponse:
+    form = TokenCreateForm(request.POST)
+    if not form.is_valid():
+        return _render_profile(request, form=form, status=400)
+    days = form.cleaned_data["expires_in_days"]
+    try:
+        _token, key = services.token_create(
+            user=request.user,
+            name=form.cleaned_data["name"],
+            expires_at=timezone.now() + timedelta(days=days) if days else None,
+        )
+    except ValidationError as exc:
+        add_service_errors(form, exc)
+        return _render_profile(request, form=form, status=400)
+    # Rendered, not redirected: the key is shown in this page once and kept nowhere (not in the session either).
+    return _render_profile(request, new_key=key)
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    try:
+        services.token_revoke(user=request.user, token_id=token_id)
+    except ValidationError:
+        raise Http404(_("There is no such token.")) from None
+    messages.success(request, _("The token was revoked; it no longer works."))
     return redirect("profile")
 
 
@@ -204,7 +260,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.user_signup(
+            user = services.user_signup(
                 username=form.cleaned_data["username"],
                 email=form.cleaned_data["email"],
                 password=form.cleaned_data["password1"],
@@ -212,6 +268,9 @@ def signup(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
+            if not user.is_active:
+                messages.info(request, _("Your account was created; a platform admin must approve it before you sign in."))
+                return redirect("login")
             # authenticate() picks the configured backend that accepts the new account;
             # with only LDAP/OIDC configured there is none, and the user signs in later.
             user = authenticate(

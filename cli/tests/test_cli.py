@@ -32,15 +32,16 @@ from django.core.cache import cache
 from easyai_cli import __version__ as cli_version
 from easyai_cli import config as cli_config
 from easyai_cli.main import main
-from rest_framework.authtoken.models import Token
 
 from clusters.models import Cluster
+from conftest import token_key_for
 from jobs import storage
 from jobs import tasks as job_tasks
 from jobs.models import Job
 from jobs.state import FINAL
 from jobs.tests.browser_support import asgi_server  # noqa: F401 - the fixture
-from teams.models import Membership
+from teams.models import ApiToken, Membership
+from teams.tokens import digest_of, user_for_key
 
 CLI_DIR = Path(__file__).resolve().parents[1]
 PASSWORD = "s3cret-pass-123"  # the root conftest's
@@ -114,8 +115,8 @@ def config_dir(tmp_path, monkeypatch) -> Path:
     for name in ("EASYAI_URL", "EASYAI_TOKEN", "EASYAI_TEAM"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("EASYAI_CONFIG_DIR", str(directory))
-    # Token exchanges are throttled per address; earlier tests' exchanges must not count against these.
-    cache.delete("throttle_auth_token_127.0.0.1")
+    # Sign-ins are throttled per address and user name; earlier tests' exchanges must not count against these.
+    cache.clear()
     return directory
 
 
@@ -128,9 +129,9 @@ def portal_url(live_server, config_dir, monkeypatch) -> str:
 @pytest.fixture
 def logged_in(owner, portal_url, cluster) -> str:
     """The owner's token in the CLI's config, as `easyai login` leaves it."""
-    token, _ = Token.objects.get_or_create(user=owner)
-    cli_config.save(cli_config.Config(url=portal_url, token=token.key, username="owner"))
-    return token.key
+    key = token_key_for(owner)
+    cli_config.save(cli_config.Config(url=portal_url, token=key, username="owner"))
+    return key
 
 
 def settle(job_id: str, states=FINAL, timeout: float = 30) -> Job:
@@ -196,7 +197,10 @@ def test_login_as_a_command_saves_the_token_for_the_owner_only(owner, portal_url
     path = config_dir / "config.yaml"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     saved = yaml.safe_load(path.read_text())
-    assert saved == {"url": portal_url, "token": Token.objects.get(user=owner).key, "username": "owner"}
+    assert saved == {"url": portal_url, "token": saved["token"], "username": "owner"}
+    # The key it was shown, once: the portal keeps only its hash, and the key authenticates as the owner.
+    assert saved["token"].startswith("eai_") and user_for_key(saved["token"]) == owner
+    assert ApiToken.objects.get(user=owner).digest == digest_of(saved["token"])
     # Any later command finds the portal and the token in the config alone.
     whoami = run_process("whoami", "-o", "json", env={"EASYAI_CONFIG_DIR": str(config_dir)})
     assert whoami.code == 0, whoami
@@ -241,7 +245,7 @@ def test_the_installed_easyai_command_runs_against_the_portal(owner, portal_url,
     assert command.is_file(), f"{command} is missing: install the CLI with `pip install -e ./cli`"
     environment = {key: value for key, value in os.environ.items() if not key.startswith("EASYAI_")}
     environment.update(
-        EASYAI_CONFIG_DIR=str(config_dir), EASYAI_URL=portal_url, EASYAI_TOKEN=Token.objects.create(user=owner).key
+        EASYAI_CONFIG_DIR=str(config_dir), EASYAI_URL=portal_url, EASYAI_TOKEN=token_key_for(owner)
     )
 
     version = subprocess.run([command, "--version"], capture_output=True, text=True, env=environment, timeout=60)
@@ -547,10 +551,10 @@ def test_upload_a_file_and_a_folder_into_the_personal_workspace(logged_in, tmp_p
 @pytest.fixture
 def ws_portal(asgi_server, owner, cluster, config_dir, monkeypatch) -> dict[str, str]:  # noqa: F811 - the fixture
     """The CLI's environment for a portal that also serves websockets."""
-    token, _ = Token.objects.get_or_create(user=owner)
+    key = token_key_for(owner)
     monkeypatch.setenv("EASYAI_URL", asgi_server.http_url)
-    monkeypatch.setenv("EASYAI_TOKEN", token.key)
-    return {"EASYAI_CONFIG_DIR": str(config_dir), "EASYAI_URL": asgi_server.http_url, "EASYAI_TOKEN": token.key}
+    monkeypatch.setenv("EASYAI_TOKEN", key)
+    return {"EASYAI_CONFIG_DIR": str(config_dir), "EASYAI_URL": asgi_server.http_url, "EASYAI_TOKEN": key}
 
 
 def test_logs_follow_streams_until_the_task_ends_then_exits_0(ws_portal, tmp_path):

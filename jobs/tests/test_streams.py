@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from clusters.models import Cluster
+from conftest import token_key_for
 from jobs import services, storage, workers
 from jobs.models import Job, ShellSession
 from jobs.tests import browser_support
@@ -92,7 +92,7 @@ def finish(job: Job, cluster: Cluster) -> Job:
 
 
 def token_for(user) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+    return token_key_for(user)
 
 
 def open_socket(server: AsgiServer, path: str, user=None, origin: str | None = None, **headers: str) -> ClientConnection:

@@ -235,6 +235,7 @@ def test_notifications_go_out_on_running_and_final_states_only(
 ):
     url, received = webhook_server
     settings.EASYAI_NOTIFY_WEBHOOKS = True
+    settings.EASYAI_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]  # the test's receiver is on loopback
     settings.EASYAI_NOTIFY_EMAIL = True
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     team.webhook_url = url

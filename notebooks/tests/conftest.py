@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from clusters.models import Cluster
+from conftest import token_key_for
 from jobs import workers as job_workers
 from notebooks.models import Notebook
 
@@ -64,7 +64,7 @@ def wait_running(notebook: Notebook, cluster: Cluster, timeout: float = 90.0) ->
 
 
 def token_for(user) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+    return token_key_for(user)
 
 
 def fetch(

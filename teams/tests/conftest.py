@@ -22,6 +22,12 @@ def _clear_cache():
 
 
 @pytest.fixture
+def anyone_creates_teams(settings):
+    """Team creation opened to every signed-in user (EASYAI_TEAM_CREATORS=everyone; the default is staff only)."""
+    settings.EASYAI_TEAM_CREATORS = "everyone"
+
+
+@pytest.fixture
 def page():
     """page(user) -> a Django test client signed in as the user (anonymous with None)."""
 

@@ -1,5 +1,5 @@
 """The operators' admin: every teams page renders, quota edits reach provisioning, the team rules hold,
-API tokens are listed read-only, and jobs are never hard-deleted."""
+API tokens are listed by prefix (never a key), and jobs are never hard-deleted."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import types
 import pytest
 from django.contrib.auth import get_user_model
 from django.forms import MultiWidget
-from rest_framework.authtoken.models import Token
 
 from clusters.models import Cluster
 from jobs.models import Job, JobEvent
-from teams.models import Membership, Profile, Quota, Team
+from teams import services
+from teams.models import ApiToken, Membership, Profile, Quota, Team
+from teams.tokens import user_for_key
 
 User = get_user_model()
 
@@ -42,9 +43,10 @@ def test_admin_pages_render(operator, people, page, team):
         "/admin/teams/membership/?role=admin",
         f"/admin/teams/membership/{Membership.objects.get(user=people['mate']).pk}/change/",
         "/admin/teams/membership/add/",
-        "/admin/authtoken/tokenproxy/",
-        "/admin/authtoken/tokenproxy/?q=mate",
-        "/admin/authtoken/tokenproxy/add/",
+        "/admin/teams/apitoken/",
+        "/admin/teams/apitoken/?q=mate",
+        "/admin/teams/apitoken/add/",
+        f"/admin/teams/apitoken/{services.token_create(user=people['mate'])[0].pk}/change/",
     ]
     for url in urls:
         assert client.get(url).status_code == 200, url
@@ -297,21 +299,40 @@ def test_membership_admin_adds_through_the_service(operator, people, page, other
 # --- API tokens ------------------------------------------------------------------------------
 
 
-def test_token_admin_lists_searches_and_shows_the_key_read_only(operator, people, page):
-    token = Token.objects.create(user=people["mate"])
-    Token.objects.create(user=people["owner"])
+def test_token_admin_lists_and_searches_by_prefix_and_never_shows_a_key_or_its_hash(operator, people, page):
+    token, key = services.token_create(user=people["mate"], name="laptop")
+    services.token_create(user=people["owner"])
     client = page(operator)
-    listing = client.get("/admin/authtoken/tokenproxy/?q=mate").content.decode()
-    assert token.key in listing and "owner" not in listing.split("result_list")[1]
-    change = client.get(f"/admin/authtoken/tokenproxy/{people['mate'].pk}/change/").content.decode()
-    assert token.key in change
-    assert 'name="key"' not in change and 'name="user"' not in change
+    listing = client.get("/admin/teams/apitoken/?q=mate").content.decode()
+    assert token.prefix in listing and "owner" not in listing.split("result_list")[1]
+    assert key not in listing and token.digest not in listing
+    change = client.get(f"/admin/teams/apitoken/{token.pk}/change/").content.decode()
+    assert token.prefix in change and key not in change and token.digest not in change
+    assert 'name="user"' not in change and 'name="prefix"' not in change and 'name="digest"' not in change
+    by_prefix = client.get(f"/admin/teams/apitoken/?q={token.prefix}").content.decode()
+    assert "laptop" in by_prefix
 
 
-def test_token_admin_creates_a_token_for_a_user(operator, people, page):
-    response = page(operator).post("/admin/authtoken/tokenproxy/add/", {"user": people["mate"].pk})
-    assert response.status_code == 302
-    assert len(Token.objects.get(user=people["mate"]).key) == 40
+def test_token_admin_creates_a_token_and_shows_its_key_once(operator, people, page):
+    client = page(operator)
+    response = client.post("/admin/teams/apitoken/add/", {"user": people["mate"].pk, "name": "ci"}, follow=True)
+    assert response.status_code == 200
+    token = ApiToken.objects.get(user=people["mate"])
+    shown = [str(message) for message in response.context["messages"]]
+    key = next(word for message in shown for word in message.split() if word.startswith("eai_"))
+    assert user_for_key(key) == people["mate"] and key.startswith(token.prefix)
+    # Once: the next page has no message, and nothing stored holds the key.
+    assert key not in client.get(f"/admin/teams/apitoken/{token.pk}/change/").content.decode()
+
+
+def test_token_admin_can_expire_a_token_at_once(operator, people, page):
+    token, key = services.token_create(user=people["mate"])
+    response = page(operator).post(
+        f"/admin/teams/apitoken/{token.pk}/change/",
+        {"name": "", "expires_at_0": "2020-01-01", "expires_at_1": "00:00:00"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert user_for_key(key) is None
 
 
 # --- jobs are never hard-deleted -------------------------------------------------------------

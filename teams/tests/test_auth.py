@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from conftest import PASSWORD
-from teams.models import Membership
+from teams import services
+from teams.models import ApiToken, Membership
+from teams.tokens import user_for_key
 
 
 def test_token_authentication_works(people, api):
@@ -41,7 +42,7 @@ def test_session_write_without_csrf_token_is_refused(people):
     assert not Membership.objects.filter(team__slug="audio").exists()
 
 
-def test_session_write_with_csrf_token_is_accepted(people):
+def test_session_write_with_csrf_token_is_accepted(people, anyone_creates_teams):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(people["mate"])
     client.get("/accounts/profile/")  # the page sets the CSRF cookie
@@ -50,10 +51,10 @@ def test_session_write_with_csrf_token_is_accepted(people):
     assert response.status_code == 201
 
 
-def test_token_write_needs_no_csrf_token(people):
-    token = Token.objects.create(user=people["mate"])
+def test_token_write_needs_no_csrf_token(people, anyone_creates_teams):
+    _token, key = services.token_create(user=people["mate"])
     client = APIClient(enforce_csrf_checks=True)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.post("/api/v1/teams/", {"name": "Audio", "slug": "audio"}, format="json").status_code == 201
 
 
@@ -85,21 +86,25 @@ def test_me_follows_the_team_picked_in_the_header(people, api, page):
 # --- token exchange ---------------------------------------------------------------------
 
 
-def test_token_exchange_returns_the_users_token(people):
+def test_token_exchange_returns_a_new_token_of_the_user(people):
     response = APIClient().post("/api/v1/auth/token/", {"username": "mate", "password": PASSWORD}, format="json")
     assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
     key = response.json()["token"]
-    assert key == Token.objects.get(user=people["mate"]).key
+    token = ApiToken.objects.get(user=people["mate"])
+    assert response.json()["prefix"] == token.prefix and key.startswith(token.prefix)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/v1/me/").json()["username"] == "mate"
 
 
-def test_token_exchange_gives_the_same_token_twice(people):
+def test_each_token_exchange_makes_a_token_of_its_own_and_both_work(people):
     body = {"username": "mate", "password": PASSWORD}
     first = APIClient().post("/api/v1/auth/token/", body, format="json").json()["token"]
     second = APIClient().post("/api/v1/auth/token/", body, format="json").json()["token"]
-    assert first == second
+    assert first != second
+    assert user_for_key(first) == user_for_key(second) == people["mate"]
+    assert ApiToken.objects.filter(user=people["mate"]).count() == 2
 
 
 @pytest.mark.parametrize(
@@ -115,7 +120,7 @@ def test_token_exchange_refuses_bad_credentials(people, body, field):
     response = APIClient().post("/api/v1/auth/token/", body, format="json")
     assert response.status_code == 400
     assert field in response.json()
-    assert not Token.objects.exists()
+    assert not ApiToken.objects.exists()
 
 
 def test_token_exchange_refuses_inactive_users(people):
@@ -125,7 +130,7 @@ def test_token_exchange_refuses_inactive_users(people):
 
 
 def test_token_exchange_is_throttled(people):
-    # settings: DEFAULT_THROTTLE_RATES["auth_token"] = 10/min
+    # settings: EASYAI_SIGNIN_THROTTLE = 10/min
     client = APIClient()
     codes = [
         client.post("/api/v1/auth/token/", {"username": "mate", "password": f"guess-{i}"}, format="json").status_code
@@ -134,7 +139,8 @@ def test_token_exchange_is_throttled(people):
     assert codes == [400] * 10
     response = client.post("/api/v1/auth/token/", {"username": "mate", "password": PASSWORD}, format="json")
     assert response.status_code == 429
-    assert not Token.objects.exists()
+    assert int(response["Retry-After"]) >= 1
+    assert not ApiToken.objects.exists()
 
 
 def test_token_exchange_ignores_a_stale_token_header(people):
@@ -147,25 +153,38 @@ def test_token_exchange_ignores_a_stale_token_header(people):
 # --- profile and token -------------------------------------------------------------------
 
 
-def test_profile_shows_the_token(people, page):
-    token = Token.objects.create(user=people["mate"])
-    assert token.key in page(people["mate"]).get("/accounts/profile/").content.decode()
+def test_profile_lists_tokens_by_prefix_never_by_key(people, page):
+    token, key = services.token_create(user=people["mate"], name="laptop")
+    content = page(people["mate"]).get("/accounts/profile/").content.decode()
+    assert token.prefix in content and "laptop" in content
+    assert key not in content
 
 
-def test_profile_token_regenerate_changes_the_key(people, page):
-    old = Token.objects.create(user=people["mate"]).key
+def test_profile_shows_a_new_key_once_and_revoking_stops_it(people, page):
     client = page(people["mate"])
-    response = client.post("/accounts/profile/token/")
-    assert response.status_code == 302
-    new = Token.objects.get(user=people["mate"]).key
-    assert new != old
-    assert new in client.get("/accounts/profile/").content.decode()
-    stale = APIClient()
-    stale.credentials(HTTP_AUTHORIZATION=f"Token {old}")
-    assert stale.get("/api/v1/me/").status_code == 401
+    response = client.post("/accounts/profile/token/", {"name": "ci", "expires_in_days": "30"})
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    token = ApiToken.objects.get(user=people["mate"])
+    key = response.context["new_key"]
+    assert key in response.content.decode() and key.startswith(token.prefix)
+    assert token.name == "ci" and token.expires_at is not None
+    assert key not in client.get("/accounts/profile/").content.decode()  # once
+    working = APIClient()
+    working.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert working.get("/api/v1/me/").status_code == 200
+    assert client.post(f"/accounts/profile/tokens/{token.pk}/revoke/").status_code == 302
+    assert working.get("/api/v1/me/").status_code == 401
 
 
-def test_profile_token_regenerate_needs_post(people, page):
+def test_profile_refuses_a_bad_expiry_at_the_field(people, page):
+    response = page(people["mate"]).post("/accounts/profile/token/", {"expires_in_days": "0"})
+    assert response.status_code == 400
+    assert 'id="id_expires_in_days_error"' in response.content.decode()
+    assert not ApiToken.objects.exists()
+
+
+def test_profile_token_create_needs_post(people, page):
     assert page(people["mate"]).get("/accounts/profile/token/").status_code == 405
 
 
@@ -175,8 +194,9 @@ def test_profile_token_regenerate_needs_post(people, page):
 SIGNUP = {"username": "newbie", "email": "newbie@example.com", "password1": "Long-enough-42", "password2": "Long-enough-42"}
 
 
-def test_signup_creates_an_account_and_signs_in(db, settings):
+def test_signup_creates_an_account_and_signs_in(db, settings, anyone_creates_teams):
     settings.EASYAI_SIGNUP_ENABLED = True
+    settings.EASYAI_SIGNUP_APPROVAL = False
     client = Client()
     response = client.post("/accounts/signup/", SIGNUP)
     assert response.status_code == 302

@@ -32,7 +32,7 @@ def _rows():
         ({"name": "Fine", "slug": "fine", "description": {"a": 1}}, "description"),
     ],
 )
-def test_bad_team_is_refused_with_the_field_named(people, api, body, field):
+def test_bad_team_is_refused_with_the_field_named(people, api, body, field, anyone_creates_teams):
     before = _rows()
     response = api(people["mate"]).post("/api/v1/teams/", body, format="json")
     assert response.status_code == 400
@@ -40,13 +40,13 @@ def test_bad_team_is_refused_with_the_field_named(people, api, body, field):
     assert _rows() == before
 
 
-def test_a_63_character_slug_is_accepted(people, api):
+def test_a_63_character_slug_is_accepted(people, api, anyone_creates_teams):
     response = api(people["mate"]).post("/api/v1/teams/", {"name": "Long", "slug": "a" * 63}, format="json")
     assert response.status_code == 201
     assert Team.objects.filter(slug="a" * 63).exists()
 
 
-def test_slug_error_explains_the_namespace_rule(people, api):
+def test_slug_error_explains_the_namespace_rule(people, api, anyone_creates_teams):
     response = api(people["mate"]).post("/api/v1/teams/", {"name": "Bad", "slug": "Bad_Slug"}, format="json")
     assert "Kubernetes namespace" in response.json()["slug"][0]
 
@@ -166,7 +166,7 @@ def test_malformed_json_is_a_400(people, api):
 # --- pages show errors at the field ----------------------------------------------------
 
 
-def test_create_page_shows_slug_error_at_the_field(people, page):
+def test_create_page_shows_slug_error_at_the_field(people, page, anyone_creates_teams):
     before = _rows()
     response = page(people["mate"]).post("/teams/new/", {"name": "Bad", "slug": "Bad_Slug"})
     assert response.status_code == 400
@@ -174,7 +174,7 @@ def test_create_page_shows_slug_error_at_the_field(people, page):
     assert _rows() == before
 
 
-def test_create_page_refuses_a_taken_slug(people, page):
+def test_create_page_refuses_a_taken_slug(people, page, anyone_creates_teams):
     before = _rows()
     response = page(people["mate"]).post("/teams/new/", {"name": "Again", "slug": "vision"})
     assert response.status_code == 400

@@ -11,7 +11,7 @@ def test_login_page_in_chinese_by_accept_language(db):
     assert 'lang="zh-hans"' in content
 
 
-def test_home_page_in_chinese_by_language_cookie(make_user, page, settings):
+def test_home_page_in_chinese_by_language_cookie(make_user, page, settings, anyone_creates_teams):
     client = page(make_user("lonely"))
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
     content = client.get("/").content.decode()

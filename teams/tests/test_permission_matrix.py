@@ -34,7 +34,8 @@ API = [
     ("delete", "/api/v1/teams/vision/members/mate/", None,
      {"anonymous": 401, "outsider": 404, "owner": 403, "mate": 403, "*": 204}),
     ("get", "/api/v1/teams/", None, {"anonymous": 401, "*": 200}),
-    ("post", "/api/v1/teams/", {"name": "New", "slug": "new-team"}, {"anonymous": 401, "*": 201}),
+    # Teams are created by platform admins only (EASYAI_TEAM_CREATORS=staff, the default).
+    ("post", "/api/v1/teams/", {"name": "New", "slug": "new-team"}, {"anonymous": 401, "staff": 201, "*": 403}),
     ("get", "/api/v1/me/", None, {"anonymous": 401, "*": 200}),
     # The exchange ignores whoever calls: only the posted username and password count.
     ("post", "/api/v1/auth/token/", {"username": "owner", "password": PASSWORD}, {"*": 200}),
@@ -49,8 +50,8 @@ LOGIN = 302  # pages send anonymous people to the sign-in page
 PAGES = [
     ("get", "/", None, {"anonymous": LOGIN, "*": 200}),
     ("get", "/teams/", None, {"anonymous": LOGIN, "*": 200}),
-    ("get", "/teams/new/", None, {"anonymous": LOGIN, "*": 200}),
-    ("post", "/teams/new/", {"name": "New", "slug": "new-team"}, {"anonymous": LOGIN, "*": 302}),
+    ("get", "/teams/new/", None, {"anonymous": LOGIN, "staff": 200, "*": 403}),
+    ("post", "/teams/new/", {"name": "New", "slug": "new-team"}, {"anonymous": LOGIN, "staff": 302, "*": 403}),
     ("get", "/teams/vision/", None, {"anonymous": LOGIN, "outsider": 404, "*": 200}),
     ("post", "/teams/vision/settings/", {"name": "Vision 2", "notebook_max_lease_hours": "24"},
      {"anonymous": LOGIN, "outsider": 404, "owner": 403, "mate": 403, "*": 302}),
@@ -61,10 +62,10 @@ PAGES = [
     ("post", "/teams/vision/members/mate/remove/", {},
      {"anonymous": LOGIN, "outsider": 404, "owner": 403, "mate": 403, "*": 302}),
     ("get", "/accounts/profile/", None, {"anonymous": LOGIN, "*": 200}),
-    ("post", "/accounts/profile/token/", {}, {"anonymous": LOGIN, "*": 302}),
+    ("post", "/accounts/profile/token/", {}, {"anonymous": LOGIN, "*": 200}),  # the new key, shown in the page
     ("post", "/teams/switch/", {"team": "vision", "next": "/"},
      {"anonymous": LOGIN, "outsider": 404, "*": 302}),
-    ("get", "/accounts/signup/", None, {"anonymous": 200, "*": 302}),  # signed-in people go home
+    ("get", "/accounts/signup/", None, {"*": 404}),  # sign-up is off by default
     ("get", "/api/docs/", None, {"*": 200}),
 ]
 # fmt: on
@@ -143,8 +144,35 @@ def test_refused_member_actions_change_nothing(people, api):
     assert Team.objects.get(slug="vision").name == "Vision"
 
 
-def test_creator_becomes_admin_of_the_new_team(people, api):
+def test_creator_becomes_admin_of_the_new_team(people, api, anyone_creates_teams):
     response = api(people["mate"]).post("/api/v1/teams/", {"name": "Audio", "slug": "audio"}, format="json")
     assert response.status_code == 201
     assert response.json()["role"] == "admin"
     assert Membership.objects.get(team__slug="audio").user == people["mate"]
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_with_team_creation_opened_every_signed_in_person_may_create_a_team(people, api, page, settings, who):
+    settings.EASYAI_TEAM_CREATORS = "everyone"
+    response = api(_person(people, who)).post("/api/v1/teams/", {"name": "New", "slug": "new-team"}, format="json")
+    assert response.status_code == (401 if who == "anonymous" else 201)
+    response = page(_person(people, who)).get("/teams/new/")
+    assert response.status_code == (LOGIN if who == "anonymous" else 200)
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_with_sign_up_on_only_anonymous_people_see_the_page(people, page, settings, who):
+    settings.EASYAI_SIGNUP_ENABLED = True
+    assert page(_person(people, who)).get("/accounts/signup/").status_code == (200 if who == "anonymous" else 302)
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_only_the_owner_of_a_token_may_revoke_it(people, page, who):
+    from teams.services import token_create
+    from teams.tokens import user_for_key
+
+    token, key = token_create(user=people["owner"])
+    response = page(_person(people, who)).post(f"/accounts/profile/tokens/{token.pk}/revoke/")
+    expected = {"anonymous": LOGIN, "owner": 302}.get(who, 404)  # a platform admin revokes in the admin
+    assert response.status_code == expected
+    assert (user_for_key(key) is None) == (who == "owner")
