@@ -97,15 +97,15 @@ def notebook_command(notebook: Notebook, cluster: Cluster) -> str:
             f"--disable-telemetry --disable-update-check {shlex.quote(personal)}"
         )
     root_dir = personal if cluster.kind == Cluster.Kind.LOCAL else "/workspace"
-    # No password: the portal's proxy authenticates every request and only the owner gets through. Locally
-    # there is no token either (the server listens on 127.0.0.1); on a cluster, where the pod's IP and an
-    # ingress are reachable by others, the pod gets a JUPYTER_TOKEN only the portal can make, and the proxy
-    # sends it. Jupyter's XSRF check stays on (its cookie passes the proxy). allow_remote_access: requests
-    # arrive with the portal's Host header, not localhost.
-    token = "--IdentityProvider.token= " if cluster.kind == Cluster.Kind.LOCAL else ""
+    # No password: the portal's proxy authenticates every request and only the owner gets through. The server
+    # demands a token all the same, one only the portal can make: the backend gives it as JUPYTER_TOKEN (in
+    # the pod on a cluster, in the task's environment locally) and the proxy sends it. Others reach the server
+    # too (a pod's IP or an ingress; locally every task shares the host's loopback), and must not use it.
+    # Jupyter's XSRF check stays on (its cookie passes the proxy). allow_remote_access: requests arrive with
+    # the portal's Host header, not localhost.
     return (
         f'exec jupyter lab --no-browser --allow-root --ip={_bind(cluster)} --port="$EASYAI_PORT_JUPYTER" '
-        f"--ServerApp.base_url={base} {token}--PasswordIdentityProvider.hashed_password= "
+        f"--ServerApp.base_url={base} --PasswordIdentityProvider.hashed_password= "
         f"--ServerApp.allow_remote_access=True --LabApp.extension_manager=readonly "
         f"--ServerApp.root_dir={shlex.quote(root_dir)}"
     )
