@@ -1,9 +1,14 @@
-"""ASGI entry point: pages, API and websockets on one port (served by daphne).
+"""ASGI entry point: the portal (pages, API, websockets) and the endpoint origin, told apart by Host.
+
+A request whose host name is the endpoint origin's (``EASYAI_ENDPOINTS_URL``, any port: browsers share
+cookies between ports) goes to the endpoint proxy and nowhere else: it never reaches Django or the portal's
+session, and the portal's own URLs are not served there (a GET is sent to ``EASYAI_SITE_URL``). Every other
+request is the portal's, where ``/endpoints/…`` only redirects to the endpoint origin.
 
 Each app may define in its ``routing.py``:
-- ``websocket_urlpatterns``: Channels consumers under ``/ws/``;
-- ``http_urlpatterns``: ASGI HTTP apps that must bypass Django's request cycle
-  (the endpoint reverse proxy streams bodies).
+- ``websocket_urlpatterns``: Channels consumers under ``/ws/`` (the portal's);
+- ``http_urlpatterns``: ASGI HTTP apps that must bypass Django's request cycle on the portal;
+- ``endpoint_urlpatterns``: ASGI apps (HTTP and websockets) of the endpoint origin.
 """
 
 import importlib
@@ -20,7 +25,8 @@ from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from easyai_site.ws_auth import TokenOrSessionAuthMiddlewareStack, token_from_scope  # noqa: E402
+from easyai_site.ws_auth import TokenAuthMiddleware, TokenOrSessionAuthMiddlewareStack, token_from_scope  # noqa: E402
+from notebooks import endpoint_origin  # noqa: E402
 
 django_app = get_asgi_application()
 
@@ -58,4 +64,74 @@ async def websocket_entry(scope, receive, send):
     return await browser_websocket_app(scope, receive, send)
 
 
-application = ProtocolTypeRouter({"http": http_app, "websocket": websocket_entry})
+async def not_on_endpoint_origin(scope, receive, send):
+    """The portal's URLs on the endpoint origin: a GET goes to the portal, anything else is not found."""
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.close", "code": 4404})
+        return
+    while (await receive()).get("more_body"):
+        pass
+    if scope["method"] in ("GET", "HEAD"):
+        query = scope.get("query_string", b"").decode("latin-1")
+        location = endpoint_origin.portal_url(scope["path"] + (f"?{query}" if query else ""))
+        status, headers = 302, [(b"location", location.encode("latin-1", "replace"))]
+    else:
+        status, headers = 404, []
+    body = b"The portal is not served here.\n"
+    headers += [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body if scope["method"] != "HEAD" else b""})
+
+
+def header_token_only(inner):
+    """An API token counts on the endpoint origin in the Authorization header only: a ?token= in a link would
+    sign a browser in as the link's author (it is still kept from the upstream, see notebooks/proxy.py)."""
+
+    async def app(scope, receive, send):
+        query = scope.get("query_string", b"")
+        if b"token=" in query:
+            kept = [part for part in query.split(b"&") if part.split(b"=", 1)[0] != b"token"]
+            return await inner(dict(scope, query_string=b"&".join(kept)), receive, send)
+        return await inner(scope, receive, send)
+
+    return app
+
+
+endpoint_app = header_token_only(
+    TokenAuthMiddleware(URLRouter([*_collect("endpoint_urlpatterns"), re_path(r"", not_on_endpoint_origin)]))
+)
+
+
+def _host(scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            return value.decode("latin-1")
+    return ""
+
+
+async def http_entry(scope, receive, send):
+    if endpoint_origin.serves(_host(scope)):
+        return await endpoint_app(scope, receive, send)
+    return await http_app(scope, receive, send)
+
+
+def _origin_host(scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"origin":
+            return value.decode("latin-1").partition("://")[2]
+    return ""
+
+
+async def socket_entry(scope, receive, send):
+    if endpoint_origin.serves(_host(scope)):
+        return await endpoint_app(scope, receive, send)
+    if endpoint_origin.serves(_origin_host(scope)):
+        # A page an endpoint serves never opens the portal's sockets, whatever ALLOWED_HOSTS lists.
+        await receive()
+        await send({"type": "websocket.close", "code": 4403})
+        return
+    return await websocket_entry(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http_entry, "websocket": socket_entry})

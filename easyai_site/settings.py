@@ -201,6 +201,55 @@ ALLOWED_HOSTS = env_list("EASYAI_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::
 CSRF_TRUSTED_ORIGINS = env_list("EASYAI_CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("EASYAI_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
+
+def _endpoints_url(name: str) -> str:
+    """Where the endpoint proxy serves, an origin apart from the portal's: scheme://host[:port], where the host
+    may be a wildcard (*.endpoints.example.com: one host per endpoint). Unset, on a loopback SITE_URL: the other
+    loopback name on the next port (http://localhost:8001 beside http://127.0.0.1:8000)."""
+    site = urlparse(SITE_URL)
+    site_host = (site.hostname or "").lower()
+    raw = env_str(name).strip().rstrip("/")
+    if not raw:
+        other = {"127.0.0.1": "localhost", "localhost": "127.0.0.1", "::1": "localhost"}.get(site_host)
+        if other is None:
+            raise ImproperlyConfigured(
+                f"{name} is required when EASYAI_SITE_URL is not on this machine: the endpoint proxy serves tasks' "
+                "pages from a host of its own (https://endpoints.example.com, or *.endpoints.example.com)"
+            )
+        return f"http://{other}:{(site.port or 8000) + 1}"
+    parsed = urlparse(raw)
+    try:
+        parsed.port  # noqa: B018 - reading it validates it
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} has a bad port") from None
+    host = (parsed.hostname or "").lower()
+    wildcard = host.startswith("*.")
+    if (
+        parsed.scheme not in {"http", "https"}
+        or not host
+        or parsed.path
+        or parsed.query
+        or parsed.username
+        or "*" in (host[2:] if wildcard else host)
+    ):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not an origin: use scheme://host[:port], e.g. https://endpoints.example.com or "
+            "https://*.endpoints.example.com"
+        )
+    if host == site_host or (wildcard and (host[2:] == site_host or host[2:].endswith("." + site_host))):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} shares its host with EASYAI_SITE_URL: the portal's cookies would reach tasks' pages"
+        )
+    return raw
+
+
+EASYAI_ENDPOINTS_URL = _endpoints_url("EASYAI_ENDPOINTS_URL")
+# Seconds a browser remembers to use HTTPS only (sent on HTTPS responses without debug; 0: never).
+SECURE_HSTS_SECONDS = env_int("EASYAI_HSTS_SECONDS", 0 if DEBUG else 365 * 86400, minimum=0)
+if env_bool("EASYAI_TLS_PROXY", False):
+    # A proxy in front terminates TLS and says so in X-Forwarded-Proto: requests count as HTTPS (HSTS, cookies).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -226,6 +275,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on the portal's pages (easyai_site/security.py).
+    "easyai_site.security.ContentSecurityPolicyMiddleware",
     # Static files under /static/ in production (with DEBUG it finds them in the apps, as runserver would).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

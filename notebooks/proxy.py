@@ -1,20 +1,24 @@
-"""The endpoint proxy: every task's named web endpoint under one path of the portal, HTTP and websockets.
+"""The endpoint proxy: every task's named web endpoint, HTTP and websockets, on an origin apart from the portal's.
 
-``/endpoints/{job}/{task}/{name}/…`` is relayed to the address the backend
+``/endpoints/{job}/{task}/{name}/…`` on the endpoint origin (``notebooks/endpoint_origin.py``: where it is,
+its tickets and credential cookies) is relayed to the address the backend
 reported for that endpoint (``Task.endpoints``: a free host port on 127.0.0.1
 locally, the pod's IP on Kubernetes), or, on a Kubernetes cluster with an
 ingress host, to that ingress (with its host as the Host header), which routes
-the same path to the task's Service. It is a plain ASGI application mounted in
-front of Django (``notebooks/routing.py``), behind the portal's session-or-token
-authentication (``easyai_site/ws_auth.py``), so that bodies stream both ways
-without Django's request cycle buffering them.
+the same path to the task's Service. It is a plain ASGI application that
+``easyai_site/asgi.py`` gives every request for the endpoint origin's host (``notebooks/routing.py``), so that
+bodies stream both ways without Django's request cycle buffering them. It never sees the portal's session: a
+browser is authorised by its per-endpoint credential cookie (from a ticket the portal made), a client by its
+API token in ``Authorization: Token <key>``; a state-changing request or a websocket that rides on the cookie
+must come from the endpoint's own origin.
 
 Who gets through (``teams.permissions`` decides): a notebook only to its owner
 (a notebook is personal: not team-mates, not team admins, not platform admins);
 a TensorBoard to whoever may see its job and every job it shows; any other
 job's endpoint to whoever may see the job. Anonymous browsers are sent to sign
 in, other anonymous clients get 401, outsiders 404, team-mates refused a
-notebook 403.
+notebook 403. Every answer is asked again of the permission module within
+``AUTHORIZED_FOR_S``, so a revoked share or membership bites within seconds.
 
 The upstream sees the full path (Jupyter's ``base_url`` and TensorBoard's
 ``--path_prefix`` are set to it), the client's Host (Jupyter compares it with
@@ -37,9 +41,9 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.shortcuts import resolve_url
 
 from clusters.crypto import endpoint_token
+from notebooks import endpoint_origin
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +104,8 @@ def upstream_of(cluster: Any, address: str, *, strip_prefix: bool = False) -> tu
 
 
 def upstream_token(cluster: Any, framework: str, job_id: str, name: str) -> str:
-    """The token a notebook's Jupyter on a cluster demands (its pod's JUPYTER_TOKEN); "" for anything else."""
-    if framework == "notebook" and name == "jupyter" and getattr(cluster, "kind", "") == "kubernetes":
+    """The token a notebook's Jupyter demands (its JUPYTER_TOKEN, on a cluster and locally); "" for anything else."""
+    if framework == "notebook" and name == "jupyter" and getattr(cluster, "kind", "") in ("kubernetes", "local"):
         return endpoint_token(job_id)
     return ""
 
@@ -178,6 +182,39 @@ def _forget(scope: dict[str, Any]) -> None:
     _authorized.pop((getattr(scope.get("user"), "pk", None), kwargs["job_id"], kwargs["task"], kwargs["name"]), None)
 
 
+_credential_users: dict[str, tuple[float, Any]] = {}
+
+
+async def _identify(scope: dict[str, Any]) -> tuple[Any, str, bytes | None]:
+    """Who sends this request, and how: ("token" or "cookie", and a renewed credential cookie when it is due)."""
+    user = scope.get("user")
+    if user is not None and user.is_authenticated:
+        return user, "token", None
+    kwargs = scope["url_route"]["kwargs"]
+    key = endpoint_origin.endpoint_key(kwargs["job_id"], kwargs["task"], kwargs["name"])
+    for value in endpoint_origin.credentials_in(_header(scope, b"cookie")):
+        payload = endpoint_origin.credential_read(value, key)
+        if payload is None:
+            continue
+        now = time.monotonic()
+        hit = _credential_users.get(value)
+        if hit is not None and hit[0] > now:
+            user = hit[1]
+        else:
+            user = await database_sync_to_async(endpoint_origin.user_of)(payload)
+            if len(_credential_users) > 10_000:
+                _credential_users.clear()
+            _credential_users[value] = (now + AUTHORIZED_FOR_S, user)
+        if user is None:
+            continue
+        renew = None
+        if time.time() - payload.get("t", 0) > endpoint_origin.CREDENTIAL_RENEW_AFTER_S:
+            prefix = f"/endpoints/{key}/"
+            renew = endpoint_origin.credential_cookie(endpoint_origin.credential_issue(payload), prefix)
+        return user, "cookie", renew
+    return None, "", None
+
+
 _last_access: dict[str, float] = {}
 
 
@@ -237,7 +274,8 @@ async def _close_at_shutdown(session: Any) -> None:
 
 
 def _portal_cookies() -> frozenset[str]:
-    return frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME})
+    """Cookies no upstream gets or sets: the portal's (should a browser send them) and the endpoint credential."""
+    return frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, endpoint_origin.COOKIE_NAME})
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:
@@ -433,7 +471,13 @@ class EndpointProxy:
     # --- HTTP ---
 
     async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if "rest" not in scope["url_route"]["kwargs"]:
+        kwargs = scope["url_route"]["kwargs"]
+        host = _header(scope, b"host")
+        if not endpoint_origin.host_fits(host, kwargs["job_id"], kwargs["task"], kwargs["name"]):
+            await _drain(receive)
+            await _answer(scope, send, 404, "This endpoint is served at a host of its own, not here.")
+            return
+        if "rest" not in kwargs:
             # /endpoints/j/t/name -> /endpoints/j/t/name/: relative links of the upstream resolve under it.
             await _drain(receive)
             query = scope.get("query_string", b"")
@@ -442,13 +486,32 @@ class EndpointProxy:
             )
             await _answer(scope, send, 308, "Moved under the endpoint's path.", [(b"location", location)])
             return
+        query = scope.get("query_string", b"").decode("latin-1")
+        ticket = endpoint_origin.ticket_in(query) if endpoint_origin.TICKET_PARAM in query else ""
+        if ticket:
+            await _drain(receive)
+            await self._exchange(scope, send, ticket)
+            return
+        user, how, renew = await _identify(scope)
+        scope = dict(scope, user=user)
+        if how == "cookie":
+            refusal = endpoint_origin.cross_site_refusal(
+                scope["method"], host, _header(scope, b"sec-fetch-site"), _header(scope, b"origin")
+            )
+            if refusal:
+                log.info("endpoint %s: %s", scope["path"], refusal)
+                await _drain(receive)
+                await _answer(scope, send, 403, refusal)
+                return
         try:
             target = await _authorize(scope)
         except Refused as refused:
             await _drain(receive)
             if refused.status == 401 and _wants_html(scope):
-                login = resolve_url(settings.LOGIN_URL) + "?" + urlencode({"next": _full_path(scope)})
-                await _answer(scope, send, 302, refused.message, [(b"location", login.encode("latin-1"))])
+                # The portal signs the browser in if need be, asks the permission module, and sends it back
+                # here with a ticket for this endpoint.
+                portal = endpoint_origin.portal_url(_full_path(scope))
+                await _answer(scope, send, 302, refused.message, [(b"location", portal.encode("latin-1"))])
             else:
                 extra = [(b"retry-after", b"2")] if refused.status == 503 else []
                 if refused.status == 401:
@@ -456,9 +519,39 @@ class EndpointProxy:
                 await _answer(scope, send, refused.status, refused.message, extra)
             return
         await _note_access(target.job_id)
-        await self._relay(scope, receive, send, target)
+        await self._relay(scope, receive, send, target, [(b"set-cookie", renew)] if renew else [])
 
-    async def _relay(self, scope: dict[str, Any], receive: Any, send: Any, target: Target) -> None:
+    async def _exchange(self, scope: dict[str, Any], send: Any, ticket: str) -> None:
+        """A ticket from the portal's redirect becomes this endpoint's credential cookie; then the clean URL."""
+        kwargs = scope["url_route"]["kwargs"]
+        key = endpoint_origin.endpoint_key(kwargs["job_id"], kwargs["task"], kwargs["name"])
+        query = endpoint_origin.without_ticket(scope.get("query_string", b"").decode("latin-1"))
+        clean = (scope.get("raw_path") or quote(scope["path"]).encode()).decode("latin-1") + (
+            f"?{query}" if query else ""
+        )
+        if scope["method"] not in ("GET", "HEAD"):
+            await _answer(scope, send, 405, "A ticket is exchanged by GET only.", [(b"allow", b"GET, HEAD")])
+            return
+        try:
+            payload = await database_sync_to_async(endpoint_origin.ticket_redeem)(ticket, key)
+            if await database_sync_to_async(endpoint_origin.user_of)(payload) is None:
+                raise endpoint_origin.Refused("This link was made for a sign-in that has ended.")
+        except endpoint_origin.Refused as refused:
+            log.info("endpoint %s: ticket refused: %s", key, refused)
+            again = endpoint_origin.portal_url(clean)
+            await _answer(scope, send, 403, f"{refused} Open it again from the portal: {again}")
+            return
+        cookie = endpoint_origin.credential_cookie(endpoint_origin.credential_issue(payload), f"/endpoints/{key}/")
+        headers = [
+            (b"location", clean.encode("latin-1")),
+            (b"set-cookie", cookie),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        await _answer(scope, send, 302, "Signed in to this endpoint.", headers)
+
+    async def _relay(
+        self, scope: dict[str, Any], receive: Any, send: Any, target: Target, extra: list | None = None
+    ) -> None:
         import aiohttp
         from yarl import URL
 
@@ -502,7 +595,7 @@ class EndpointProxy:
                     {
                         "type": "http.response.start",
                         "status": response.status,
-                        "headers": downstream_headers(response.raw_headers, target, host),
+                        "headers": downstream_headers(response.raw_headers, target, host) + (extra or []),
                     }
                 )
                 started = True
@@ -561,9 +654,19 @@ class EndpointProxy:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
+        kwargs = scope["url_route"]["kwargs"]
         try:
-            if "rest" not in scope["url_route"]["kwargs"]:
+            if "rest" not in kwargs:
                 raise Refused(404, "No such endpoint path.")
+            host = _header(scope, b"host")
+            if not endpoint_origin.host_fits(host, kwargs["job_id"], kwargs["task"], kwargs["name"]):
+                raise Refused(404, "This endpoint is served at a host of its own, not here.")
+            user, how, _renew = await _identify(scope)
+            scope = dict(scope, user=user)
+            if how == "cookie":
+                refusal = endpoint_origin.socket_origin_refusal(host, _header(scope, b"origin"))
+                if refusal:
+                    raise Refused(403, refusal)
             target = await _authorize(scope)
         except Refused as refused:
             # Closing before accepting answers the handshake with 403: a browser learns no more than that.

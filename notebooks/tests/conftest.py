@@ -73,6 +73,11 @@ def fetch(
     """One plain HTTP request to 127.0.0.1:port (no redirects followed): status, headers, body."""
     if user is not None:
         headers["Authorization"] = f"Token {token_for(user)}"
+    if path.startswith("/endpoints/") and not any(name.lower() == "host" for name in headers):
+        # Endpoints are served on their own origin, by host name (notebooks/endpoint_origin.py).
+        from notebooks.endpoint_origin import origin
+
+        headers["Host"] = f"{origin().host}:{port}"
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         connection.request(method, path, body=body, headers={k.replace("_", "-"): v for k, v in headers.items()})

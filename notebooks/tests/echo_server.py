@@ -4,12 +4,17 @@ GET  /echo      the request line and headers it received, as JSON
 POST /count     reads the body as it streams and answers its length
 GET  /slow      a first chunk now, a second one after a pause (chunked)
 GET  /go        a redirect to an absolute URL of this server's own address, and cookies
+GET  /page      an HTML page whose script shows what it can see (document.cookie), as a task's app would
+GET  /ws        a websocket that echoes text frames
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import struct
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -27,8 +32,49 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _socket(self) -> None:
+        accept = hashlib.sha1(self.headers["Sec-WebSocket-Key"].encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", base64.b64encode(accept.digest()).decode())
+        self.end_headers()
+        self.wfile.flush()
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                return
+            opcode, length = head[0] & 0x0F, head[1] & 0x7F
+            if length == 126:
+                length = struct.unpack("!H", self.rfile.read(2))[0]
+            elif length == 127:
+                length = struct.unpack("!Q", self.rfile.read(8))[0]
+            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+            if opcode == 0x8:  # close: answer it and end
+                self.wfile.write(b"\x88\x02\x03\xe8")
+                self.wfile.flush()
+                return
+            if opcode == 0x1 and length < 126:
+                self.wfile.write(bytes([0x81, length]) + data)
+                self.wfile.flush()
+
     def do_GET(self) -> None:
-        if self.path.startswith("/endpoints/") and "/echo" in self.path:
+        if self.path.endswith("/ws") and self.headers.get("Upgrade", "").lower() == "websocket":
+            self._socket()
+            self.close_connection = True
+        elif self.path.endswith("/page"):
+            page = (
+                b"<!doctype html><html><head><title>task page</title></head><body><pre id='cookies'></pre>"
+                b"<script>document.getElementById('cookies').textContent = 'cookies:' + document.cookie;</script>"
+                b"</body></html>"
+            )
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+        elif self.path.startswith("/endpoints/") and "/echo" in self.path:
             self._json(200, {"path": self.path, "headers": [[k, v] for k, v in self.headers.items()]})
         elif self.path.endswith("/slow"):
             self.send_response(200)

@@ -28,6 +28,9 @@ ECHO = str(Path(__file__).with_name("echo_server.py"))
 
 @pytest.fixture
 def web_job(local_cluster, stop_all, owner) -> Job:
+    # The task's sandbox shows it the test's web app (the portal's code is hidden from tasks otherwise).
+    local_cluster.settings = {**local_cluster.settings, "sandbox_read_only": [str(Path(ECHO).parent)]}
+    local_cluster.save(update_fields=["settings"])
     spec = {
         "name": "web",
         "framework": "batch",
@@ -53,12 +56,15 @@ def test_a_jobs_endpoint_is_proxied_with_headers_redirects_cookies_and_streams(a
     base = f"/endpoints/{web_job.public_id}/main-0/web/"
     token = token_for(owner)
     seen = json.loads(
-        wait_answering(port, base + "echo?token=" + token + "&keep=1", owner)  # a token in the query stays here
+        # A token in the query is no credential on the endpoint origin (only the header is), and goes no further.
+        wait_answering(port, base + "echo?token=" + token + "&keep=1", owner)
     )
     assert seen["path"] == base + "echo?keep=1"
     headers = {k.lower(): v for k, v in seen["headers"]}
     assert "authorization" not in headers  # the portal's token is the portal's
-    assert headers["host"] == f"127.0.0.1:{port}"  # the client's, as Jupyter's origin checks need
+    assert (
+        headers["host"] == f"localhost:{port}"
+    )  # the client's (the endpoint origin's), as Jupyter's origin checks need
     assert headers["x-forwarded-prefix"] == base.rstrip("/") and headers["x-forwarded-for"] == "127.0.0.1"
     assert headers["x-forwarded-proto"] == "http"
 
@@ -76,14 +82,18 @@ def test_a_jobs_endpoint_is_proxied_with_headers_redirects_cookies_and_streams(a
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     blob = b"x" * (1 << 20)
     connection.request(
-        "POST", base + "count", body=iter([blob] * 20), headers={"Authorization": f"Token {token}"}, encode_chunked=True
+        "POST",
+        base + "count",
+        body=iter([blob] * 20),
+        headers={"Authorization": f"Token {token}", "Host": f"localhost:{port}"},
+        encode_chunked=True,
     )
     assert json.loads(connection.getresponse().read()) == {"received": 20 << 20}
     connection.close()
 
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     started = time.monotonic()
-    connection.request("GET", base + "slow", headers={"Authorization": f"Token {token}"})
+    connection.request("GET", base + "slow", headers={"Authorization": f"Token {token}", "Host": f"localhost:{port}"})
     response = connection.getresponse()
     assert response.read1(100) == b"first\n"  # here while the upstream still pauses before its second chunk
     first_at = time.monotonic() - started
