@@ -131,10 +131,11 @@ class Job(models.Model):
 
 
 class Task(models.Model):
-    # What the backend reports about a task: written by the sync pass, shown read-only everywhere.
+    # What the backend reports about a task, and which of its endpoints answer: written by the sync pass,
+    # shown read-only everywhere.
     OBSERVED_FIELDS = (
-        "state", "node", "pod_name", "address", "gpu_ids", "endpoints", "exit_code", "reason", "message", "started_at",
-        "finished_at",
+        "state", "node", "pod_name", "address", "gpu_ids", "endpoints", "ready_endpoints", "exit_code", "reason",
+        "message", "started_at", "finished_at",
     )  # fmt: skip
 
     class State(models.TextChoices):
@@ -156,6 +157,9 @@ class Task(models.Model):
     # Named web endpoints the task serves now (spec "ports"): name -> "host:port" where the portal's
     # proxy reaches it; empty unless the task runs.
     endpoints = models.JSONField(_("endpoints"), default=dict, blank=True)
+    # The names among ``endpoints`` that passed their readiness check (jobs/readiness.py) at their current
+    # address: the proxy routes to these only, and a notebook is "running" only once its endpoint is here.
+    ready_endpoints = models.JSONField(_("ready endpoints"), default=list, blank=True)
     exit_code = models.IntegerField(_("exit code"), null=True, blank=True)
     reason = models.CharField(_("reason"), max_length=100, blank=True)
     message = models.TextField(_("message"), blank=True)
@@ -174,6 +178,12 @@ class Task(models.Model):
     @property
     def name(self) -> str:
         return f"{self.role}-{self.index}"
+
+    def ready_address(self, name: str) -> str:
+        """host:port of the named endpoint once it runs and passed its readiness check; "" until then."""
+        if self.state != self.State.RUNNING or name not in (self.ready_endpoints or []):
+            return ""
+        return (self.endpoints or {}).get(name, "")
 
 
 class JobEvent(models.Model):

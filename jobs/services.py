@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -21,7 +21,7 @@ from clusters.models import Cluster
 from jobs import spec as job_spec
 from jobs.describe import describe
 from jobs.models import Experiment, Job, JobEvent, Task, Volume
-from jobs.state import ACTIVE, FINAL, Input, JobState
+from jobs.state import ACTIVE, ENDED_OBSERVATIONS, FINAL, Input, JobState
 from jobs.state import path as transition_path
 from teams import permissions
 from teams.models import Quota, Team
@@ -314,11 +314,25 @@ def job_transition(
     return True
 
 
-def job_apply_path(job: Job, event: str, **kwargs) -> bool:
-    """Apply an observation, passing through the states a fast job skipped between two passes."""
+def job_apply_path(job: Job, event: str, *, started_at=None, finished_at=None, **kwargs) -> bool:
+    """Apply an observation, passing through the states a fast job skipped between two passes.
+
+    ``started_at``: when its tasks started, as the backend reports it (the earliest); it becomes the job's
+    start, and a job seen ended that has one but was never seen running passes through running.
+    ``finished_at``: when it ended, as the backend reports it. Both default to the time of this call.
+    """
     moved = False
-    for step in transition_path(job.state, event):
-        moved = job_transition(job, step, **kwargs if step == event else {}) or moved
+    steps = transition_path(job.state, event, ran=started_at is not None)
+    for step in steps:
+        if step == event:
+            when = {Input.OBSERVED_RUNNING: started_at, **dict.fromkeys(ENDED_OBSERVATIONS, finished_at)}.get(step)
+            moved = job_transition(job, step, when=when, **kwargs) or moved
+        elif step == Input.OBSERVED_RUNNING:
+            at = started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            message = _("It ended before a sync pass saw it run; its tasks started at %(at)s.") % {"at": at}
+            moved = job_transition(job, step, when=started_at, message=message) or moved
+        else:
+            moved = job_transition(job, step, when=started_at) or moved
     return moved
 
 

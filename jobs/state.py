@@ -82,13 +82,22 @@ def next_state(current: str, event: str) -> str | None:
     return target if current in sources else None
 
 
-def path(current: str, event: str) -> list[str]:
+# Observations that a job ended on the backend.
+ENDED_OBSERVATIONS = frozenset({Input.OBSERVED_SUCCEEDED, Input.OBSERVED_FAILED, Input.OBSERVED_STOPPED})
+
+
+def path(current: str, event: str, *, ran: bool = False) -> list[str]:
     """The inputs to apply, in order, so an observation lands even when an earlier one was missed.
 
-    A job that finished between two sync passes is seen as succeeded while still
-    queued/unknown: it passes through pending first, so the record shows every
-    state it went through. Returns [] when the input is refused.
+    A job that finished between two sync passes is seen as ended while the
+    record still says queued/unknown/pending. It passes through the states it
+    went through, so the record shows each: through pending when it was never
+    seen created, and through running when ``ran`` (its tasks report that they
+    started) but no pass saw it run. Returns [] when the input is refused.
     """
+    if ran and event in ENDED_OBSERVATIONS and current in INITIAL | {JobState.PENDING}:
+        before = [Input.OBSERVED_PENDING] if current in INITIAL else []
+        return [*before, Input.OBSERVED_RUNNING, event]
     if next_state(current, event) is not None:
         return [event]
     if current in INITIAL and event in {Input.OBSERVED_SUCCEEDED, Input.OBSERVED_FAILED}:

@@ -175,12 +175,15 @@ class TensorBoardSerializer(serializers.ModelSerializer):
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     job = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
     jobs = serializers.SlugRelatedField(source="sources", slug_field="public_id", many=True, read_only=True)
-    state = serializers.CharField(source="job.state", read_only=True)
+    state = serializers.CharField(source="job.state", read_only=True, help_text="its job's state")
+    ready = serializers.BooleanField(
+        read_only=True, help_text="true once TensorBoard answers at its url (its job may run before)"
+    )
     url = serializers.SerializerMethodField()
 
     class Meta:
         model = TensorBoard
-        fields = ["id", "team", "owner", "job", "jobs", "state", "url", "created_at"]
+        fields = ["id", "team", "owner", "job", "jobs", "state", "ready", "url", "created_at"]
 
     def get_url(self, board: TensorBoard) -> str | None:
         request = self.context.get("request")

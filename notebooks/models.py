@@ -25,7 +25,7 @@ def endpoint_path(job_id: str, task: str, name: str) -> str:
 
 class NotebookState(models.TextChoices):
     STARTING = "starting", _("starting")  # queued, pending, or running but not answering on its endpoint yet
-    RUNNING = "running", _("running")  # its endpoint is known: it can be opened
+    RUNNING = "running", _("running")  # its server answered its readiness check: it can be opened now
     STOPPED = "stopped", _("stopped")  # no run, or its last run ended (see the job's reason)
 
 
@@ -75,22 +75,31 @@ class Notebook(models.Model):
         job = self.job
         if job is None or job.state not in ACTIVE:
             return NotebookState.STOPPED
-        if job.state == JobState.RUNNING and self.endpoint_address:
+        if job.state == JobState.RUNNING and self.endpoint_ready:
             return NotebookState.RUNNING
         return NotebookState.STARTING
 
     def get_state_display(self) -> str:
         return str(NotebookState(self.state).label)
 
+    def _task(self):
+        if self.job is None:
+            return None
+        return next((task for task in self.job.tasks.all() if task.name == NOTEBOOK_TASK), None)
+
     @property
     def endpoint_address(self) -> str:
         """host:port of the running server, from the job's task (prefetched by the selectors)."""
-        if self.job is None:
+        task = self._task()
+        if task is None or task.state != "running":
             return ""
-        for task in self.job.tasks.all():
-            if task.name == NOTEBOOK_TASK and task.state == "running":
-                return (task.endpoints or {}).get(self.endpoint_name, "")
-        return ""
+        return (task.endpoints or {}).get(self.endpoint_name, "")
+
+    @property
+    def endpoint_ready(self) -> bool:
+        """Its server answered the readiness check that the sync pass makes (recorded on the task)."""
+        task = self._task()
+        return task is not None and bool(task.ready_address(self.endpoint_name))
 
     @property
     def path(self) -> str:
@@ -124,3 +133,11 @@ class TensorBoard(models.Model):
     @property
     def path(self) -> str:
         return endpoint_path(self.job.public_id, TENSORBOARD_TASK, "tensorboard")
+
+    @property
+    def ready(self) -> bool:
+        """It runs and its server answered its readiness check: it can be opened now (tasks prefetched)."""
+        if self.job.state != JobState.RUNNING:
+            return False
+        task = next((t for t in self.job.tasks.all() if t.name == TENSORBOARD_TASK), None)
+        return task is not None and bool(task.ready_address("tensorboard"))

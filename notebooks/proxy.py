@@ -150,7 +150,8 @@ def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
         raise Refused(404, f"Task {task_name} of job {job_id} serves no endpoint named {name!r}.")
     if job.state not in ACTIVE:
         raise Refused(404, f"Job {job_id} has ended ({job.state}): its endpoints are gone.")
-    address = task.endpoints.get(name) if job.state == JobState.RUNNING and task.state == Task.State.RUNNING else ""
+    # Only once it answered its readiness check (jobs/readiness.py): until then it is starting.
+    address = task.ready_address(name) if job.state == JobState.RUNNING else ""
     if not address:
         raise Refused(503, f"Job {job_id} is starting: its endpoint {name!r} is not up yet.")
     address, host = upstream_of(job.cluster, address, strip_prefix=strip)

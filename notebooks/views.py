@@ -208,8 +208,7 @@ def tensorboard_open(request: HttpRequest) -> HttpResponse:
 def tensorboard_wait(request: HttpRequest, pk: int) -> HttpResponse:
     board = permissions.get_or_404(selectors.tensorboards_visible(request.user), request.user, Action.VIEW, pk=pk)
     job = board.job
-    task = next((t for t in job.tasks.all() if t.name == "tensorboard-0"), None)
-    if job.state == "running" and task is not None and task.state == "running" and task.endpoints.get("tensorboard"):
+    if board.ready:
         return redirect(board.path)
     if job.is_final:
         messages.warning(request, _("That TensorBoard has ended (%(reason)s): open it again.") % {"reason": job.reason})

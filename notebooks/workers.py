@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from jobs import readiness
 from jobs import services as job_services
 from jobs.state import ACTIVE, Input, JobState
 from notebooks import services
@@ -116,6 +117,26 @@ def last_activity(notebook: Notebook, address: str) -> datetime | None:
     token = upstream_token(notebook.cluster, "notebook", notebook.job.public_id, "jupyter")
     data = _get_json(f"http://{address}{path}api/status", host, token)
     return _parse_time((data or {}).get("last_activity", ""))
+
+
+def endpoint_readiness(endpoint: readiness.Endpoint) -> readiness.Probe | None:
+    """The readiness check of a notebook's or TensorBoard's server, where the proxy reaches it (the sync pass
+    probes it; registered in ``NotebooksConfig.ready``)."""
+    prefix = endpoint_path(endpoint.job_id, endpoint.task, endpoint.name)
+    if endpoint.framework == "notebook" and endpoint.name == "jupyter":
+        path = prefix + "api/status"  # Jupyter Server answers 200 here once it serves its base URL
+    elif endpoint.framework == "notebook" and endpoint.name == "vscode":
+        path = "/healthz"  # code-server serves at "/", not under the prefix
+    elif endpoint.framework == "tensorboard" and endpoint.name == "tensorboard":
+        path = prefix  # its page, under --path_prefix
+    else:
+        return None
+    address, host = upstream_of(endpoint.cluster, endpoint.address, strip_prefix=endpoint.name == "vscode")
+    headers = {"Host": host} if host else {}
+    token = upstream_token(endpoint.cluster, endpoint.framework, endpoint.job_id, endpoint.name)
+    if token:
+        headers["Authorization"] = f"token {token}"
+    return readiness.Probe(address, path, headers)
 
 
 def notebooks_idle(now: datetime | None = None) -> list[int]:

@@ -4,6 +4,7 @@ GET  /echo      the request line and headers it received, as JSON
 POST /count     reads the body as it streams and answers its length
 GET  /slow      a first chunk now, a second one after a pause (chunked)
 GET  /go        a redirect to an absolute URL of this server's own address, and cookies
+GET  …/api/status  200, as a started Jupyter Server answers the portal's readiness check
 GET  /page      an HTML page whose script shows what it can see (document.cookie), as a task's app would
 GET  /ws        a websocket that echoes text frames
 """
@@ -76,6 +77,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(page)
         elif self.path.startswith("/endpoints/") and "/echo" in self.path:
             self._json(200, {"path": self.path, "headers": [[k, v] for k, v in self.headers.items()]})
+        elif self.path.endswith("/api/status"):
+            self._json(200, {"started": "", "last_activity": "", "kernels": 0, "connections": 0})
         elif self.path.endswith("/slow"):
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")

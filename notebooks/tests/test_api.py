@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 from datetime import timedelta
+from http.server import ThreadingHTTPServer
 
 import pytest
 from django.db import connection
@@ -14,6 +17,7 @@ from jobs import workers as job_workers
 from jobs.models import Job
 from notebooks import services
 from notebooks.models import Notebook
+from notebooks.tests.echo_server import Handler
 
 GOOD = {"name": "lab", "cpu": "1", "memory": "1Gi"}
 
@@ -34,8 +38,16 @@ def notebook(fake_backend, people, team, committed) -> Notebook:
     return committed(services.notebook_create, user=people["owner"], team=team, **GOOD)
 
 
+@functools.cache
+def jupyter_address() -> str:
+    """Where something answers like a started Jupyter (its /api/status), so the readiness check passes."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"127.0.0.1:{server.server_address[1]}"
+
+
 def run_it(fake_backend, notebook: Notebook) -> None:
-    fake_backend.set_state(notebook.job.public_id, ObservedState.RUNNING, endpoints={"jupyter": "10.0.0.7:8888"})
+    fake_backend.set_state(notebook.job.public_id, ObservedState.RUNNING, endpoints={"jupyter": jupyter_address()})
     job_workers.cluster_sync(fake_backend.cluster)
 
 

@@ -98,9 +98,10 @@ def test_tensorboard_over_a_jobs_summaries_answers_through_the_proxy_is_reused_a
     def serving() -> bool:
         job_workers.cluster_sync(local_cluster)
         task = board.job.tasks.get()
-        return bool(task.endpoints.get("tensorboard"))
+        return "tensorboard" in task.ready_endpoints  # it answered: the proxy routes to it
 
-    wait_until(serving, 60, "TensorBoard's endpoint", every=0.2)
+    wait_until(serving, 60, "TensorBoard to answer", every=0.2)
+    assert client.get(f"/api/v1/tensorboards/{board.pk}/").json()["ready"] is True
     base = f"/endpoints/{board.job.public_id}/tensorboard-0/tensorboard/"
     runs = json.loads(wait_answering(asgi_server.port, base + "data/runs", owner))
     assert any(run.startswith(f"{trained.name}.{trained.public_id}/") for run in runs), runs

@@ -1,0 +1,104 @@
+"""Endpoint readiness: an endpoint behind the portal's proxy is "ready" once it answered its readiness check.
+
+A task's named endpoints (``Task.endpoints``, name -> host:port) are reported by
+the backend as soon as the task runs, which is before the server in it listens.
+The sync pass probes every endpoint that has a readiness check and is not ready
+yet, and records the ones that answered in ``Task.ready_endpoints``; the proxy
+routes only to those, and the products built on endpoints (notebooks,
+TensorBoard, and the apps and model services to come) say "running" only then.
+Pages and the API read the recorded answer; they never probe.
+
+The checks come from the apps that know what serves an endpoint: each registers
+one per job framework in its ``AppConfig.ready()`` (the jobs app may not import
+them). An endpoint without a check (a job's own ``ports``) is ready as soon as
+its address is known.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 2.0  # a pass probes concurrently; one endpoint that hangs holds its pass this long at most
+PROBE_THREADS = 16
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One named endpoint of a running task, as the readiness check needs it."""
+
+    cluster: Any  # the Cluster row: the check goes where the proxy goes (its ingress, when it has one)
+    job_id: str  # public id
+    framework: str
+    task: str  # "{role}-{index}"
+    name: str
+    address: str  # host:port the backend reported
+
+
+@dataclass(frozen=True)
+class Probe:
+    """An HTTP GET that answers 2xx or 3xx once the endpoint's server is up."""
+
+    address: str  # host:port to connect to
+    path: str  # request target, e.g. /endpoints/j-…/notebook-0/jupyter/api/status
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# framework -> check: the Probe for an endpoint of a job of that framework, or None when it has no check.
+Check = Callable[[Endpoint], Probe | None]
+_checks: dict[str, Check] = {}
+
+
+def register(framework: str, check: Check) -> None:
+    """Called from an app's ``AppConfig.ready()``: endpoints of this framework's jobs are probed with ``check``."""
+    _checks[framework] = check
+
+
+def probe_for(endpoint: Endpoint) -> Probe | None:
+    check = _checks.get(endpoint.framework)
+    return check(endpoint) if check is not None else None
+
+
+def has_check(endpoint: Endpoint) -> bool:
+    return probe_for(endpoint) is not None
+
+
+def answers(probe: Probe, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """True when the endpoint's server answered the probe with 2xx or 3xx.
+
+    No environment proxies (the portal reaches pod IPs and its ingress directly, as its own proxy does), and a
+    refused connection, a timeout, a 5xx (an ingress with no ready backend) or a 4xx (an ingress that has no
+    route for the path yet) all mean "not yet".
+    """
+    host, _, port = probe.address.rpartition(":")
+    if not host or not port.isdigit():
+        return False
+    connection = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+    try:
+        connection.request("GET", probe.path, headers=probe.headers)
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        log.debug("endpoint %s%s not ready: %s", probe.address, probe.path, exc)
+        return False
+    finally:
+        connection.close()
+    return 200 <= status < 400
+
+
+def probe_all(probes: Iterable[tuple[Any, Probe]]) -> set[Any]:
+    """The keys whose probe answered; probed concurrently, so a pass costs one timeout at most, not one each."""
+    pending = list(probes)
+    if not pending:
+        return set()
+    if len(pending) == 1:
+        key, probe = pending[0]
+        return {key} if answers(probe) else set()
+    with ThreadPoolExecutor(max_workers=min(PROBE_THREADS, len(pending))) as pool:
+        results = pool.map(lambda item: (item[0], answers(item[1])), pending)
+        return {key for key, ok in results if ok}
