@@ -25,6 +25,7 @@ from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from easyai_site.limits import limit_request_body  # noqa: E402
 from easyai_site.ws_auth import TokenAuthMiddleware, TokenOrSessionAuthMiddlewareStack, token_from_scope  # noqa: E402
 from notebooks import endpoint_origin  # noqa: E402
 
@@ -52,6 +53,7 @@ http_app = (
     if http_patterns
     else django_app
 )
+http_app = limit_request_body(http_app)  # per-route body limits, before a body is read (easyai_site/limits.py)
 
 websocket_app = TokenOrSessionAuthMiddlewareStack(URLRouter(_collect("websocket_urlpatterns")))
 browser_websocket_app = AllowedHostsOriginValidator(websocket_app)

@@ -501,6 +501,8 @@ EASYAI_VSCODE_IMAGE = env_str("EASYAI_VSCODE_IMAGE", "codercom/code-server:lates
 EASYAI_TENSORBOARD_IMAGE = env_str("EASYAI_TENSORBOARD_IMAGE", "tensorflow/tensorflow:latest")
 
 EASYAI_UPLOAD_MAX_BYTES = env_int("EASYAI_UPLOAD_MAX_BYTES", 10 * 2**30, minimum=1)
+# Any other request body (forms, API calls, job specs), refused with 413 before it is read (easyai_site/limits.py).
+EASYAI_MAX_BODY_BYTES = env_int("EASYAI_MAX_BODY_BYTES", 5 * 2**20, minimum=1024)
 
 # One bulk sync pass per cluster re-checks every active job (unknown, pending and running alike) at a
 # constant cost in backend calls, so the original per-job cadences (unknown every 10 s, running every

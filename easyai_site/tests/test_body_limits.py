@@ -1,0 +1,89 @@
+"""Request bodies past their route's limit are refused (413) before they are read, through a real ASGI server."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from conftest import api_client_for
+from easyai_site.limits import MULTIPART_ALLOWANCE
+from jobs.models import Job
+from jobs.tests import browser_support
+
+asgi_server = browser_support.asgi_server  # the fixture: a real ASGI server (uvicorn) in this process
+
+LIMIT = 64 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _small_limits(settings):
+    settings.EASYAI_MAX_BODY_BYTES = LIMIT
+    settings.EASYAI_UPLOAD_MAX_BYTES = 4 * LIMIT
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def exchange(server, head: str, body_parts: list[bytes], timeout: float = 10.0) -> tuple[int, bytes, float]:
+    """Send a request's head and then body parts (stopping once the server answers): status, answer, seconds."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as conn:
+        conn.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
+        for part in body_parts:
+            try:
+                conn.sendall(part)
+            except OSError:
+                break  # the server closed: it did not want the rest
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer) < answer.index(b"\r\n\r\n") + 4:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
+    return status, answer, time.monotonic() - started
+
+
+def test_a_huge_declared_body_is_refused_at_once_without_being_read(asgi_server):
+    # 10 GiB announced to the sign-in page, anonymously; only a few bytes ever follow.
+    head = "POST /accounts/login/ HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/x-www-form-urlencoded\n"
+    head += f"Content-Length: {10 * 2**30}\n"
+    status, answer, seconds = exchange(asgi_server, head, [b"username=a&pass"])
+    assert status == 413, answer
+    assert b"connection: close" in answer.lower()
+    assert seconds < 5  # answered without waiting for the body (which never comes)
+
+
+def test_the_api_refuses_a_spec_above_its_limit_and_records_nothing(asgi_server, owner, fake_backend):
+    token = api_client_for(owner)._credentials["HTTP_AUTHORIZATION"]
+    head = f"POST /api/v1/jobs/ HTTP/1.1\nHost: 127.0.0.1\nAuthorization: {token}\nContent-Type: application/json\n"
+    status, answer, _ = exchange(asgi_server, head + f"Content-Length: {LIMIT + 1}\n", [b"{"])
+    assert status == 413, answer
+    assert not Job.objects.exists()
+
+
+def test_a_chunked_body_is_counted_as_it_streams_and_refused_past_the_limit(asgi_server, owner, fake_backend):
+    token = api_client_for(owner)._credentials["HTTP_AUTHORIZATION"]
+    head = f"POST /api/v1/jobs/ HTTP/1.1\nHost: 127.0.0.1\nAuthorization: {token}\nContent-Type: application/json\n"
+    head += "Transfer-Encoding: chunked\n"
+    piece = b" " * 16384
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    # Twice the limit in chunks, and the body never ends: the answer cannot wait for its end.
+    status, answer, seconds = exchange(asgi_server, head, [chunk] * (2 * LIMIT // len(piece)))
+    assert status == 413, answer
+    assert seconds < 5
+    assert not Job.objects.exists()
+
+
+def test_uploads_have_their_own_larger_limit(asgi_server, owner):
+    token = api_client_for(owner)._credentials["HTTP_AUTHORIZATION"]
+    data = b"x" * (2 * LIMIT)  # above the general limit, below the upload limit
+    head = f"PUT /api/v1/files/personal/model.bin HTTP/1.1\nHost: 127.0.0.1\nAuthorization: {token}\n"
+    head += f"Content-Type: application/octet-stream\nContent-Length: {len(data)}\nConnection: close\n"
+    status, answer, _ = exchange(asgi_server, head, [data])
+    assert status == 201, answer
+
+    too_large = 4 * LIMIT + MULTIPART_ALLOWANCE + 1
+    head = head.replace(f"Content-Length: {len(data)}", f"Content-Length: {too_large}")
+    status, answer, _ = exchange(asgi_server, head, [b"x" * 10])
+    assert status == 413, answer
