@@ -447,6 +447,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# How often an open log or shell socket asks again whether its user may still use it (jobs/consumers.py).
+EASYAI_WS_RECHECK_SECONDS = env_float("EASYAI_WS_RECHECK_SECONDS", 5.0, minimum=0.1)
 
 # One cache all processes share (the scheduler and the workers coordinate through it).
 if REDIS_URL:

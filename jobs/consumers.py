@@ -10,7 +10,11 @@ A refused socket is accepted, told why in an ``error`` frame, and closed with
 a 4xxx code (accepting first is the only way a browser gets to read a reason):
 
     4400 bad request  4401 not signed in  4403 not allowed  4404 no such job or task
-    4409 the task is not running (shell)  4502 the cluster failed us
+    4409 the task is not running (shell)  4410 access withdrawn while open  4502 the cluster failed us
+
+An open socket asks the permission module again every EASYAI_WS_RECHECK_SECONDS: when its user may no
+longer do what the socket does (a share revoked, a member removed, an account deactivated) it is closed
+with 4410, and a shell's session ends with it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.utils import timezone
@@ -49,7 +55,9 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_NOT_RUNNING = 4409
+CLOSE_REVOKED = 4410
 CLOSE_BACKEND = 4502
+DEFAULT_RECHECK_S = 5.0
 
 
 class RefusedError(Exception):
@@ -82,6 +90,24 @@ def _resolve(user, public_id: str, task_name: str, action: Action) -> tuple[Job,
     return job, task
 
 
+def _still_allowed(user_pk: Any, public_id: str, task_name: str, action: Action) -> None:
+    """RefusedError (4410, with the reason) unless the user, read afresh, may still do what the socket does."""
+    # A fresh user: the one in the scope caches its teams and grants for as long as the socket lives.
+    user = get_user_model().objects.filter(pk=user_pk).first()
+    if user is None or not user.is_active:
+        raise RefusedError(CLOSE_REVOKED, "Your account was deactivated or removed.")
+    try:
+        _resolve(user, public_id, task_name, action)
+    except RefusedError as refused:
+        if refused.code in (CLOSE_NOT_FOUND, CLOSE_FORBIDDEN):
+            raise RefusedError(CLOSE_REVOKED, f"Your access to job {public_id} was withdrawn.") from None
+        raise RefusedError(CLOSE_REVOKED, refused.reason) from None
+
+
+def recheck_seconds() -> float:
+    return float(getattr(settings, "EASYAI_WS_RECHECK_SECONDS", DEFAULT_RECHECK_S))
+
+
 def _client_address(scope: dict[str, Any]) -> str:
     # The server puts the peer here; behind a proxy, daphne --proxy-headers puts X-Forwarded-For here instead.
     client = scope.get("client")
@@ -105,9 +131,42 @@ class _TaskSocket(AsyncWebsocketConsumer):
         except RefusedError as refused:
             log.info("%s refused %s: %s", type(self).__name__, self.scope.get("path"), refused.reason)
             await self.refuse(refused.code, refused.reason)
+            return
+        self.rechecker = asyncio.create_task(self._recheck(self.scope["user"].pk, kwargs["job_id"], kwargs["task"]))
 
     async def start(self) -> None:
         raise NotImplementedError
+
+    async def end(self) -> None:
+        """Stop relaying (the socket is being closed from this side)."""
+        raise NotImplementedError
+
+    async def _recheck(self, user_pk: Any, public_id: str, task_name: str) -> None:
+        """Ask the permission module again every few seconds; close with 4410 once the answer is no."""
+        while True:
+            await asyncio.sleep(recheck_seconds())
+            try:
+                await database_sync_to_async(_still_allowed)(user_pk, public_id, task_name, self.action)
+            except RefusedError as refused:
+                log.info("%s closed %s: %s", type(self).__name__, self.scope.get("path"), refused.reason)
+                await self.end()
+                try:
+                    await self.refuse(refused.code, refused.reason)
+                except Exception:
+                    pass  # the client went at the same moment
+                return
+            except Exception:
+                # The database is briefly away: keep the socket, ask again next time.
+                log.warning("rechecking %s failed", self.scope.get("path"), exc_info=True)
+
+    async def stop_rechecking(self) -> None:
+        rechecker = getattr(self, "rechecker", None)
+        if rechecker is not None and not rechecker.done() and rechecker is not asyncio.current_task():
+            rechecker.cancel()
+            try:
+                await rechecker
+            except asyncio.CancelledError:
+                pass
 
     async def refuse(self, code: int, reason: str) -> None:
         await self.send_json({"type": "error", "reason": reason})
@@ -162,7 +221,11 @@ class TaskLogConsumer(_TaskSocket):
         await self.send_json({"type": "start", "offset": offset, "task": self.task.name, "state": self.task.state})
         self.relay = asyncio.create_task(self._relay(offset))
 
+    async def end(self) -> None:
+        await self.disconnect(CLOSE_REVOKED)
+
     async def disconnect(self, code: int) -> None:
+        await self.stop_rechecking()
         stop = getattr(self, "stop", None)
         if stop is not None:
             stop.set()
@@ -378,7 +441,13 @@ class TaskShellConsumer(_TaskSocket):
         with self.lock:
             return method(*args)
 
+    async def end(self) -> None:
+        # The pump sees the stop within SHELL_READ_S and closes the session: the shell and what it started end.
+        self.stop.set()
+        await self.ended
+
     async def disconnect(self, code: int) -> None:
+        await self.stop_rechecking()
         stop = getattr(self, "stop", None)
         if stop is None:
             return  # refused before a shell was opened
