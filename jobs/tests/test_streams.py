@@ -248,7 +248,8 @@ class Terminal:
 def test_shell_runs_commands_in_the_task_with_its_rank_and_working_dir(
     asgi_server, run_job, owner, tmp_path, local_cluster
 ):
-    work = tmp_path / "work dir"
+    # In the owner's workspace: a task sees nothing of the host outside what a pod would mount.
+    work = storage.personal_workspace(Path(settings.EASYAI_STORAGE_ROOT), owner.username) / "work dir"
     job = run_job(
         owner,
         GATED,
