@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.views.debug import SafeExceptionReporterFilter
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 # scheme://user:password@host  or  scheme://:password@host (Redis): the password is what lies
 # between the first ':' after the user name and the last '@' before the host.
@@ -39,6 +39,12 @@ def _mask(value: Any, depth: int = 0) -> Any:
         return {key: _mask(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
         return [_mask(item, depth + 1) for item in value]
+    if isinstance(value, tuple) and hasattr(value, "_replace") and "@" in str(getattr(value, "netloc", "")):
+        # urllib's parsed URLs (ParseResult, SplitResult): the password sits in netloc, without the scheme.
+        userinfo, _at, hostport = value.netloc.rpartition("@")
+        if ":" in userinfo:
+            return value._replace(netloc=f"{userinfo.split(':', 1)[0]}:{MASK}@{hostport}")
+        return value
     if isinstance(value, tuple):
         return tuple(_mask(item, depth + 1) for item in value)
     return value
@@ -75,3 +81,24 @@ class ConnectionStringSafeFilter(SafeExceptionReporterFilter):
     def get_traceback_frame_variables(self, request, tb_frame) -> list[tuple[str, Any]]:
         variables = super().get_traceback_frame_variables(request, tb_frame)
         return [(name, _mask_variable(value)) for name, value in variables]
+
+
+class ConnectionStringSafeReporter(ExceptionReporter):
+    """Django's reporter, with URL passwords masked in the exception's message and the source lines shown too.
+
+    (A driver's error may quote the URL it failed to reach; the filter above sees only variables and settings.)
+    """
+
+    def get_traceback_data(self) -> dict[str, Any]:
+        data = super().get_traceback_data()
+        if isinstance(data.get("exception_value"), str):
+            data["exception_value"] = mask_url_passwords(data["exception_value"])
+        for frame in data.get("frames", []):
+            for name in ("pre_context", "post_context"):
+                if frame.get(name):
+                    frame[name] = [mask_url_passwords(line) for line in frame[name]]
+            if isinstance(frame.get("context_line"), str):
+                frame["context_line"] = mask_url_passwords(frame["context_line"])
+            if frame.get("exc_cause") is not None:
+                frame["exc_cause"] = _MaskedRepr(mask_url_passwords(str(frame["exc_cause"])))
+        return data

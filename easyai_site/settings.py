@@ -181,6 +181,7 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DEBUG = env_bool("EASYAI_DEBUG", False)
 # Debug pages hide the passwords inside connection strings (DATABASE_URL, REDIS_URL...) too.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "easyai_site.reporting.ConnectionStringSafeFilter"
+DEFAULT_EXCEPTION_REPORTER = "easyai_site.reporting.ConnectionStringSafeReporter"
 
 
 def _secret_key() -> str:
