@@ -20,12 +20,12 @@ def main() -> None:
         from django.contrib.auth import get_user_model
         from django.db import connection
         from django.test import Client
-        from rest_framework.authtoken.models import Token
         from rest_framework.test import APIClient
 
         from clusters.models import Cluster
         from jobs.models import Job
         from teams.models import Membership, Team
+        from teams.services import token_create
 
         cluster = Cluster.objects.create(name="local", kind="local", is_default=True)
         users = [get_user_model().objects.create_user(f"user{i}", password="x") for i in range(10)]
@@ -51,7 +51,7 @@ def main() -> None:
         print(f"the viewer sees {Job.objects.filter(team=teams[0]).count()} of them (one team of five)")
 
         api = APIClient()
-        api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=viewer).key}")
+        api.credentials(HTTP_AUTHORIZATION=f"Token {token_create(user=viewer)[1]}")
         page = Client()
         page.force_login(viewer)
         cases = {

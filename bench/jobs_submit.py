@@ -36,7 +36,6 @@ def main() -> None:
 
         from django.contrib.auth import get_user_model
         from django.db import connection
-        from rest_framework.authtoken.models import Token
         from rest_framework.test import APIClient
 
         from clusters.backends import use_backend
@@ -45,6 +44,7 @@ def main() -> None:
         from jobs import tasks
         from jobs.models import Job
         from teams.models import Membership, Team
+        from teams.services import token_create
 
         logging.getLogger("django-q").setLevel(logging.WARNING)
         cluster = Cluster.objects.create(name="fake", kind="local", is_default=True)
@@ -54,7 +54,7 @@ def main() -> None:
         team = Team.objects.create(name="Bench", slug="bench")
         Membership.objects.create(team=team, user=user, role="admin")
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token_create(user=user)[1]}")
         spec = {
             "name": "bench",
             "framework": "pytorch",

@@ -109,17 +109,17 @@ def start_daphne(redis_url: str | None) -> tuple[subprocess.Popen, int]:
 
 def set_up() -> tuple[object, str]:
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from clusters.models import Cluster
     from teams.models import Membership, Team
+    from teams.services import token_create
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("bench", "bench@example.com", "bench-pass-123")
     team = Team.objects.create(name="Bench", slug="bench")
     Membership.objects.create(team=team, user=user, role=Membership.Role.ADMIN)
     Cluster.objects.create(name="local", kind="local", is_default=True, settings={"cpu": 4, "stop_grace": 1})
-    return user, Token.objects.create(user=user).key
+    return user, token_create(user=user)[1]
 
 
 # In the page: open the log socket, stamp every line on receipt, check order, resolve at the end frame.

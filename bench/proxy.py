@@ -75,13 +75,13 @@ def start_daphne() -> tuple[subprocess.Popen, int]:
 
 def start_notebook():
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from clusters.models import Cluster
     from jobs import workers as job_workers
     from notebooks import services
     from notebooks.models import Notebook
     from teams.models import Membership, Team
+    from teams.services import token_create
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("bench", "bench@example.com", "bench-pass-123")
@@ -94,7 +94,7 @@ def start_notebook():
         job_workers.cluster_sync(cluster)
         notebook = Notebook.objects.select_related("job").prefetch_related("job__tasks").get(pk=notebook.pk)
         if notebook.state == "running":
-            return cluster, notebook, Token.objects.create(user=user).key
+            return cluster, notebook, token_create(user=user)[1]
         if notebook.job.is_final or time.monotonic() > deadline:
             raise SystemExit(f"the notebook did not start: {notebook.job.state} {notebook.job.message}")
         time.sleep(0.2)
