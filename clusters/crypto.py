@@ -62,6 +62,7 @@ def current_keys() -> list[str]:
     except FileNotFoundError:
         key = Fernet.generate_key().decode()
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             # O_EXCL: two processes starting at once agree on one key.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
