@@ -5,7 +5,11 @@ hashed into teams_apitoken and the clear rows are deleted. Nothing is lost going
 hashes, which cannot be turned back into keys: reversing leaves the tokens as they are.
 """
 
+import datetime
+
 from django.db import migrations
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 LEGACY_TABLE = "authtoken_token"
 
@@ -28,8 +32,13 @@ def hash_legacy_tokens(apps, schema_editor):
         token = ApiToken.objects.create(
             user_id=user_id, name="API token (from before hashing)", prefix=prefix_of(key), digest=digest
         )
-        # created_at is auto_now_add: keep the old token's creation time.
-        ApiToken.objects.filter(pk=token.pk).update(created_at=created)
+        # created_at is auto_now_add: keep the old token's creation time (read raw: naive UTC, or text on SQLite).
+        if isinstance(created, str):
+            created = parse_datetime(created)
+        if created is not None and timezone.is_naive(created):
+            created = timezone.make_aware(created, datetime.timezone.utc)
+        if created is not None:
+            ApiToken.objects.filter(pk=token.pk).update(created_at=created)
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {table}")  # noqa: S608
 
