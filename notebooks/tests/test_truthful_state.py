@@ -195,6 +195,49 @@ def test_a_jobs_own_port_has_no_check_and_is_ready_when_its_address_is_known(
     assert authorize(owner, job.public_id, "main-0", "web").address == address
 
 
+@pytest.mark.django_db
+def test_a_tensorboard_is_ready_only_once_its_page_answers(
+    api, people, fake_backend, serve, client, django_capture_on_commit_callbacks
+):
+    owner = people["owner"]
+    spec = {"name": "train", "framework": "batch", "command": "true", "roles": {"main": {}}}
+    trained = job_services.job_submit(user=owner, data=spec)
+    for _name, summaries in services.summary_dirs(trained):
+        summaries.mkdir(parents=True)
+        (summaries / "events.out.tfevents.1").write_bytes(b"")
+    with django_capture_on_commit_callbacks(execute=True):
+        board, _created = services.tensorboard_open(user=owner, job_ids=[trained.public_id])
+    url = f"/api/v1/tensorboards/{board.pk}/"
+    port = free_port()
+    fake_backend.set_state(board.job.public_id, ObservedState.RUNNING, endpoints={"tensorboard": f"127.0.0.1:{port}"})
+    job_workers.cluster_sync(fake_backend.cluster)
+    body = api(owner).get(url).json()
+    assert (body["state"], body["ready"]) == ("running", False)  # its job runs; TensorBoard does not answer yet
+    client.force_login(owner)
+    assert client.get(f"/tensorboards/{board.pk}/open/").status_code == 202  # the page that waits
+    assert "starting" in client.get("/tensorboards/").content.decode()
+
+    class Page(FakeJupyter):
+        asked: list[str] = []
+
+        def do_GET(self) -> None:
+            type(self).asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Page)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    try:
+        job_workers.cluster_sync(fake_backend.cluster)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert Page.asked == [board.path]  # its page, under --path_prefix
+    assert api(owner).get(url).json()["ready"] is True
+    assert client.get(f"/tensorboards/{board.pk}/open/")["Location"] == board.path
+
+
 # --- a real JupyterLab, polled as a script would poll it -------------------------------------------
 
 
