@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,14 @@ def answers(probe: Probe, timeout: float = PROBE_TIMEOUT_S) -> bool:
     refused connection, a timeout, a 5xx (an ingress with no ready backend) or a 4xx (an ingress that has no
     route for the path yet) all mean "not yet".
     """
-    host, _, port = probe.address.rpartition(":")
-    if not host or not port.isdigit():
+    try:
+        where = urlsplit("//" + probe.address)  # host:port, [v6]:port, or an ingress host without a port (80)
+        host, port = where.hostname, where.port or 80
+    except ValueError:
         return False
-    connection = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+    if not host:
+        return False
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request("GET", probe.path, headers=probe.headers)
         status = connection.getresponse().status
@@ -92,7 +97,7 @@ def answers(probe: Probe, timeout: float = PROBE_TIMEOUT_S) -> bool:
 
 
 def probe_all(probes: Iterable[tuple[Any, Probe]]) -> set[Any]:
-    """The keys whose probe answered; probed concurrently, so a pass costs one timeout at most, not one each."""
+    """The keys whose probe answered; probed together (PROBE_THREADS at a time), not one timeout after another."""
     pending = list(probes)
     if not pending:
         return set()

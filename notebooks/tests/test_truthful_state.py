@@ -319,3 +319,14 @@ def test_probes_of_one_pass_run_together():
         for sock in listeners:
             sock.close()
     assert time.monotonic() - started < 2 * readiness.PROBE_TIMEOUT_S
+
+
+def test_a_probe_reaches_a_host_name_and_refuses_what_is_not_an_address(serve):
+    port = free_port()
+    serve(port)
+    assert readiness.answers(
+        readiness.Probe(f"localhost:{port}", "/endpoints/j-abcdefgh/notebook-0/jupyter/api/status")
+    )
+    assert not readiness.answers(readiness.Probe(f"localhost:{port}", "/elsewhere"))  # a 404 is not ready
+    assert not readiness.answers(readiness.Probe("localhost:99999", "/"))
+    assert not readiness.answers(readiness.Probe("", "/"))
