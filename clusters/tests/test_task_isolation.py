@@ -62,12 +62,13 @@ for pid in report["pids"] + targets["environ_of"]:
     except OSError:
         pass
 report["environ"] = "\n".join(environ)
-if os.getuid() != 0:  # never as root: unsandboxed, this would end every process of the host
+# Said before the last blow: it may end this sandbox, and this process with it.
+print("REPORT " + json.dumps(report), flush=True)
+if targets.get("kill_all", True) and os.getuid() != 0:  # never as root: unsandboxed, it would end the host's
     try:
         os.kill(-1, signal.SIGKILL)  # everything this user may signal, but itself
     except OSError:
         pass
-print("REPORT " + json.dumps(report), flush=True)
 """
 
 
@@ -133,7 +134,9 @@ def portal_files(var: Path) -> list[str]:
     return found
 
 
-def attack_targets(var: Path, job_id: str, *, others: list[str], kill: list[int], write: list[str]) -> dict:
+def attack_targets(
+    var: Path, job_id: str, *, others: list[str], kill: list[int], write: list[str], owner: str = "alice"
+) -> dict:
     return {
         "read": [*portal_files(var), *others],
         # Folders a task passes through on the way to its own: what it may find listed there, and no more.
@@ -141,8 +144,8 @@ def attack_targets(var: Path, job_id: str, *, others: list[str], kill: list[int]
             str(var): ["storage"],
             str(root()): sorted(["data", "notebook", job_id]),
             str(Path(settings.BASE_DIR)): [".venv"] if sys.prefix.startswith(str(settings.BASE_DIR)) else [],
-            str(root() / "notebook"): ["alice", "public"],
-            str(root() / "data"): ["alice"],
+            str(root() / "notebook"): [owner, "public"],
+            str(root() / "data"): [owner],
             str(storage.personal_workspace(root(), "bob")): None,  # not there at all
         },
         "write": write,
