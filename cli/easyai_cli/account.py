@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import socket
 import sys
 
 from easyai_cli import config as config_module
@@ -33,7 +34,9 @@ def login(ctx: Context, args: argparse.Namespace) -> int:
     if not password:
         raise CLIError("a password is required", code=2)
     try:
-        body = Portal(url).post("auth/token/", {"username": username, "password": password})
+        # Each login makes a token of its own, named for this machine so the profile page tells them apart.
+        name = f"easyai login on {socket.gethostname()}"[:100]
+        body = Portal(url).post("auth/token/", {"username": username, "password": password, "name": name})
     except RefusedError as exc:
         raise CLIError(*(f"login refused: {line}" for line in exc.lines)) from None
     token = (body or {}).get("token") if isinstance(body, dict) else None
@@ -46,6 +49,7 @@ def login(ctx: Context, args: argparse.Namespace) -> int:
     path = config_module.save(config)
     me = Portal(url, token).get("me/")
     team = config.team or me.get("current_team") or "(none)"
+    # The portal keeps only the token's hash: this config holds the one copy of the key.
     print(f"Logged in to {url} as {username}; team: {team}. Token saved in {path}.")
     return 0
 

@@ -200,7 +200,8 @@ def test_login_as_a_command_saves_the_token_for_the_owner_only(owner, portal_url
     assert saved == {"url": portal_url, "token": saved["token"], "username": "owner"}
     # The key it was shown, once: the portal keeps only its hash, and the key authenticates as the owner.
     assert saved["token"].startswith("eai_") and user_for_key(saved["token"]) == owner
-    assert ApiToken.objects.get(user=owner).digest == digest_of(saved["token"])
+    token = ApiToken.objects.get(user=owner)
+    assert token.digest == digest_of(saved["token"]) and token.name == f"easyai login on {socket.gethostname()}"[:100]
     # Any later command finds the portal and the token in the config alone.
     whoami = run_process("whoami", "-o", "json", env={"EASYAI_CONFIG_DIR": str(config_dir)})
     assert whoami.code == 0, whoami
