@@ -11,6 +11,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
 from teams.models import ApiToken
@@ -49,12 +50,12 @@ def token_for_key(key: str) -> ApiToken | None:
     now = timezone.now()
     if token.expires_at is not None and token.expires_at <= now:
         return None
-    if token.last_used_at is None or token.last_used_at <= now - LAST_USED_RESOLUTION:
-        # One UPDATE a minute at most, and only if no other request just did it.
-        stale = ApiToken.objects.filter(pk=token.pk, last_used_at=token.last_used_at)
-        if token.last_used_at is None:
-            stale = ApiToken.objects.filter(pk=token.pk, last_used_at__isnull=True)
-        stale.update(last_used_at=now)
+    stale_before = now - LAST_USED_RESOLUTION
+    if token.last_used_at is None or token.last_used_at <= stale_before:
+        # One UPDATE a minute at most, and none when another request just made it.
+        ApiToken.objects.filter(pk=token.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale_before)
+        ).update(last_used_at=now)
         token.last_used_at = now
     return token
 
