@@ -153,7 +153,7 @@ def test_a_running_notebook_pod_is_reached_through_the_proxy_at_its_pod_ip(asgi_
     seen = json.loads(body)
     assert seen["path"] == base + "echo?x=1"  # Jupyter's base URL is the full path
     headers = {k.lower(): v for k, v in seen["headers"]}
-    assert headers["host"] == f"127.0.0.1:{asgi_server.port}"  # the client's: Jupyter compares it with Origin
+    assert headers["host"] == f"localhost:{asgi_server.port}"  # the endpoint origin's: Jupyter compares it with Origin
     # The portal's API token stays with the portal; Jupyter gets its own.
     assert headers["authorization"] == f"token {endpoint_token(job_id)}"
     # A notebook is personal: a team-mate is refused, an outsider learns nothing.
@@ -178,18 +178,18 @@ def test_with_an_ingress_host_the_proxy_goes_through_the_ingress_with_its_host(
     pod_runs(kube, created_pod(kube, job_id), "10.1.2.3")  # a pod IP the portal cannot reach
     tasks.sync_cluster(cluster.pk)
     base = f"/endpoints/{job_id}/{NOTEBOOK_TASK}/jupyter/"
-    portal = f"127.0.0.1:{asgi_server.port}"
+    endpoints = f"localhost:{asgi_server.port}"  # the endpoint origin, where the notebook's pages are
     status, _headers, body = fetch(
-        asgi_server.port, base + "echo", user=owner, Origin=f"http://{portal}", Referer=f"http://{portal}{base}lab"
+        asgi_server.port, base + "echo", user=owner, Origin=f"http://{endpoints}", Referer=f"http://{endpoints}{base}"
     )
     assert status == 200, body
     seen = json.loads(body)
     assert seen["path"] == base + "echo"
     headers = {k.lower(): v for k, v in seen["headers"]}
-    # The ingress routes by its own host; the portal's origin becomes the ingress's, as the app sees it.
+    # The ingress routes by its own host; the endpoint origin becomes the ingress's, as the app sees it.
     assert headers["host"] == ingress
-    assert headers["origin"] == f"http://{ingress}" and headers["referer"] == f"http://{ingress}{base}lab"
-    assert headers["x-forwarded-host"] == portal
+    assert headers["origin"] == f"http://{ingress}" and headers["referer"] == f"http://{ingress}{base}"
+    assert headers["x-forwarded-host"] == endpoints
     assert headers["authorization"] == f"token {endpoint_token(job_id)}"  # Jupyter behind the ingress demands it
 
     services.notebook_stop(notebook=notebook, actor=owner)

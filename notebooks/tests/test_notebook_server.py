@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.conf import settings
-from django.shortcuts import resolve_url
 from django.utils import timezone
 from websockets.sync.client import ClientConnection, connect
 
@@ -107,8 +106,8 @@ def _stream_output(ws: ClientConnection, request: dict, *, binary: bool) -> str:
 
 def _kernel_socket(server, path: str, owner, xsrf: str, **kwargs) -> ClientConnection:
     return connect(
-        server.ws_url + path,
-        origin=server.http_url,  # as a browser on the portal's page sends it; Jupyter compares it with Host
+        f"ws://localhost:{server.port}{path}",  # the endpoint origin (notebooks/endpoint_origin.py)
+        origin=f"http://localhost:{server.port}",  # as a browser on JupyterLab's page sends it; Jupyter compares it with Host
         additional_headers={"Authorization": f"Token {token_for(owner)}", "Cookie": f"_xsrf={xsrf}"},
         open_timeout=30,
         max_size=None,
@@ -139,9 +138,9 @@ def test_a_local_notebook_runs_cells_through_the_proxy_and_only_its_owner_reache
     assert fetch(port, base + "api/status", user=people["mate"])[0] == 403
     assert fetch(port, base + "api/status", user=people["team_admin"])[0] == 403
     assert fetch(port, base + "api/status", user=people["staff"])[0] == 403
+    # A browser without its endpoint cookie goes to the portal, which signs it in and sends it back with a ticket.
     code, headers, _ = fetch(port, base + "lab?reset", Accept="text/html")
-    assert code == 302 and headers["Location"].startswith(resolve_url(settings.LOGIN_URL) + "?next=")
-    assert "next=%2Fendpoints%2F" in headers["Location"]
+    assert code == 302 and headers["Location"] == f"{settings.SITE_URL}{base}lab?reset"
     assert fetch(port, base + "api/status")[0] == 401
     # The server itself is bound to the loopback: only this host, i.e. the portal's proxy, reaches it.
     assert task.endpoints["jupyter"].startswith("127.0.0.1:")
