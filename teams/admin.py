@@ -33,8 +33,24 @@ from teams.templatetags.units import cores, gib
 
 User = get_user_model()
 
-# /admin/login/ counts attempts per address and user name like every other sign-in path (teams.signin).
+# /admin/login/ counts attempts per address and user name like every other sign-in path (teams.signin),
+# and over the limit answers 429 with Retry-After as /accounts/login/ does, the form saying when to retry.
 admin.site.login_form = AdminSignInForm
+_admin_site_login = admin.site.login
+
+
+def _admin_login(request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+    response = _admin_site_login(request, extra_context)
+    form = (getattr(response, "context_data", None) or {}).get("form")
+    retry_after = getattr(form, "retry_after", None)
+    if retry_after is not None:
+        response.status_code = 429
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+# An attribute of the one site, read when its URLs are built (after every admin module is imported).
+admin.site.login = _admin_login
 
 
 class ServiceRefusalsMixin:

@@ -34,9 +34,9 @@ PATHS = {"api": _api, "accounts": _accounts, "admin": _admin}
 
 
 def _refused(path: str, response) -> bool:
-    if path in ("api", "accounts"):
-        return response.status_code == 429
-    return response.status_code == 200 and "Too many sign-in attempts" in response.content.decode()
+    if response.status_code != 429 or int(response["Retry-After"]) < 1:
+        return False
+    return path == "api" or "Too many sign-in attempts" in response.content.decode()
 
 
 def _signed_in(path: str, response) -> bool:
