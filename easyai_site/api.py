@@ -1,22 +1,139 @@
-"""API helpers shared by every app: the exception handler and error shapes."""
+"""API helpers shared by every app: the JSON parser, the exception handler and error shapes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
-from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework import parsers, status
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
+
+from jobs.spec import document_problem
+
+log = logging.getLogger(__name__)
+
+# Seconds a client is asked to wait when the database is unavailable: a restart or a failover takes about that.
+RETRY_AFTER_S = 5
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(f"the key {key!r} is given twice")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, strict where Python's json is lenient: a key given twice, NaN/Infinity, nesting
+    deeper than the spec's limit and text UTF-8 cannot carry (a lone surrogate, ``"\\ud800"``) are refused
+    with 400 before any view sees the data, as the spec's YAML reader refuses them."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding", "utf-8")
+        try:
+            text = stream.read().decode(encoding) if stream is not None else ""
+            data = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
+        except RecursionError:
+            raise ParseError(_("JSON parse error - nested too deeply.")) from None
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError and the hooks' errors are ValueErrors
+            raise ParseError(_("JSON parse error - %(error)s") % {"error": str(exc)[:200]}) from None
+        problem = document_problem(data)
+        if problem is not None:
+            path, message = problem
+            raise ParseError(_("JSON parse error - %(path)s %(message)s.") % {"path": path, "message": message})
+        return data
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means the database cannot be reached (answer 503), not a bad query (500)."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    for connection in connections.all(initialized_only=True):
+        # No connection object left (connecting failed), or one the server no longer answers on.
+        if connection.connection is None:
+            return True
+        try:
+            if not connection.is_usable():
+                return True
+        except DatabaseError:
+            return True
+    return False
+
+
+def _forget_broken_connections() -> None:
+    for connection in connections.all(initialized_only=True):
+        try:
+            connection.close_if_unusable_or_obsolete()
+        except DatabaseError:
+            pass
+
+
+def unavailable_response(request: HttpRequest | None = None) -> HttpResponse:
+    """503 with Retry-After: the request was refused whole (its transaction never committed)."""
+    _forget_broken_connections()
+    detail = _("The database is unavailable; nothing was changed. Try again shortly.")
+    if request is not None and not request.path.startswith("/api/"):
+        response: HttpResponse = HttpResponse(detail, status=503, content_type="text/plain; charset=utf-8")
+    else:
+        response = JsonResponse({"detail": detail}, status=503)
+    response["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus Django's ValidationError answered as 400 with field names."""
+    """DRF's handler, plus Django's ValidationError answered as 400 with field names, and an unreachable
+    database as 503 with Retry-After."""
+    if isinstance(exc, DatabaseError) and database_unavailable(exc):
+        log.warning("database unavailable: %s", exc)
+        _forget_broken_connections()
+        return Response(
+            {"detail": _("The database is unavailable; nothing was changed. Try again shortly.")},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
             exc = ValidationError(exc.message_dict)
         else:
             exc = ValidationError({"detail": exc.messages})
+    # Imported here: DRF's views read DEFAULT_PARSER_CLASSES (this module) while they are imported.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     response = drf_exception_handler(exc, context)
     if response is None and isinstance(exc, Http404):
         return Response({"detail": _("Not found.")}, status=status.HTTP_404_NOT_FOUND)
     return response
+
+
+class DatabaseUnavailableMiddleware:
+    """Pages (and anything outside DRF) answer 503 with Retry-After when the database cannot be reached."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if isinstance(exc, DatabaseError) and database_unavailable(exc):
+            log.warning("database unavailable on %s: %s", request.path, exc)
+            return unavailable_response(request)
+        return None

@@ -2,6 +2,8 @@
 
 from django.urls import include, path
 
+import easyai_site.schema  # noqa: F401 - registers the schema's extensions before any schema is made
+
 urlpatterns = [
     path("", include("teams.api_urls")),
     path("", include("jobs.api_urls")),

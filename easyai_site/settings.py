@@ -276,6 +276,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A database that cannot be reached answers 503 with Retry-After, not 500 (easyai_site/api.py).
+    "easyai_site.api.DatabaseUnavailableMiddleware",
     # Content-Security-Policy on the portal's pages (easyai_site/security.py).
     "easyai_site.security.ContentSecurityPolicyMiddleware",
     # Static files under /static/ in production (with DEBUG it finds them in the apps, as runserver would).
@@ -424,6 +426,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("EASYAI_API_PAGE_SIZE", 50, minimum=1),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Strict JSON (no key twice, bounded nesting, only encodable text): easyai_site/api.py.
+    "DEFAULT_PARSER_CLASSES": [
+        "easyai_site.api.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "easyai_site.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {

@@ -11,7 +11,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 
 from jobs import selectors, services
@@ -22,15 +22,22 @@ from teams.permissions import Action
 
 
 class YAMLParser(BaseParser):
-    """Job specs in YAML (``application/yaml``); JSON is read by the JSON parser."""
+    """Job specs in YAML (``application/yaml``), read by the spec's own reader."""
 
     media_type = "application/yaml"
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return job_spec.parse(stream.read(), "application/yaml")
+            return job_spec.parse(stream.read() if stream is not None else b"", self.media_type)
         except job_spec.SpecError as exc:
             raise ValidationError(exc.errors) from None
+
+
+class SpecJSONParser(YAMLParser):
+    """Job specs in JSON, read by the spec's reader too: the same limits (size, nesting, keys given twice,
+    text UTF-8 cannot carry) and the same errors by field path as YAML."""
+
+    media_type = "application/json"
 
 
 class TextYAMLParser(YAMLParser):
@@ -83,7 +90,7 @@ class JobSerializer(serializers.ModelSerializer):
     team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    experiment = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    experiment = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     duration = serializers.SerializerMethodField()
 
     class Meta:
@@ -121,8 +128,8 @@ class JobDetailSerializer(JobSerializer):
     spec = serializers.JSONField(read_only=True)
     tasks = TaskSerializer(many=True, read_only=True)
     events = JobEventSerializer(many=True, read_only=True)
-    pre_job = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
-    rerun_of = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    pre_job = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True)
+    rerun_of = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True)
     can_change = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
@@ -199,7 +206,7 @@ class JobViewSet(viewsets.GenericViewSet):
     lookup_field = "public_id"
     lookup_url_kwarg = "id"
     lookup_value_regex = "j-[a-z0-9]{8}"
-    parser_classes = [JSONParser, YAMLParser, TextYAMLParser, XYAMLParser]
+    parser_classes = [SpecJSONParser, YAMLParser, TextYAMLParser, XYAMLParser]
     serializer_class = JobSerializer
 
     def get_queryset(self):

@@ -113,6 +113,12 @@ _PORT_NAME = re.compile(r"(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?!-))*(?<!-)", re.ASCII
 
 _LABEL_MESSAGE = "must be lowercase letters, digits and '-', starting and ending with a letter or digit"
 _MAX_LIST = 100  # volumes and tolerations; longer lists are a mistake, and capping keeps errors bounded
+MAX_ENV = 1000  # variables in one env mapping; Kubernetes and exec() both choke long before a spec's size does
+MAX_ENV_ENTRY = 128 * 1024 - 1  # "NAME=value" in bytes: Linux refuses a longer one (MAX_ARG_STRLEN) at exec
+MAX_DEPTH = 32  # nesting of a spec document (a spec needs 5): deeper input is refused before anything walks it
+_MAX_UNKNOWN = 50  # unknown fields reported one by one in a mapping; the rest are counted
+_MAX_SUGGESTED_KEY = 100  # longer unknown keys get no "did you mean": difflib's cost grows with their length
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate: text that UTF-8 (and so MySQL, JSON out) cannot carry
 _MAX_GPU_TOTAL = 2**31 - 1  # the job's gpu column
 _MAX_TIMEOUT = 2**31 - 1  # the job's timeout_seconds column
 
@@ -125,11 +131,16 @@ class SpecError(Exception):
         super().__init__("; ".join(f"{path}: {message}" for path, messages in errors.items() for message in messages))
 
 
+_MAX_ERRORS = 200  # paths reported at most: a spec of 100,000 wrong keys gets a bounded answer
+
+
 class _Errors:
     def __init__(self) -> None:
         self.errors: dict[str, list[str]] = {}
 
     def add(self, path: str, message: str) -> None:
+        if path not in self.errors and len(self.errors) >= _MAX_ERRORS:
+            path, message = "spec", "more problems not shown"
         messages = self.errors.setdefault(path, [])
         if message not in messages:
             messages.append(message)
@@ -165,11 +176,13 @@ def _fields(value: Any, path: str, known: tuple[str, ...], errs: _Errors, what: 
     if not isinstance(value, Mapping):
         errs.add(path or "spec", f"must be {what}, not {_type_name(value)}")
         return None
-    for key in value:
-        if isinstance(key, str) and key in known:
-            continue
-        close = difflib.get_close_matches(key, known, n=1) if isinstance(key, str) else []
+    unknown = [key for key in value if not (isinstance(key, str) and key in known)]
+    for key in unknown[:_MAX_UNKNOWN]:
+        suggest = isinstance(key, str) and len(key) <= _MAX_SUGGESTED_KEY
+        close = difflib.get_close_matches(key, known, n=1) if suggest else []
         errs.add(_join(path, key), "unknown field" + (f"; did you mean {close[0]!r}?" if close else ""))
+    if len(unknown) > _MAX_UNKNOWN:
+        errs.add(path or "spec", f"{len(unknown) - _MAX_UNKNOWN} more unknown fields")
     return value
 
 
@@ -248,6 +261,9 @@ def _env(value: Any, path: str, errs: _Errors) -> dict[str, str]:
     if not isinstance(value, Mapping):
         errs.add(path, f"must be a mapping of variable names to strings, not {_type_name(value)}")
         return {}
+    if len(value) > MAX_ENV:
+        errs.add(path, f"at most {MAX_ENV} variables, not {len(value)}")
+        return {}
     result: dict[str, str] = {}
     for key, item in value.items():
         key_path = _join(path, key)
@@ -263,6 +279,8 @@ def _env(value: Any, path: str, errs: _Errors) -> dict[str, str]:
             errs.add(key_path, f"must be a string, not {_type_name(item)}")
         elif "\x00" in item:
             errs.add(key_path, "must not contain NUL characters")
+        elif len(key) + 1 + len(item.encode("utf-8", errors="replace")) > MAX_ENV_ENTRY:
+            errs.add(key_path, f"is too long: a variable and its value take at most {MAX_ENV_ENTRY} bytes")
         else:
             result[key] = item
     return result
@@ -339,6 +357,9 @@ def _roles(value: Any, framework: str | None, errs: _Errors) -> dict[str, dict[s
         return None
     if not isinstance(value, Mapping):
         errs.add("roles", f"must be a mapping of role names to resources, not {_type_name(value)}")
+        return None
+    if len(value) > MAX_TASKS:  # every role has a task at least
+        errs.add("roles", f"a job has at most {MAX_TASKS} tasks; this one has {len(value)} roles")
         return None
     allowed = ALL_FRAMEWORK_ROLES.get(framework) if framework else None
     roles: dict[str, dict[str, Any]] = {}
@@ -469,6 +490,9 @@ def _toleration(value: Any, path: str, errs: _Errors) -> dict[str, str] | None:
 def validate(data: Any) -> dict[str, Any]:
     """The normalized spec; raises SpecError naming every problem by its path."""
     errs = _Errors()
+    problem = document_problem(data)
+    if problem is not None:  # before anything is recorded: such text would fail on its way out (JSON, MySQL)
+        raise SpecError({problem[0]: [problem[1]]})
     if _fields(data, "", FIELDS, errs, "a mapping of fields (name, framework, roles, ...)") is None:
         raise SpecError(errs.errors)
     spec: dict[str, Any] = dict.fromkeys(FIELDS)
@@ -616,6 +640,36 @@ def _json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def document_problem(data: Any, *, max_depth: int = MAX_DEPTH) -> tuple[str, str] | None:
+    """(path, problem) for the first string that UTF-8 cannot carry (a lone surrogate such as "\\ud800") or
+    nesting deeper than max_depth; None when the document is fine. Iterative, and a node shared by YAML
+    aliases is walked again only from a deeper place, so neither a deep document nor a YAML bomb costs a
+    recursion or an expansion (a self-referencing alias counts as too deep)."""
+    deepest: dict[int, int] = {}  # container id -> the deepest level it was walked from
+    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return path or "spec", "contains a character that is not Unicode text (a lone surrogate)"
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > max_depth:
+            return path or "spec", f"is nested too deeply: at most {max_depth} levels"
+        if deepest.get(id(value), 0) >= depth:
+            continue
+        deepest[id(value)] = depth
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    return path or "spec", "has a key that is not Unicode text (a lone surrogate)"
+                stack.append((item, _join(path, key), depth + 1))
+        else:
+            stack.extend((item, _join(path, i), depth + 1) for i, item in enumerate(value))
+    return None
+
+
 def parse(text: str | bytes, content_type: str | None = None) -> dict:
     """A spec document (YAML, or JSON when the content type says so) as a mapping; SpecError when unreadable."""
     media = (content_type or "").split(";")[0].strip().lower()
@@ -656,6 +710,9 @@ def parse(text: str | bytes, content_type: str | None = None) -> dict:
     # Also what json and yaml raise from their converters: a 5,000-digit number, a 13th month.
     except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
         raise SpecError({"spec": [f"is not valid {'JSON' if as_json else 'YAML'}: {str(exc)[:200]}"]})
+    problem = document_problem(data)
+    if problem is not None:
+        raise SpecError({problem[0]: [problem[1]]})
     if data is None or data == "":
         raise SpecError({"spec": ["is empty"]})
     if not isinstance(data, dict):

@@ -16,6 +16,12 @@ from notebooks.models import Notebook, TensorBoard
 from teams import permissions
 from teams.permissions import Action
 
+# The API's bounds: past them a lease's end is not a date (a lease of 2**31 hours overflowed), and
+# an id past 18 digits is no row's (the router answers 404 without asking the database).
+MAX_LEASE_HOURS = 10 * 366 * 24
+MAX_GPU = 2**31 - 1
+ID_PATTERN = "[0-9]{1,18}"
+
 
 def _raise_validation(exc: DjangoValidationError):
     raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
@@ -25,7 +31,7 @@ class NotebookSerializer(serializers.ModelSerializer):
     team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    job = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    job = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True)
     state = serializers.CharField(read_only=True)
     reason = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
@@ -62,18 +68,26 @@ class NotebookCreateSerializer(serializers.Serializer):
     image = serializers.CharField(required=False, allow_blank=True, default="")
     cpu = serializers.CharField(required=False, default="2")
     memory = serializers.CharField(required=False, default="4Gi")
-    gpu = serializers.IntegerField(required=False, default=0, min_value=0)
-    lease_hours = serializers.IntegerField(required=False, default=services.DEFAULT_LEASE_HOURS)
+    gpu = serializers.IntegerField(required=False, default=0, min_value=0, max_value=MAX_GPU)
+    lease_hours = serializers.IntegerField(
+        required=False, default=services.DEFAULT_LEASE_HOURS, min_value=1, max_value=MAX_LEASE_HOURS
+    )
 
 
 class RenewSerializer(serializers.Serializer):
-    lease_hours = serializers.IntegerField(required=False, help_text="hours from now; default: the notebook's lease")
+    lease_hours = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_LEASE_HOURS,
+        help_text="hours from now; default: the notebook's lease",
+    )
 
 
 class NotebookViewSet(viewsets.GenericViewSet):
     """Notebook servers (JupyterLab, VS Code): create, list, open (``url``), stop, start, renew, delete."""
 
     serializer_class = NotebookSerializer
+    lookup_value_regex = ID_PATTERN
 
     def get_queryset(self):
         queryset = selectors.notebooks_visible(self.request.user)
@@ -191,13 +205,16 @@ class TensorBoardSerializer(serializers.ModelSerializer):
 
 
 class TensorBoardOpenSerializer(serializers.Serializer):
-    jobs = serializers.ListField(child=serializers.CharField(), min_length=1, help_text="job ids to compare")
+    jobs = serializers.ListField(
+        child=serializers.CharField(max_length=100), min_length=1, max_length=100, help_text="job ids to compare"
+    )
 
 
 class TensorBoardViewSet(viewsets.GenericViewSet):
     """TensorBoard over one job's summaries, or several jobs' to compare them; reused while it runs."""
 
     serializer_class = TensorBoardSerializer
+    lookup_value_regex = ID_PATTERN
 
     def get_queryset(self):
         return selectors.tensorboards_visible(self.request.user)
