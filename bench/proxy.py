@@ -9,9 +9,12 @@ throw-away SQLite database. Side by side, with aiohttp as the client (one sessio
 - sequential: --requests GETs one after another: requests per second, p50 and p95 latency;
 - concurrent: --concurrent GETs from --clients clients at once: requests per second, p95 latency.
 
-Through the proxy every request is authenticated with an API token (one database read) and checked
-against the permission module (its answer reused for a few seconds), then relayed by the process's one
-aiohttp session to the server's loopback port.
+The proxy answers on the endpoint origin (http://localhost:<port>, apart from the portal's 127.0.0.1), and
+each request through it is authenticated either as a script's, by an API token in the Authorization header
+(one database read), or as a browser's, by the per-endpoint credential cookie a portal ticket gave it (a
+signature check; its user reused for a few seconds), then checked against the permission module (its answer
+reused for a few seconds) and relayed by the process's one aiohttp session to the server's loopback port with
+the Jupyter token the portal makes. Straight to Jupyter, the client sends that token itself.
 """
 
 from __future__ import annotations
@@ -154,33 +157,58 @@ def summary(samples: list[float], elapsed: float) -> dict[str, float]:
     }
 
 
-async def measure(port: int, notebook, token: str, args: argparse.Namespace) -> None:
-    from notebooks.models import NOTEBOOK_TASK, endpoint_path
+def credential_cookie(notebook) -> str:
+    """What a browser holds after the portal's ticket redirect: the endpoint's credential cookie."""
+    from notebooks import endpoint_origin
+    from notebooks.models import NOTEBOOK_TASK
 
-    path = endpoint_path(notebook.job.public_id, NOTEBOOK_TASK, "jupyter") + "api/status"
-    direct = f"http://{notebook.endpoint_address}{path}"
-    proxied = f"http://127.0.0.1:{port}{path}"
-    auth = {"Authorization": f"Token {token}"}
+    job_id = notebook.job.public_id
+    ticket = endpoint_origin.ticket_issue(notebook.owner, job_id, NOTEBOOK_TASK, "jupyter")
+    payload = endpoint_origin.ticket_redeem(ticket, endpoint_origin.endpoint_key(job_id, NOTEBOOK_TASK, "jupyter"))
+    return f"{endpoint_origin.COOKIE_NAME}={endpoint_origin.credential_issue(payload)}"
+
+
+def paths_of(port: int, notebook, token: str) -> list[tuple[str, str, dict]]:
+    """(label, URL, headers) of each way to Jupyter's status: made before the event loop runs (they read rows)."""
+    from notebooks.models import NOTEBOOK_TASK, endpoint_path
+    from notebooks.proxy import upstream_token
+
+    job_id = notebook.job.public_id
+    path = endpoint_path(job_id, NOTEBOOK_TASK, "jupyter") + "api/status"
+    jupyter = upstream_token(notebook.cluster, "notebook", job_id, "jupyter")
+    paths = [
+        ("straight to Jupyter", f"http://{notebook.endpoint_address}{path}",
+         {"Authorization": f"token {jupyter}"} if jupyter else {}),
+        ("proxy, API token", f"http://localhost:{port}{path}", {"Authorization": f"Token {token}"}),
+        ("proxy, cookie", f"http://localhost:{port}{path}", {"Cookie": credential_cookie(notebook)}),
+    ]  # fmt: skip
+    return paths
+
+
+async def measure(paths: list[tuple[str, str, dict]], args: argparse.Namespace) -> None:
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await wait_answering(session, proxied, auth)
-        for url, headers in ((direct, {}), (proxied, auth)):  # warm both paths up
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as session:
+        await wait_answering(session, paths[1][1], paths[1][2])
+        for _label, url, headers in paths:  # warm every path up
             for _ in range(20):
                 await one(session, url, headers)
         rows = []
-        for label, url, headers in (("straight to Jupyter", direct, {}), ("through the proxy", proxied, auth)):
+        for label, url, headers in paths:
             rows.append((label, "sequential", await sequential(session, url, headers, args.requests)))
-        for label, url, headers in (("straight to Jupyter", direct, {}), ("through the proxy", proxied, auth)):
+        for label, url, headers in paths:
             result = await concurrent(session, url, headers, args.concurrent, args.clients)
             rows.append((label, f"{args.clients} clients", result))
     print(f"{'path':22} {'run':12} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8}")
     for label, run, result in rows:
         print(f"{label:22} {run:12} {result['rps']:8.0f} {result['p50_ms']:8.2f} {result['p95_ms']:8.2f}")
-    seq_direct, seq_proxy = rows[0][2], rows[1][2]
-    print(
-        f"\nproxy overhead, sequential: +{seq_proxy['p50_ms'] - seq_direct['p50_ms']:.2f} ms p50, "
-        f"+{seq_proxy['p95_ms'] - seq_direct['p95_ms']:.2f} ms p95 per request"
-    )
+    seq_direct = rows[0][2]
+    for label, _run, result in rows[1 : len(paths)]:
+        print(
+            f"\n{label} overhead, sequential: +{result['p50_ms'] - seq_direct['p50_ms']:.2f} ms p50, "
+            f"+{result['p95_ms'] - seq_direct['p95_ms']:.2f} ms p95 per request",
+            end="",
+        )
+    print()
 
 
 def main() -> None:
@@ -197,7 +225,7 @@ def main() -> None:
         f"portal in daphne; {os.cpu_count()} CPUs\n"
     )
     try:
-        asyncio.run(measure(port, notebook, token, args))
+        asyncio.run(measure(paths_of(port, notebook, token), args))
     finally:
         process.terminate()
         process.wait(timeout=10)
