@@ -30,6 +30,9 @@ def parts_of(relative: str) -> tuple[str, ...]:
         raise PathRefused("The path contains a control character.")
     if relative.startswith(("/", "\\")):
         raise PathRefused("Absolute paths are not allowed; give a path relative to the folder.")
+    if "\\" in relative:
+        # Stored verbatim, a backslash would become a folder separator (even "..\\") where the file is unzipped.
+        raise PathRefused("A backslash is not allowed in a file or folder name.")
     parts = tuple(part for part in PurePosixPath(relative).parts if part not in ("", "."))
     if ".." in parts:
         raise PathRefused("'..' is not allowed in a path.")

@@ -30,7 +30,7 @@ class NotAFileError(Exception):
 @dataclass(frozen=True)
 class Entry:
     name: str
-    type: str  # "file", "dir", or "other" (devices, pipes, links leading out of the root)
+    type: str  # "file", "dir", or "other" (devices, pipes, links leading out of the root, hard-linked files)
     size: int | None  # bytes, files only
     modified: datetime | None
     path: str  # as the user sees it, relative to the space (or the job's outputs)
@@ -51,9 +51,15 @@ def _entry_from_stat(name: str, path: str, st: os.stat_result | None) -> Entry:
     modified = datetime.fromtimestamp(st.st_mtime, tz=UTC)
     if stat.S_ISDIR(st.st_mode):
         return Entry(name, "dir", None, modified, path)
-    if stat.S_ISREG(st.st_mode):
+    if stat.S_ISREG(st.st_mode) and not _hard_linked(st):
         return Entry(name, "file", st.st_size, modified, path)
     return Entry(name, "other", None, modified, path)
+
+
+def _hard_linked(st: os.stat_result) -> bool:
+    """A file with a second name: a task may have linked a file it can read and its job's viewers may not
+    (another name cannot be traced to where it lies), so it is refused as a link leading out is."""
+    return st.st_nlink > 1
 
 
 def _stat_inside(path: str, root_real: str, *, is_link: bool) -> os.stat_result | None:
@@ -106,8 +112,11 @@ def open_file(path: Path) -> BinaryIO:
     except IsADirectoryError:
         raise NotAFileError(_("This is a folder, not a file.")) from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise NotAFileError(_("This is not a regular file."))
+        if _hard_linked(st):
+            raise NotAFileError(_("This file has another name (a hard link); it is not served."))
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -162,6 +171,8 @@ def zip_stream(folders: list[tuple[str, Path]]) -> Iterator[bytes]:
                 if relative_dir != "." and not dirnames and not filenames:
                     archive.writestr(zipfile.ZipInfo(prefix), b"")  # keep empty folders
                 for name in sorted(filenames):
+                    if "\\" in name:
+                        continue  # an unzipper on Windows would read it as folders, even as "..\\"
                     yield from _zip_one(archive, sink, os.path.join(dirpath, name), prefix + name, root_real)
     data = sink.take()
     if data:
