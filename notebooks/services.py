@@ -388,8 +388,8 @@ def tensorboard_spec(jobs: list[Job], cluster: Cluster, team: Team) -> dict[str,
         "scheduling": {"oversell": float(_setting("EASYAI_NOTEBOOK_OVERSELL", 4))},
         "ports": {"tensorboard": TENSORBOARD_PORT},
     }
-    if not local:
-        spec["env"] = {TENSORBOARD_SOURCES: ",".join(sources)}
+    # Which summary_dirs the task sees: mounted read-only in its pod, or in its sandbox on the local backend.
+    spec["env"] = {TENSORBOARD_SOURCES: ",".join(sources)}
     return spec
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from jobs import services as job_services
+from jobs import storage
 from jobs import workers as job_workers
 from jobs.models import Job
 from jobs.state import JobState
@@ -54,7 +56,11 @@ def _use_torch() -> bool:
 def _train(owner, cluster) -> Job:
     """A finished job with summaries: the DDP example on a master and a worker, or the event writer."""
     if _use_torch():
-        command = [sys.executable, str(REPO / "examples" / "pytorch-ddp" / "train.py"), "--epochs", "5"]
+        # In the owner's workspace, as the README says: a task does not see the portal's code.
+        example = storage.personal_workspace(Path(settings.EASYAI_STORAGE_ROOT), owner.username) / "pytorch-ddp"
+        example.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "examples" / "pytorch-ddp" / "train.py", example / "train.py")
+        command = [sys.executable, str(example / "train.py"), "--epochs", "5"]
         spec = {
             "name": "ddp",
             "framework": "pytorch",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -65,6 +66,9 @@ START_TIMEOUT_S = 30.0  # a task whose supervisor never showed up by then is los
 SUPERVISOR_KILL_AFTER_S = 5.0
 SHELL_JOIN_WAIT_S = 5.0  # how long a shell waits for a starting task's read-only data_dir  # after SIGKILL to a task, how long its supervisor gets to record the exit
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# A TensorBoard's sources (as the Kubernetes backend reads them): "j-xxxxxxxx/role-0,..."
+TENSORBOARD_SOURCES = "EASYAI_TENSORBOARD_SOURCES"
+TENSORBOARD_SOURCE = re.compile(r"^(j-[a-z0-9]{8})/([a-z0-9]([-a-z0-9]*[a-z0-9])?-[0-9]+)$")
 
 
 def _now() -> float:
@@ -200,6 +204,14 @@ class LocalBackend:
         if task.storage.get("pre_model_dir"):
             # Another job's output: read, never changed from here.
             mounts.append(sandbox.Mount(task.storage["pre_model_dir"], False))
+        if job.framework == "tensorboard":
+            # The summary_dirs it shows, read-only, as a TensorBoard pod mounts them (only the notebooks app
+            # starts these jobs, over jobs their user may see).
+            for item in filter(None, (p.strip() for p in task.env.get(TENSORBOARD_SOURCES, "").split(","))):
+                match = TENSORBOARD_SOURCE.match(item)
+                if match:
+                    summary = storage.output_dir(root, match.group(1), "summary_dir", match.group(2))
+                    mounts.append(sandbox.Mount(str(summary), False))
         for volume in job.volumes:
             host_path = (volume.get("hostPath") or {}).get("path")
             if host_path:
@@ -714,14 +726,12 @@ class LocalBackend:
         if box is not None:
             # The sandbox's user must be able to write where the task may: the job's folders and the
             # workspaces (and read data_dir, which it sees read-only).
-            given: set[str] = set()
-            for task in job.tasks:
-                for mount in self.visible(job, task):
-                    if mount.path in given or mount.path == task.storage.get("pre_model_dir"):
-                        continue
-                    if not any(mount.path == (v.get("hostPath") or {}).get("path") for v in job.volumes):
-                        sandbox.give(Path(mount.path), box.uid, box.gid)
-                    given.add(mount.path)
+            # Only the job's own places: never another job's folders it may read, nor an admin's volume.
+            own = {
+                root / place.relative for task in job.tasks for place in storage.places(job_id, task.name, job.owner)
+            }
+            for path in sorted(own):
+                sandbox.give(path, box.uid, box.gid)
             shm = self._shm_dir(job_id, create=True, owner=(box.uid, box.gid))
         # data_dir is meant read-only. On Kubernetes the mount says so; here only a mount namespace of the task's
         # own can (readonly_data_dir, root only): changing the permissions of the owner's data is not ours to do.
