@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
+from django.conf import settings
 
 from conftest import api_client_for
 from easyai_site.limits import MULTIPART_ALLOWANCE
@@ -87,3 +91,70 @@ def test_uploads_have_their_own_larger_limit(asgi_server, owner):
     head = head.replace(f"Content-Length: {len(data)}", f"Content-Length: {too_large}")
     status, answer, _ = exchange(asgi_server, head, [b"x" * 10])
     assert status == 413, answer
+
+
+# --- daphne (what `serve` runs): it reads whole bodies before the application is called ----------------------
+
+
+class DaphneServer:
+    port: int
+
+
+@pytest.fixture
+def daphne_server(tmp_path):
+    """The real daphne in a process of its own, as `serve` starts it, with a 64 KiB body limit."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "easyai_site.settings",
+        "EASYAI_VAR_DIR": str(tmp_path / "var"),
+        "EASYAI_MAX_BODY_BYTES": str(LIMIT),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "easyai_site.asgi:application"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    server = DaphneServer()
+    server.port = port
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:] if process.stderr else ""
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "daphne did not start"
+                time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.slow
+def test_daphne_refuses_a_huge_body_as_its_headers_arrive(daphne_server):
+    head = "POST /accounts/login/ HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/x-www-form-urlencoded\n"
+    status, answer, seconds = exchange(daphne_server, head + f"Content-Length: {10 * 2**30}\n", [b"username=a"])
+    assert status == 413, answer
+    assert seconds < 5
+
+    chunked = head + "Transfer-Encoding: chunked\n"
+    piece = b"a" * 16384
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    status, answer, seconds = exchange(daphne_server, chunked, [chunk] * (2 * LIMIT // len(piece)))
+    assert status == 413, answer
+    assert seconds < 5
+
+    # A body within the limit reaches the portal (which wants a CSRF token here).
+    status, answer, _ = exchange(daphne_server, head + "Content-Length: 10\nConnection: close\n", [b"username=a"])
+    assert status == 403, answer
