@@ -17,7 +17,7 @@ from jobs.models import Job
 from jobs.tests import browser_support
 from notebooks import services
 from notebooks.tests.conftest import wait_running
-from notebooks.tests.test_endpoint_origin import origins  # noqa: F401 - the fixture
+from notebooks.tests.test_endpoint_origin import origins, wildcard  # noqa: F401 - the fixtures
 from notebooks.tests.test_endpoints import web_job  # noqa: F401 - the fixture
 from teams.models import Membership
 
@@ -118,3 +118,28 @@ def test_a_page_a_task_serves_cannot_read_or_use_the_portals_cookies_when_the_te
     assert Membership.objects.get(team=team, user=author).role == Membership.Role.MEMBER
     # And the same page cannot post to its own endpoint from elsewhere: a cross-site POST carries no cookie
     # (SameSite) and one that forges its way in is refused by the proxy (test_endpoint_origin.py).
+
+
+def test_under_a_wildcard_the_link_opens_the_endpoint_at_a_host_of_its_own(
+    page: Page,
+    asgi_server,
+    wildcard,  # noqa: F811 - the fixture
+    web_job: Job,  # noqa: F811 - the fixture
+    people,
+):
+    signed_in(page, asgi_server, people["team_admin"])
+    page.goto(f"{asgi_server.http_url}/jobs/{web_job.public_id}/")
+    base = f"/endpoints/{web_job.public_id}/main-0/web/"
+    with page.context.expect_page() as opened:
+        page.locator(f'a[href="{base}"]').click()
+    task_page = opened.value
+    task_page.wait_for_load_state()
+    own = f"http://{web_job.public_id}--main-0--web.localhost:{asgi_server.port}"
+    assert task_page.url == own + base
+    task_page.goto(own + base + "page")
+    expect(task_page.locator("#cookies")).to_have_text("cookies:")
+    # Its cookie is its host's: the same path on the bare domain or another endpoint's host is not signed in.
+    cookies = task_page.context.cookies()
+    assert [c["domain"] for c in cookies if c["name"] == "easyai_endpoint"] == [
+        f"{web_job.public_id}--main-0--web.localhost"
+    ]

@@ -303,3 +303,43 @@ def test_an_outsider_gets_no_ticket_and_a_forged_one_opens_nothing(
     assert (
         request(port, origins.endpoints, base + "echo", Cookie=f"easyai_endpoint={credential_from(headers)}")[0] == 404
     )
+
+
+@pytest.fixture
+def wildcard(asgi_server, settings) -> SimpleNamespace:
+    """The endpoint origin as a host per endpoint under *.localhost (browsers resolve those to this machine)."""
+    port = asgi_server.port
+    settings.EASYAI_ENDPOINTS_URL = f"http://*.localhost:{port}"
+    settings.SITE_URL = f"http://127.0.0.1:{port}"
+    return SimpleNamespace(port=port, portal=f"127.0.0.1:{port}", endpoints=None)
+
+
+@pytest.mark.slow
+def test_under_a_wildcard_each_endpoint_has_a_host_of_its_own_and_its_ticket_and_cookie_stay_there(
+    wildcard,
+    web_job: Job,  # noqa: F811 - the fixture
+    people,
+):
+    port, mate = wildcard.port, people["mate"]
+    base = f"/endpoints/{web_job.public_id}/main-0/web/"
+    own = f"{web_job.public_id}--main-0--web.localhost:{port}"
+    neighbour = f"{web_job.public_id}--main-0--other.localhost:{port}"
+    wildcard.endpoints = own
+    wait_until(lambda: request(port, own, base + "echo", Authorization=f"Token {token_for(mate)}")[0] == 200,
+               30, "the endpoint")  # fmt: skip
+
+    entry = ticket_through_the_portal(wildcard, mate, base + "echo")
+    # Its path on another endpoint's host is refused before the ticket is even looked at (and stays unused).
+    assert request(port, neighbour, entry)[0] == 404
+    status, headers, _ = request(port, own, entry)
+    assert status == 302 and headers["Location"] == base + "echo"
+    cookie = f"easyai_endpoint={credential_from(headers)}"
+    status, _, body = request(port, own, base + "echo", Cookie=cookie)
+    assert status == 200 and json.loads(body)["path"] == base + "echo"
+    assert {k.lower(): v for k, v in json.loads(body)["headers"]}["host"] == own
+    assert request(port, neighbour, base + "echo", Cookie=cookie)[0] == 404
+    # The same-site neighbour cannot post on it either: Sec-Fetch-Site says same-site, not same-origin.
+    status, _, _ = request(
+        port, own, base + "count", method="POST", body=b"x", Cookie=cookie, Sec_Fetch_Site="same-site"
+    )
+    assert status == 403
