@@ -41,6 +41,7 @@ from jobs.logs_api import TAIL_LINES, TaskEnd, TaskNotFoundError, job_for, tail_
 from jobs.models import Job, ShellSession, Task
 from jobs.quantity import whole_number
 from teams.permissions import Action
+from teams.tokens import token_for_key
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,38 @@ def _resolve(user, public_id: str, task_name: str, action: Action) -> tuple[Job,
     return job, task
 
 
-def _still_allowed(user_pk: Any, public_id: str, task_name: str, action: Action) -> None:
+def _presented_token(scope: dict[str, Any]) -> str | None:
+    """The API token the handshake presented (the header, else ?token=), as easyai_site.ws_auth reads it."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            parts = value.decode("latin-1").split()
+            if len(parts) == 2 and parts[0].lower() == "token":
+                return parts[1]
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+    return values[-1] if values else None
+
+
+def _signed_in_still(scope: dict[str, Any], user_pk: Any) -> bool:
+    """Whether what signed the socket in still does: its API token (not revoked nor expired), or its session."""
+    key = _presented_token(scope)
+    if key:
+        token = token_for_key(key)
+        return token is not None and token.user_id == user_pk
+    session = scope.get("session")
+    session_key = getattr(session, "session_key", None)
+    if session is None or not session_key or type(session).__module__.endswith("signed_cookies"):
+        return True  # nothing kept on the server to check again
+    return bool(session.exists(session_key))
+
+
+def _still_allowed(scope: dict[str, Any], user_pk: Any, public_id: str, task_name: str, action: Action) -> None:
     """RefusedError (4410, with the reason) unless the user, read afresh, may still do what the socket does."""
     # A fresh user: the one in the scope caches its teams and grants for as long as the socket lives.
     user = get_user_model().objects.filter(pk=user_pk).first()
     if user is None or not user.is_active:
         raise RefusedError(CLOSE_REVOKED, "Your account was deactivated or removed.")
+    if not _signed_in_still(scope, user_pk):
+        raise RefusedError(CLOSE_REVOKED, "Your sign-in ended: the token was revoked or expired, or you signed out.")
     try:
         _resolve(user, public_id, task_name, action)
     except RefusedError as refused:
@@ -146,7 +173,7 @@ class _TaskSocket(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(recheck_seconds())
             try:
-                await database_sync_to_async(_still_allowed)(user_pk, public_id, task_name, self.action)
+                await database_sync_to_async(_still_allowed)(self.scope, user_pk, public_id, task_name, self.action)
             except RefusedError as refused:
                 log.info("%s closed %s: %s", type(self).__name__, self.scope.get("path"), refused.reason)
                 await self.end()

@@ -9,12 +9,15 @@ import json
 import time
 
 import pytest
+from django.contrib.sessions.models import Session
+from django.test import Client
 
 from jobs.consumers import CLOSE_REVOKED
 from jobs.models import ShellSession
 from jobs.tests import test_streams as streams
 from jobs.tests.test_streams import GATED, Terminal, log_path, open_socket, read_until_closed, wait_until
 from teams import services as team_services
+from teams.models import ApiToken
 
 # The fixtures of the stream tests: a real ASGI server, a local cluster, jobs started on it.
 asgi_server = streams.asgi_server
@@ -92,3 +95,25 @@ def test_a_socket_whose_user_keeps_access_stays_open(asgi_server, run_job, owner
             except TimeoutError:
                 break
             assert frame["type"] == "log", frame
+
+
+def test_a_socket_closes_when_its_token_is_revoked_or_its_session_ends(asgi_server, run_job, owner):
+    job = run_job(owner, f"echo started; {GATED}")
+    wait_until(lambda: log_path(job, "main-0").exists(), what="the task to start")
+    path = f"/ws/jobs/{job.public_id}/tasks/main-0/log/"
+
+    with open_socket(asgi_server, path, owner) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "start"
+        token = ApiToken.objects.get(user=owner)
+        team_services.token_revoke(user=owner, token_id=token.pk)
+        frames, code, _ = read_until_closed(ws, timeout=10)
+    assert code == CLOSE_REVOKED and "sign-in ended" in frames[-1]["reason"]
+
+    client = Client()
+    client.force_login(owner)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    with open_socket(asgi_server, path, origin=asgi_server.http_url, Cookie=cookie) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "start"
+        Session.objects.all().delete()  # signed out (everywhere)
+        frames, code, _ = read_until_closed(ws, timeout=10)
+    assert code == CLOSE_REVOKED and "signed out" in frames[-1]["reason"]
