@@ -696,6 +696,7 @@ class LocalBackend:
                 else:
                     record["status"] = ENDED
                     record["finished_at"] = record["outcome"]["at"]
+                    self._drop_shm(job_id)
                 self._save(record)
         for job_id, message in decision.waiting.items():
             record = records[job_id]

@@ -1,4 +1,6 @@
-"""A read-only data_dir for local tasks, where the OS allows it (the cluster setting ``readonly_data_dir``).
+"""A read-only data_dir for unsandboxed local tasks, where the OS allows it (the cluster setting ``readonly_data_dir``).
+
+Only for a cluster with ``isolation`` off: a sandboxed task (sandbox.py) always sees data_dir read-only.
 
 The task starts in a mount namespace of its own (``unshare --mount``, private propagation, so nothing
 leaks to the host) in which data_dir is bind-mounted onto itself and remounted read-only; then the task's
