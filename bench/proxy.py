@@ -163,8 +163,10 @@ def credential_cookie(notebook) -> str:
     from notebooks.models import NOTEBOOK_TASK
 
     job_id = notebook.job.public_id
-    ticket = endpoint_origin.ticket_issue(notebook.owner, job_id, NOTEBOOK_TASK, "jupyter")
-    payload = endpoint_origin.ticket_redeem(ticket, endpoint_origin.endpoint_key(job_id, NOTEBOOK_TASK, "jupyter"))
+    state = endpoint_origin.state_new()
+    ticket = endpoint_origin.ticket_issue(notebook.owner, job_id, NOTEBOOK_TASK, "jupyter", state)
+    key = endpoint_origin.endpoint_key(job_id, NOTEBOOK_TASK, "jupyter")
+    payload = endpoint_origin.ticket_redeem(ticket, key, [state])
     return f"{endpoint_origin.COOKIE_NAME}={endpoint_origin.credential_issue(payload)}"
 
 

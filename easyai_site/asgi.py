@@ -13,6 +13,7 @@ Each app may define in its ``routing.py``:
 
 import importlib
 import os
+from urllib.parse import quote
 
 import django
 
@@ -76,7 +77,8 @@ async def not_on_endpoint_origin(scope, receive, send):
         pass
     if scope["method"] in ("GET", "HEAD"):
         query = scope.get("query_string", b"").decode("latin-1")
-        location = endpoint_origin.portal_url(scope["path"] + (f"?{query}" if query else ""))
+        path = (scope.get("raw_path") or quote(scope["path"]).encode()).decode("latin-1")  # as sent: no CR/LF
+        location = endpoint_origin.portal_url(path + (f"?{query}" if query else ""))
         status, headers = 302, [(b"location", location.encode("latin-1", "replace"))]
     else:
         status, headers = 404, []

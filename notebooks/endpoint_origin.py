@@ -7,11 +7,14 @@ embedded default, ``http://localhost:8001`` beside a portal on ``http://127.0.0.
 since browsers share cookies between ports of one host) or, best, one host per endpoint under a wildcard
 (``https://*.endpoints.example.com``), where endpoints cannot read each other either.
 
-The endpoint origin never sees the portal's session. A signed-in browser opening ``/endpoints/…`` on the
-portal is checked there by the permission module and sent on with a **ticket**: signed, for that one
-endpoint, valid ``TICKET_MAX_AGE_S`` and once. The endpoint origin exchanges it for a **credential** cookie
-(HttpOnly, SameSite=Lax, scoped to the endpoint's path and host, valid ``CREDENTIAL_MAX_AGE_S``, renewed while
-used) and redirects to the clean URL. The proxy then authorises each request by that cookie, asking the
+The endpoint origin never sees the portal's session. A browser without its credential there is sent to the
+portal with a fresh **state** (a random value the endpoint origin also keeps in a short-lived cookie of its
+own); the portal signs it in if need be, asks the permission module, and sends it back with a **ticket**:
+signed, for that one endpoint and that state, valid ``TICKET_MAX_AGE_S`` and once. The endpoint origin
+exchanges it, only in the browser holding that state, for a **credential** cookie (HttpOnly, SameSite=Lax,
+scoped to the endpoint's path and host, valid ``CREDENTIAL_MAX_AGE_S``, renewed while used) and redirects to
+the clean URL. The state binds the ticket to the browser that asked for it: a ticket of someone else's, put
+in a link, signs nobody in as them (a login CSRF). The proxy then authorises each request by that cookie, asking the
 permission module again (a revoked share bites within seconds). Clients with an API token send it as
 ``Authorization: Token <key>`` to the endpoint origin directly.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -30,7 +34,11 @@ from django.conf import settings
 from django.core import signing
 
 TICKET_PARAM = "_easyai_ticket"  # the query parameter the portal's redirect carries the ticket in
+STATE_PARAM = "_easyai_state"  # ...and the endpoint origin's redirect to the portal the state
 COOKIE_NAME = "easyai_endpoint"
+STATE_COOKIE_NAME = "easyai_state"
+STATE_MAX_AGE_S = 300
+_STATE = re.compile(r"[A-Za-z0-9_-]{20,64}")
 TICKET_MAX_AGE_S = 60
 CREDENTIAL_MAX_AGE_S = 3600
 CREDENTIAL_RENEW_AFTER_S = 600  # a credential older than this is replaced on the next request that uses it
@@ -123,21 +131,35 @@ def portal_url(path_and_query: str) -> str:
 
 
 def without_ticket(query: str) -> str:
-    """A query string less the ticket parameter (the rest kept as it was written)."""
-    if TICKET_PARAM not in query:
+    """A query string less the ticket and state parameters (the rest kept as it was written)."""
+    if TICKET_PARAM not in query and STATE_PARAM not in query:
         return query
-    return "&".join(part for part in query.split("&") if part.split("=", 1)[0] != TICKET_PARAM)
+    return "&".join(part for part in query.split("&") if part.split("=", 1)[0] not in (TICKET_PARAM, STATE_PARAM))
 
 
-def ticket_in(query: str) -> str:
+def _param(query: str, name: str) -> str:
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == TICKET_PARAM:
+        if key == name:
             return value
     return ""
 
 
+def ticket_in(query: str) -> str:
+    return _param(query, TICKET_PARAM) if TICKET_PARAM in query else ""
+
+
+def state_in(query: str) -> str:
+    """The state the endpoint origin sent the browser to the portal with ("" when none, or not one of ours)."""
+    value = _param(query, STATE_PARAM) if STATE_PARAM in query else ""
+    return value if _STATE.fullmatch(value) else ""
+
+
+def with_param(url: str, name: str, value: str) -> str:
+    return url + ("&" if "?" in url else "?") + urlencode({name: value})
+
+
 def with_ticket(url: str, ticket: str) -> str:
-    return url + ("&" if "?" in url else "?") + urlencode({TICKET_PARAM: ticket})
+    return with_param(url, TICKET_PARAM, ticket)
 
 
 # --- tickets and credentials ------------------------------------------------------------------------
@@ -152,14 +174,35 @@ def _auth_hash(user: Any) -> str:
     return user.get_session_auth_hash()[:20]
 
 
-def ticket_issue(user: Any, job_id: str, task: str, name: str) -> str:
-    """A ticket for this user to this one endpoint (the caller has asked the permission module)."""
-    payload = {"u": user.pk, "e": endpoint_key(job_id, task, name), "h": _auth_hash(user), "n": secrets.token_hex(8)}
+def state_new() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def state_cookie(value: str, prefix: str) -> bytes:
+    """The Set-Cookie value keeping the state in the browser that was sent to the portal ("" clears it)."""
+    parts = [f"{STATE_COOKIE_NAME}={value}", f"Path={prefix}", f"Max-Age={STATE_MAX_AGE_S if value else 0}",
+             "HttpOnly", "SameSite=Lax"]  # fmt: skip
+    if origin().scheme == "https":
+        parts.append("Secure")
+    return "; ".join(parts).encode("latin-1")
+
+
+def ticket_issue(user: Any, job_id: str, task: str, name: str, state: str) -> str:
+    """A ticket for this user to this one endpoint, for the browser holding this state (the caller has asked
+    the permission module)."""
+    payload = {
+        "u": user.pk,
+        "e": endpoint_key(job_id, task, name),
+        "h": _auth_hash(user),
+        "s": state,
+        "n": secrets.token_hex(8),
+    }
     return signing.dumps(payload, salt=_TICKET_SALT)
 
 
-def ticket_redeem(value: str, key: str) -> dict[str, Any]:
-    """The ticket's payload if it is genuine, recent, for this endpoint and not used before; Refused otherwise."""
+def ticket_redeem(value: str, key: str, states: list[str]) -> dict[str, Any]:
+    """The ticket's payload if it is genuine, recent, for this endpoint, made for one of the states this
+    browser holds, and not used before; Refused otherwise."""
     from django.core.cache import cache
 
     try:
@@ -170,6 +213,8 @@ def ticket_redeem(value: str, key: str) -> dict[str, Any]:
         raise Refused("This link is not valid.") from None
     if not isinstance(payload, dict) or payload.get("e") != key:
         raise Refused("This link is for another endpoint.")
+    if not any(secrets.compare_digest(str(payload.get("s", "")), state) for state in states if state):
+        raise Refused("This link was made for another browser.")
     if not cache.add(_USED_TICKET_KEY.format(payload.get("n")), 1, timeout=TICKET_MAX_AGE_S * 2):
         raise Refused("This link has been used already.")
     return payload
@@ -209,14 +254,22 @@ def credential_cookie(value: str, prefix: str) -> bytes:
     return "; ".join(parts).encode("latin-1")
 
 
-def credentials_in(cookie_header: str) -> list[str]:
-    """Every value of the credential cookie the browser sent (one per path that matched)."""
+def cookies_named(cookie_header: str, wanted: str) -> list[str]:
+    """Every value of one cookie the browser sent (one per path that matched)."""
     values = []
     for part in cookie_header.split(";"):
         name, _eq, value = part.strip().partition("=")
-        if name == COOKIE_NAME and value:
+        if name == wanted and value:
             values.append(value)
     return values
+
+
+def credentials_in(cookie_header: str) -> list[str]:
+    return cookies_named(cookie_header, COOKIE_NAME)
+
+
+def states_in(cookie_header: str) -> list[str]:
+    return cookies_named(cookie_header, STATE_COOKIE_NAME)
 
 
 # --- requests that ride on the cookie -------------------------------------------------------------------

@@ -276,7 +276,14 @@ async def _close_at_shutdown(session: Any) -> None:
 
 def _portal_cookies() -> frozenset[str]:
     """Cookies no upstream gets or sets: the portal's (should a browser send them) and the endpoint credential."""
-    return frozenset({settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, endpoint_origin.COOKIE_NAME})
+    return frozenset(
+        {
+            settings.SESSION_COOKIE_NAME,
+            settings.CSRF_COOKIE_NAME,
+            endpoint_origin.COOKIE_NAME,
+            endpoint_origin.STATE_COOKIE_NAME,
+        }
+    )
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:
@@ -510,9 +517,8 @@ class EndpointProxy:
             await _drain(receive)
             if refused.status == 401 and _wants_html(scope):
                 # The portal signs the browser in if need be, asks the permission module, and sends it back
-                # here with a ticket for this endpoint.
-                portal = endpoint_origin.portal_url(_full_path(scope))
-                await _answer(scope, send, 302, refused.message, [(b"location", portal.encode("latin-1"))])
+                # here with a ticket for this endpoint and the state this browser now keeps.
+                await self._to_portal(scope, send, refused.message)
             else:
                 extra = [(b"retry-after", b"2")] if refused.status == 503 else []
                 if refused.status == 401:
@@ -521,6 +527,21 @@ class EndpointProxy:
             return
         await _note_access(target.job_id)
         await self._relay(scope, receive, send, target, [(b"set-cookie", renew)] if renew else [])
+
+    async def _to_portal(self, scope: dict[str, Any], send: Any, message: str) -> None:
+        kwargs = scope["url_route"]["kwargs"]
+        prefix = f"/endpoints/{endpoint_origin.endpoint_key(kwargs['job_id'], kwargs['task'], kwargs['name'])}/"
+        query = endpoint_origin.without_ticket(scope.get("query_string", b"").decode("latin-1"))
+        path = (scope.get("raw_path") or quote(scope["path"]).encode()).decode("latin-1") + (
+            f"?{query}" if query else ""
+        )
+        state = endpoint_origin.state_new()
+        portal = endpoint_origin.with_param(endpoint_origin.portal_url(path), endpoint_origin.STATE_PARAM, state)
+        headers = [
+            (b"location", portal.encode("latin-1")),
+            (b"set-cookie", endpoint_origin.state_cookie(state, prefix)),
+        ]
+        await _answer(scope, send, 302, message, headers)
 
     async def _exchange(self, scope: dict[str, Any], send: Any, ticket: str) -> None:
         """A ticket from the portal's redirect becomes this endpoint's credential cookie; then the clean URL."""
@@ -534,7 +555,8 @@ class EndpointProxy:
             await _answer(scope, send, 405, "A ticket is exchanged by GET only.", [(b"allow", b"GET, HEAD")])
             return
         try:
-            payload = await database_sync_to_async(endpoint_origin.ticket_redeem)(ticket, key)
+            states = endpoint_origin.states_in(_header(scope, b"cookie"))
+            payload = await database_sync_to_async(endpoint_origin.ticket_redeem)(ticket, key, states)
             if await database_sync_to_async(endpoint_origin.user_of)(payload) is None:
                 raise endpoint_origin.Refused("This link was made for a sign-in that has ended.")
         except endpoint_origin.Refused as refused:
@@ -546,6 +568,7 @@ class EndpointProxy:
         headers = [
             (b"location", clean.encode("latin-1")),
             (b"set-cookie", cookie),
+            (b"set-cookie", endpoint_origin.state_cookie("", f"/endpoints/{key}/")),  # spent
             (b"referrer-policy", b"no-referrer"),
         ]
         await _answer(scope, send, 302, "Signed in to this endpoint.", headers)

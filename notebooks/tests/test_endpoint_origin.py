@@ -67,14 +67,29 @@ def credential_from(response_headers) -> str:
     return cookie.split(";", 1)[0].split("=", 1)[1]
 
 
-def ticket_through_the_portal(origins, user, path: str) -> str:
-    """What a browser does: open the endpoint's path on the portal, signed in, and get sent on with a ticket."""
-    status, headers, _ = request(origins.port, origins.portal, path, Cookie=f"sessionid={session_of(user)}")
-    assert status == 302, status
+def cookie_from(response_headers, name: str) -> str:
+    (cookie,) = [c for c in response_headers.get_all("Set-Cookie") or [] if c.startswith(f"{name}=")]
+    return cookie.split(";", 1)[0]
+
+
+def ticket_through_the_portal(origins, user, path: str) -> tuple[str, str]:
+    """What a browser does from a link on the portal: the portal sends it on; the endpoint origin, finding no
+    cookie of its own, gives it a state and sends it to the portal; the portal (signed in) sends it back with a
+    ticket for that state. Returns the ticket's URL on the endpoint origin (its path) and the state cookie."""
+    session = f"sessionid={session_of(user)}"
+    status, headers, _ = request(origins.port, origins.portal, path, Cookie=session)
+    assert status == 302 and headers["Location"] == f"http://{origins.endpoints}{path}", (status, headers)
+    status, headers, _ = request(origins.port, origins.endpoints, path, Accept="text/html")
+    assert status == 302 and headers["Location"].startswith(f"http://{origins.portal}{path}"), (status, headers)
+    state = cookie_from(headers, "easyai_state")
+    assert "_easyai_state=" + state.split("=", 1)[1] in headers["Location"]
+    status, headers, _ = request(origins.port, origins.portal, headers["Location"][len(f"http://{origins.portal}"):],
+                                 Cookie=session)  # fmt: skip
     location = headers["Location"]
-    assert location.startswith(f"http://{origins.endpoints}{path}"), location
+    assert status == 302 and location.startswith(f"http://{origins.endpoints}{path}"), (status, headers)
+    assert "_easyai_ticket=" in location and "_easyai_state" not in location
     assert headers["Referrer-Policy"] == "no-referrer"
-    return location[len(f"http://{origins.endpoints}") :]
+    return location[len(f"http://{origins.endpoints}") :], state
 
 
 # --- settings, hosts, tickets ---------------------------------------------------------------------------
@@ -124,18 +139,21 @@ def test_the_endpoint_origin_is_told_apart_by_host_name_and_a_wildcard_gives_eac
     assert endpoint_origin.origin().source == "https://*.endpoints.example.net"
 
 
-def test_a_ticket_opens_one_endpoint_once_and_only_briefly(db, owner):
-    key = "j-abcdefgh/main-0/web"
-    ticket = endpoint_origin.ticket_issue(owner, "j-abcdefgh", "main-0", "web")
+def test_a_ticket_opens_one_endpoint_in_one_browser_once_and_only_briefly(db, owner):
+    key, state = "j-abcdefgh/main-0/web", endpoint_origin.state_new()
+    ticket = endpoint_origin.ticket_issue(owner, "j-abcdefgh", "main-0", "web", state)
     with pytest.raises(endpoint_origin.Refused, match="another endpoint"):
-        endpoint_origin.ticket_redeem(ticket, "j-abcdefgh/main-0/other")
+        endpoint_origin.ticket_redeem(ticket, "j-abcdefgh/main-0/other", [state])
     with pytest.raises(endpoint_origin.Refused, match="not valid"):
-        endpoint_origin.ticket_redeem(ticket[:-2] + "xx", key)
-    credential = endpoint_origin.credential_issue(endpoint_origin.ticket_redeem(ticket, key))
+        endpoint_origin.ticket_redeem(ticket[:-2] + "xx", key, [state])
+    for states in ([], [""], [endpoint_origin.state_new()]):  # a browser that did not ask for it
+        with pytest.raises(endpoint_origin.Refused, match="another browser"):
+            endpoint_origin.ticket_redeem(ticket, key, states)
+    credential = endpoint_origin.credential_issue(endpoint_origin.ticket_redeem(ticket, key, ["other", state]))
     with pytest.raises(endpoint_origin.Refused, match="used already"):
-        endpoint_origin.ticket_redeem(ticket, key)
+        endpoint_origin.ticket_redeem(ticket, key, [state])
     with pytest.raises(endpoint_origin.Refused, match="not valid"):
-        endpoint_origin.ticket_redeem(credential, key)  # a cookie is no ticket
+        endpoint_origin.ticket_redeem(credential, key, [state])  # a cookie is no ticket
     assert endpoint_origin.credential_read(ticket, key) is None  # nor a ticket a cookie
     assert endpoint_origin.credential_read(credential, "j-abcdefgh/main-0/other") is None
     assert endpoint_origin.user_of(endpoint_origin.credential_read(credential, key)) == owner
@@ -144,9 +162,9 @@ def test_a_ticket_opens_one_endpoint_once_and_only_briefly(db, owner):
     assert endpoint_origin.user_of(endpoint_origin.credential_read(credential, key)) is None
 
     with mock.patch("time.time", return_value=time.time() - endpoint_origin.TICKET_MAX_AGE_S - 5):
-        old = endpoint_origin.ticket_issue(owner, "j-abcdefgh", "main-0", "web")
+        old = endpoint_origin.ticket_issue(owner, "j-abcdefgh", "main-0", "web", state)
     with pytest.raises(endpoint_origin.Refused, match="expired"):
-        endpoint_origin.ticket_redeem(old, key)
+        endpoint_origin.ticket_redeem(old, key, [state])
 
 
 # --- the portal's pages -----------------------------------------------------------------------------------
@@ -199,16 +217,20 @@ def test_a_browser_reaches_an_endpoint_by_a_ticket_and_a_cookie_of_its_own_never
     # Anonymous on the portal: sign in first. Signed in: on to the endpoint origin with a ticket.
     status, headers, _ = request(port, origins.portal, base + "echo?keep=1")
     assert status == 302 and headers["Location"].startswith("/accounts/login/?next=")
-    entry = ticket_through_the_portal(origins, mate, base + "echo?keep=1")
+    entry, state = ticket_through_the_portal(origins, mate, base + "echo?keep=1")
     ticket = endpoint_origin.ticket_in(entry.split("?", 1)[1])
 
-    # The endpoint origin exchanges it for its own cookie (HttpOnly, this endpoint's path) and cleans the URL.
-    status, headers, _ = request(port, origins.endpoints, entry)
+    # Another browser (a victim sent the link: a login CSRF) does not hold the state: it is not signed in.
+    status, _, body = request(port, origins.endpoints, entry)
+    assert status == 403 and b"another browser" in body
+    # The one that asked exchanges it for its own cookie (HttpOnly, this endpoint's path) and a clean URL.
+    status, headers, _ = request(port, origins.endpoints, entry, Cookie=state)
     assert status == 302 and headers["Location"] == base + "echo?keep=1"
-    (set_cookie,) = headers.get_all("Set-Cookie")
+    set_cookie = [c for c in headers.get_all("Set-Cookie") if c.startswith("easyai_endpoint=")][0]
     assert re.fullmatch(rf"easyai_endpoint=[^;]+; Path={base}; Max-Age=3600; HttpOnly; SameSite=Lax", set_cookie)
+    assert cookie_from(headers, "easyai_state") == "easyai_state="  # spent
     credential = credential_from(headers)
-    assert request(port, origins.endpoints, entry)[0] == 403  # once only
+    assert request(port, origins.endpoints, entry, Cookie=state)[0] == 403  # once only
 
     # The cookie opens the endpoint; the upstream sees neither it nor the portal's cookies.
     portal_session = session_of(mate)
@@ -220,18 +242,19 @@ def test_a_browser_reaches_an_endpoint_by_a_ticket_and_a_cookie_of_its_own_never
     # The portal's session is no credential on the endpoint origin: a browser is sent to the portal for a ticket.
     status, headers, _ = request(port, origins.endpoints, base + "echo", Cookie=f"sessionid={portal_session}",
                                  Accept="text/html")  # fmt: skip
-    assert status == 302 and headers["Location"] == f"http://{origins.portal}{base}echo"
+    assert status == 302 and headers["Location"].startswith(f"http://{origins.portal}{base}echo?_easyai_state=")
     assert request(port, origins.endpoints, base + "echo", Cookie=f"sessionid={portal_session}")[0] == 401
 
     # The ticket and the cookie are for this endpoint only, and a ticket is brief.
     other = f"/endpoints/{web_job.public_id}/main-0/other/"
-    stolen = ticket_through_the_portal(origins, mate, base + "echo").split("?", 1)[1]
-    status, _, body = request(port, origins.endpoints, f"{other}?{stolen}")
+    stolen, state = ticket_through_the_portal(origins, mate, base + "echo")
+    status, _, body = request(port, origins.endpoints, f"{other}?{stolen.split('?', 1)[1]}", Cookie=state)
     assert status == 403 and b"another endpoint" in body
     assert request(port, origins.endpoints, other + "echo", Cookie=f"easyai_endpoint={credential}")[0] == 401
     with mock.patch("time.time", return_value=time.time() - 120):
-        expired = endpoint_origin.ticket_issue(mate, web_job.public_id, "main-0", "web")
-    status, _, body = request(port, origins.endpoints, f"{base}?{endpoint_origin.TICKET_PARAM}={expired}")
+        expired = endpoint_origin.ticket_issue(mate, web_job.public_id, "main-0", "web", state.split("=", 1)[1])
+    status, _, body = request(port, origins.endpoints, f"{base}?{endpoint_origin.TICKET_PARAM}={expired}",
+                              Cookie=state)  # fmt: skip
     assert status == 403 and b"expired" in body
     assert ticket  # the first one, long used
 
@@ -297,8 +320,10 @@ def test_an_outsider_gets_no_ticket_and_a_forged_one_opens_nothing(
     status, headers, _ = request(port, origins.portal, base, Cookie=f"sessionid={session_of(outsider)}")
     assert status == 404 and "Location" not in headers
     # A ticket made for the outsider (as if the portal erred) still meets the permission module at the proxy.
-    ticket = endpoint_origin.ticket_issue(outsider, web_job.public_id, "main-0", "web")
-    status, headers, _ = request(port, origins.endpoints, f"{base}?{endpoint_origin.TICKET_PARAM}={ticket}")
+    state = endpoint_origin.state_new()
+    ticket = endpoint_origin.ticket_issue(outsider, web_job.public_id, "main-0", "web", state)
+    status, headers, _ = request(port, origins.endpoints, f"{base}?{endpoint_origin.TICKET_PARAM}={ticket}",
+                                 Cookie=f"easyai_state={state}")  # fmt: skip
     assert status == 302
     assert (
         request(port, origins.endpoints, base + "echo", Cookie=f"easyai_endpoint={credential_from(headers)}")[0] == 404
@@ -328,10 +353,10 @@ def test_under_a_wildcard_each_endpoint_has_a_host_of_its_own_and_its_ticket_and
     wait_until(lambda: request(port, own, base + "echo", Authorization=f"Token {token_for(mate)}")[0] == 200,
                30, "the endpoint")  # fmt: skip
 
-    entry = ticket_through_the_portal(wildcard, mate, base + "echo")
+    entry, state = ticket_through_the_portal(wildcard, mate, base + "echo")
     # Its path on another endpoint's host is refused before the ticket is even looked at (and stays unused).
-    assert request(port, neighbour, entry)[0] == 404
-    status, headers, _ = request(port, own, entry)
+    assert request(port, neighbour, entry, Cookie=state)[0] == 404
+    status, headers, _ = request(port, own, entry, Cookie=state)
     assert status == 302 and headers["Location"] == base + "echo"
     cookie = f"easyai_endpoint={credential_from(headers)}"
     status, _, body = request(port, own, base + "echo", Cookie=cookie)
