@@ -67,7 +67,12 @@ class Command(BaseCommand):
         for name, argv in commands.items():
             children[name] = subprocess.Popen(argv)
         self.stdout.write(f"EasyAI is serving at http://{options['host']}:{options['port']}/ (Ctrl-C stops it)")
-        self.stdout.write(f"Endpoints (notebooks, TensorBoard, task ports) at {settings.EASYAI_ENDPOINTS_URL}/")
+        listening = (
+            f" (listening on port {endpoints_port} too)" if endpoints_port and endpoints_port != options["port"] else ""
+        )
+        self.stdout.write(
+            f"Endpoints (notebooks, TensorBoard, task ports) at {settings.EASYAI_ENDPOINTS_URL}/{listening}"
+        )
         try:
             while not stopping:
                 for name, child in children.items():
