@@ -511,3 +511,25 @@ def test_isolation_settings_are_checked_naming_the_key():
 
 def test_the_sandbox_probe_explains_a_missing_bwrap(tmp_path):
     assert "bubblewrap is not installed" in sandbox.refused(str(tmp_path / "bwrap"), 65534, 65534)
+
+
+@pytest.mark.django_db
+def test_a_working_dir_outside_is_refused_by_the_api_naming_the_field_and_records_nothing(owner, team, api):
+    from jobs.models import Job
+
+    Cluster.objects.create(name="local", kind="local", is_default=True, settings={"cpu": 2, "memory": "4Gi"})
+    var = Path(settings.VAR_DIR)
+    spec = {
+        "name": "escape",
+        "team": team.slug,
+        "framework": "batch",
+        "command": "cat secret_key",
+        "working_dir": str(var),
+        "roles": {"main": {"cpu": "100m", "memory": "64Mi"}},
+    }
+
+    response = api(owner).post("/api/v1/jobs/", spec, format="json")
+
+    assert response.status_code == 400, response.content
+    assert f"working_dir: {var} is outside what a task may see" in response.content.decode()
+    assert not Job.objects.exists()
