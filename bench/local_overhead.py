@@ -159,8 +159,12 @@ def ddp(backend: LocalBackend, epochs: int) -> None:
         print("DDP example: skipped, torch is not installed (.venv/bin/pip install torch==2.13.0)")
         return
     script = REPO / "examples" / "pytorch-ddp" / "train.py"
+    # The task runs the script from the workspace: a sandboxed task does not see the portal's code.
+    workspace = storage.personal_workspace(Path(settings.EASYAI_STORAGE_ROOT), "bench") / "pytorch-ddp"
+    workspace.mkdir(parents=True, exist_ok=True)
+    shutil.copy(script, workspace / "train.py")
     description = job(
-        [sys.executable, str(script), "--epochs", str(epochs)], framework="pytorch", roles=("master", "worker"),
+        [sys.executable, str(workspace / "train.py"), "--epochs", str(epochs)], framework="pytorch", roles=("master", "worker"),
         cpu_milli=1000,
     )  # fmt: skip
     started = time.perf_counter()
