@@ -24,11 +24,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from easyai_site.limits import limit_request_body  # noqa: E402
 from easyai_site.ws_auth import TokenAuthMiddleware, TokenOrSessionAuthMiddlewareStack, token_from_scope  # noqa: E402
 from notebooks import endpoint_origin  # noqa: E402
+
+if endpoint_origin.cookie_domain_problem():  # set in EASYAI_SETTINGS_FILE, perhaps: refused at start
+    raise ImproperlyConfigured(endpoint_origin.cookie_domain_problem())
 
 django_app = get_asgi_application()
 

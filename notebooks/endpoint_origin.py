@@ -97,6 +97,25 @@ def serves(host_header: str) -> bool:
     return bool(hostname) and hostname == where.host
 
 
+def cookie_domain_problem() -> str:
+    """Why the portal's cookie settings would hand its cookies to the endpoint origin ("" when they do not)."""
+    where = origin()
+    for setting in ("SESSION_COOKIE_DOMAIN", "CSRF_COOKIE_DOMAIN", "LANGUAGE_COOKIE_DOMAIN"):
+        domain = (getattr(settings, setting, None) or "").lower().lstrip(".")
+        if not domain:
+            continue
+        if (
+            where.host == domain
+            or where.host.endswith("." + domain)
+            or (where.wildcard and domain.endswith("." + where.host))
+        ):
+            return (
+                f"{setting}={domain!r} covers the endpoint origin ({settings.EASYAI_ENDPOINTS_URL}): the portal's "
+                "cookies would reach pages that tasks serve"
+            )
+    return ""
+
+
 def endpoint_key(job_id: str, task: str, name: str) -> str:
     return f"{job_id}/{task}/{name}"
 

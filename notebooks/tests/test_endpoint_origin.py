@@ -292,6 +292,10 @@ def test_a_browser_reaches_an_endpoint_by_a_ticket_and_a_cookie_of_its_own_never
         connect(f"ws://{origins.portal}/ws/jobs/{web_job.public_id}/tasks/main-0/log/",
                 origin=f"http://{origins.endpoints}", additional_headers={"Cookie": f"sessionid={portal_session}"},
                 open_timeout=10)  # fmt: skip
+    # The portal's origin serves no endpoint socket, even to the signed-in owner of the session.
+    with pytest.raises(InvalidStatus):
+        connect(f"ws://{origins.portal}{base}ws", origin=f"http://{origins.portal}",
+                additional_headers={"Cookie": f"sessionid={portal_session}"}, open_timeout=10)  # fmt: skip
 
     # The portal's own URLs are not served on the endpoint origin, nor endpoints on the portal's.
     status, headers, _ = request(port, origins.endpoints, "/jobs/?x=1", Cookie=f"sessionid={portal_session}")
@@ -368,3 +372,18 @@ def test_under_a_wildcard_each_endpoint_has_a_host_of_its_own_and_its_ticket_and
         port, own, base + "count", method="POST", body=b"x", Cookie=cookie, Sec_Fetch_Site="same-site"
     )
     assert status == 403
+
+
+def test_cookie_domains_that_would_reach_the_endpoint_origin_are_refused(settings):
+    settings.EASYAI_ENDPOINTS_URL = "https://endpoints.example.net"
+    assert endpoint_origin.cookie_domain_problem() == ""
+    settings.SESSION_COOKIE_DOMAIN = ".example.net"
+    assert "SESSION_COOKIE_DOMAIN" in endpoint_origin.cookie_domain_problem()
+    settings.SESSION_COOKIE_DOMAIN = "ai.example.com"
+    settings.CSRF_COOKIE_DOMAIN = "endpoints.example.net"
+    assert "CSRF_COOKIE_DOMAIN" in endpoint_origin.cookie_domain_problem()
+    settings.CSRF_COOKIE_DOMAIN = None
+    settings.EASYAI_ENDPOINTS_URL = "https://*.endpoints.example.net"
+    assert endpoint_origin.cookie_domain_problem() == ""
+    settings.SESSION_COOKIE_DOMAIN = "j-abcdefgh--main-0--web.endpoints.example.net"
+    assert endpoint_origin.cookie_domain_problem()
