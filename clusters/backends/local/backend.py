@@ -782,8 +782,11 @@ class LocalBackend:
             argv = contract.task_argv(job, task, mpirun)
             spec: dict[str, Any] = {"argv": argv, "cwd": cwd, "env": env, "log": str(log)}
             if box is not None:
+                # The portal's HOME and TMPDIR are not there: the owner's workspace and the task's own /tmp are.
                 if "HOME" not in task.env:
-                    env["HOME"] = str(storage.personal_workspace(root, job.owner))  # the portal's is not there
+                    env["HOME"] = str(storage.personal_workspace(root, job.owner))
+                if "TMPDIR" not in task.env:
+                    env["TMPDIR"] = "/tmp"
                 spec["argv"] = sandbox.task_argv(box, argv, cwd=cwd, mounts=self.visible(job, task), shm=shm)
                 spec["cwd"] = "/"  # the sandbox enters the working directory itself, as the task's user
                 spec["working_dir"] = cwd

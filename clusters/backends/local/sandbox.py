@@ -165,6 +165,10 @@ def task_argv(
         builder.args += ["--bind", str(shm), "/dev/shm"]
     builder.args += ["--perms", "1777", "--tmpfs", "/tmp"]
     builder.made.add("/tmp")
+    if not _covered("/var/tmp", builder.bound):
+        builder.parents("/var/tmp")
+        builder.args += ["--perms", "1777", "--tmpfs", "/var/tmp"]
+        builder.made.add("/var/tmp")
     # Shallower first, so that a job's folder inside a workspace lands on top of it; read-only last at a depth.
     for mount in sorted(mounts, key=lambda m: (m.path.count("/"), m.path)):
         builder.bind("--bind-try" if mount.writable else "--ro-bind-try", mount.path)
