@@ -72,6 +72,8 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_FORBIDDEN = 4403
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_UNAVAILABLE = 4503
+CLOSE_REVOKED = 4410  # open, and no longer allowed: as the portal's own sockets (docs/websockets.md)
+RECHECK_S = 5.0  # how often an open socket asks again (EASYAI_WS_RECHECK_SECONDS overrides)
 
 
 class Refused(Exception):  # noqa: N818 - reads as what happened
@@ -214,6 +216,24 @@ async def _identify(scope: dict[str, Any]) -> tuple[Any, str, bytes | None]:
             renew = endpoint_origin.credential_cookie(endpoint_origin.credential_issue(payload), prefix)
         return user, "cookie", renew
     return None, "", None
+
+
+def still_allowed(user_pk: Any, token_key: str, job_id: str, task_name: str, name: str) -> None:
+    """Refused unless the user, read afresh (and their API token, when the socket came with one), may still
+    open this endpoint: an open socket's answer is not kept, a share revoked closes it."""
+    from django.contrib.auth import get_user_model
+
+    from teams.tokens import user_for_key
+
+    user = get_user_model().objects.filter(pk=user_pk, is_active=True).first()
+    if user is not None and token_key and getattr(user_for_key(token_key), "pk", None) != user.pk:
+        user = None
+    authorize(user, job_id, task_name, name)
+
+
+def _token_key(scope: dict[str, Any]) -> str:
+    value = _header(scope, b"authorization").split()
+    return value[1] if len(value) == 2 and value[0].lower() == "token" else ""
 
 
 _last_access: dict[str, float] = {}
@@ -742,14 +762,40 @@ class EndpointProxy:
                     return 1011
             return upstream.close_code or 1000
 
+        async def rechecked() -> str:
+            every = float(getattr(settings, "EASYAI_WS_RECHECK_SECONDS", RECHECK_S))
+            token_key = _token_key(scope) if how == "token" else ""
+            while True:
+                await asyncio.sleep(every)
+                try:
+                    await database_sync_to_async(still_allowed)(
+                        user.pk, token_key, kwargs["job_id"], kwargs["task"], kwargs["name"]
+                    )
+                except Refused as refused:
+                    return refused.message
+                except Exception:  # the database is briefly away: keep the socket, ask again next time
+                    log.warning("rechecking endpoint socket %s failed", target.prefix, exc_info=True)
+
         client_side = asyncio.ensure_future(from_client())
         upstream_side = asyncio.ensure_future(from_upstream())
+        recheck = asyncio.ensure_future(rechecked())
         try:
-            done, _pending = await asyncio.wait({client_side, upstream_side}, return_when=asyncio.FIRST_COMPLETED)
+            done, _pending = await asyncio.wait(
+                {client_side, upstream_side, recheck}, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
-            for task in (client_side, upstream_side):
+            for task in (client_side, upstream_side, recheck):
                 if not task.done():
                     task.cancel()
+        if recheck in done and not recheck.cancelled() and recheck.exception() is None:
+            log.info("endpoint socket %s closed: %s", target.prefix, recheck.result())
+            _forget(scope)
+            await upstream.close()
+            try:
+                await send({"type": "websocket.close", "code": CLOSE_REVOKED})
+            except Exception:  # the client is already gone
+                pass
+            return
         if client_side in done and not client_side.cancelled() and client_side.exception() is None:
             code = client_side.result()
             await upstream.close(code=code if code in WS_CLOSE_SENDABLE or code in (1000, 1001) else 1000)

@@ -17,7 +17,7 @@ from unittest import mock
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from jobs.models import Job
@@ -205,6 +205,7 @@ def test_hsts_is_sent_over_https_without_debug(client, settings):
 
 @pytest.mark.slow
 def test_a_browser_reaches_an_endpoint_by_a_ticket_and_a_cookie_of_its_own_never_the_portals(
+    settings,
     origins,
     web_job: Job,  # noqa: F811 - the fixture
     people,
@@ -306,10 +307,20 @@ def test_a_browser_reaches_an_endpoint_by_a_ticket_and_a_cookie_of_its_own_never
     status, headers, _ = request(port, origins.portal, base + "echo", Authorization=f"Token {token_for(mate)}")
     assert status == 308 and headers["Location"] == f"http://{origins.endpoints}{base}echo"
 
-    # The cookie is re-checked against the permission module: a revoked membership bites within seconds.
-    Membership.objects.filter(user=mate).delete()
-    wait_until(lambda: request(port, origins.endpoints, base + "echo", Cookie=with_cookie["Cookie"])[0] == 404,
-               10, "the revoked cookie to be refused")  # fmt: skip
+    # The cookie is re-checked against the permission module: a revoked membership bites within seconds, on new
+    # requests and on a socket already open (closed with 4410, as the portal's own sockets are).
+    settings.EASYAI_WS_RECHECK_SECONDS = 0.5
+    with connect(socket_url, origin=f"http://{origins.endpoints}", additional_headers={"Cookie": with_cookie["Cookie"]},
+                 open_timeout=10) as open_socket:  # fmt: skip
+        open_socket.send("still here")
+        assert open_socket.recv(timeout=10) == "still here"
+        Membership.objects.filter(user=mate).delete()
+        wait_until(lambda: request(port, origins.endpoints, base + "echo", Cookie=with_cookie["Cookie"])[0] == 404,
+                   10, "the revoked cookie to be refused")  # fmt: skip
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                open_socket.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4410
     assert request(port, origins.portal, base + "echo", Cookie=f"sessionid={portal_session}")[0] == 404
 
 
