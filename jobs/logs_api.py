@@ -159,6 +159,11 @@ def task_end(job: Job, task: Task) -> TaskEnd | None:
             ):
                 return TaskEnd(seen.state, seen.exit_code, seen.reason)
         if observation.state == ObservedState.MISSING and not observation.tasks:
+            # The sync pass deletes a job's objects only after it recorded their end: a pass that ran between
+            # the read above and this observation has left its word in the database.
+            task.refresh_from_db(fields=["state", "exit_code", "reason"])
+            if task.state in TASK_ENDED:
+                return TaskEnd(task.state, task.exit_code, task.reason)
             return TaskEnd(ObservedState.MISSING, None, "the cluster has no such job any more")
     job.refresh_from_db(fields=["state"])
     if job.is_final:
