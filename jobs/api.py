@@ -282,7 +282,8 @@ class JobViewSet(viewsets.GenericViewSet):
         job = selectors.jobs_visible(request.user, detail=True).get(pk=job.pk)
         return Response(JobDetailSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={(200, "application/yaml"): OpenApiTypes.STR})
+    # The YAML document is the spec: a mapping of fields, as the schema says of the JSON one.
+    @extend_schema(responses={(200, "application/yaml"): OpenApiTypes.OBJECT})
     @action(detail=True, methods=["get"])
     def spec(self, request, id=None):
         job = self._get_job()
