@@ -11,6 +11,7 @@ import time
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 from playwright.sync_api import Page, expect
 
 from jobs.models import Job
@@ -143,3 +144,33 @@ def test_under_a_wildcard_the_link_opens_the_endpoint_at_a_host_of_its_own(
     assert [c["domain"] for c in cookies if c["name"] == "easyai_endpoint"] == [
         f"{web_job.public_id}--main-0--web.localhost"
     ]
+
+
+PORTAL_PAGES = ["home", "job-list", "job-submit", "experiment-list", "notebook-list", "tensorboard-list",
+                "file-browser", "team-list", "profile", "api-docs", "admin:index"]  # fmt: skip
+
+
+def test_the_portals_pages_run_under_their_content_security_policy(page: Page, asgi_server, people, team):
+    admin = people["team_admin"]
+    admin.is_staff = admin.is_superuser = True  # the admin's pages too
+    admin.save()
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+    )
+    page.on("pageerror", lambda error: violations.append(str(error)))
+    signed_in(page, asgi_server, admin)
+    for name in PORTAL_PAGES:
+        response = page.goto(f"{asgi_server.http_url}{reverse(name)}")
+        assert response.status == 200, name
+        assert "script-src 'self'" in response.headers["content-security-policy"], name
+        page.wait_for_load_state("networkidle")
+    assert violations == []
+    # The swagger page built itself from the portal's own scripts; and an injected inline script does not run.
+    page.goto(f"{asgi_server.http_url}{reverse('api-docs')}")
+    expect(page.locator(".swagger-ui .info")).to_be_visible(timeout=15_000)
+    injected = "() => { const s = document.createElement('script'); s.textContent = 'window.__ran = 1';" \
+               " document.body.appendChild(s); return window.__ran || 0; }"  # fmt: skip
+    assert page.evaluate(injected) == 0
+    assert any("Content Security Policy" in text for text in violations)  # the refusal, as the browser reports it
