@@ -14,9 +14,9 @@ signed, for that one endpoint and that state, valid ``TICKET_MAX_AGE_S`` and onc
 exchanges it, only in the browser holding that state, for a **credential** cookie (HttpOnly, SameSite=Lax,
 scoped to the endpoint's path and host, valid ``CREDENTIAL_MAX_AGE_S``, renewed while used) and redirects to
 the clean URL. The state binds the ticket to the browser that asked for it: a ticket of someone else's, put
-in a link, signs nobody in as them (a login CSRF). The proxy then authorises each request by that cookie, asking the
-permission module again (a revoked share bites within seconds). Clients with an API token send it as
-``Authorization: Token <key>`` to the endpoint origin directly.
+in a link, signs nobody in as them (a login CSRF). The proxy then authorises each request by that cookie,
+asking the permission module again (a revoked share bites within seconds). Clients with an API token send
+it as ``Authorization: Token <key>`` to the endpoint origin directly.
 """
 
 from __future__ import annotations

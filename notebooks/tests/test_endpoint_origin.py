@@ -212,8 +212,10 @@ def test_a_browser_reaches_an_endpoint_by_a_ticket_and_a_cookie_of_its_own_never
 ):
     port, mate = origins.port, people["mate"]
     base = f"/endpoints/{web_job.public_id}/main-0/web/"
-    wait_until(lambda: request(port, origins.endpoints, base + "echo", Authorization=f"Token {token_for(mate)}")[0] == 200,
-               30, "the endpoint")  # fmt: skip
+    token = f"Token {token_for(mate)}"
+    wait_until(
+        lambda: request(port, origins.endpoints, base + "echo", Authorization=token)[0] == 200, 30, "the endpoint"
+    )
 
     # Anonymous on the portal: sign in first. Signed in: on to the endpoint origin with a ticket.
     status, headers, _ = request(port, origins.portal, base + "echo?keep=1")
