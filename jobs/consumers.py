@@ -110,7 +110,7 @@ def _signed_in_still(scope: dict[str, Any], user_pk: Any) -> bool:
         return token is not None and token.user_id == user_pk
     session = scope.get("session")
     session_key = getattr(session, "session_key", None)
-    if session is None or not session_key or type(session).__module__.endswith("signed_cookies"):
+    if session is None or not session_key or settings.SESSION_ENGINE.endswith("signed_cookies"):
         return True  # nothing kept on the server to check again
     return bool(session.exists(session_key))
 
