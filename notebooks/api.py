@@ -11,8 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from notebooks import selectors, services
-from notebooks.models import Notebook, TensorBoard
+from notebooks import endpoint_origin, selectors, services
+from notebooks.models import NOTEBOOK_TASK, TENSORBOARD_TASK, Notebook, TensorBoard
 from teams import permissions
 from teams.permissions import Action
 
@@ -49,11 +49,13 @@ class NotebookSerializer(serializers.ModelSerializer):
         return notebook.job.reason if notebook.job is not None and notebook.state == "stopped" else ""
 
     def get_url(self, notebook: Notebook) -> str | None:
-        """The notebook's page through the portal's proxy: only its owner may open it."""
-        request = self.context.get("request")
-        if not notebook.path or request is None:
+        """The notebook's page on the endpoint origin (a browser signs in there through the portal, a script
+        sends its token): only its owner may open it."""
+        if not notebook.path:
             return None
-        return request.build_absolute_uri(notebook.path)
+        return endpoint_origin.endpoint_url(
+            notebook.job.public_id, NOTEBOOK_TASK, notebook.endpoint_name, notebook.path
+        )
 
     def get_can_open(self, notebook: Notebook) -> bool:
         request = self.context.get("request")
@@ -199,9 +201,9 @@ class TensorBoardSerializer(serializers.ModelSerializer):
         model = TensorBoard
         fields = ["id", "team", "owner", "job", "jobs", "state", "ready", "url", "created_at"]
 
-    def get_url(self, board: TensorBoard) -> str | None:
-        request = self.context.get("request")
-        return request.build_absolute_uri(board.path) if request is not None else None
+    def get_url(self, board: TensorBoard) -> str:
+        """Its page on the endpoint origin (a browser signs in there through the portal, a script sends its token)."""
+        return endpoint_origin.endpoint_url(board.job.public_id, TENSORBOARD_TASK, "tensorboard", board.path)
 
 
 class TensorBoardOpenSerializer(serializers.Serializer):

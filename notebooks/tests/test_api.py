@@ -77,7 +77,7 @@ def test_detail_carries_the_url_once_running(api, people, notebook, fake_backend
     run_it(fake_backend, notebook)
     body = api(people["owner"]).get(f"/api/v1/notebooks/{notebook.pk}/").json()
     assert body["state"] == "running" and body["can_open"] is True
-    assert body["url"] == f"http://testserver/endpoints/{notebook.job.public_id}/notebook-0/jupyter/lab"
+    assert body["url"] == f"http://localhost:8001/endpoints/{notebook.job.public_id}/notebook-0/jupyter/lab"
     assert api(people["mate"]).get(f"/api/v1/notebooks/{notebook.pk}/").json()["can_open"] is False
 
 

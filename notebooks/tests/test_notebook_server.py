@@ -191,7 +191,7 @@ def test_a_local_notebook_runs_cells_through_the_proxy_and_only_its_owner_reache
     notebook = wait_running(Notebook.objects.get(pk=notebook.pk), local_cluster)
     detail = client.get(f"/api/v1/notebooks/{notebook.pk}/").json()
     assert detail["state"] == "running"
-    assert detail["url"] == f"http://testserver/endpoints/{second.public_id}/notebook-0/jupyter/lab"
+    assert detail["url"] == f"http://localhost:8001/endpoints/{second.public_id}/notebook-0/jupyter/lab"
     Notebook.objects.filter(pk=notebook.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     assert workers.notebooks_expire() == [notebook.pk]
     second.refresh_from_db()

@@ -99,7 +99,7 @@ def test_tensorboard_over_a_jobs_summaries_answers_through_the_proxy_is_reused_a
     body = response.json()
     board = TensorBoard.objects.get(pk=body["id"])
     assert body["jobs"] == [trained.public_id] and board.job.framework == "tensorboard"
-    assert body["url"] == f"http://testserver/endpoints/{board.job.public_id}/tensorboard-0/tensorboard/"
+    assert body["url"] == f"http://localhost:8001/endpoints/{board.job.public_id}/tensorboard-0/tensorboard/"
 
     def serving() -> bool:
         job_workers.cluster_sync(local_cluster)
