@@ -199,7 +199,8 @@ def test_a_task_reads_nothing_of_the_portal_nor_of_other_users_or_jobs_and_kills
         assert time.monotonic() < deadline
         time.sleep(0.02)
     # The victim's processes as the host sees them: its sandbox's pid 1 and its command.
-    victim_inside = [*sandbox._children(victim_pid), sandbox.member(victim_pid)]
+    pid1 = sandbox.member(victim_pid)
+    victim_inside = [pid1, *sandbox._children(pid1)]
     others = [
         *other_users_files(),
         str(model),
@@ -369,6 +370,36 @@ def test_an_interactive_shell_runs_as_the_sandbox_user_in_the_working_dir(backen
     assert b"who=65534 procs=" in output, output
     assert CANARY.encode() not in output
     assert workspace + b"\r\n" in output
+    release(job)
+    assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
+
+
+@needs_sandbox
+def test_a_task_cannot_make_namespaces_of_its_own_and_a_shell_joins_the_sandbox_it_was_given(backends, portal_layout):
+    backend = backends()
+    # A user namespace would let the task mount what it likes in a mount namespace of its own; an orphan left
+    # there (adopted by the sandbox's pid 1) is where a careless shell could be led, to run the task's programs.
+    job = make_job([("main", 1, "(unshare -Urm sh -c 'mount -t tmpfs none /tmp; touch /tmp/HIJACKED; sleep 1000' "
+                                "&) ; sleep 0.3; unshare -Ur true && echo userns-made || echo userns-refused; "
+                                + GATED)])  # fmt: skip
+    backend.submit(job)
+    running_pid(backend, job.job_id)
+    deadline = time.monotonic() + 10
+    while "userns-" not in log_of(job, "main-0"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    shell = backend.open_shell(job.job_id, "main-0", ["/bin/sh", "-c", "echo uid=$(id -u); ls -A /tmp; echo end"])
+    output = b""
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and b"end" not in output:
+            output += shell.read(0.1) or b""
+    finally:
+        shell.close()
+
+    assert "userns-refused" in log_of(job, "main-0")
+    assert b"uid=65534" in output and b"HIJACKED" not in output, output
     release(job)
     assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
 

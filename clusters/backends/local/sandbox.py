@@ -30,6 +30,7 @@ import functools
 import glob
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -45,12 +46,17 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
 PROBE_TIMEOUT_S = 15.0
 
 # Run inside the sandbox as the task's user: SIGTERM back to its default (bwrap was started with it
-# ignored), the working directory made (as the task's user, so a symlink can lead nowhere the task cannot
-# go) and entered, then the task's command. Errors read as the supervisor's do outside a sandbox.
+# ignored); the seccomp filter (argv[1], hex) that keeps it from making user namespaces; the working
+# directory made (as the task's user, so a symlink can lead nowhere the task cannot go) and entered; then
+# the task's command. Errors read as the supervisor's do outside a sandbox.
 WRAPPER = (
-    "import os,signal,sys\n"
+    "import ctypes,os,signal,sys\n"
     "signal.signal(signal.SIGTERM,signal.SIG_DFL)\n"
-    "cwd,argv=sys.argv[1],sys.argv[2:]\n"
+    "rules,cwd,argv=bytes.fromhex(sys.argv[1]),sys.argv[2],sys.argv[3:]\n"
+    "class Prog(ctypes.Structure):_fields_=[('len',ctypes.c_ushort),('filter',ctypes.c_char_p)]\n"
+    "prog=Prog(len(rules)//8,rules)\n"
+    "if ctypes.CDLL(None,use_errno=True).prctl(22,2,ctypes.byref(prog),0,0)!=0:\n"
+    " sys.stderr.write(f'easyai: cannot install the sandbox seccomp filter: {os.strerror(ctypes.get_errno())}\\n');sys.exit(126)\n"
     "try:\n"
     " os.makedirs(cwd,exist_ok=True);os.chdir(cwd)\n"
     "except OSError as e:\n"
@@ -61,6 +67,58 @@ WRAPPER = (
     " sys.stderr.write(f'easyai: cannot start {argv[0]!r}: {e.strerror or e}\\n')\n"
     " sys.exit(126 if isinstance(e,PermissionError) else 127)\n"
 )
+
+CLONE_NEWUSER = 0x10000000
+# (audit arch, unshare, clone, clone3, has the x32 ABI) for x86-64, i386 and arm64.
+_ARCHES = ((0xC000003E, 272, 56, 435, True), (0x40000003, 310, 120, 435, False), (0xC00000B7, 97, 220, 435, False))
+
+
+def seccomp_filter() -> bytes:
+    """A classic BPF seccomp program: no new user namespaces (``unshare``/``clone`` with CLONE_NEWUSER refused
+    with EPERM; ``clone3``, whose flags a filter cannot read, answers ENOSYS so that libc falls back to
+    ``clone``), everything else allowed, as Docker's default profile does for unprivileged containers.
+
+    Without it an unprivileged task could make a user namespace and, in it, mounts of its own: more of the
+    kernel to attack, and namespaces a careless ``nsenter`` could be led into.
+    """
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    program: list[list] = []  # [code, jump if true (label), jump if false (label), k]
+    labels: dict[str, int] = {}
+
+    def op(code: int, k: int = 0, jt: str | None = None) -> None:
+        program.append([code, jt, None, k])
+
+    op(ld, 4)  # seccomp_data.arch
+    for index, (arch, *_rest) in enumerate(_ARCHES):
+        op(jeq, arch, jt=f"arch{index}")
+    op(ret, allow)
+    for index, (_arch, unshare, clone, clone3, x32) in enumerate(_ARCHES):
+        labels[f"arch{index}"] = len(program)
+        op(ld, 0)  # seccomp_data.nr
+        if x32:
+            op(jge, 0x40000000, jt="eperm")  # the x32 ABI: nothing a task needs
+        op(jeq, clone3, jt="enosys")
+        op(jeq, unshare, jt="flags")
+        op(jeq, clone, jt="flags")
+        op(ret, allow)
+    labels["flags"] = len(program)
+    op(ld, 16)  # the low half of args[0]: the flags of unshare and clone
+    op(jset, CLONE_NEWUSER, jt="eperm")
+    op(ret, allow)
+    labels["eperm"] = len(program)
+    op(ret, eperm)
+    labels["enosys"] = len(program)
+    op(ret, enosys)
+    code = b""
+    for index, (opcode, jt, jf, k) in enumerate(program):
+        true = labels[jt] - index - 1 if jt else 0
+        false = labels[jf] - index - 1 if jf else 0
+        code += struct.pack("<HBBI", opcode, true, false, k)
+    return code
+
+
+SECCOMP_HEX = seccomp_filter().hex()
 
 
 @dataclass(frozen=True)
@@ -163,6 +221,8 @@ def task_argv(
         builder.args += ["--dev-bind", device, device]  # CUDA_VISIBLE_DEVICES chooses among them
     if shm:
         builder.args += ["--bind", str(shm), "/dev/shm"]
+    else:
+        builder.args += ["--perms", "1777", "--tmpfs", "/dev/shm"]
     builder.args += ["--perms", "1777", "--tmpfs", "/tmp"]
     builder.made.add("/tmp")
     if not _covered("/var/tmp", builder.bound):
@@ -203,6 +263,7 @@ def drop_argv(sandbox: Sandbox, argv: list[str], cwd: str) -> list[str]:
         "-S",
         "-c",
         WRAPPER,
+        SECCOMP_HEX,
         cwd,
         *argv,
     ]
@@ -215,15 +276,17 @@ def join_argv(sandbox: Sandbox, argv: list[str], pid: int, cwd: str) -> list[str
 
 
 def member(outer_pid: int) -> int | None:
-    """A process inside the sandbox whose outer bwrap is ``outer_pid``, once the sandbox is set up.
+    """The sandbox's pid 1 (bwrap's, root's) once the sandbox whose outer bwrap is ``outer_pid`` is set up.
 
-    bwrap's pid 1 inside forks the command only after every mount is in place: a child of pid 1 sees the
-    finished sandbox, so a shell that joins it never sees the host's files.
+    A shell joins pid 1's namespaces, never the task's own processes': a task may make namespaces of its own
+    (an unprivileged user namespace, and a mount namespace in it), and a shell that joined one of those
+    would run the programs the task put there, as root, before it drops to the sandbox's user. Pid 1 is not
+    the task's to change, and it forks the task's command only after every mount is in place: once it has
+    a child, the sandbox is finished.
     """
-    inner = _children(outer_pid)
-    for pid in inner:
-        for command in _children(pid):
-            return command
+    for pid in _children(outer_pid):
+        if _children(pid):
+            return pid
     return None
 
 
