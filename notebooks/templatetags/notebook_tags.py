@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import template
 
 from jobs.models import Job, Task
+from notebooks.endpoint_origin import endpoint_url
 from notebooks.models import endpoint_path
 from notebooks.services import has_summaries
 
@@ -13,7 +14,7 @@ register = template.Library()
 
 @register.simple_tag(takes_context=True)
 def job_endpoints(context, job: Job, tasks: list[Task]) -> list[dict[str, str]]:
-    """The job's web endpoints: each declared port of each task, with its proxied path while it runs.
+    """The job's web endpoints: each declared port of each task, with its URL on the endpoint origin.
 
     A notebook's endpoint is listed for its owner only, the one person its proxy lets through.
     """
@@ -28,9 +29,9 @@ def job_endpoints(context, job: Job, tasks: list[Task]) -> list[dict[str, str]]:
     for task in tasks:
         for name in ports:
             up = job.state == "running" and task.state == Task.State.RUNNING and bool((task.endpoints or {}).get(name))
-            result.append(
-                {"task": task.name, "name": name, "path": endpoint_path(job.public_id, task.name, name), "up": up}
-            )
+            path = endpoint_path(job.public_id, task.name, name)
+            url = endpoint_url(job.public_id, task.name, name, path)
+            result.append({"task": task.name, "name": name, "path": path, "url": url, "up": up})
     return result
 
 

@@ -101,11 +101,13 @@ def test_a_page_a_task_serves_cannot_read_or_use_the_portals_cookies_when_the_te
     assert "csrftoken=" in page.evaluate("document.cookie")
 
     base = f"/endpoints/{web_job.public_id}/main-0/web/"
+    link = page.locator("#job-endpoints a")
+    expect(link).to_have_attribute("href", f"http://{origins.endpoints}{base}")  # the endpoint origin's URL
     with page.context.expect_page() as opened:
-        page.locator(f'a[href="{base}"]').click()
+        link.click()
     task_page = opened.value
     task_page.wait_for_load_state()
-    assert task_page.url == f"http://{origins.endpoints}{base}"  # on the endpoint origin, the ticket spent
+    assert task_page.url == f"http://{origins.endpoints}{base}"  # signed in there through the portal: the ticket spent
 
     # The task's own page and script, as its author wrote them, run on the endpoint origin.
     task_page.goto(f"http://{origins.endpoints}{base}page")
@@ -131,11 +133,11 @@ def test_under_a_wildcard_the_link_opens_the_endpoint_at_a_host_of_its_own(
     signed_in(page, asgi_server, people["team_admin"])
     page.goto(f"{asgi_server.http_url}/jobs/{web_job.public_id}/")
     base = f"/endpoints/{web_job.public_id}/main-0/web/"
+    own = f"http://{web_job.public_id}--main-0--web.localhost:{asgi_server.port}"
     with page.context.expect_page() as opened:
-        page.locator(f'a[href="{base}"]').click()
+        page.locator(f'a[href="{own}{base}"]').click()
     task_page = opened.value
     task_page.wait_for_load_state()
-    own = f"http://{web_job.public_id}--main-0--web.localhost:{asgi_server.port}"
     assert task_page.url == own + base
     task_page.goto(own + base + "page")
     expect(task_page.locator("#cookies")).to_have_text("cookies:")
