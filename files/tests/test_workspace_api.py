@@ -114,6 +114,7 @@ def test_listing_asks_the_database_once_for_the_token_and_nothing_else(api, owne
     for index in range(20):
         (workspace("owner") / f"f{index}").parent.mkdir(parents=True, exist_ok=True)
         (workspace("owner") / f"f{index}").write_text("x")
+    client.get(files_url("personal"))  # the token's once-a-minute last-use write is not the listing's
     with django_assert_max_num_queries(1):
         assert len(client.get(files_url("personal")).json()["entries"]) == 20
 
