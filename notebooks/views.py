@@ -25,7 +25,7 @@ from jobs.page_helpers import errors_of
 from jobs.state import ACTIVE
 from notebooks import endpoint_origin, selectors, services
 from notebooks.forms import NotebookForm, RenewForm
-from notebooks.models import Notebook, NotebookState
+from notebooks.models import NOTEBOOK_TASK, TENSORBOARD_TASK, Notebook, NotebookState
 from notebooks.proxy import Refused, authorize
 from teams import permissions
 from teams.permissions import Action
@@ -108,7 +108,10 @@ def notebook_open(request: HttpRequest, pk: int) -> HttpResponse:
     """The notebook's own page once it answers; until then a page that waits for it."""
     notebook = _owned(request, pk)
     if notebook.state == NotebookState.RUNNING:
-        return redirect(notebook.path)
+        # Straight to the endpoint origin, where the browser signs in through the portal (endpoint_origin.py).
+        return redirect(
+            endpoint_origin.endpoint_url(notebook.job.public_id, NOTEBOOK_TASK, notebook.endpoint_name, notebook.path)
+        )
     if notebook.state == NotebookState.STOPPED:
         messages.warning(request, _("Notebook %(name)s is not running: start it first.") % {"name": notebook.name})
         return redirect("notebook-list")
@@ -210,7 +213,7 @@ def tensorboard_wait(request: HttpRequest, pk: int) -> HttpResponse:
     board = permissions.get_or_404(selectors.tensorboards_visible(request.user), request.user, Action.VIEW, pk=pk)
     job = board.job
     if board.ready:
-        return redirect(board.path)
+        return redirect(endpoint_origin.endpoint_url(job.public_id, TENSORBOARD_TASK, "tensorboard", board.path))
     if job.is_final:
         messages.warning(request, _("That TensorBoard has ended (%(reason)s): open it again.") % {"reason": job.reason})
         return redirect("tensorboard-list")

@@ -210,7 +210,7 @@ def test_the_notebooks_page_lists_with_actions_by_role(client, people, notebook,
     assert client.get(f"/notebooks/{notebook.pk}/open/").status_code == 404
     client.force_login(people["owner"])
     response = client.get(f"/notebooks/{notebook.pk}/open/")
-    assert response.status_code == 302 and response["Location"] == notebook.path
+    assert response.status_code == 302 and response["Location"] == "http://localhost:8001" + notebook.path
 
 
 def test_the_page_form_creates_a_notebook_and_reports_a_bad_lease(client, people, fake_backend, team):

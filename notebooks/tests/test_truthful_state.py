@@ -235,7 +235,7 @@ def test_a_tensorboard_is_ready_only_once_its_page_answers(
         server.server_close()
     assert Page.asked == [board.path]  # its page, under --path_prefix
     assert api(owner).get(url).json()["ready"] is True
-    assert client.get(f"/tensorboards/{board.pk}/open/")["Location"] == board.path
+    assert client.get(f"/tensorboards/{board.pk}/open/")["Location"] == "http://localhost:8001" + board.path
 
 
 # --- a real JupyterLab, polled as a script would poll it -------------------------------------------
