@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from django.db.models import Prefetch, Q, QuerySet, Sum
+from django.db.models import Prefetch, Q, QuerySet
 
 from jobs.models import Experiment, Job, JobEvent, Task
 from jobs.quantity import whole_number
@@ -67,22 +67,14 @@ def why_waiting(job: Job) -> str:
     if job.state not in (JobState.QUEUED, JobState.PENDING, JobState.UNKNOWN):
         return ""
     from clusters.backends.base import BackendError
+    from jobs import quota
     from jobs.quantity import format_cpu, format_memory
-    from teams.models import Quota
 
     parts = []
     if job.message and job.reason in {"waiting", "submit_retry", "Unschedulable", "unschedulable"}:
         parts.append(job.message)
-    quota = Quota.objects.filter(team_id=job.team_id, cluster_id=job.cluster_id).first()
-    if quota is not None:
-        used = Job.objects.filter(
-            team_id=job.team_id, cluster_id=job.cluster_id, state__in=[JobState.PENDING, JobState.RUNNING]
-        ).aggregate(cpu=Sum("cpu_milli"), memory=Sum("memory_bytes"), gpu=Sum("gpu"))
-        parts.append(
-            f"team quota used: {format_cpu(used['cpu'] or 0)} of {format_cpu(quota.cpu_milli)} CPU, "
-            f"{format_memory(used['memory'] or 0)} of {format_memory(quota.memory_bytes)} memory, "
-            f"{used['gpu'] or 0} of {quota.gpu} GPU"
-        )
+    if used := quota.usage_line(job):
+        parts.append(used)
     try:
         capacity = job.cluster.backend().capacity()
         parts.append(

@@ -24,7 +24,7 @@ from jobs.models import Experiment, Job, JobEvent, Task, Volume
 from jobs.state import ACTIVE, ENDED_OBSERVATIONS, FINAL, Input, JobState
 from jobs.state import path as transition_path
 from teams import permissions
-from teams.models import Quota, Team
+from teams.models import Team
 from teams.selectors import current_team_for
 
 log = logging.getLogger(__name__)
@@ -126,27 +126,10 @@ def _resolve(user, spec: dict) -> tuple[Team, Cluster, list[Volume], Job | None]
 
 def _check_quota(team: Team, cluster: Cluster, cpu_milli: int, memory_bytes: int, gpu: int) -> None:
     """Refuse a job that could never fit the team's quota on the cluster, with the numbers."""
-    from jobs.quantity import format_cpu, format_memory
+    from jobs import quota as quotas
 
-    quota = Quota.objects.filter(team=team, cluster=cluster).first()
-    if quota is None:
-        return
-    problems = []
-    if cpu_milli > quota.cpu_milli:
-        problems.append(
-            _("needs %(need)s CPU, the team's quota on %(cluster)s is %(quota)s CPU")
-            % {"need": format_cpu(cpu_milli), "cluster": cluster.name, "quota": format_cpu(quota.cpu_milli)}
-        )
-    if memory_bytes > quota.memory_bytes:
-        problems.append(
-            _("needs %(need)s memory, the team's quota on %(cluster)s is %(quota)s")
-            % {"need": format_memory(memory_bytes), "cluster": cluster.name, "quota": format_memory(quota.memory_bytes)}
-        )
-    if gpu > quota.gpu:
-        problems.append(
-            _("needs %(need)s GPU, the team's quota on %(cluster)s is %(quota)s")
-            % {"need": gpu, "cluster": cluster.name, "quota": quota.gpu}
-        )
+    quota = quotas.quota_for(team_id=team.pk, cluster_id=cluster.pk)
+    problems = quotas.never_fits(quota, cluster.name, cpu_milli, memory_bytes, gpu) if quota else []
     if problems:
         raise ValidationError({"roles": problems})
 

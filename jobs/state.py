@@ -25,6 +25,10 @@ INITIAL = frozenset({JobState.QUEUED, JobState.UNKNOWN})
 ACTIVE = frozenset({JobState.QUEUED, JobState.UNKNOWN, JobState.PENDING, JobState.RUNNING})
 FINAL = frozenset({JobState.SUCCESS, JobState.FAILED, JobState.STOPPED})
 STOPPABLE = ACTIVE
+# States in which a job holds resources on its backend: submitted and not ended. A queued job holds
+# nothing yet; an unknown one was handed to the backend, which may already have placed it. The team's
+# quota usage, the sync pass and the scheduler's "busy cluster" test all count exactly these.
+HOLDS_RESOURCES = frozenset({JobState.UNKNOWN, JobState.PENDING, JobState.RUNNING})
 
 
 class Input(models.TextChoices):

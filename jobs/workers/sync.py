@@ -1,0 +1,209 @@
+"""The sync pass: observe all of a cluster's active jobs in one backend call and reconcile them in bulk."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from clusters.backends.base import ObservedState
+from clusters.models import Cluster
+from jobs import readiness
+from jobs.models import Job, Task
+from jobs.services import job_apply_path, job_transition
+from jobs.state import FINAL, HOLDS_RESOURCES, Input, JobState
+
+log = logging.getLogger(__name__)
+
+_TASK_STATE = {
+    ObservedState.PENDING: Task.State.PENDING,
+    ObservedState.RUNNING: Task.State.RUNNING,
+    ObservedState.SUCCEEDED: Task.State.SUCCEEDED,
+    ObservedState.FAILED: Task.State.FAILED,
+    ObservedState.STOPPED: Task.State.STOPPED,
+    ObservedState.MISSING: Task.State.MISSING,
+}
+
+_INPUT = {
+    ObservedState.PENDING: Input.OBSERVED_PENDING,
+    ObservedState.RUNNING: Input.OBSERVED_RUNNING,
+    ObservedState.SUCCEEDED: Input.OBSERVED_SUCCEEDED,
+    ObservedState.FAILED: Input.OBSERVED_FAILED,
+    ObservedState.STOPPED: Input.OBSERVED_STOPPED,
+}
+
+_TASK_FIELDS = Task.OBSERVED_FIELDS
+
+
+_ENDED = {ObservedState.SUCCEEDED, ObservedState.FAILED, ObservedState.STOPPED}
+
+
+def _endpoint(cluster: Cluster, job: Job, task: Task, name: str, address: str) -> readiness.Endpoint:
+    return readiness.Endpoint(cluster, job.public_id, job.framework, task.name, name, address)
+
+
+def _still_ready(cluster: Cluster, job: Job, task: Task, endpoints: dict[str, str]) -> list[str]:
+    """Endpoints ready at the addresses now reported: ready before at the same address, or with no check."""
+    before, was_ready = task.endpoints or {}, set(task.ready_endpoints or [])
+    return [
+        name
+        for name, address in sorted(endpoints.items())
+        if (name in was_ready and before.get(name) == address)
+        or not readiness.has_check(_endpoint(cluster, job, task, name, address))
+    ]
+
+
+def _apply_tasks(cluster: Cluster, job: Job, observation, tasks: dict[tuple[str, int], Task], now) -> list[Task]:
+    changed = []
+    for seen in observation.tasks:
+        task = tasks.get((seen.role, seen.index))
+        if task is None:
+            continue
+        # Only a running task is reachable: an ended one keeps no stale address.
+        endpoints = dict(seen.endpoints) if seen.state == ObservedState.RUNNING else {}
+        values = {
+            "state": _TASK_STATE.get(seen.state, Task.State.PENDING),
+            "node": seen.node[:255],
+            "pod_name": seen.pod_name[:255],
+            "address": seen.address[:64],
+            "gpu_ids": list(seen.gpu_ids),
+            "endpoints": endpoints,
+            # A new address (a restarted pod) is checked again before the proxy routes to it.
+            "ready_endpoints": _still_ready(cluster, job, task, endpoints),
+            "exit_code": seen.exit_code,
+            "reason": seen.reason[:100],
+            "message": seen.message,
+            "started_at": seen.started_at or task.started_at,
+            # An ended task the backend gives no end time for ended by this pass, at the latest.
+            "finished_at": seen.finished_at or task.finished_at or (now if seen.state in _ENDED else None),
+        }
+        if any(getattr(task, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(task, k, v)
+            changed.append(task)
+    if observation.state in _ENDED:
+        # The job is over: a task the cluster still shows running (a worker the operator is about to delete
+        # once the master succeeded) or no longer shows at all ended with it.
+        for task in tasks.values():
+            if task.state in (Task.State.PENDING, Task.State.RUNNING):
+                task.state, task.endpoints, task.ready_endpoints = Task.State.STOPPED, {}, []
+                task.finished_at = task.finished_at or now
+                if task not in changed:
+                    changed.append(task)
+    return changed
+
+
+def cluster_sync(cluster: Cluster) -> dict[str, int]:
+    """One sync pass over a cluster: observe all its active jobs in one backend call and reconcile them."""
+    from clusters.backends.base import BackendError
+
+    jobs = list(
+        Job.objects.filter(cluster=cluster, state__in=HOLDS_RESOURCES).only(
+            "pk",
+            "public_id",
+            "state",
+            "started_at",
+            "scheduled_at",
+            "attempt",
+            "max_retries",
+            "missing_since",
+            "stop_requested",
+            "framework",
+            "created_at",
+        )
+    )
+    counts = {"jobs": len(jobs), "moved": 0}
+    if not jobs:
+        return counts
+    try:
+        observations = cluster.backend().observe([j.public_id for j in jobs])
+    except BackendError as exc:
+        log.warning("sync of cluster %s failed: %s", cluster.name, exc)
+        counts["error"] = 1
+        return counts
+    now = timezone.now()
+    tasks_by_job: dict[int, dict[tuple[str, int], Task]] = {}
+    for task in Task.objects.filter(job__in=[j.pk for j in jobs]):
+        tasks_by_job.setdefault(task.job_id, {})[(task.role, task.index)] = task
+    changed_tasks: list[Task] = []
+    missing_grace = timedelta(seconds=settings.EASYAI_MISSING_GRACE)
+    seen_jobs = []
+    for job in jobs:
+        seen = observations.get(job.public_id)
+        if seen is None:
+            continue
+        if seen.state == ObservedState.MISSING:
+            if job.missing_since is None:
+                Job.objects.filter(pk=job.pk).update(missing_since=now)
+            elif now - job.missing_since >= missing_grace and job_transition(
+                job, Input.OBSERVED_MISSING, message="Its objects vanished from the cluster."
+            ):
+                counts["moved"] += 1
+            continue
+        if job.missing_since is not None:
+            Job.objects.filter(pk=job.pk).update(missing_since=None)
+        changed_tasks += _apply_tasks(cluster, job, seen, tasks_by_job.get(job.pk, {}), now)
+        seen_jobs.append((job, seen))
+    # The tasks first: a worker that dies after a job's final transition must not leave its tasks unrecorded.
+    if changed_tasks:
+        Task.objects.bulk_update(changed_tasks, _TASK_FIELDS, batch_size=500)
+    for job, seen in seen_jobs:
+        started_at, finished_at = _run_times(job, seen, tasks_by_job.get(job.pk, {}).values(), now)
+        if job_apply_path(
+            job,
+            _INPUT[seen.state],
+            reason=seen.reason,
+            message=seen.message,
+            started_at=started_at,
+            finished_at=finished_at,
+        ):
+            counts["moved"] += 1
+        elif seen.state == ObservedState.PENDING and seen.message and job.state == JobState.PENDING:
+            # The "why is my job waiting" line, kept fresh without an event per pass.
+            Job.objects.filter(pk=job.pk, state=JobState.PENDING).update(reason=seen.reason[:100], message=seen.message)
+    Job.objects.filter(pk__in=[j.pk for j in jobs]).update(last_synced_at=now)
+    _probe_endpoints(cluster, [job for job, _seen in seen_jobs], tasks_by_job)
+    return counts
+
+
+def _run_times(job: Job, seen, tasks, now) -> tuple[Any, Any]:
+    """When the job started (its tasks' earliest start) and ended (as the backend says), as far as known.
+
+    Kept between its creation and now, so a cluster's clock running ahead or behind never gives a job a
+    start before it was submitted, an end in the future, or a negative duration.
+    """
+    starts = [t.started_at for t in tasks if t.started_at is not None]
+    started = min(max(min(starts), job.created_at), now) if starts else None
+    finished = None
+    if seen.state in _ENDED:
+        ends = [t.finished_at for t in tasks if t.finished_at is not None]
+        finished = seen.finished_at or (max(ends) if ends else None)
+        if finished is not None:
+            finished = min(max(finished, started or job.created_at), now)
+    return started, finished
+
+
+def _probe_endpoints(cluster: Cluster, jobs: list[Job], tasks_by_job: dict[int, dict[tuple[str, int], Task]]) -> None:
+    """Probe the running tasks' endpoints that are not ready yet; record those that answered."""
+    probes = []
+    for job in jobs:
+        if job.state in FINAL:
+            continue
+        for task in tasks_by_job.get(job.pk, {}).values():
+            if task.state != Task.State.RUNNING:
+                continue
+            for name, address in sorted((task.endpoints or {}).items()):
+                if name in (task.ready_endpoints or []):
+                    continue
+                probe = readiness.probe_for(_endpoint(cluster, job, task, name, address))
+                if probe is not None:
+                    probes.append(((task, name), probe))
+    answered = readiness.probe_all(probes)
+    for task in {task for task, _name in answered}:
+        ready = sorted({*(task.ready_endpoints or []), *(name for t, name in answered if t is task)})
+        # Only while it still runs: a stop recorded meanwhile leaves no endpoint marked ready.
+        if Task.objects.filter(pk=task.pk, state=Task.State.RUNNING).update(ready_endpoints=ready):
+            task.ready_endpoints = ready
