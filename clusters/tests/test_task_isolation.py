@@ -564,3 +564,25 @@ def test_a_working_dir_outside_is_refused_by_the_api_naming_the_field_and_record
     assert response.status_code == 400, response.content
     assert f"working_dir: {var} is outside what a task may see" in response.content.decode()
     assert not Job.objects.exists()
+
+
+@needs_sandbox
+def test_the_portals_secret_files_are_empty_in_folders_a_task_sees(backends, portal_layout, tmp_path, monkeypatch):
+    # An operator's folder that every task sees read-only (as /etc is), holding the portal's secrets too.
+    shared = tmp_path / "etc-like"
+    shared.mkdir()
+    (shared / "ldap.py").write_text(f"AUTH_LDAP_BIND_PASSWORD = '{CANARY}'\n")
+    (shared / "db-url").write_text(f"mysql://easyai:{CANARY}@db/easyai\n")
+    (shared / "hosts").write_text("a file tasks may read\n")
+    for path in shared.iterdir():
+        path.chmod(0o644)
+    monkeypatch.setenv("EASYAI_SETTINGS_FILE", str(shared / "ldap.py"))
+    monkeypatch.setenv("DATABASE_URL_FILE", str(shared / "db-url"))
+    backend = backends(sandbox_read_only=[str(shared)])
+    job = make_job([("main", 1, f"cat {shared}/ldap.py; cat {shared}/db-url; cat {shared}/hosts")])
+    backend.submit(job)
+
+    obs = wait_for(backend, job.job_id)
+    assert obs.state == ObservedState.SUCCEEDED, obs.message
+    log = log_of(job, "main-0")
+    assert CANARY not in log and log.endswith("a file tasks may read\n"), log

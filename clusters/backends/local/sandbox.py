@@ -203,6 +203,21 @@ def _system(builder: _Builder, extra: Iterable[str]) -> None:
             builder.bind("--ro-bind", os.path.normpath(path))
 
 
+def portal_secret_files() -> list[str]:
+    """The portal's own secret files that may lie in a folder a task sees read-only (``/etc/easyai/…``): the
+    file named by each ``NAME_FILE`` variable of the portal's environment (SECRET_KEY_FILE, DATABASE_URL_FILE…)
+    and EASYAI_SETTINGS_FILE (an LDAP bind password, OIDC secrets). /dev/null is mounted over each (without
+    device access, so a task's read is refused)."""
+    names = [value for key, value in os.environ.items() if key.endswith("_FILE") and value]
+    names.append(os.environ.get("EASYAI_SETTINGS_FILE", ""))
+    found = set()
+    for name in names:
+        path = os.path.realpath(os.path.expanduser(name)) if name else ""
+        if path.startswith("/") and os.path.isfile(path):
+            found.add(path)
+    return sorted(found)
+
+
 def task_argv(
     sandbox: Sandbox,
     argv: list[str],
@@ -214,7 +229,15 @@ def task_argv(
     """``argv`` run in a sandbox seeing ``mounts`` (and the system read-only), in ``cwd``, as the sandbox's user."""
     bwrap = find_bwrap(sandbox.bwrap) or sandbox.bwrap
     builder = _Builder()
+    # The private /tmp first: whatever else lies under /tmp is mounted on top of it, not hidden by it.
+    for tmp in ("/tmp", "/var/tmp"):
+        builder.parents(tmp)
+        builder.args += ["--perms", "1777", "--tmpfs", tmp]
+        builder.made.add(tmp)
     _system(builder, sandbox.read_only)
+    for path in portal_secret_files():
+        if _covered(path, builder.bound):
+            builder.args += ["--ro-bind", "/dev/null", path]  # in a folder the task sees (/etc): masked
     builder.args += ["--proc", "/proc", "--dev", "/dev"]
     builder.made.update({"/proc", "/dev"})
     for device in sorted(glob.glob("/dev/nvidia*")):
@@ -223,12 +246,6 @@ def task_argv(
         builder.args += ["--bind", str(shm), "/dev/shm"]
     else:
         builder.args += ["--perms", "1777", "--tmpfs", "/dev/shm"]
-    builder.args += ["--perms", "1777", "--tmpfs", "/tmp"]
-    builder.made.add("/tmp")
-    if not _covered("/var/tmp", builder.bound):
-        builder.parents("/var/tmp")
-        builder.args += ["--perms", "1777", "--tmpfs", "/var/tmp"]
-        builder.made.add("/var/tmp")
     # Shallower first, so that a job's folder inside a workspace lands on top of it; read-only last at a depth.
     for mount in sorted(mounts, key=lambda m: (m.path.count("/"), m.path)):
         builder.bind("--bind-try" if mount.writable else "--ro-bind-try", mount.path)
