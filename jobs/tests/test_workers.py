@@ -286,7 +286,7 @@ def test_a_cluster_whose_sync_fails_is_left_alone_until_its_back_off_passes(owne
     from django.core.cache import cache
     from django_q.models import OrmQ
 
-    from jobs.management.commands.scheduler import tick
+    from easyai_site.management.commands.scheduler import tick
 
     settings.EASYAI_SYNC_INTERVAL = 0.1
     job = submit(owner)
@@ -322,7 +322,7 @@ def test_a_finished_jobs_backend_records_are_cleaned_up_after_the_delay(owner, f
 
 def test_the_scheduler_syncs_only_busy_clusters_at_their_own_cadence(owner, fake_backend, submit, settings):
     from clusters.models import Cluster
-    from jobs.management.commands.scheduler import tick
+    from easyai_site.management.commands.scheduler import tick
 
     settings.EASYAI_LOCAL_SYNC_INTERVAL = 0.25
     settings.EASYAI_SYNC_INTERVAL = 2.0
@@ -351,8 +351,8 @@ def test_the_scheduler_syncs_only_busy_clusters_at_their_own_cadence(owner, fake
 def test_a_failed_stop_on_the_backend_is_retried_with_back_off_until_it_succeeds(
     owner, fake_backend, submit, django_capture_on_commit_callbacks
 ):
+    from easyai_site.management.commands.scheduler import tick
     from jobs import services
-    from jobs.management.commands.scheduler import tick
 
     job = submit(owner)
     fake_backend.set_state(job.public_id, ObservedState.RUNNING)

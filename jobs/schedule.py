@@ -1,4 +1,4 @@
-"""The scheduler: every tick, enqueue the work that is due to the django-q2 workers.
+"""The jobs app's periodic work, which the site's clock (``manage.py scheduler``) calls on every tick.
 
 - a sync pass per enabled cluster every Cluster.sync_interval seconds (EASYAI_LOCAL_SYNC_INTERVAL for
   local clusters, EASYAI_SYNC_INTERVAL for Kubernetes, or the cluster's settings.sync_interval);
@@ -8,65 +8,30 @@
 - cleanups of finished jobs' backend records once kept as long as their cluster keeps them
   (its settings.keep_finished_minutes; else at once on Kubernetes and EASYAI_CLEANUP_AFTER locally).
 
-django-q2's own schedules count in minutes; the sync cadence is seconds, so this small loop does it.
+Offered to the clock by ``JobsConfig.ready()``; nothing here runs work itself: it enqueues django-q2 tasks.
 """
 
-import signal
+from __future__ import annotations
+
 import time
 
 from django.core.cache import cache
-from django.core.management.base import BaseCommand
-from django.db import close_old_connections
 from django_q.tasks import async_task
 
 from clusters.models import Cluster
 from jobs import workers
 from jobs.models import Job
-from jobs.state import JobState
-from notebooks import workers as notebook_workers
-
-
-class Command(BaseCommand):
-    help = "Enqueue cluster sync passes, due submits, stop retries, timeouts and cleanups for the workers."
-
-    def add_arguments(self, parser):
-        parser.add_argument("--once", action="store_true", help="one tick, then exit")
-
-    def handle(self, *args, **options):
-        running = True
-
-        def stop(signum, frame):
-            nonlocal running
-            running = False
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        last: dict = {}
-        while running:
-            close_old_connections()
-            try:
-                tick(last)
-            except Exception as exc:  # a database hiccup must not end the scheduler
-                self.stderr.write(f"scheduler tick failed: {exc}")
-            if options["once"]:
-                break
-            time.sleep(0.1)  # the fastest cadence a cluster may ask for
-
+from jobs.state import HOLDS_RESOURCES
 
 # How often the slower scans run, in seconds; sync passes follow each cluster's own interval.
 SCAN_EVERY = {"submits": 0.5, "stops": 1.0, "timeouts": 1.0}
 
 
-def tick(last: dict) -> None:
-    """One round: enqueue what is due. ``last`` keeps when each thing was last enqueued (monotonic seconds)."""
+def enqueue_due(last: dict) -> None:
+    """Enqueue what is due. ``last`` keeps when each thing was last enqueued (monotonic seconds)."""
     now = time.monotonic()
     # Only clusters with active jobs need a pass: an idle portal leaves its database alone.
-    busy = set(
-        Job.objects.filter(state__in=[JobState.UNKNOWN, JobState.PENDING, JobState.RUNNING])
-        .order_by()
-        .values_list("cluster_id", flat=True)
-        .distinct()
-    )
+    busy = set(Job.objects.filter(state__in=HOLDS_RESOURCES).order_by().values_list("cluster_id", flat=True).distinct())
     for cluster in Cluster.objects.filter(enabled=True, pk__in=busy).only("pk", "kind", "settings"):
         if cache.get(f"easyai:sync-backoff:{cluster.pk}"):
             continue  # its last pass failed: wait out the back-off
@@ -88,7 +53,6 @@ def tick(last: dict) -> None:
         last["timeouts"] = now
         for job_pk in workers.jobs_timed_out():
             async_task("jobs.tasks.timeout_job", job_pk)
-    notebook_workers.enqueue_due()  # leases, idle notebooks and TensorBoards: a scan every ~30 s
     # Cleanups are not urgent: looked for once a minute.
     if cache.add("easyai:cleanup-scan", 1, timeout=60):
         for job_pk in workers.cleanups_due():
