@@ -83,10 +83,11 @@ class Job(models.Model):
     timeout_seconds = models.PositiveIntegerField(_("timeout (s)"), null=True, blank=True)
     max_retries = models.PositiveIntegerField(_("max retries"), default=0)
 
-    # Submit bookkeeping: backend calls that failed are retried with back-off.
-    retry_count = models.PositiveIntegerField(_("retries"), default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    # Submit bookkeeping: a submit the backend failed is retried with back-off (named like the stop's below).
+    # submit_retry_at is also the lease on a submit handed to a worker, and when a job waiting for quota looks again.
+    submit_attempts = models.PositiveIntegerField(_("retries"), default=0)
+    submit_retry_at = models.DateTimeField(null=True, blank=True)
+    submit_error = models.TextField(blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     missing_since = models.DateTimeField(null=True, blank=True)
     stop_requested = models.BooleanField(default=False)
@@ -110,11 +111,16 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["cluster", "state"], name="job_cluster_state"),
             models.Index(fields=["team", "deleted", "created_at"], name="job_team_created"),
-            models.Index(fields=["state", "next_attempt_at"], name="job_state_attempt"),
+            models.Index(fields=["state", "submit_retry_at"], name="job_state_attempt"),
         ]
 
     def __str__(self) -> str:
         return self.public_id
+
+    @property
+    def retry_count(self) -> int:
+        """How often the submit to the cluster failed and was retried (the API's name for submit_attempts)."""
+        return self.submit_attempts
 
     @property
     def is_final(self) -> bool:
@@ -198,6 +204,8 @@ class JobEvent(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+    # Set by the one notify task that claims the event (a compare-and-set): a redelivered task sends nothing.
+    notified_at = models.DateTimeField(_("notified"), null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -11,6 +11,7 @@ import logging
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.utils import timezone
 
 from jobs.models import JobEvent
 from teams import webhooks
@@ -39,15 +40,32 @@ def payload(event: JobEvent) -> dict:
     }
 
 
+def claim(event: JobEvent) -> bool:
+    """Take the event's notification for this task (a compare-and-set on notified_at): True for one caller only."""
+    now = timezone.now()
+    if not JobEvent.objects.filter(pk=event.pk, notified_at__isnull=True).update(notified_at=now):
+        return False
+    event.notified_at = now
+    return True
+
+
 def send_for_event(event_pk: int) -> dict[str, bool]:
-    """Send what is switched on for one transition; a failure is logged, never raised."""
+    """Send what is switched on for one transition, once; a failure is logged, never raised.
+
+    django-q2 may deliver the notify task twice: the event is claimed before anything is sent, so a second
+    delivery (or a second worker) sends nothing. A send that fails is not tried again (it never was).
+    """
     event = JobEvent.objects.select_related("job__team", "job__owner").filter(pk=event_pk).first()
     sent = {"email": False, "webhook": False}
     if event is None:
         return sent
     job = event.job
+    email = bool(settings.EASYAI_NOTIFY_EMAIL and job.owner.email)
+    webhook = bool(settings.EASYAI_NOTIFY_WEBHOOKS and job.team.webhook_url)
+    if not (email or webhook) or not claim(event):
+        return sent
     body = payload(event)
-    if settings.EASYAI_NOTIFY_EMAIL and job.owner.email:
+    if email:
         subject = f"[EasyAI] {job.name} ({job.public_id}) is {event.to_state}"
         text = f"{subject}\n\n{event.reason}: {event.message}\n\n{body['job']['url']}\n"
         try:
@@ -55,7 +73,7 @@ def send_for_event(event_pk: int) -> dict[str, bool]:
             sent["email"] = True
         except Exception as exc:  # the mail server is not ours to trust
             log.warning("e-mail for %s failed: %s", job.public_id, exc)
-    if settings.EASYAI_NOTIFY_WEBHOOKS and job.team.webhook_url:
+    if webhook:
         # Checked again here, not only when saved: the name may resolve elsewhere now (teams.webhooks).
         try:
             status = webhooks.post_json(job.team.webhook_url, json.dumps(body).encode(), timeout=5)

@@ -209,7 +209,7 @@ def job_submit(*, user, data: Any, rerun_of: Job | None = None, attempt: int = 1
     job.experiment = experiment
     job.created_at = timezone.now()
     # The submit is enqueued on commit; the lease keeps the scheduler from enqueuing it a second time.
-    job.next_attempt_at = job.created_at + timedelta(seconds=30)
+    job.submit_retry_at = job.created_at + timedelta(seconds=30)
     description = describe(job, volumes=volumes)
     problems = cluster.backend().check(description)
     if problems:

@@ -33,23 +33,23 @@ def test_a_backend_failure_leaves_the_job_queued_with_the_retry_recorded(owner, 
     job = submit(owner)
     job.refresh_from_db()
     assert job.state == JobState.QUEUED
-    assert job.retry_count == 1 and job.reason == "submit_retry" and str(error) in job.last_error
-    assert job.next_attempt_at > timezone.now()
+    assert job.submit_attempts == 1 and job.reason == "submit_retry" and str(error) in job.submit_error
+    assert job.submit_retry_at > timezone.now()
     # Not due yet: the scheduler leaves it alone.
     assert job.pk not in workers.submits_due()
     # Still failing at the next attempt: the back-off doubles.
-    first_delay = job.next_attempt_at
+    first_delay = job.submit_retry_at
     tasks.submit_job(job.pk)
     job.refresh_from_db()
-    assert job.retry_count == 2 and job.next_attempt_at > first_delay
+    assert job.submit_attempts == 2 and job.submit_retry_at > first_delay
     # The backend answers again: submitted once, and on its way.
     fake_backend.fail_submit = None
-    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    Job.objects.filter(pk=job.pk).update(submit_retry_at=timezone.now() - timedelta(seconds=1))
     assert workers.submits_due() == [job.pk]
     assert workers.submits_due() == []  # leased: not enqueued twice
     tasks.submit_job(job.pk)
     job.refresh_from_db()
-    assert job.state == JobState.PENDING and job.last_error == ""
+    assert job.state == JobState.PENDING and job.submit_error == ""
     assert fake_backend.submits() == 3
     assert len(fake_backend.jobs) == 1
 
@@ -200,7 +200,7 @@ def test_stop_while_queued_never_reaches_the_backend_as_running(
     with django_capture_on_commit_callbacks(execute=True):
         assert api(owner).post(f"/api/v1/jobs/{job.public_id}/stop/").status_code == 200
     fake_backend.fail_submit = None
-    Job.objects.filter(pk=job.pk).update(next_attempt_at=None)
+    Job.objects.filter(pk=job.pk).update(submit_retry_at=None)
     assert job.pk not in workers.submits_due()
     tasks.submit_job(job.pk)
     job.refresh_from_db()
@@ -473,7 +473,7 @@ def test_a_submit_redelivered_after_the_backend_took_the_job_starts_no_second_co
     assert job.state == JobState.QUEUED
 
     # The lease runs out; the scheduler hands the submit to a worker again.
-    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    Job.objects.filter(pk=job.pk).update(submit_retry_at=timezone.now() - timedelta(seconds=1))
     assert workers.submits_due() == [job.pk]
     tasks.submit_job(job.pk)
     job.refresh_from_db()
@@ -573,3 +573,36 @@ def test_kubernetes_objects_of_a_finished_job_stay_their_minutes_then_go(owner, 
         assert kube.get(*pytorch, "easyai-vision", job.public_id) is None
         job.refresh_from_db()
         assert job.cleaned_up
+
+
+def test_a_redelivered_notify_task_sends_nothing_twice(
+    owner, team, fake_backend, submit, settings, webhook_server, django_capture_on_commit_callbacks
+):
+    url, received = webhook_server
+    settings.EASYAI_NOTIFY_WEBHOOKS = True
+    settings.EASYAI_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    settings.EASYAI_NOTIFY_EMAIL = True
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    team.webhook_url = url
+    team.save()
+    job = submit(owner)
+    fake_backend.set_state(job.public_id, ObservedState.RUNNING)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_cluster(fake_backend.cluster.pk)
+    event = JobEvent.objects.get(job=job, to_state="running")
+    assert event.notified_at is not None and len(received) == 1 and len(mail.outbox) == 1
+    # django-q2 delivers the same task again (its retry came before the first ack): nothing goes out.
+    tasks.notify(event.pk)
+    assert tasks.notify(event.pk) is None
+    assert len(received) == 1 and len(mail.outbox) == 1
+    event.refresh_from_db()
+    assert event.notified_at is not None
+
+
+def test_only_one_of_two_workers_claims_an_events_notification(owner, fake_backend, submit):
+    from jobs.notify import claim
+
+    job = submit(owner)
+    event = JobEvent.objects.filter(job=job).first()
+    first, second = JobEvent.objects.get(pk=event.pk), JobEvent.objects.get(pk=event.pk)
+    assert [claim(first), claim(second)] == [True, False]

@@ -21,20 +21,20 @@ def submits_due(now=None, lease_seconds: float = 30.0) -> list[int]:
     now = now or timezone.now()
     due = list(
         Job.objects.filter(state=JobState.QUEUED, stop_requested=False)
-        .filter(next_attempt_at__isnull=True)
+        .filter(submit_retry_at__isnull=True)
         .values_list("pk", flat=True)[:500]
     ) + list(
-        Job.objects.filter(state=JobState.QUEUED, stop_requested=False, next_attempt_at__lte=now).values_list(
+        Job.objects.filter(state=JobState.QUEUED, stop_requested=False, submit_retry_at__lte=now).values_list(
             "pk", flat=True
         )[:500]
     )
     leased = []
     lease_until = now + timedelta(seconds=lease_seconds)
     for pk in due:
-        if Job.objects.filter(pk=pk, state=JobState.QUEUED).filter(next_attempt_at__isnull=True).update(
-            next_attempt_at=lease_until
-        ) or Job.objects.filter(pk=pk, state=JobState.QUEUED, next_attempt_at__lte=now).update(
-            next_attempt_at=lease_until
+        if Job.objects.filter(pk=pk, state=JobState.QUEUED).filter(submit_retry_at__isnull=True).update(
+            submit_retry_at=lease_until
+        ) or Job.objects.filter(pk=pk, state=JobState.QUEUED, submit_retry_at__lte=now).update(
+            submit_retry_at=lease_until
         ):
             leased.append(pk)
     return leased

@@ -47,7 +47,7 @@ def job_submit_to_backend(job_pk: int) -> None:
         Job.objects.filter(pk=job.pk, state=JobState.QUEUED).update(
             reason="waiting",
             message=waiting,
-            next_attempt_at=timezone.now() + timedelta(seconds=settings.EASYAI_SYNC_INTERVAL),
+            submit_retry_at=timezone.now() + timedelta(seconds=settings.EASYAI_SYNC_INTERVAL),
         )
         return
     volumes = list(Volume.objects.filter(name__in=job.spec.get("volumes", [])))
@@ -58,12 +58,12 @@ def job_submit_to_backend(job_pk: int) -> None:
         job_transition(job, Input.REJECTED, message=str(exc))
         return
     except BackendError as exc:
-        retry = job.retry_count + 1
+        retry = job.submit_attempts + 1
         kind = "cluster unavailable" if isinstance(exc, BackendUnavailable) else "backend error"
         Job.objects.filter(pk=job.pk, state=JobState.QUEUED).update(
-            retry_count=retry,
-            next_attempt_at=timezone.now() + backoff(retry),
-            last_error=str(exc),
+            submit_attempts=retry,
+            submit_retry_at=timezone.now() + backoff(retry),
+            submit_error=str(exc),
             reason="submit_retry",
             message=f"{kind}: {exc} (attempt {retry}, retrying with back-off)",
         )
@@ -77,7 +77,7 @@ def job_submit_to_backend(job_pk: int) -> None:
             Job.objects.filter(pk=job.pk).update(stop_retry_at=timezone.now() + timedelta(seconds=STOP_LEASE_SECONDS))
             enqueue_now("jobs.tasks.stop_on_backend", job.pk)
     else:
-        Job.objects.filter(pk=job.pk).update(next_attempt_at=None, last_error="")
+        Job.objects.filter(pk=job.pk).update(submit_retry_at=None, submit_error="")
 
 
 def job_retry(job_pk: int) -> Job | None:
