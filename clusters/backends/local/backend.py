@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -42,6 +43,7 @@ from clusters.backends.base import (
     ObservedState,
     TaskDescription,
     TaskObservation,
+    TeamDescription,
 )
 from clusters.backends.local import contract, isolation, placement, sandbox
 from clusters.backends.local.proc import (
@@ -442,6 +444,9 @@ class LocalBackend:
                 return
             time.sleep(0.05)
 
+    def provision_team(self, team: TeamDescription) -> None:
+        """Nothing to provision on this host: a team has no namespace, quota object or queue here."""
+
     def open_shell(self, job_id: str, task_name: str, command: list[str] | None = None) -> PtyShell:
         record = self._load(job_id)
         if record is None:
@@ -458,6 +463,8 @@ class LocalBackend:
         env = dict(spec.get("env") or {})
         env.setdefault("TERM", "xterm-256color")
         cwd = spec.get("working_dir") or spec.get("cwd") or "/"
+        if task.get("sandboxed"):
+            return self._sandboxed_shell(job_id, task_name, task_dir, env, cwd, command)
         if command:
             argv = list(command)
         elif shutil.which("bash", path=env.get("PATH")):
@@ -472,23 +479,6 @@ class LocalBackend:
             argv = ["bash", "--rcfile", str(rc), "-i"]
         else:
             argv = ["/bin/sh", "-i"]
-        if task.get("sandboxed"):
-            box = self.sandbox()
-            if box is None:
-                raise BackendError(f"cluster {self.name} can no longer make sandboxes: {self.isolation_problem()}")
-            deadline = time.monotonic() + SHELL_JOIN_WAIT_S
-            while True:
-                child = read_json(task_dir / "child.json") or {}
-                target = sandbox.member(child["pid"]) if child.get("pid") else None
-                if target:
-                    break
-                if time.monotonic() > deadline:
-                    raise BackendError(f"task {task_name} of job {job_id} is still starting; try again")
-                time.sleep(0.02)
-            if not command:
-                argv = ["bash", "-i"] if shutil.which("bash", path=env.get("PATH")) else ["/bin/sh", "-i"]
-            # The same sandbox and user as the task: its files, its processes, nothing of the host's.
-            return PtyShell(sandbox.join_argv(box, argv, target, cwd), env, "/", registry=task_dir / "shells")
         if task.get("own_mounts"):
             # Join the task's mount namespace only once its data_dir is read-only there, never before.
             deadline = time.monotonic() + SHELL_JOIN_WAIT_S
@@ -501,6 +491,32 @@ class LocalBackend:
                 time.sleep(0.02)
             argv = isolation.join_argv(argv, child["pid"])
         return PtyShell(argv, env, cwd, registry=task_dir / "shells")
+
+    def _sandboxed_shell(
+        self, job_id: str, task_name: str, task_dir: Path, env: dict[str, str], cwd: str, command: list[str] | None
+    ) -> PtyShell:
+        """A shell in the task's own sandbox, as its user: its files, its processes, nothing of the host's."""
+        box = self.sandbox()
+        if box is None:
+            raise BackendError(f"cluster {self.name} can no longer make sandboxes: {self.isolation_problem()}")
+        deadline = time.monotonic() + SHELL_JOIN_WAIT_S
+        while True:
+            child = read_json(task_dir / "child.json") or {}
+            target = sandbox.member(child["pid"]) if child.get("pid") else None
+            if target:
+                break
+            if time.monotonic() > deadline:
+                raise BackendError(f"task {task_name} of job {job_id} is still starting; try again")
+            time.sleep(0.02)
+        # No rcfile: the sandbox shows nothing of the task's folder here, and HOME is the owner's workspace.
+        argv = (
+            list(command)
+            if command
+            else ["bash", "-i"]
+            if shutil.which("bash", path=env.get("PATH"))
+            else ["/bin/sh", "-i"]
+        )
+        return PtyShell(sandbox.join_argv(box, argv, target, cwd), env, "/", registry=task_dir / "shells")
 
     # --- one pass: refresh, decide, place -------------------------------------------------------------
 
@@ -725,9 +741,8 @@ class LocalBackend:
         readonly_data_dir = config.readonly_data_dir and box is None
         shm = None
         if box is not None:
-            # The sandbox's user must be able to write where the task may: the job's folders and the
-            # workspaces (and read data_dir, which it sees read-only).
-            # Only the job's own places: never another job's folders it may read, nor an admin's volume.
+            # The sandbox's user must be able to write where the task may (the job's folders, the workspaces)
+            # and read data_dir; only the job's own places, never another job's folders it may read, nor a volume.
             own = {
                 root / place.relative for task in job.tasks for place in storage.places(job_id, task.name, job.owner)
             }
@@ -870,6 +885,10 @@ class LocalBackend:
         if create:
             base.mkdir(parents=True, exist_ok=True)
             path.mkdir(mode=0o700, exist_ok=True)
+            # /dev/shm is everyone's: what is there must be the folder made here, not another user's or a link.
+            found = os.lstat(path)
+            if not stat.S_ISDIR(found.st_mode) or found.st_uid not in (0, *(owner[:1] if owner else ())):
+                raise OSError(f"{path} is not a folder of the portal's: refusing to share it with the job's tasks")
             if owner:
                 os.chown(path, *owner, follow_symlinks=False)
         return path
