@@ -586,3 +586,21 @@ def test_the_portals_secret_files_are_empty_in_folders_a_task_sees(backends, por
     assert obs.state == ObservedState.SUCCEEDED, obs.message
     log = log_of(job, "main-0")
     assert CANARY not in log and log.endswith("a file tasks may read\n"), log
+
+
+@needs_sandbox
+def test_a_link_planted_where_a_jobs_shm_goes_is_not_followed(backends, portal_layout, tmp_path):
+    backend = backends()
+    job = make_job([("main", 1, "ls -A /dev/shm")])
+    planted = backend._shm_dir(job.job_id)  # /dev/shm is everyone's: another user of the host may plant a link
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    planted.symlink_to(target)
+    try:
+        backend.submit(job)
+        obs = backend.observe([job.job_id])[job.job_id]
+        assert (obs.state, obs.reason) == (ObservedState.FAILED, "start_failed")
+        assert "is not a folder of the portal's" in obs.message
+        assert os.stat(target).st_uid == 0
+    finally:
+        planted.unlink()
