@@ -1,12 +1,25 @@
-"""Changes to clusters. Saving a Kubernetes cluster that teams must be provisioned on again enqueues it."""
+"""Changes to clusters: saving one, provisioning teams on them, and recording what a backend learnt of its health.
+
+Saving a Kubernetes cluster that teams must be provisioned on again enqueues it. A team or quota change
+reaches provisioning through the ``teams.signals.team_changed`` signal (connected in ``ClustersConfig.ready``).
+Backends never write ``Cluster`` rows: they report health here.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.utils import timezone
 
+from clusters.backends.base import BackendError, TeamDescription, TeamQuota
 from clusters.models import Cluster
+
+if TYPE_CHECKING:
+    from teams.models import Team
+
+log = logging.getLogger(__name__)
 
 # What decides where a team's namespace, quota and queue live, and whether there is a Volcano queue at all.
 # The kubeconfig and in-cluster flag are here too: a new one may point at another cluster.
@@ -47,3 +60,90 @@ def cluster_save(*, cluster: Cluster) -> bool:
         return False
     cluster_provision_later(cluster_id=cluster.pk, name=cluster.name)
     return True
+
+
+# --- provisioning teams -------------------------------------------------------------
+
+
+def team_changed_received(sender: Any, *, team_id: int, **kwargs: Any) -> None:
+    """``teams.signals.team_changed`` (sent on commit): re-provision the team on every cluster, in a worker."""
+    from django_q.tasks import async_task
+
+    async_task("clusters.tasks.provision_team_task", team_id, task_name=f"provision team {team_id}")
+
+
+def provisioned_clusters() -> list[Cluster]:
+    """The clusters where a team has objects of its own (namespace, quota, queue): the enabled Kubernetes ones."""
+    return list(Cluster.objects.filter(kind=Cluster.Kind.KUBERNETES, enabled=True))
+
+
+def team_description(*, cluster: Cluster, team: Team) -> TeamDescription:
+    from teams.models import Quota
+
+    quota = Quota.objects.filter(team=team, cluster=cluster).first()
+    limits = TeamQuota(quota.cpu_milli, quota.memory_bytes, quota.gpu) if quota else None
+    return TeamDescription(slug=team.slug, quota=limits)
+
+
+def team_provision(*, cluster: Cluster, team: Team) -> None:
+    """Bring the team's place on the cluster up to date through its backend; raises BackendError."""
+    cluster.backend().provision_team(team_description(cluster=cluster, team=team))
+
+
+def team_provision_everywhere(*, team_id: int) -> dict[str, str]:
+    """Provision the team on each cluster that keeps teams' objects: cluster name -> error ("" when done)."""
+    from teams.models import Team
+
+    team = Team.objects.filter(pk=team_id).first()
+    if team is None:
+        return {}  # deleted since: its namespaces stay (they may hold running work); an admin removes them
+    results: dict[str, str] = {}
+    for cluster in provisioned_clusters():
+        try:
+            team_provision(cluster=cluster, team=team)
+            results[cluster.name] = ""
+        except BackendError as exc:
+            log.warning("provisioning team %s on %s failed: %s", team.slug, cluster.name, exc)
+            results[cluster.name] = str(exc)
+    return results
+
+
+def cluster_provision_teams(*, cluster: Cluster) -> dict[str, str]:
+    """Every team on one cluster (a new cluster, or after its prefix or scheduler changed): slug -> error."""
+    from teams.models import Team
+
+    results: dict[str, str] = {}
+    for team in Team.objects.all():
+        try:
+            team_provision(cluster=cluster, team=team)
+            results[team.slug] = ""
+        except BackendError as exc:
+            results[team.slug] = str(exc)
+    return results
+
+
+# --- health, as the backends report it -------------------------------------------------
+
+
+def cluster_mark_unhealthy(*, cluster_id: int, reason: str) -> None:
+    """The cluster refused us (401/403): recorded with the reason, shown to operators."""
+    Cluster.objects.filter(pk=cluster_id).update(
+        healthy=False, health_message=reason[:2000], health_checked_at=timezone.now()
+    )
+
+
+def cluster_mark_healthy(*, cluster_id: int) -> bool:
+    """The cluster answers again; True when it was recorded unhealthy until now."""
+    return bool(
+        Cluster.objects.filter(pk=cluster_id, healthy=False).update(
+            healthy=True, health_message="", health_checked_at=timezone.now()
+        )
+    )
+
+
+def cluster_record_health(*, cluster_id: int, healthy: bool, message: str, server_version: str | None = None) -> None:
+    """A connection check's result; ``server_version`` None keeps the one recorded."""
+    fields: dict[str, Any] = {"healthy": healthy, "health_message": message[:2000], "health_checked_at": timezone.now()}
+    if server_version is not None:
+        fields["server_version"] = server_version[:50]
+    Cluster.objects.filter(pk=cluster_id).update(**fields)

@@ -23,10 +23,9 @@ from guardian.shortcuts import assign_perm, remove_perm
 from teams import tokens
 from teams.models import ApiToken, Membership, Profile, Quota, Team
 from teams.permissions import can_create_team, forget_roles
+from teams.signals import team_changed
 
 log = logging.getLogger(__name__)
-
-PROVISIONING_MODULE = "clusters.provisioning"
 
 # Fields of a team that its admins may change; the slug is the Kubernetes
 # namespace on every cluster, so it never changes after creation.
@@ -34,18 +33,12 @@ TEAM_EDITABLE_FIELDS = ("name", "description", "webhook_url", "notebook_max_leas
 
 
 def team_notify_changed(*, team_id: int) -> None:
-    """Ask cluster provisioning to bring the team's namespaces and quotas up to date, after commit."""
-    try:
-        from clusters.provisioning import team_changed
-    except ImportError as exc:
-        # Provisioning is optional until clusters/provisioning.py exists; an import
-        # error from inside that module (a missing dependency) must still be seen.
-        if exc.name != PROVISIONING_MODULE:
-            raise
+    """Announce that a team or one of its quotas changed (``teams.signals.team_changed``), after commit."""
+    if not team_changed.has_listeners(Team):
         return
     # robust: the team is already committed; a cluster that cannot be reached must
     # not turn a successful request into an error (the provisioning sync retries).
-    transaction.on_commit(lambda: team_changed(team_id), robust=True)
+    transaction.on_commit(lambda: team_changed.send(sender=Team, team_id=team_id), robust=True)
 
 
 # Slugs that would shadow a page (/teams/new/, /teams/switch/) or name a namespace

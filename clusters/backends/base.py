@@ -56,6 +56,23 @@ class JobDescription:
         return data
 
 
+@dataclass
+class TeamQuota:
+    """What a team may use at once on one cluster: millicores, bytes, GPUs."""
+
+    cpu_milli: int
+    memory_bytes: int
+    gpu: int
+
+
+@dataclass
+class TeamDescription:
+    """A team as a backend provisions it: its slug (the namespace on Kubernetes) and its quota here."""
+
+    slug: str
+    quota: TeamQuota | None = None  # None: no limit on this cluster
+
+
 # --- what a backend reports ------------------------------------------------------
 
 
@@ -183,3 +200,9 @@ class Backend(Protocol):
 
     def open_shell(self, job_id: str, task_name: str, command: list[str] | None = None) -> ShellSession:
         """A login shell (or the command) in a running task, in its working directory and environment."""
+
+    def provision_team(self, team: TeamDescription) -> None:
+        """Bring the team's place on this cluster up to date (namespace, quota, queue on Kubernetes; nothing locally).
+
+        Idempotent: called again after every change of the team or its quota, and by redelivered tasks.
+        """

@@ -13,6 +13,7 @@ from clusters.backends.base import (
     JobObservation,
     ObservedState,
     TaskObservation,
+    TeamDescription,
 )
 
 
@@ -93,6 +94,9 @@ class FakeBackend:
         data, _ = self.read_log(job_id, task_name, offset)
         if data:
             yield data
+
+    def provision_team(self, team: TeamDescription) -> None:
+        self.calls.append(("provision_team", team))
 
 
 __all__ = ["FakeBackend", "BackendError", "BackendRejected"]

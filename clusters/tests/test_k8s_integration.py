@@ -17,7 +17,7 @@ from clusters.backends.base import ObservedState
 from clusters.backends.kubernetes import KubernetesBackend
 from clusters.backends.kubernetes.health import check_connection
 from clusters.models import Cluster
-from clusters.provisioning import provision_team
+from clusters.services import team_provision
 from clusters.tests.fakekube import make_job
 from teams.models import Team
 
@@ -42,7 +42,7 @@ def test_real_cluster_round_trip(real_cluster):
     report = check_connection(real_cluster)
     assert report.ok, report.error
     team = Team.objects.create(name="it", slug=secrets.token_hex(4))
-    provision_team(real_cluster, team)
+    team_provision(cluster=real_cluster, team=team)
     backend = KubernetesBackend(real_cluster)
     job = make_job("tensorboard", job_id=f"j-{secrets.token_hex(4)}", team=team.slug)
     task = job.tasks[0]

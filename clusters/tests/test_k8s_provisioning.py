@@ -7,11 +7,12 @@ from collections.abc import Iterator
 import pytest
 from django.core.exceptions import ValidationError
 
-from clusters import provisioning, services, tasks
+from clusters import services, tasks
 from clusters.k8s_schema import validate_manifest
 from clusters.models import Cluster
 from clusters.tests.fakekube import FakeKube, make_cluster, running_fake
-from teams.models import Quota
+from teams.models import Quota, Team
+from teams.signals import team_changed
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +28,7 @@ QUEUES = ("scheduling.volcano.sh", "v1beta1", "queues")
 def test_provision_creates_namespace_quota_and_queue(fake_kube, team):
     cluster = make_cluster(fake_kube, scheduler=Cluster.Scheduler.VOLCANO)
     Quota.objects.create(team=team, cluster=cluster, cpu_milli=32000, memory_bytes=128 * 2**30, gpu=4)
-    provisioning.provision_team(cluster, team)
+    services.team_provision(cluster=cluster, team=team)
     namespace = fake_kube.get("", "v1", "namespaces", "", "easyai-vision")
     assert namespace["metadata"]["labels"]["easyai.io/team"] == "vision"
     quota = fake_kube.get("", "v1", "resourcequotas", "easyai-vision", "easyai-quota")
@@ -46,11 +47,11 @@ def test_provision_creates_namespace_quota_and_queue(fake_kube, team):
 def test_provision_again_applies_a_changed_quota(fake_kube, team):
     cluster = make_cluster(fake_kube, scheduler=Cluster.Scheduler.VOLCANO)
     quota = Quota.objects.create(team=team, cluster=cluster, cpu_milli=8000, memory_bytes=2**30, gpu=0)
-    provisioning.provision_team(cluster, team)
+    services.team_provision(cluster=cluster, team=team)
     quota.gpu = 2
     quota.save()
     fake_kube.clear_journal()
-    provisioning.provision_team(cluster, team)
+    services.team_provision(cluster=cluster, team=team)
     assert fake_kube.get("", "v1", "resourcequotas", "easyai-vision", "easyai-quota")["spec"]["hard"][
         "requests.nvidia.com/gpu"] == "2"  # fmt: skip
     assert fake_kube.get(*QUEUES, "", "easyai-vision")["spec"]["capability"]["nvidia.com/gpu"] == "2"
@@ -64,9 +65,9 @@ def test_provision_again_applies_a_changed_quota(fake_kube, team):
 def test_no_quota_row_means_no_quota_and_no_queue_without_volcano(fake_kube, team):
     cluster = make_cluster(fake_kube)
     quota = Quota.objects.create(team=team, cluster=cluster, cpu_milli=1000, memory_bytes=2**30, gpu=0)
-    provisioning.provision_team(cluster, team)
+    services.team_provision(cluster=cluster, team=team)
     quota.delete()
-    provisioning.provision_team(cluster, team)
+    services.team_provision(cluster=cluster, team=team)
     assert fake_kube.get("", "v1", "resourcequotas", "easyai-vision", "easyai-quota") is None
     assert fake_kube.of_kind(*QUEUES) == []
 
@@ -76,7 +77,7 @@ def test_team_changed_provisions_on_every_enabled_kubernetes_cluster(fake_kube, 
     make_cluster(fake_kube, name="b", namespace_prefix="b-", enabled=False)
     Cluster.objects.create(name="laptop", kind=Cluster.Kind.LOCAL)
     Quota.objects.create(team=team, cluster=first, cpu_milli=1000, memory_bytes=2**30, gpu=0)
-    provisioning.team_changed(team.pk)  # Q_CLUSTER sync in tests: the task runs now
+    team_changed.send(sender=Team, team_id=team.pk)  # Q_CLUSTER sync in tests: the task runs now
     names = {o["metadata"]["name"] for o in fake_kube.of_kind("", "v1", "namespaces")}
     assert "a-vision" in names and "b-vision" not in names
     assert fake_kube.get("", "v1", "resourcequotas", "a-vision", "easyai-quota") is not None
@@ -140,3 +141,25 @@ def test_which_changes_need_provisioning(before, after, expected):
     row = None if before is None else {**base, **before}
     cluster = Cluster(name="gpu-a", **{**base, **after})
     assert services.needs_provisioning(row, cluster) is expected
+
+
+def test_a_backend_is_handed_the_team_and_its_quota_on_that_cluster(fake_backend, team, other_team):
+    from clusters.backends.base import TeamDescription, TeamQuota
+
+    Quota.objects.create(team=team, cluster=fake_backend.cluster, cpu_milli=2000, memory_bytes=2**30, gpu=1)
+    services.team_provision(cluster=fake_backend.cluster, team=team)
+    services.team_provision(cluster=fake_backend.cluster, team=other_team)
+    assert [call for call in fake_backend.calls if call[0] == "provision_team"] == [
+        ("provision_team", TeamDescription(slug="vision", quota=TeamQuota(2000, 2**30, 1))),
+        ("provision_team", TeamDescription(slug="speech", quota=None)),  # no row: no limit
+    ]
+
+
+def test_the_clusters_app_listens_to_team_changes():
+    import weakref
+
+    from teams.signals import team_changed
+
+    refs = [entry[1] for entry in team_changed.receivers]
+    receivers = [ref() if isinstance(ref, weakref.ReferenceType) else ref for ref in refs]
+    assert services.team_changed_received in receivers

@@ -3,9 +3,6 @@ API tokens are listed by prefix (never a key), and jobs are never hard-deleted."
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.forms import MultiWidget
@@ -54,12 +51,9 @@ def test_admin_pages_render(operator, people, page, team):
 
 
 def test_quota_saved_in_admin_reaches_provisioning(
-    operator, page, team, monkeypatch, django_capture_on_commit_callbacks
+    operator, page, team, provisioning, django_capture_on_commit_callbacks
 ):
-    calls: list[int] = []
-    module = types.ModuleType("clusters.provisioning")
-    module.team_changed = calls.append
-    monkeypatch.setitem(sys.modules, "clusters.provisioning", module)
+    calls = provisioning
     cluster = Cluster.objects.create(name="k8s", kind=Cluster.Kind.KUBERNETES)
     with django_capture_on_commit_callbacks(execute=True):
         response = page(operator).post(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
-import types
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -15,19 +13,9 @@ from teams.models import ApiToken, Membership, Profile, Quota, Team
 
 
 @pytest.fixture
-def provisioning(monkeypatch):
-    """A stand-in for clusters/provisioning.py (written elsewhere) that records its calls."""
-    calls: list[int] = []
-    module = types.ModuleType("clusters.provisioning")
-    module.team_changed = calls.append
-    monkeypatch.setitem(sys.modules, "clusters.provisioning", module)
-    return calls
-
-
-@pytest.fixture
-def no_provisioning(monkeypatch):
-    # sys.modules[name] = None makes "import name" raise ImportError, as if the file did not exist.
-    monkeypatch.setitem(sys.modules, "clusters.provisioning", None)
+def no_provisioning(team_changed_receiver):
+    # Nobody listens to team_changed, as in a site without the clusters app's provisioning.
+    team_changed_receiver(None)
 
 
 def test_team_create_makes_the_creator_admin_and_current(make_user, no_provisioning, anyone_creates_teams):
@@ -64,15 +52,12 @@ def test_team_create_works_without_provisioning(
 
 
 def test_a_failing_provisioning_does_not_undo_the_team(
-    make_user, monkeypatch, django_capture_on_commit_callbacks, anyone_creates_teams
+    make_user, team_changed_receiver, django_capture_on_commit_callbacks, anyone_creates_teams
 ):
-    module = types.ModuleType("clusters.provisioning")
-
-    def team_changed(team_id: int) -> None:
+    def team_changed(sender, team_id: int, **kwargs) -> None:
         raise ConnectionError("cluster unreachable")
 
-    module.team_changed = team_changed
-    monkeypatch.setitem(sys.modules, "clusters.provisioning", module)
+    team_changed_receiver(team_changed)
     with django_capture_on_commit_callbacks(execute=True):
         services.team_create(creator=make_user("alice"), name="Audio", slug="audio")
     assert Team.objects.filter(slug="audio").exists()

@@ -36,8 +36,10 @@ from clusters.backends.base import (
     JobObservation,
     ObservedState,
     ShellSession,
+    TeamDescription,
 )
 from clusters.backends.kubernetes import manifests as m
+from clusters.backends.kubernetes import provisioning
 from clusters.backends.kubernetes.client import ConflictError, Connection, NotFoundError, gc_paused, new_api_client
 from clusters.backends.kubernetes.observe import FINAL, job_observation, pod_task
 from clusters.backends.kubernetes.shell import KubernetesShellSession
@@ -402,6 +404,10 @@ class KubernetesBackend:
                 yield rest
 
     # --- shell ------------------------------------------------------------------------------------
+
+    def provision_team(self, team: TeamDescription) -> None:
+        """The team's namespace, ResourceQuota and (with Volcano) queue on this cluster; see provisioning.py."""
+        provisioning.provision_team(self.conn, team)
 
     def open_shell(self, job_id: str, task_name: str, command: list[str] | None = None) -> ShellSession:
         pod = self._find_pod(job_id, task_name)

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import urllib3
 import yaml
-from django.utils import timezone
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -162,22 +161,17 @@ class Connection:
         return BackendError(f"{what}: {message}")
 
     def mark_unhealthy(self, reason: str) -> None:
-        from clusters.models import Cluster
+        from clusters.services import cluster_mark_unhealthy
 
         self._known_healthy = False
-        Cluster.objects.filter(pk=self.cluster.pk).update(
-            healthy=False, health_message=reason[:2000], health_checked_at=timezone.now()
-        )
+        cluster_mark_unhealthy(cluster_id=self.cluster.pk, reason=reason)
         log.warning("cluster %s marked unhealthy: %s", self.cluster.name, reason)
 
     def mark_healthy(self) -> None:
-        from clusters.models import Cluster
+        from clusters.services import cluster_mark_healthy
 
         self._known_healthy = True
-        changed = Cluster.objects.filter(pk=self.cluster.pk, healthy=False).update(
-            healthy=True, health_message="", health_checked_at=timezone.now()
-        )
-        if changed:
+        if cluster_mark_healthy(cluster_id=self.cluster.pk):
             log.info("cluster %s answers again: marked healthy", self.cluster.name)
 
     def raw_json(

@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.utils import timezone
 from kubernetes import client as k8s
 
 from clusters.backends.base import BackendError
@@ -58,8 +57,8 @@ def version_warning(git_version: str) -> str:
 
 
 def check_connection(cluster: Cluster) -> ConnectionReport:
-    """Ask the cluster for its version and CRDs; record healthy/health_message/server_version/health_checked_at."""
-    from clusters.models import Cluster
+    """Ask the cluster for its version and CRDs; the result is recorded on the cluster through its service."""
+    from clusters.services import cluster_record_health
 
     conn = Connection(cluster)
     try:
@@ -79,10 +78,10 @@ def check_connection(cluster: Cluster) -> ConnectionReport:
             report.warnings.append(f"CRDs cannot be listed: {exc}")
     except BackendError as exc:
         report = ConnectionReport(ok=False, error=str(exc))
-    Cluster.objects.filter(pk=cluster.pk).update(
+    cluster_record_health(
+        cluster_id=cluster.pk,
         healthy=report.ok,
-        health_message=report.summary()[:2000],
-        server_version=report.server_version[:50] if report.ok else cluster.server_version,
-        health_checked_at=timezone.now(),
+        message=report.summary(),
+        server_version=report.server_version if report.ok else None,
     )
     return report

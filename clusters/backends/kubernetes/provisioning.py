@@ -1,79 +1,28 @@
-"""Team provisioning on Kubernetes clusters: a namespace, a ResourceQuota and (with Volcano) a queue per team.
+"""Team provisioning on a Kubernetes cluster: a namespace, a ResourceQuota and (with Volcano) a queue per team.
 
 Idempotent: every object is created, and on 409 brought up to date, so running it
-again after a quota change (or twice by a redelivered task) converges.
+again after a quota change (or twice by a redelivered task) converges. Reached through
+``KubernetesBackend.provision_team``; which teams, and when, is ``clusters.services``'s business.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kubernetes import client as k8s
 
-from clusters.backends.base import BackendError
+from clusters.backends.base import TeamDescription
 from clusters.backends.kubernetes import manifests as m
 from clusters.backends.kubernetes.client import ConflictError, Connection, NotFoundError
-from clusters.models import Cluster
-
-if TYPE_CHECKING:
-    from teams.models import Team
-
-log = logging.getLogger(__name__)
 
 QUOTA_NAME = "easyai-quota"
 
 
-def team_changed(team_id: int) -> None:
-    """A team or one of its quotas changed (call on commit): re-provision it on every Kubernetes cluster, in a worker."""
-    from django_q.tasks import async_task
-
-    async_task("clusters.tasks.provision_team_task", team_id, task_name=f"provision team {team_id}")
-
-
-def kubernetes_clusters() -> list[Cluster]:
-    return list(Cluster.objects.filter(kind=Cluster.Kind.KUBERNETES, enabled=True))
-
-
-def provision_team_everywhere(team_id: int) -> dict[str, str]:
-    """Provision the team on each enabled Kubernetes cluster: cluster name -> error ("" when done)."""
-    from teams.models import Team
-
-    team = Team.objects.filter(pk=team_id).first()
-    if team is None:
-        return {}  # deleted since: its namespaces stay (they may hold running work); an admin removes them
-    results: dict[str, str] = {}
-    for cluster in kubernetes_clusters():
-        try:
-            provision_team(cluster, team)
-            results[cluster.name] = ""
-        except BackendError as exc:
-            log.warning("provisioning team %s on %s failed: %s", team.slug, cluster.name, exc)
-            results[cluster.name] = str(exc)
-    return results
-
-
-def provision_cluster(cluster: Cluster) -> dict[str, str]:
-    """Every team on one cluster (a new cluster, or after its prefix or scheduler changed): slug -> error."""
-    from teams.models import Team
-
-    results: dict[str, str] = {}
-    for team in Team.objects.all():
-        try:
-            provision_team(cluster, team)
-            results[team.slug] = ""
-        except BackendError as exc:
-            results[team.slug] = str(exc)
-    return results
-
-
-def provision_team(cluster: Cluster, team: Team) -> None:
-    """The team's namespace, its ResourceQuota from the team's Quota here, and its Volcano queue when Volcano schedules."""
-    from teams.models import Quota
-
-    conn = Connection(cluster)
+def provision_team(conn: Connection, team: TeamDescription) -> None:
+    """The team's namespace, its ResourceQuota from the team's quota here, and its Volcano queue when Volcano schedules."""
+    cluster = conn.cluster
     core = conn.core
-    quota = Quota.objects.filter(team=team, cluster=cluster).first()
+    quota = team.quota
     namespace = m.team_namespace(cluster, team.slug)
     name = namespace["metadata"]["name"]
     try:
