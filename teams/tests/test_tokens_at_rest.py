@@ -8,6 +8,7 @@ is kept, cheaply.
 from __future__ import annotations
 
 import types
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -55,7 +56,9 @@ def _ws_user(key: str):
         seen["user"] = scope["user"]
 
     scope = {"type": "websocket", "headers": [(b"authorization", f"Token {key}".encode())]}
-    async_to_sync(TokenAuthMiddleware(inner))(scope, None, None)
+    # In a thread of its own: after the browser tests, this thread keeps Playwright's event loop running.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(async_to_sync(TokenAuthMiddleware(inner)), scope, None, None).result()
     return seen["user"]
 
 
