@@ -12,10 +12,9 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from easyai_site.admin_utils import CappedCountPaginator
+from easyai_site.admin_utils import CappedCountPaginator, SharingAdminMixin
 from jobs import services
 from jobs.models import Experiment, Job, JobEvent, Task, Volume
-from teams.admin import SharingAdminMixin
 
 
 @admin.register(Experiment)

@@ -6,6 +6,13 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         from jobs import schedule
+        from jobs.models import Experiment, Job
+        from teams import sharing
 
         # The site's clock (manage.py scheduler) calls this on every tick.
         self.periodic_work = (schedule.enqueue_due,)
+        # Experiments and jobs may be shared one by one (deleted jobs are hidden: nothing to share).
+        sharing.register("experiment", Experiment)
+        sharing.register(
+            "job", Job, lookup="public_id", id_pattern=r"j-[a-z0-9]{8}", rows=lambda: Job.objects.filter(deleted=False)
+        )

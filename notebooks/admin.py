@@ -1,9 +1,9 @@
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
+from easyai_site.admin_utils import SharingAdminMixin
 from notebooks import services
 from notebooks.models import Notebook, TensorBoard
-from teams.admin import SharingAdminMixin
 
 
 @admin.register(Notebook)

@@ -6,9 +6,7 @@ neither removed nor demoted, quota changes reach cluster provisioning. A
 refused change shows the service's message and leaves every row as it was.
 A team created here has no admin until an operator adds one inline.
 
-SharingAdminMixin gives the jobs and notebooks admins guardian's "Object
-permissions" page, limited to the view and change grants teams.permissions
-reads, and saved through teams.services.object_share.
+The "Object permissions" page other apps' admins offer is easyai_site.admin_utils.SharingAdminMixin.
 """
 
 from __future__ import annotations
@@ -17,13 +15,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Model, QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
-from guardian.admin import AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm, GuardedModelAdminMixin
 
 from teams import services
 from teams.forms import AdminSignInForm
@@ -352,59 +348,3 @@ class ApiTokenAdmin(admin.ModelAdmin):
             % {"user": obj.user.get_username(), "key": key},
             messages.WARNING,
         )
-
-
-# --- sharing one object (django-guardian's object permissions page) ---------------------------
-
-
-def _share_choices(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(codename, name) for codename, name in choices if codename.split("_", 1)[0] in services.SHARE_PERMISSIONS]
-
-
-@transaction.atomic
-def _share_exactly(obj: Model, grantee: AbstractBaseUser | Group, codenames: list[str]) -> None:
-    chosen = {codename.split("_", 1)[0] for codename in codenames}
-    if "change" in chosen:
-        services.object_share(obj=obj, grantee=grantee, permission="change")
-    elif "view" in chosen:
-        services.object_share(obj=obj, grantee=grantee, permission="view")
-        services.object_unshare(obj=obj, grantee=grantee, permission="change")
-    else:
-        services.object_unshare(obj=obj, grantee=grantee, permission="view")
-
-
-class ShareWithUserForm(AdminUserObjectPermissionsForm):
-    def get_obj_perms_field_choices(self) -> list[tuple[str, str]]:
-        return _share_choices(super().get_obj_perms_field_choices())
-
-    def save_obj_perms(self) -> None:
-        _share_exactly(self.obj, self.user, self.cleaned_data[self.get_obj_perms_field_name()])
-
-
-class ShareWithGroupForm(AdminGroupObjectPermissionsForm):
-    def get_obj_perms_field_choices(self) -> list[tuple[str, str]]:
-        return _share_choices(super().get_obj_perms_field_choices())
-
-    def save_obj_perms(self) -> None:
-        _share_exactly(self.obj, self.group, self.cleaned_data[self.get_obj_perms_field_name()])
-
-
-class SharingAdminMixin(GuardedModelAdminMixin):
-    """An "Object permissions" page on the change form: grant view or change on this object to anyone.
-
-    Change always comes with view (teams.services.object_share); the other model
-    permissions mean nothing per object here and are not offered.
-    """
-
-    def get_obj_perms_base_context(self, request: HttpRequest, obj: Model) -> dict:
-        context = super().get_obj_perms_base_context(request, obj)
-        context["model_perms"] = [
-            perm for perm in context["model_perms"] if perm.codename.split("_", 1)[0] in services.SHARE_PERMISSIONS
-        ]
-        return context
-
-    def get_obj_perms_manage_user_form(self, request: HttpRequest) -> type[forms.Form]:
-        return ShareWithUserForm
-
-    def get_obj_perms_manage_group_form(self, request: HttpRequest) -> type[forms.Form]:
-        return ShareWithGroupForm

@@ -1,14 +1,10 @@
-"""The teams API: teams, members, the signed-in user, token exchange, and sharing one object."""
+"""The teams API: teams, members, the signed-in user and token exchange (sharing one object: teams/sharing_api.py)."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from datetime import timedelta
 
-from django.apps import apps
-from django.contrib.auth import authenticate, get_user_model
-from django.db.models import Model, QuerySet
+from django.contrib.auth import authenticate
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -20,9 +16,9 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from teams import permissions, selectors, services, signin
+from teams import selectors, services, signin
 from teams.models import Membership, Quota, Team
-from teams.permissions import Action, get_team_or_404, team_role
+from teams.permissions import get_team_or_404, team_role
 from teams.services import TOKEN_MAX_DAYS
 
 # --- serializers ---------------------------------------------------------------------
@@ -304,134 +300,3 @@ class MeView(APIView):
             "teams": selectors.memberships_of(user),
         }
         return Response(MeSerializer(data).data)
-
-
-# --- sharing one object with someone outside its team ---------------------------------------
-
-
-@dataclass(frozen=True)
-class Shareable:
-    model: str  # app_label.ModelName
-    lookup: str  # the field the API's "id" names
-    id_pattern: str
-
-    def queryset(self) -> QuerySet:
-        model: type[Model] = apps.get_model(self.model)
-        queryset = model.objects.select_related("team")
-        # Deleted jobs are hidden from everyone but the platform admin: nothing to share.
-        return queryset.filter(deleted=False) if self.model == "jobs.Job" else queryset
-
-
-SHAREABLE = {
-    "experiment": Shareable("jobs.Experiment", "pk", r"[0-9]{1,18}"),
-    "job": Shareable("jobs.Job", "public_id", r"j-[a-z0-9]{8}"),
-    "notebook": Shareable("notebooks.Notebook", "pk", r"[0-9]{1,18}"),
-}
-
-
-class ShareTargetSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=sorted(SHAREABLE), help_text=_("What is shared."))
-    id = serializers.CharField(
-        max_length=64, help_text=_("The job's id (j-…), or the experiment's or notebook's number.")
-    )
-
-    def validate(self, attrs: dict) -> dict:
-        if not re.fullmatch(SHAREABLE[attrs["kind"]].id_pattern, attrs["id"]):
-            raise serializers.ValidationError(
-                {"id": [_("This is not the id of a %(kind)s.") % {"kind": attrs["kind"]}]}
-            )
-        return attrs
-
-
-class ShareSerializer(ShareTargetSerializer):
-    user = serializers.SlugRelatedField(
-        slug_field="username",
-        queryset=get_user_model().objects.filter(is_active=True),
-        help_text=_("The username of the person the object is shared with."),
-    )
-    permission = serializers.ChoiceField(
-        choices=services.SHARE_PERMISSIONS,
-        help_text=_("view: see it, its logs and outputs; change: also stop, delete and rerun it."),
-    )
-
-
-class UnshareSerializer(ShareSerializer):
-    permission = serializers.ChoiceField(
-        choices=services.SHARE_PERMISSIONS,
-        default="view",
-        help_text=_("view (the default) takes back every grant; change takes back change only."),
-    )
-
-
-class GrantSerializer(serializers.Serializer):
-    user = serializers.CharField()
-    permissions = serializers.ListField(child=serializers.ChoiceField(choices=services.SHARE_PERMISSIONS))
-
-
-class SharesSerializer(serializers.Serializer):
-    kind = serializers.CharField()
-    id = serializers.CharField()
-    grants = GrantSerializer(many=True)
-
-
-SHARE_TARGET = [
-    OpenApiParameter("kind", str, enum=sorted(SHAREABLE), required=True, description=_("What is shared.")),
-    OpenApiParameter(
-        "id", str, required=True, description=_("The job's id (j-…), or the experiment's or notebook's number.")
-    ),
-]
-
-
-class ShareView(APIView):
-    """Per-object grants: the owner, a team admin or a platform admin shares one object with anyone."""
-
-    def _target(self, request: Request, data: dict) -> Model:
-        shareable = SHAREABLE[data["kind"]]
-        return permissions.get_or_404(
-            shareable.queryset(), request.user, Action.SHARE, **{shareable.lookup: data["id"]}
-        )
-
-    def _shares(self, data: dict, obj: Model) -> dict:
-        grants = [{"user": user, "permissions": perms} for user, perms in permissions.grants_on(obj).items()]
-        return SharesSerializer({"kind": data["kind"], "id": data["id"], "grants": grants}).data
-
-    @extend_schema(
-        summary="Who an object is shared with (its owner and team admins)",
-        parameters=SHARE_TARGET,
-        responses=SharesSerializer,
-    )
-    def get(self, request: Request) -> Response:
-        data = _parse_data(ShareTargetSerializer, request.query_params)
-        return Response(self._shares(data, self._target(request, data)))
-
-    @extend_schema(
-        summary="Share an object with a user (its owner and team admins)",
-        request=ShareSerializer,
-        responses=SharesSerializer,
-    )
-    def post(self, request: Request) -> Response:
-        data = _parse(ShareSerializer, request)
-        obj = self._target(request, data)
-        services.object_share(obj=obj, grantee=data["user"], permission=data["permission"])
-        return Response(self._shares(data, obj))
-
-    @extend_schema(
-        summary="Take back a grant (its owner and team admins); the fields come as query parameters or a JSON body",
-        parameters=[
-            *SHARE_TARGET,
-            OpenApiParameter("user", str, required=True, description=_("The username whose grant is taken back.")),
-            OpenApiParameter(
-                "permission",
-                str,
-                enum=services.SHARE_PERMISSIONS,
-                description=_("view (the default) takes back every grant; change takes back change only."),
-            ),
-        ],
-        request=None,
-        responses={204: OpenApiResponse(description=_("Taken back."))},
-    )
-    def delete(self, request: Request) -> Response:
-        data = _parse_data(UnshareSerializer, request.data or request.query_params)
-        obj = self._target(request, data)
-        services.object_unshare(obj=obj, grantee=data["user"], permission=data["permission"])
-        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -8,6 +8,7 @@ face (page, API, admin) can show the error at the field.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.conf import settings
@@ -303,3 +304,16 @@ def object_unshare(*, obj: Model, grantee: AbstractBaseUser | Group, permission:
         remove_perm(_codename(obj, revoked), grantee, obj)
     if not isinstance(grantee, Group):
         forget_roles(grantee)
+
+
+@transaction.atomic
+def object_share_exactly(*, obj: Model, grantee: AbstractBaseUser | Group, permissions: Iterable[str]) -> None:
+    """Leave the grantee exactly these grants on one object (change brings view; none takes back both)."""
+    chosen = {_check_share_permission(permission) for permission in permissions}
+    if "change" in chosen:
+        object_share(obj=obj, grantee=grantee, permission="change")
+    elif "view" in chosen:
+        object_share(obj=obj, grantee=grantee, permission="view")
+        object_unshare(obj=obj, grantee=grantee, permission="change")
+    else:
+        object_unshare(obj=obj, grantee=grantee, permission="view")

@@ -226,3 +226,48 @@ def test_operator_grants_view_on_a_notebook_in_the_admin(people, page, api, oper
     manage = f"/admin/notebooks/notebook/{notebook.pk}/permissions/user-manage/{people['outsider'].pk}/"
     assert client.post(manage, {"permissions": ["view_notebook"]}).status_code == 302
     assert api(people["outsider"]).get(f"/api/v1/notebooks/{notebook.pk}/").status_code == 200
+
+
+# --- the registry and the share-exactly service ---------------------------------------------
+
+
+def test_each_app_registers_what_it_shares():
+    from jobs.models import Experiment
+    from teams import sharing
+
+    assert sharing.kinds() == ["experiment", "job", "notebook"]
+    assert [sharing.shareable(kind).model for kind in sharing.kinds()] == [Experiment, Job, Notebook]
+    assert sharing.shareable("job").lookup == "public_id"
+
+
+def test_the_teams_app_names_no_shareable_model_of_another_app():
+    import ast
+    from pathlib import Path
+
+    import teams
+
+    root = Path(teams.__file__).parent
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not node.value.startswith(("jobs.", "notebooks.")), f"{path.name} names {node.value}"
+            if isinstance(node, ast.ImportFrom):
+                assert (node.module or "").split(".")[0] not in {"jobs", "notebooks"}, path.name
+
+
+@pytest.mark.parametrize(
+    ("chosen", "expected"),
+    [
+        (["change"], {"view_job", "change_job"}),
+        (["view"], {"view_job"}),
+        ([], set()),
+        (["view", "change"], {"view_job", "change_job"}),
+    ],
+)
+def test_share_exactly_leaves_just_the_chosen_grants(people, job, chosen, expected):
+    from teams import services
+
+    outsider = people["outsider"]
+    services.object_share(obj=job, grantee=outsider, permission="change")
+    services.object_share_exactly(obj=job, grantee=outsider, permissions=chosen)
+    assert set(get_user_perms(outsider, job)) == expected
