@@ -8,12 +8,15 @@ import yaml
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from clusters import services
 from clusters.backends.kubernetes.client import kubeconfig_server
-from clusters.models import Cluster
+from clusters.models import Cluster, Quota
+from teams.admin import team_inline
+from teams.templatetags.units import cores, gib
 
 MAX_KUBECONFIG_BYTES = 1024 * 1024
 
@@ -194,3 +197,56 @@ class ClusterAdmin(admin.ModelAdmin):
         for cluster in queryset.filter(kind=Cluster.Kind.KUBERNETES, enabled=True):
             services.cluster_provision_later(cluster_id=cluster.pk, name=cluster.name)
             self.message_user(request, f"{cluster.name}: provisioning of every team queued.", messages.INFO)
+
+
+# --- team quotas per cluster ---------------------------------------------------------------
+
+
+class QuotaFormSet(BaseInlineFormSet):
+    """A team page's quotas, saved and deleted through the services, so provisioning hears of each change."""
+
+    def save(self, commit: bool = True) -> list[Quota]:
+        quotas = super().save(commit=False)
+        for quota in self.deleted_objects:
+            services.quota_delete(quota=quota)
+        for quota in quotas:
+            services.quota_save(quota=quota)
+        self.save_m2m()
+        return quotas
+
+
+@team_inline
+class QuotaInline(admin.TabularInline):
+    model = Quota
+    formset = QuotaFormSet
+    extra = 0
+    raw_id_fields = ["cluster"]
+    fields = ["cluster", "cpu_milli", "memory_bytes", "gpu"]
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin):
+    list_display = ["team", "cluster", "cpu_cores", "memory_gib", "gpu"]
+    list_filter = ["cluster"]
+    list_select_related = ["team", "cluster"]
+    search_fields = ["team__slug", "team__name", "cluster__name"]
+    autocomplete_fields = ["team"]
+    raw_id_fields = ["cluster"]
+
+    @admin.display(description=_("CPU (cores)"), ordering="cpu_milli")
+    def cpu_cores(self, quota: Quota) -> str:
+        return cores(quota.cpu_milli)
+
+    @admin.display(description=_("memory (GiB)"), ordering="memory_bytes")
+    def memory_gib(self, quota: Quota) -> str:
+        return gib(quota.memory_bytes)
+
+    def save_model(self, request: HttpRequest, obj: Quota, form, change: bool) -> None:
+        services.quota_save(quota=obj)
+
+    def delete_model(self, request: HttpRequest, obj: Quota) -> None:
+        services.quota_delete(quota=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Quota]) -> None:
+        for quota in queryset:
+            services.quota_delete(quota=quota)

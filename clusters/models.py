@@ -1,4 +1,4 @@
-"""Clusters: where jobs run. One row per local host or Kubernetes cluster."""
+"""Clusters: where jobs run. One row per local host or Kubernetes cluster, and each team's quota on it."""
 
 from __future__ import annotations
 
@@ -119,3 +119,26 @@ class Cluster(models.Model):
         from clusters.backends import get_backend
 
         return get_backend(self)
+
+
+class Quota(models.Model):
+    """What one team may use at once on one cluster. Zero means none of it; no row means no limit.
+
+    It lives above teams (a team knows no cluster): the table keeps its first name, teams_quota.
+    """
+
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="quotas")
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="quotas")
+    cpu_milli = models.PositiveBigIntegerField(_("CPU (millicores)"), default=0)
+    memory_bytes = models.PositiveBigIntegerField(_("memory (bytes)"), default=0)
+    gpu = models.PositiveIntegerField(_("GPUs"), default=0)
+
+    class Meta:
+        db_table = "teams_quota"
+        ordering = ["team", "cluster"]
+        verbose_name = _("quota")
+        verbose_name_plural = _("quotas")
+        constraints = [models.UniqueConstraint(fields=["team", "cluster"], name="one_quota_per_team_cluster")]
+
+    def __str__(self) -> str:
+        return f"{self.team} on {self.cluster}"

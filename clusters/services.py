@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from clusters.backends.base import BackendError, TeamDescription, TeamQuota
-from clusters.models import Cluster
+from clusters.models import Cluster, Quota
 
 if TYPE_CHECKING:
     from teams.models import Team
@@ -62,6 +62,30 @@ def cluster_save(*, cluster: Cluster) -> bool:
     return True
 
 
+# --- quotas ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def quota_save(*, quota: Quota) -> Quota:
+    """Save a team's quota on one cluster and let provisioning apply it."""
+    from teams.services import team_notify_changed
+
+    quota.full_clean()
+    quota.save()
+    team_notify_changed(team_id=quota.team_id)
+    return quota
+
+
+@transaction.atomic
+def quota_delete(*, quota: Quota) -> None:
+    """Remove a team's quota on one cluster (no row means no limit)."""
+    from teams.services import team_notify_changed
+
+    team_id = quota.team_id
+    quota.delete()
+    team_notify_changed(team_id=team_id)
+
+
 # --- provisioning teams -------------------------------------------------------------
 
 
@@ -78,8 +102,6 @@ def provisioned_clusters() -> list[Cluster]:
 
 
 def team_description(*, cluster: Cluster, team: Team) -> TeamDescription:
-    from teams.models import Quota
-
     quota = Quota.objects.filter(team=team, cluster=cluster).first()
     limits = TeamQuota(quota.cpu_milli, quota.memory_bytes, quota.gpu) if quota else None
     return TeamDescription(slug=team.slug, quota=limits)

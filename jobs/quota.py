@@ -1,6 +1,6 @@
 """Team quotas, in one place: what a team may use on a cluster, what it uses now, and whether a job fits.
 
-A quota is per team and cluster (``teams.models.Quota``); no row means no limit. Usage is the sum of the
+A quota is per team and cluster (``clusters.models.Quota``); no row means no limit. Usage is the sum of the
 resources of the team's jobs on that cluster in ``HOLDS_RESOURCES`` (unknown, pending, running): an
 unknown job was handed to the backend, which may have placed it already, so it counts.
 """
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from django.db.models import Sum
 from django.utils.translation import gettext as _
 
+from clusters.models import Quota
 from jobs.models import Job
 from jobs.quantity import format_cpu, format_memory
 from jobs.state import HOLDS_RESOURCES
-from teams.models import Quota
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Operators' admin for users, teams, memberships, quotas, profiles and API tokens.
+"""Operators' admin for users, teams, memberships, profiles and API tokens (quotas: clusters/admin.py).
 
 Every change goes through teams.services, so the admin keeps the same rules as
 the pages and the API: reserved slugs are refused, a team's last admin is
@@ -23,9 +23,8 @@ from django.utils.translation import gettext_lazy as _
 
 from teams import services
 from teams.forms import AdminSignInForm
-from teams.models import ApiToken, Membership, Profile, Quota, Team
+from teams.models import ApiToken, Membership, Profile, Team
 from teams.permissions import can_create_team
-from teams.templatetags.units import cores, gib
 
 User = get_user_model()
 
@@ -138,13 +137,6 @@ class MembershipOfTeamInline(admin.TabularInline):
         return super().get_queryset(request).select_related("user")
 
 
-class QuotaInline(admin.TabularInline):
-    model = Quota
-    extra = 0
-    raw_id_fields = ["cluster"]
-    fields = ["cluster", "cpu_milli", "memory_bytes", "gpu"]
-
-
 if admin.site.is_registered(User):
     admin.site.unregister(User)
 
@@ -188,6 +180,17 @@ class TeamAdminForm(forms.ModelForm):
         return slug
 
 
+# Inlines the apps above teams add to a team's admin page (they register them from their own admin.py).
+TEAM_INLINES: list[type[admin.options.InlineModelAdmin]] = []
+
+
+def team_inline(inline: type[admin.options.InlineModelAdmin]) -> type[admin.options.InlineModelAdmin]:
+    """Show an inline on every team's admin page (a class decorator); its formset saves through its services."""
+    if inline not in TEAM_INLINES:
+        TEAM_INLINES.append(inline)
+    return inline
+
+
 @admin.register(Team)
 class TeamAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
     form = TeamAdminForm
@@ -195,7 +198,11 @@ class TeamAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
     search_fields = ["slug", "name", "description"]
     list_filter = ["created_at"]
     readonly_fields = ["created_at"]
-    inlines = [MembershipOfTeamInline, QuotaInline]
+    inlines = [MembershipOfTeamInline]
+
+    def get_inlines(self, request: HttpRequest, obj: Team | None) -> list:
+        # Apps above teams add their own sections (the clusters app: the team's quotas), see team_inline.
+        return [*self.inlines, *TEAM_INLINES]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Team | None = None) -> list[str]:
         # The slug names the team's namespace on every cluster: fixed once created.
@@ -234,15 +241,7 @@ class TeamAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
         if formset.model is Membership:
             _save_memberships(formset)
             return
-        if formset.model is not Quota:
-            super().save_formset(request, form, formset, change)
-            return
-        quotas = formset.save(commit=False)
-        for quota in formset.deleted_objects:
-            services.quota_delete(quota=quota)
-        for quota in quotas:
-            services.quota_save(quota=quota)
-        formset.save_m2m()
+        super().save_formset(request, form, formset, change)  # an added inline's formset saves through its services
 
 
 @admin.register(Membership)
@@ -273,34 +272,6 @@ class MembershipAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
         # All or nothing: removing two admins of a team at once is refused at the second.
         for membership in queryset.select_related("team", "user"):
             services.membership_remove(team=membership.team, username=membership.user.username)
-
-
-@admin.register(Quota)
-class QuotaAdmin(admin.ModelAdmin):
-    list_display = ["team", "cluster", "cpu_cores", "memory_gib", "gpu"]
-    list_filter = ["cluster"]
-    list_select_related = ["team", "cluster"]
-    search_fields = ["team__slug", "team__name", "cluster__name"]
-    autocomplete_fields = ["team"]
-    raw_id_fields = ["cluster"]
-
-    @admin.display(description=_("CPU (cores)"), ordering="cpu_milli")
-    def cpu_cores(self, quota: Quota) -> str:
-        return cores(quota.cpu_milli)
-
-    @admin.display(description=_("memory (GiB)"), ordering="memory_bytes")
-    def memory_gib(self, quota: Quota) -> str:
-        return gib(quota.memory_bytes)
-
-    def save_model(self, request: HttpRequest, obj: Quota, form, change: bool) -> None:
-        services.quota_save(quota=obj)
-
-    def delete_model(self, request: HttpRequest, obj: Quota) -> None:
-        services.quota_delete(quota=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Quota]) -> None:
-        for quota in queryset:
-            services.quota_delete(quota=quota)
 
 
 @admin.register(Profile)

@@ -17,20 +17,20 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from teams import selectors, services, signin
-from teams.models import Membership, Quota, Team
+from teams.models import Membership, Team
 from teams.permissions import get_team_or_404, team_role
 from teams.services import TOKEN_MAX_DAYS
 
 # --- serializers ---------------------------------------------------------------------
 
 
-class QuotaSerializer(serializers.ModelSerializer):
-    cluster = serializers.CharField(source="cluster.name", read_only=True)
+class QuotaSerializer(serializers.Serializer):
+    """A team's quota on one cluster (a clusters.Quota row, read through the team's ``quotas``)."""
 
-    class Meta:
-        model = Quota
-        fields = ["cluster", "cpu_milli", "memory_bytes", "gpu"]
-        read_only_fields = fields
+    cluster = serializers.CharField(source="cluster.name", read_only=True)
+    cpu_milli = serializers.IntegerField(read_only=True, min_value=0, label=_("CPU (millicores)"))
+    memory_bytes = serializers.IntegerField(read_only=True, min_value=0, label=_("memory (bytes)"))
+    gpu = serializers.IntegerField(read_only=True, min_value=0, label=_("GPUs"))
 
 
 class MemberSerializer(serializers.ModelSerializer):

@@ -1,4 +1,4 @@
-"""Teams ("spaces"), memberships with roles, quotas per cluster, and each user's current team."""
+"""Teams ("spaces"), memberships with roles, and each user's current team (quotas per cluster: clusters.models.Quota)."""
 
 from __future__ import annotations
 
@@ -64,25 +64,6 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.team} ({self.role})"
-
-
-class Quota(models.Model):
-    """What one team may use at once on one cluster. Zero means none of it; no row means no limit."""
-
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="quotas")
-    cluster = models.ForeignKey("clusters.Cluster", on_delete=models.CASCADE, related_name="quotas")
-    cpu_milli = models.PositiveBigIntegerField(_("CPU (millicores)"), default=0)
-    memory_bytes = models.PositiveBigIntegerField(_("memory (bytes)"), default=0)
-    gpu = models.PositiveIntegerField(_("GPUs"), default=0)
-
-    class Meta:
-        ordering = ["team", "cluster"]
-        verbose_name = _("quota")
-        verbose_name_plural = _("quotas")
-        constraints = [models.UniqueConstraint(fields=["team", "cluster"], name="one_quota_per_team_cluster")]
-
-    def __str__(self) -> str:
-        return f"{self.team} on {self.cluster}"
 
 
 class Profile(models.Model):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Prefetch, QuerySet
 
-from teams.models import Membership, Profile, Quota, Team
+from teams.models import Membership, Profile, Team
 from teams.permissions import visible_teams
 
 
@@ -36,8 +36,16 @@ def members_of(team: Team) -> QuerySet[Membership]:
     return Membership.objects.filter(team=team).select_related("user").order_by("user__username")
 
 
-def quotas_of(team: Team) -> QuerySet[Quota]:
-    return Quota.objects.filter(team=team).select_related("cluster").order_by("cluster__name")
+def _quota_rows() -> QuerySet:
+    # Quotas are the clusters app's (clusters.Quota): reached through the team's reverse relation, so the
+    # teams app names no model above it.
+    quota = Team._meta.get_field("quotas").related_model
+    return quota.objects.select_related("cluster").order_by("cluster__name")
+
+
+def quotas_of(team: Team) -> QuerySet:
+    """The team's quota on each cluster, by cluster name."""
+    return _quota_rows().filter(team=team)
 
 
 def memberships_of(user) -> QuerySet[Membership]:
@@ -51,7 +59,7 @@ def team_with_details(user, team_id: int) -> Team:
         teams_for_list(user)
         .prefetch_related(
             Prefetch("memberships", queryset=Membership.objects.select_related("user").order_by("user__username")),
-            Prefetch("quotas", queryset=Quota.objects.select_related("cluster").order_by("cluster__name")),
+            Prefetch("quotas", queryset=_quota_rows()),
         )
         .get(pk=team_id)
     )

@@ -1,4 +1,4 @@
-"""Changes to teams, memberships, quotas, profiles, users and tokens.
+"""Changes to teams, memberships, profiles, users and tokens (quotas: clusters.services).
 
 Every function validates before it writes and raises Django's ValidationError
 keyed by field name, so a refused change leaves every row as it was and each
@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from guardian.shortcuts import assign_perm, remove_perm
 
 from teams import tokens
-from teams.models import ApiToken, Membership, Profile, Quota, Team
+from teams.models import ApiToken, Membership, Profile, Team
 from teams.permissions import can_create_team, forget_roles
 from teams.signals import team_changed
 
@@ -183,23 +183,6 @@ def user_delete(*, user: AbstractBaseUser) -> None:
                 }
             )
     user.delete()
-
-
-@transaction.atomic
-def quota_save(*, quota: Quota) -> Quota:
-    """Save a team's quota on one cluster and let provisioning apply it."""
-    quota.full_clean()
-    quota.save()
-    team_notify_changed(team_id=quota.team_id)
-    return quota
-
-
-@transaction.atomic
-def quota_delete(*, quota: Quota) -> None:
-    """Remove a team's quota on one cluster (no row means no limit)."""
-    team_id = quota.team_id
-    quota.delete()
-    team_notify_changed(team_id=team_id)
 
 
 @transaction.atomic

@@ -145,7 +145,7 @@ def test_adding_a_cluster_provisions_every_team_after_the_save(
 
 def test_a_new_prefix_puts_namespace_and_quota_under_it(admin_client, fake_kube, team,
                                                         django_capture_on_commit_callbacks):  # fmt: skip
-    from teams.models import Quota
+    from clusters.models import Quota
 
     cluster = make_cluster(fake_kube, namespace_prefix="old-")
     Quota.objects.create(team=team, cluster=cluster, cpu_milli=16000, memory_bytes=64 * 2**30, gpu=2)

@@ -9,9 +9,9 @@ from django.core.exceptions import ValidationError
 
 from clusters import services, tasks
 from clusters.k8s_schema import validate_manifest
-from clusters.models import Cluster
+from clusters.models import Cluster, Quota
 from clusters.tests.fakekube import FakeKube, make_cluster, running_fake
-from teams.models import Quota, Team
+from teams.models import Team
 from teams.signals import team_changed
 
 pytestmark = pytest.mark.django_db
@@ -163,3 +163,34 @@ def test_the_clusters_app_listens_to_team_changes():
     refs = [entry[1] for entry in team_changed.receivers]
     receivers = [ref() if isinstance(ref, weakref.ReferenceType) else ref for ref in refs]
     assert services.team_changed_received in receivers
+
+
+def test_a_quota_added_on_the_teams_admin_page_reaches_provisioning(
+    admin_client, team, fake_backend, django_capture_on_commit_callbacks
+):
+    from teams.signals import team_changed
+
+    heard: list[int] = []
+    team_changed.connect(lambda sender, team_id, **kwargs: heard.append(team_id), weak=False, dispatch_uid="heard")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = admin_client.post(
+                f"/admin/teams/team/{team.pk}/change/",
+                {
+                    "name": team.name,
+                    "notebook_max_lease_hours": "72",
+                    "memberships-TOTAL_FORMS": "0",
+                    "memberships-INITIAL_FORMS": "0",
+                    "quotas-TOTAL_FORMS": "1",
+                    "quotas-INITIAL_FORMS": "0",
+                    "quotas-0-cluster": fake_backend.cluster.pk,
+                    "quotas-0-cpu_milli": "3000",
+                    "quotas-0-memory_bytes": str(2**30),
+                    "quotas-0-gpu": "0",
+                },
+            )
+    finally:
+        team_changed.disconnect(dispatch_uid="heard")
+    assert response.status_code == 302
+    assert Quota.objects.get(team=team).cpu_milli == 3000
+    assert heard == [team.pk]

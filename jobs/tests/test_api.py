@@ -7,11 +7,10 @@ import yaml
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from clusters.models import Cluster
+from clusters.models import Cluster, Quota
 from jobs.models import Experiment, Job, JobEvent, Task, Volume
 from jobs.state import JobState
 from jobs.tests.spec_cases import BAD_SPECS
-from teams.models import Quota
 
 pytestmark = pytest.mark.django_db
 

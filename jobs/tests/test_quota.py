@@ -3,10 +3,10 @@
 import pytest
 
 from clusters.backends.base import ObservedState
+from clusters.models import Quota
 from jobs import quota, selectors, tasks
 from jobs.models import Job
 from jobs.state import HOLDS_RESOURCES, JobState
-from teams.models import Quota
 
 pytestmark = pytest.mark.django_db
 

@@ -7,10 +7,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.forms import MultiWidget
 
-from clusters.models import Cluster
+from clusters.models import Cluster, Quota
 from jobs.models import Job, JobEvent
 from teams import services
-from teams.models import ApiToken, Membership, Profile, Quota, Team
+from teams.models import ApiToken, Membership, Profile, Team
 from teams.tokens import user_for_key
 
 User = get_user_model()
@@ -31,8 +31,8 @@ def test_admin_pages_render(operator, people, page, team):
         f"/admin/teams/team/{team.pk}/change/",
         "/admin/teams/team/add/",
         "/admin/teams/membership/",
-        "/admin/teams/quota/",
-        f"/admin/teams/quota/{quota.pk}/change/",
+        "/admin/clusters/quota/",
+        f"/admin/clusters/quota/{quota.pk}/change/",
         "/admin/teams/profile/",
         "/admin/auth/user/",
         f"/admin/auth/user/{people['mate'].pk}/change/",
@@ -47,7 +47,7 @@ def test_admin_pages_render(operator, people, page, team):
     ]
     for url in urls:
         assert client.get(url).status_code == 200, url
-    assert ">2<" in client.get("/admin/teams/quota/").content.decode()
+    assert ">2<" in client.get("/admin/clusters/quota/").content.decode()
 
 
 def test_quota_saved_in_admin_reaches_provisioning(
@@ -57,7 +57,7 @@ def test_quota_saved_in_admin_reaches_provisioning(
     cluster = Cluster.objects.create(name="k8s", kind=Cluster.Kind.KUBERNETES)
     with django_capture_on_commit_callbacks(execute=True):
         response = page(operator).post(
-            "/admin/teams/quota/add/",
+            "/admin/clusters/quota/add/",
             {"team": team.pk, "cluster": cluster.pk, "cpu_milli": "4000", "memory_bytes": str(2**33), "gpu": "2"},
         )
     assert response.status_code == 302

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from clusters.models import Cluster
-from teams.models import Membership, Quota, Team
+from clusters.models import Cluster, Quota
+from teams.models import Membership, Team
 from teams.templatetags.units import cores, gib
 
 

@@ -7,9 +7,10 @@ import hashlib
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from clusters.models import Cluster
+from clusters import services as cluster_services
+from clusters.models import Cluster, Quota
 from teams import services
-from teams.models import ApiToken, Membership, Profile, Quota, Team
+from teams.models import ApiToken, Membership, Profile, Team
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_team_create_notifies_provisioning_after_commit(
 def test_quota_save_notifies_provisioning(team, provisioning, django_capture_on_commit_callbacks):
     cluster = Cluster.objects.create(name="k8s", kind=Cluster.Kind.KUBERNETES)
     with django_capture_on_commit_callbacks(execute=True):
-        services.quota_save(quota=Quota(team=team, cluster=cluster, cpu_milli=1000, memory_bytes=2**30, gpu=0))
+        cluster_services.quota_save(quota=Quota(team=team, cluster=cluster, cpu_milli=1000, memory_bytes=2**30, gpu=0))
     assert provisioning == [team.pk]
 
 
