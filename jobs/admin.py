@@ -150,7 +150,7 @@ class JobEventAdmin(admin.ModelAdmin):
     list_filter = ["to_state"]
     search_fields = ["job__public_id", "reason"]
     raw_id_fields = ["job", "actor"]
-    readonly_fields = ["job", "from_state", "to_state", "reason", "message", "actor", "created_at"]
+    readonly_fields = ["job", "from_state", "to_state", "reason", "message", "actor", "created_at", "notified_at"]
     paginator = CappedCountPaginator
     show_full_result_count = False
 
