@@ -610,11 +610,11 @@ def test_exec_on_a_terminal_is_interactive_and_passes_window_sizes_on(ws_portal,
     os.close(slave)
     seen = b""
 
-    def read_until(text: bytes, timeout: float = 20) -> None:
+    def read_until(*texts: bytes, timeout: float = 20) -> None:
         nonlocal seen
         deadline = time.monotonic() + timeout
-        while text not in seen:
-            assert time.monotonic() < deadline, f"never saw {text!r} in {seen[-500:]!r}"
+        while not any(text in seen for text in texts):
+            assert time.monotonic() < deadline, f"never saw {texts!r} in {seen[-500:]!r}"
             ready, _, _ = select.select([master], [], [], 0.1)
             if ready:
                 try:
@@ -623,13 +623,20 @@ def test_exec_on_a_terminal_is_interactive_and_passes_window_sizes_on(ws_portal,
                     break
 
     try:
-        read_until(b"# " if os.geteuid() == 0 else b"$ ")  # the task's shell prompt: it reads what we type now
+        # The task's shell prompt (its user's: root's "# " unsandboxed, the sandbox user's "$ "): it reads now.
+        read_until(b"# ", b"$ ")
         os.write(master, b"echo tty-$COLOR\r")
         read_until(b"tty-blue")
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
         process.send_signal(signal.SIGWINCH)  # what the kernel sends a terminal's foreground process
-        time.sleep(0.5)
-        os.write(master, b"stty size\r")
+        # The resize travels CLI -> socket -> task's PTY: ask until the task's terminal has it.
+        for _ in range(40):
+            os.write(master, b"stty size\r")
+            try:
+                read_until(b"33 101", timeout=0.5)
+                break
+            except AssertionError:
+                continue
         read_until(b"33 101")
         os.write(master, b"exit 5\r")
         assert process.wait(timeout=20) == 5
