@@ -8,8 +8,9 @@ from typing import Any
 from django.conf import settings
 
 
-def backoff(retry_count: int) -> timedelta:
-    seconds = min(settings.EASYAI_RETRY_BASE * (2 ** max(retry_count - 1, 0)), settings.EASYAI_RETRY_MAX)
+def backoff(attempts: int) -> timedelta:
+    """How long to wait before the next try, after this many failed attempts (doubling, capped)."""
+    seconds = min(settings.EASYAI_RETRY_BASE * (2 ** max(attempts - 1, 0)), settings.EASYAI_RETRY_MAX)
     return timedelta(seconds=seconds)
 
 
