@@ -159,7 +159,7 @@ def summary(samples: list[float], elapsed: float) -> dict[str, float]:
 
 def credential_cookie(notebook) -> str:
     """What a browser holds after the portal's ticket redirect: the endpoint's credential cookie."""
-    from notebooks import endpoint_origin
+    from endpoints import origin as endpoint_origin
     from notebooks.models import NOTEBOOK_TASK
 
     job_id = notebook.job.public_id
@@ -172,8 +172,8 @@ def credential_cookie(notebook) -> str:
 
 def paths_of(port: int, notebook, token: str) -> list[tuple[str, str, dict]]:
     """(label, URL, headers) of each way to Jupyter's status: made before the event loop runs (they read rows)."""
+    from endpoints.proxy import upstream_token
     from notebooks.models import NOTEBOOK_TASK, endpoint_path
-    from notebooks.proxy import upstream_token
 
     job_id = notebook.job.public_id
     path = endpoint_path(job_id, NOTEBOOK_TASK, "jupyter") + "api/status"

@@ -29,7 +29,7 @@ from django.urls import re_path  # noqa: E402
 
 from easyai_site.limits import limit_request_body  # noqa: E402
 from easyai_site.ws_auth import TokenAuthMiddleware, TokenOrSessionAuthMiddlewareStack, token_from_scope  # noqa: E402
-from notebooks import endpoint_origin  # noqa: E402
+from endpoints import origin as endpoint_origin  # noqa: E402
 
 if endpoint_origin.cookie_domain_problem():  # set in EASYAI_SETTINGS_FILE, perhaps: refused at start
     raise ImproperlyConfigured(endpoint_origin.cookie_domain_problem())
@@ -94,7 +94,7 @@ async def not_on_endpoint_origin(scope, receive, send):
 
 def header_token_only(inner):
     """An API token counts on the endpoint origin in the Authorization header only: a ?token= in a link would
-    sign a browser in as the link's author (it is still kept from the upstream, see notebooks/proxy.py)."""
+    sign a browser in as the link's author (it is still kept from the upstream, see endpoints/proxy.py)."""
 
     async def app(scope, receive, send):
         query = scope.get("query_string", b"")

@@ -59,7 +59,7 @@ def limit_for(path: str) -> int:
 
 def _limit_for_host(host: str, path: str) -> int:
     try:
-        from notebooks import endpoint_origin
+        from endpoints import origin as endpoint_origin
 
         if endpoint_origin.serves(host):
             return _upload_limit()  # a task's own server decides what it accepts

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 
-from notebooks import endpoint_origin
+from endpoints import origin as endpoint_origin
 
 HEADER = "Content-Security-Policy"
 

@@ -269,6 +269,7 @@ INSTALLED_APPS = [
     "teams",
     "clusters",
     "jobs",
+    "endpoints",
     "notebooks",
     "serving",
     "files",

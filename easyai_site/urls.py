@@ -34,6 +34,7 @@ urlpatterns = [
     path("", include("teams.urls")),
     path("", include("jobs.urls")),
     path("", include("clusters.urls")),
+    path("", include("endpoints.urls")),
     path("", include("notebooks.urls")),
     path("", include("serving.urls")),
     path("", include("files.urls")),

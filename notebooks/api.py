@@ -11,7 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from notebooks import endpoint_origin, selectors, services
+from endpoints import origin as endpoint_origin
+from notebooks import selectors, services
 from notebooks.models import NOTEBOOK_TASK, TENSORBOARD_TASK, Notebook, TensorBoard
 from teams import permissions
 from teams.permissions import Action

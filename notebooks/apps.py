@@ -5,8 +5,9 @@ class NotebooksConfig(AppConfig):
     name = "notebooks"
 
     def ready(self) -> None:
+        from endpoints import registry
         from jobs import readiness
-        from notebooks import schedule
+        from notebooks import endpoint_access, schedule
         from notebooks.models import Notebook
         from notebooks.workers import endpoint_readiness
         from teams import sharing
@@ -17,3 +18,7 @@ class NotebooksConfig(AppConfig):
         # Leases, idle notebooks and TensorBoards: the site's clock (manage.py scheduler) calls this every tick.
         self.periodic_work = (schedule.enqueue_due,)
         sharing.register("notebook", Notebook)  # shared one by one, like jobs
+        # Who opens a notebook's or TensorBoard's endpoint, and their use, which keeps a TensorBoard alive.
+        registry.register_access("notebook", endpoint_access.notebook_access)
+        registry.register_access("tensorboard", endpoint_access.tensorboard_access)
+        registry.endpoint_used.connect(endpoint_access.note_access, dispatch_uid="notebooks.note_access")

@@ -11,16 +11,11 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from endpoints.paths import ENDPOINT_PREFIX, endpoint_path  # noqa: F401 - named here by notebooks' modules
 from jobs.state import ACTIVE, JobState
 
 NOTEBOOK_TASK = "notebook-0"  # the one task of a notebook job (role "notebook", index 0)
 TENSORBOARD_TASK = "tensorboard-0"
-ENDPOINT_PREFIX = "/endpoints/"
-
-
-def endpoint_path(job_id: str, task: str, name: str) -> str:
-    """Where the portal serves a task's named endpoint: ``/endpoints/{job}/{task}/{name}/``."""
-    return f"{ENDPOINT_PREFIX}{job_id}/{task}/{name}/"
 
 
 class NotebookState(models.TextChoices):

@@ -23,9 +23,13 @@ def tensorboards_visible(user) -> QuerySet[TensorBoard]:
     return permissions.restrict(queryset, user).prefetch_related("sources", _TASKS)
 
 
+def is_personal_owner(user, owner_id: int | None) -> bool:
+    """A notebook is personal: only its owner reaches it (not team-mates, not team admins, not platform admins)."""
+    return bool(user is not None and user.is_authenticated and user.is_active and owner_id == user.pk)
+
+
 def can_open_notebook(user, notebook: Notebook) -> bool:
-    """A notebook is personal: only its owner reaches it (not team admins, not platform admins)."""
-    return bool(user is not None and user.is_authenticated and user.is_active and notebook.owner_id == user.pk)
+    return is_personal_owner(user, notebook.owner_id)
 
 
 def can_manage_notebook(user, notebook: Notebook) -> bool:

@@ -1,7 +1,6 @@
-from django.urls import path, re_path
+from django.urls import path
 
 from notebooks import views
-from notebooks.proxy import ENDPOINT_PATTERN
 
 urlpatterns = [
     path("notebooks/", views.notebook_list, name="notebook-list"),
@@ -13,6 +12,4 @@ urlpatterns = [
     path("tensorboards/", views.tensorboard_list, name="tensorboard-list"),
     path("tensorboards/open/", views.tensorboard_open, name="tensorboard-open-jobs"),
     path("tensorboards/<int:pk>/open/", views.tensorboard_wait, name="tensorboard-open"),
-    # Endpoints are served on their own origin; here they only redirect there (notebooks/endpoint_origin.py).
-    re_path(ENDPOINT_PATTERN, views.endpoint_redirect, name="endpoint-redirect"),
 ]

@@ -11,22 +11,19 @@ import re
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.encoding import escape_uri_path
 from django.utils.translation import gettext as _
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from endpoints import origin as endpoint_origin
 from jobs.page_helpers import errors_of
 from jobs.state import ACTIVE
-from notebooks import endpoint_origin, selectors, services
+from notebooks import selectors, services
 from notebooks.forms import NotebookForm, RenewForm
 from notebooks.models import NOTEBOOK_TASK, TENSORBOARD_TASK, Notebook, NotebookState
-from notebooks.proxy import Refused, authorize
 from teams import permissions
 from teams.permissions import Action
 
@@ -218,47 +215,3 @@ def tensorboard_wait(request: HttpRequest, pk: int) -> HttpResponse:
         messages.warning(request, _("That TensorBoard has ended (%(reason)s): open it again.") % {"reason": job.reason})
         return redirect("tensorboard-list")
     return render(request, "notebooks/starting.html", {"what": "TensorBoard", "job": job}, status=202)
-
-
-# --- endpoints ------------------------------------------------------------------------------------
-
-
-class _PermanentRedirect(HttpResponseRedirect):
-    status_code = 308  # the method and body go along, unlike 301
-
-
-@csrf_exempt  # it changes nothing: every method is only sent on
-def endpoint_redirect(request: HttpRequest, job_id: str, task: str, name: str, rest: str | None = None) -> HttpResponse:
-    """``/endpoints/…`` on the portal: to the endpoint origin, with a ticket for a signed-in browser that may open it.
-
-    The portal's origin never serves an endpoint (its pages could read the portal's cookies). Links keep
-    working: a browser's GET is checked by the permission module here and sent on; when the endpoint origin
-    sent it here with its state, with a ticket for that one endpoint and that state (see
-    ``notebooks/endpoint_origin.py``). Other methods and token clients are sent on as they are (308).
-    """
-    raw_query = request.META.get("QUERY_STRING", "")
-    query = endpoint_origin.without_ticket(raw_query)
-    path = escape_uri_path(request.path)
-    target = endpoint_origin.endpoint_url(job_id, task, name, path + (f"?{query}" if query else ""))
-    if request.method not in ("GET", "HEAD") or "HTTP_AUTHORIZATION" in request.META:
-        return _PermanentRedirect(target)
-    if not request.user.is_authenticated:
-        return redirect_to_login(request.get_full_path())
-    try:
-        authorize(request.user, job_id, task, name)
-    except Refused as refused:
-        if refused.status == 404:
-            raise Http404(refused.message) from None
-        if refused.status == 403:
-            raise PermissionDenied(refused.message) from None
-        if refused.status != 503:  # starting: the endpoint origin says so, and reloads until it answers
-            return HttpResponse(refused.message, status=refused.status, content_type="text/plain; charset=utf-8")
-    state = endpoint_origin.state_in(raw_query)
-    if not state:  # the endpoint origin gives the browser a state first, and sends it back here with it
-        return HttpResponseRedirect(target)
-    response = HttpResponseRedirect(
-        endpoint_origin.with_ticket(target, endpoint_origin.ticket_issue(request.user, job_id, task, name, state))
-    )
-    response["Referrer-Policy"] = "no-referrer"
-    response["Cache-Control"] = "no-store"
-    return response

@@ -18,12 +18,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from endpoints.proxy import upstream_of, upstream_token
 from jobs import readiness
 from jobs import services as job_services
 from jobs.state import ACTIVE, Input, JobState
 from notebooks import services
 from notebooks.models import NOTEBOOK_TASK, Notebook, TensorBoard, endpoint_path
-from notebooks.proxy import upstream_of, upstream_token
 from notebooks.selectors import _TASKS
 
 log = logging.getLogger(__name__)

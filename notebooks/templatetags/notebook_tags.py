@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django import template
 
+from endpoints.origin import endpoint_url
 from jobs.models import Job, Task
-from notebooks.endpoint_origin import endpoint_url
 from notebooks.models import endpoint_path
 from notebooks.services import has_summaries
 

@@ -74,8 +74,8 @@ def fetch(
     if user is not None:
         headers["Authorization"] = f"Token {token_for(user)}"
     if path.startswith("/endpoints/") and not any(name.lower() == "host" for name in headers):
-        # Endpoints are served on their own origin, by host name (notebooks/endpoint_origin.py).
-        from notebooks.endpoint_origin import origin
+        # Endpoints are served on their own origin, by host name (endpoints/origin.py).
+        from endpoints.origin import origin
 
         headers["Host"] = f"{origin().host}:{port}"
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

@@ -20,14 +20,14 @@ from clusters.backends.kubernetes import manifests as m
 from clusters.crypto import endpoint_token
 from clusters.k8s_schema import validate_manifest
 from clusters.tests.fakekube import FakeKube, make_cluster, running_fake
+from endpoints.proxy import Target, upstream_headers
+from endpoints.tests.echo_server import Handler
 from jobs import tasks
 from jobs.models import Task
 from jobs.tests import browser_support
 from notebooks import services
 from notebooks.models import NOTEBOOK_TASK, Notebook
-from notebooks.proxy import Target, upstream_headers
 from notebooks.tests.conftest import fetch
-from notebooks.tests.echo_server import Handler
 
 asgi_server = browser_support.asgi_server
 

@@ -39,7 +39,7 @@ refused = sandbox.refused("bwrap", sandbox.DEFAULT_USER, sandbox.DEFAULT_USER)
 
 def _kernel_socket(port: int, path: str, owner, xsrf: str) -> ClientConnection:
     """The kernel's websocket through the proxy, on the endpoint origin's host (as the browser opens it)."""
-    from notebooks.endpoint_origin import origin
+    from endpoints.origin import origin
 
     netloc = f"{origin().host}:{port}"
     return connect(

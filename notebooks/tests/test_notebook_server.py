@@ -106,7 +106,7 @@ def _stream_output(ws: ClientConnection, request: dict, *, binary: bool) -> str:
 
 def _kernel_socket(server, path: str, owner, xsrf: str, **kwargs) -> ClientConnection:
     return connect(
-        f"ws://localhost:{server.port}{path}",  # the endpoint origin (notebooks/endpoint_origin.py)
+        f"ws://localhost:{server.port}{path}",  # the endpoint origin (endpoints/origin.py)
         origin=f"http://localhost:{server.port}",  # as a browser on JupyterLab's page sends it; Jupyter compares it with Host
         additional_headers={"Authorization": f"Token {token_for(owner)}", "Cookie": f"_xsrf={xsrf}"},
         open_timeout=30,

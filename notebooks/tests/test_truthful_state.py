@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from clusters.backends.base import ObservedState
+from endpoints.proxy import Refused, authorize
 from jobs import readiness, tasks
 from jobs import services as job_services
 from jobs import workers as job_workers
@@ -25,7 +26,6 @@ from jobs.models import Task
 from jobs.tests import browser_support
 from notebooks import services
 from notebooks.models import NOTEBOOK_TASK, Notebook
-from notebooks.proxy import Refused, authorize
 from notebooks.tests.conftest import fetch, wait_until
 
 asgi_server = browser_support.asgi_server

@@ -14,11 +14,11 @@ import pytest
 from clusters.backends.base import TaskDescription
 from clusters.backends.kubernetes import manifests, observe
 from clusters.backends.local import contract
+from endpoints.proxy import Target, rewrite_location, rewrite_set_cookie
 from jobs import services as job_services
 from jobs import workers as job_workers
 from jobs.models import Job
 from jobs.tests import browser_support
-from notebooks.proxy import Target, rewrite_location, rewrite_set_cookie
 from notebooks.tests.conftest import fetch, token_for, wait_answering, wait_until
 
 asgi_server = browser_support.asgi_server

@@ -20,11 +20,11 @@ from django.test import Client
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from endpoints import origin as endpoint_origin
+from endpoints.tests.test_proxy import web_job  # noqa: F401 - the fixture
 from jobs.models import Job
 from jobs.tests import browser_support
-from notebooks import endpoint_origin
 from notebooks.tests.conftest import token_for, wait_until
-from notebooks.tests.test_endpoints import web_job  # noqa: F401 - the fixture
 from teams.models import Membership
 
 asgi_server = browser_support.asgi_server

@@ -1,18 +1,19 @@
 """The endpoint proxy: every task's named web endpoint, HTTP and websockets, on an origin apart from the portal's.
 
-``/endpoints/{job}/{task}/{name}/…`` on the endpoint origin (``notebooks/endpoint_origin.py``: where it is,
+``/endpoints/{job}/{task}/{name}/…`` on the endpoint origin (``endpoints/origin.py``: where it is,
 its tickets and credential cookies) is relayed to the address the backend
 reported for that endpoint (``Task.endpoints``: a free host port on 127.0.0.1
 locally, the pod's IP on Kubernetes), or, on a Kubernetes cluster with an
 ingress host, to that ingress (with its host as the Host header), which routes
 the same path to the task's Service. It is a plain ASGI application that
-``easyai_site/asgi.py`` gives every request for the endpoint origin's host (``notebooks/routing.py``), so that
+``easyai_site/asgi.py`` gives every request for the endpoint origin's host (``endpoints/routing.py``), so that
 bodies stream both ways without Django's request cycle buffering them. It never sees the portal's session: a
 browser is authorised by its per-endpoint credential cookie (from a ticket the portal made), a client by its
 API token in ``Authorization: Token <key>``; a state-changing request or a websocket that rides on the cookie
 must come from the endpoint's own origin.
 
-Who gets through (``teams.permissions`` decides): a notebook only to its owner
+Who gets through (``teams.permissions`` decides, and the rule an app registered for its jobs'
+framework in ``endpoints/registry.py``): a notebook only to its owner
 (a notebook is personal: not team-mates, not team admins, not platform admins);
 a TensorBoard to whoever may see its job and every job it shows; any other
 job's endpoint to whoever may see the job. Anonymous browsers are sent to sign
@@ -43,7 +44,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from clusters.crypto import endpoint_token
-from notebooks import endpoint_origin
+from endpoints import origin as endpoint_origin
+from endpoints import registry
+from endpoints.paths import endpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +122,6 @@ def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
     """The endpoint's address if this user may open it; Refused (with the HTTP status) otherwise."""
     from jobs.models import Job, Task
     from jobs.state import ACTIVE, JobState
-    from notebooks.models import Notebook, TensorBoard, endpoint_path
     from teams import permissions
 
     if user is None or not user.is_authenticated:
@@ -132,17 +134,8 @@ def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
     )
     if job is None:
         raise Refused(404, f"No job {job_id} that you may see.")
-    strip = False
-    if job.framework == "notebook":
-        if job.owner_id != user.pk:
-            raise Refused(403, "A notebook is personal: only its owner may open it.")
-        strip = name == "vscode" and Notebook.objects.filter(job=job, kind=Notebook.Kind.VSCODE).exists()
-    elif job.framework == "tensorboard":
-        board = TensorBoard.objects.filter(job=job).first()
-        if board is not None:
-            shown = list(board.sources.values_list("pk", flat=True))
-            if permissions.restrict(Job.objects.filter(pk__in=shown), user).count() != len(shown):
-                raise Refused(404, f"No job {job_id} that you may see.")
+    rule = registry.access_rule(job.framework)
+    strip = bool(rule(user, job, name)) if rule is not None else False
     role, _, index = task_name.rpartition("-")
     task = Task.objects.filter(job=job, role=role, index=int(index)).first()
     if task is None:
@@ -245,12 +238,8 @@ async def _note_access(job_id: str) -> None:
     if now - _last_access.get(job_id, -ACCESS_EVERY_S) < ACCESS_EVERY_S:
         return
     _last_access[job_id] = now
-    from django.core.cache import cache
-
-    from notebooks.services import access_key
-
     try:
-        await cache.aset(access_key(job_id), time.time(), timeout=7 * 86400)
+        await registry.endpoint_used.asend(sender=None, job_id=job_id, when=time.time())
     except Exception:  # a cache hiccup must not fail the request; the next one writes again
         _last_access.pop(job_id, None)
         log.warning("could not record access to %s", job_id, exc_info=True)
