@@ -92,6 +92,8 @@ class JobSerializer(serializers.ModelSerializer):
     cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
     experiment = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     duration = serializers.SerializerMethodField()
+    # The API's name for how often the submit to the cluster failed and was retried.
+    retry_count = serializers.IntegerField(source="submit_attempts", read_only=True)
 
     class Meta:
         model = Job

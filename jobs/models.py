@@ -118,11 +118,6 @@ class Job(models.Model):
         return self.public_id
 
     @property
-    def retry_count(self) -> int:
-        """How often the submit to the cluster failed and was retried (the API's name for submit_attempts)."""
-        return self.submit_attempts
-
-    @property
     def is_final(self) -> bool:
         return self.state in FINAL
 
