@@ -134,6 +134,8 @@ def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
     )
     if job is None:
         raise Refused(404, f"No job {job_id} that you may see.")
+    if not permissions.can(user, job, permissions.Action.OPEN):
+        raise Refused(403, f"Job {job_id} is personal: only its owner may open its endpoints.")
     rule = registry.access_rule(job.framework)
     strip = bool(rule(user, job, name)) if rule is not None else False
     role, _, index = task_name.rpartition("-")

@@ -1,7 +1,8 @@
 """What the apps above endpoints add to it, filled in their ``AppConfig.ready()``.
 
-The proxy serves any job's named ports and knows no product feature: an app whose jobs (by framework) have a
-stricter rule of access registers it here, and an app that tracks activity connects to ``endpoint_used``.
+The proxy serves any job's named ports and knows no product feature. Who may open a job's endpoints is the
+permission module's ``Action.OPEN`` (a personal job: its owner alone); an app whose jobs (by framework) have a
+further rule registers it here, and an app that tracks activity connects to ``endpoint_used``.
 """
 
 from __future__ import annotations

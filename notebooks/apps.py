@@ -10,7 +10,7 @@ class NotebooksConfig(AppConfig):
         from notebooks import endpoint_access, schedule
         from notebooks.models import Notebook
         from notebooks.workers import endpoint_readiness
-        from teams import sharing
+        from teams import permissions, sharing
 
         # A notebook or TensorBoard is opened only once its server answers (see jobs/readiness.py).
         readiness.register("notebook", endpoint_readiness)
@@ -19,6 +19,7 @@ class NotebooksConfig(AppConfig):
         self.periodic_work = (schedule.enqueue_due,)
         sharing.register("notebook", Notebook)  # shared one by one, like jobs
         # Who opens a notebook's or TensorBoard's endpoint, and their use, which keeps a TensorBoard alive.
+        permissions.register_personal(endpoint_access.is_personal)
         registry.register_access("notebook", endpoint_access.notebook_access)
         registry.register_access("tensorboard", endpoint_access.tensorboard_access)
         registry.endpoint_used.connect(endpoint_access.note_access, dispatch_uid="notebooks.note_access")

@@ -1,5 +1,5 @@
-"""What notebooks add to the endpoint proxy (registered in NotebooksConfig.ready()): who may open a notebook's
-or a TensorBoard's endpoint beyond seeing its job, and the activity that keeps an idle TensorBoard alive."""
+"""What notebooks add to the endpoint proxy (registered in NotebooksConfig.ready()): a notebook is personal,
+who may open a TensorBoard beyond seeing its job, and the activity that keeps an idle TensorBoard alive."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from django.core.cache import cache
 from endpoints.proxy import Refused
 from jobs.models import Job
 from notebooks.models import Notebook, TensorBoard
-from notebooks.selectors import is_personal_owner
 from notebooks.services import access_key
 from teams import permissions
 
 
+def is_personal(obj: Any) -> bool:
+    """A notebook, and its job: only its owner opens them (teams.permissions.Action.OPEN)."""
+    return isinstance(obj, Notebook) or (isinstance(obj, Job) and obj.framework == "notebook")
+
+
 def notebook_access(user: Any, job: Job, name: str) -> bool:
-    """Only its owner; code-server is served without the path prefix."""
-    if not is_personal_owner(user, job.owner_id):
-        raise Refused(403, "A notebook is personal: only its owner may open it.")
+    """Code-server is served without the path prefix (only its owner gets here: a notebook is personal)."""
     return name == "vscode" and Notebook.objects.filter(job=job, kind=Notebook.Kind.VSCODE).exists()
 
 

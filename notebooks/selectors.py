@@ -23,13 +23,9 @@ def tensorboards_visible(user) -> QuerySet[TensorBoard]:
     return permissions.restrict(queryset, user).prefetch_related("sources", _TASKS)
 
 
-def is_personal_owner(user, owner_id: int | None) -> bool:
-    """A notebook is personal: only its owner reaches it (not team-mates, not team admins, not platform admins)."""
-    return bool(user is not None and user.is_authenticated and user.is_active and owner_id == user.pk)
-
-
 def can_open_notebook(user, notebook: Notebook) -> bool:
-    return is_personal_owner(user, notebook.owner_id)
+    """A notebook is personal: only its owner reaches it (not team admins, not platform admins)."""
+    return permissions.can(user, notebook, Action.OPEN)
 
 
 def can_manage_notebook(user, notebook: Notebook) -> bool:

@@ -10,6 +10,8 @@ The rules:
   for object grants (``accept_global_perms=False``); only the owner, a team
   admin or a platform admin may grant or revoke (``Action.SHARE``), and a
   change grant always comes with a view grant (teams.services.object_share);
+- what an object serves (its endpoints) is opened by whoever may view it (``Action.OPEN``), except a personal
+  object (a notebook, as its app registers), which its owner alone opens;
 - everyone else does not see the object at all: faces answer 404, not 403, so
   existence does not leak.
 
@@ -19,6 +21,7 @@ jobs, notebooks, ...).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 
 from django.conf import settings
@@ -36,6 +39,21 @@ class Action(StrEnum):
     VIEW = "view"  # read the resource, its logs and outputs
     CHANGE = "change"  # stop, delete, rerun, open a shell: the owner, a team admin or a change grant
     SHARE = "share"  # grant or revoke others' view and change: the owner or a team admin, never a grant
+    # reach what it serves (its endpoints): whoever may view it; a personal one (a notebook) its owner alone,
+    # not team-mates, not team admins, not platform admins, not a grant
+    OPEN = "open"
+
+
+_personal: list[Callable[[Model], bool]] = []
+
+
+def register_personal(check: Callable[[Model], bool]) -> None:
+    """An app says which of its objects are personal (in its AppConfig.ready()): only their owner opens them."""
+    _personal.append(check)
+
+
+def is_personal(obj: Model) -> bool:
+    return any(check(obj) for check in _personal)
 
 
 def _is_user(user) -> bool:
@@ -149,6 +167,8 @@ def _granted_ids(user, queryset: QuerySet, action: Action) -> list:
 
 def restrict(queryset: QuerySet, user, action: Action = Action.VIEW) -> QuerySet:
     """The objects of the queryset this user may act on."""
+    if action == Action.OPEN:
+        raise ValueError("Action.OPEN is asked of one object at a time: can(user, obj, Action.OPEN)")
     if is_platform_admin(user):
         return queryset
     if not _is_user(user):
@@ -170,6 +190,10 @@ def restrict(queryset: QuerySet, user, action: Action = Action.VIEW) -> QuerySet
 
 def can(user, obj: Model, action: Action = Action.VIEW) -> bool:
     """May the user act on this one object?"""
+    if action == Action.OPEN:
+        if is_personal(obj):
+            return _is_user(user) and obj.owner_id == user.pk
+        action = Action.VIEW
     if is_platform_admin(user):
         return True
     if not _is_user(user):
