@@ -15,6 +15,7 @@ from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.response import Response
 
 from jobs.spec import document_problem
+from teams.exceptions import ActionRefused
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,10 @@ def unavailable_response(request: HttpRequest | None = None) -> HttpResponse:
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus Django's ValidationError answered as 400 with field names, and an unreachable
-    database as 503 with Retry-After."""
+    """DRF's handler, plus Django's ValidationError answered as 400 with field names, a refused action
+    (``ActionRefused``) as 409 with its message, and an unreachable database as 503 with Retry-After."""
+    if isinstance(exc, ActionRefused):
+        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, DatabaseError) and database_unavailable(exc):
         log.warning("database unavailable: %s", exc)
         _forget_broken_connections()

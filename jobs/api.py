@@ -267,10 +267,7 @@ class JobViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def stop(self, request, id=None):
         job = self._get_job(Action.CHANGE)
-        try:
-            services.job_stop(job=job, actor=request.user)
-        except services.JobActionRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        services.job_stop(job=job, actor=request.user)  # refused: 409 from the API's exception handler
         job = selectors.jobs_visible(request.user, detail=True).get(pk=job.pk)
         return Response(JobDetailSerializer(job, context={"request": request}).data)
 

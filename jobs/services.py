@@ -24,6 +24,7 @@ from jobs.models import Experiment, Job, JobEvent, Task, Volume
 from jobs.state import ACTIVE, ENDED_OBSERVATIONS, FINAL, Input, JobState
 from jobs.state import path as transition_path
 from teams import permissions
+from teams.exceptions import ActionRefused
 from teams.models import Team
 from teams.selectors import current_team_for
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 STOP_LEASE_SECONDS = 30
 
 
-class JobActionRefused(Exception):  # noqa: N818 - reads as what happened
+class JobActionRefused(ActionRefused):
     """An action the job's state does not allow (stopping a finished job). Faces answer 409."""
 
 
