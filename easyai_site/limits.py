@@ -37,7 +37,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-DEFAULT_MAX_BODY_BYTES = 5 * 2**20
 MULTIPART_ALLOWANCE = 2**20  # a multipart form's boundaries and part headers around the file itself
 _UPLOAD_ROUTES = re.compile(r"^/(api/v1/files/|files/upload/)")
 
@@ -54,7 +53,7 @@ def limit_for(path: str) -> int:
     """The most bytes a request body to this path (of the portal) may have."""
     if _UPLOAD_ROUTES.match(path):
         return _upload_limit()
-    return int(getattr(settings, "EASYAI_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+    return int(settings.EASYAI_MAX_BODY_BYTES)
 
 
 def _limit_for_host(host: str, path: str) -> int:

@@ -20,8 +20,6 @@ from files.paths import PathRefused, is_inside, parts_of, safe_join
 from files.selectors import Entry, describe
 from files.spaces import Location
 
-DEFAULT_UPLOAD_MAX_BYTES = 10 * 2**30
-
 
 class FileConflictError(Exception):
     """The path is taken by something of the other kind (a folder where a file goes, a non-empty folder)."""
@@ -36,7 +34,7 @@ class NoFilesError(Exception):
 
 
 def upload_max_bytes() -> int:
-    return int(getattr(settings, "EASYAI_UPLOAD_MAX_BYTES", DEFAULT_UPLOAD_MAX_BYTES))
+    return int(settings.EASYAI_UPLOAD_MAX_BYTES)
 
 
 def _recheck(path: Path, root: Path) -> None:

@@ -58,7 +58,6 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_NOT_RUNNING = 4409
 CLOSE_REVOKED = 4410
 CLOSE_BACKEND = 4502
-DEFAULT_RECHECK_S = 5.0
 
 
 class RefusedError(Exception):
@@ -132,7 +131,7 @@ def _still_allowed(scope: dict[str, Any], user_pk: Any, public_id: str, task_nam
 
 
 def recheck_seconds() -> float:
-    return float(getattr(settings, "EASYAI_WS_RECHECK_SECONDS", DEFAULT_RECHECK_S))
+    return float(settings.EASYAI_WS_RECHECK_SECONDS)
 
 
 def _client_address(scope: dict[str, Any]) -> str:

@@ -33,11 +33,11 @@ STATUS_TIMEOUT_S = 3.0
 
 
 def idle_minutes() -> int:
-    return int(getattr(settings, "EASYAI_NOTEBOOK_IDLE_MINUTES", 60))
+    return int(settings.EASYAI_NOTEBOOK_IDLE_MINUTES)
 
 
 def tensorboard_idle_minutes() -> int:
-    return int(getattr(settings, "EASYAI_TENSORBOARD_IDLE_MINUTES", 30))
+    return int(settings.EASYAI_TENSORBOARD_IDLE_MINUTES)
 
 
 def enqueue_due() -> bool:
