@@ -2,23 +2,17 @@
 
 A notebook server or a TensorBoard runs as a single-task job that the jobs app
 submits, follows and stops (``job_submit(internal=True)``: users cannot submit
-those frameworks themselves). This module builds the job's spec: the command
-with its base URL under the portal's endpoint proxy, the web endpoint, the
-workspaces, the oversold resources.
+those frameworks themselves). The job's spec is built, without side effects, by
+``notebooks/specs.py`` (a notebook's) and ``notebooks/tensorboard.py`` (a TensorBoard's).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import shlex
-import shutil
-import sys
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -27,11 +21,10 @@ from django.utils.translation import gettext as _
 
 from clusters.models import Cluster
 from jobs import services as job_services
-from jobs import storage
-from jobs.models import Job
 from jobs.quantity import whole_number
 from jobs.state import ACTIVE, Input
-from notebooks.models import NOTEBOOK_TASK, TENSORBOARD_TASK, Notebook, TensorBoard
+from notebooks import specs, tensorboard
+from notebooks.models import Notebook, TensorBoard
 from teams import permissions
 from teams.models import Team
 
@@ -40,20 +33,10 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE_HOURS = 8
 MAX_TENSORBOARD_JOBS = 20
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", re.ASCII)
-# Where the servers listen inside a pod; locally each named port gets a free host port instead.
-JUPYTER_PORT = 8888
-VSCODE_PORT = 8080
-TENSORBOARD_PORT = 6006
-# Used when settings.py has no EASYAI_TENSORBOARD_IMAGE: an image with the tensorboard command on PATH.
-DEFAULT_TENSORBOARD_IMAGE = "tensorflow/tensorflow:latest"
 
 
 class NotebookActionRefused(Exception):  # noqa: N818 - reads as what happened
     """An action the notebook's state does not allow (renewing a stopped one). Faces answer 409."""
-
-
-def _setting(name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
 
 
 def access_key(job_id: str) -> str:
@@ -63,75 +46,6 @@ def access_key(job_id: str) -> str:
 
 def record_access(job_id: str, when: float | None = None) -> None:
     cache.set(access_key(job_id), when if when is not None else timezone.now().timestamp(), timeout=7 * 86400)
-
-
-# --- what a run looks like ---------------------------------------------------------------
-
-
-def _local_program(program: str) -> str | None:
-    """A program as a local task finds it: the portal's Python's bin first, then PATH (contract.task_env)."""
-    here = Path(sys.executable).parent / program
-    return str(here) if here.exists() else shutil.which(program)
-
-
-def _workspaces(cluster: Cluster, owner: str) -> tuple[str, str]:
-    if cluster.kind == Cluster.Kind.LOCAL:
-        root = Path(settings.EASYAI_STORAGE_ROOT)
-        return str(storage.personal_workspace(root, owner)), str(storage.public_workspace(root))
-    return "/workspace/personal", "/workspace/public"
-
-
-def _bind(cluster: Cluster) -> str:
-    # Locally only the portal (on this host) may reach the server: its proxy is the only way in. In a pod
-    # the portal comes from outside, to the pod's IP.
-    return "127.0.0.1" if cluster.kind == Cluster.Kind.LOCAL else "0.0.0.0"
-
-
-def notebook_command(notebook: Notebook, cluster: Cluster) -> str:
-    """The server's command line; the job id is known only when the job is recorded, so it comes from the env."""
-    personal, _public = _workspaces(cluster, notebook.owner.username)
-    base = f'/endpoints/"$EASYAI_JOB_ID"/{NOTEBOOK_TASK}/{notebook.endpoint_name}/'
-    if notebook.kind == Notebook.Kind.VSCODE:
-        return (
-            f'exec code-server --bind-addr {_bind(cluster)}:"$EASYAI_PORT_VSCODE" --auth none '
-            f"--disable-telemetry --disable-update-check {shlex.quote(personal)}"
-        )
-    root_dir = personal if cluster.kind == Cluster.Kind.LOCAL else "/workspace"
-    # No password: the portal's proxy authenticates every request and only the owner gets through. The server
-    # demands a token all the same, one only the portal can make: the backend gives it as JUPYTER_TOKEN (in
-    # the pod on a cluster, in the task's environment locally) and the proxy sends it. Others reach the server
-    # too (a pod's IP or an ingress; locally every task shares the host's loopback), and must not use it.
-    # Jupyter's XSRF check stays on (its cookie passes the proxy). allow_remote_access: requests arrive with
-    # the portal's Host header, not localhost.
-    return (
-        f'exec jupyter lab --no-browser --allow-root --ip={_bind(cluster)} --port="$EASYAI_PORT_JUPYTER" '
-        f"--ServerApp.base_url={base} --PasswordIdentityProvider.hashed_password= "
-        f"--ServerApp.allow_remote_access=True --LabApp.extension_manager=readonly "
-        f"--ServerApp.root_dir={shlex.quote(root_dir)}"
-    )
-
-
-def notebook_spec(notebook: Notebook, cluster: Cluster) -> dict[str, Any]:
-    personal, public = _workspaces(cluster, notebook.owner.username)
-    vscode = notebook.kind == Notebook.Kind.VSCODE
-    image = notebook.image or (
-        _setting("EASYAI_VSCODE_IMAGE", "codercom/code-server:latest")
-        if vscode
-        else _setting("EASYAI_NOTEBOOK_IMAGE", "quay.io/jupyter/scipy-notebook:latest")
-    )
-    return {
-        "name": notebook.name,
-        "team": notebook.team.slug,
-        "cluster": cluster.name,
-        "framework": "notebook",
-        "image": image,
-        "command": notebook_command(notebook, cluster),
-        "env": {"EASYAI_WORKSPACE_PERSONAL": personal, "EASYAI_WORKSPACE_PUBLIC": public},
-        "roles": {"notebook": {"replicas": 1, "cpu": notebook.cpu, "memory": notebook.memory, "gpu": notebook.gpu}},
-        # A notebook mostly waits for its user: it asks for a share of its limits (GPUs are never oversold).
-        "scheduling": {"oversell": float(_setting("EASYAI_NOTEBOOK_OVERSELL", 4))},
-        "ports": {notebook.endpoint_name: VSCODE_PORT if vscode else JUPYTER_PORT},
-    }
 
 
 # Spec paths of a notebook's job -> the notebook's own fields, so errors name what the user typed.
@@ -182,7 +96,7 @@ def _check_kind(kind: Any, cluster: Cluster | None, errors: dict[str, list[str]]
         if kind == Notebook.Kind.VSCODE
         else ("jupyter", _("install the notebook extras: pip install -r requirements-notebooks.txt"))
     )
-    if _local_program(program) is None:
+    if specs.local_program(program) is None:
         errors["kind"] = [
             _("%(kind)s needs %(program)s on the local cluster's host, and it is not there: %(advice)s.")
             % {"kind": Notebook.Kind(kind).label, "program": program, "advice": advice}
@@ -271,7 +185,7 @@ def notebook_start(*, notebook: Notebook, user) -> Notebook:
         raise ValidationError(errors)
     try:
         job = job_services.job_submit(
-            user=notebook.owner, data=notebook_spec(notebook, notebook.cluster), internal=True
+            user=notebook.owner, data=specs.notebook_spec(notebook, notebook.cluster), internal=True
         )
     except ValidationError as exc:
         raise _as_fields(exc) from None
@@ -322,77 +236,6 @@ def notebook_delete(*, notebook: Notebook, actor=None) -> None:
 # --- TensorBoard -------------------------------------------------------------------------------
 
 
-def summary_dirs(job: Job) -> list[tuple[str, Path]]:
-    """(task name, summary_dir under the portal's storage root) of each task of a job.
-
-    On a local cluster that is where the task wrote. On Kubernetes it is the same place only where the
-    cluster's NFS export is mounted at the storage root on the portal's host too.
-    """
-    root = Path(settings.EASYAI_STORAGE_ROOT)
-    return [
-        (task.name, storage.output_dir(root, job.public_id, "summary_dir", task.name))
-        for task in sorted(job.tasks.all(), key=lambda t: (t.role, t.index))
-    ]
-
-
-def has_nfs_storage(cluster: Cluster) -> bool:
-    return bool(cluster.nfs_server and cluster.nfs_path)
-
-
-def has_summaries(job: Job) -> bool:
-    """Whether "Open TensorBoard" makes sense for the job: a task wrote summaries, or may have.
-
-    Locally the summary_dirs are listed. On Kubernetes they lie on the cluster's NFS export, which the
-    portal can list only where it is mounted at the storage root: then they are listed too; otherwise
-    every job that has started on a cluster with NFS storage qualifies, and a TensorBoard over a job
-    that wrote nothing shows an empty board.
-    """
-    if job.framework in ("notebook", "tensorboard"):
-        return False
-    if job.cluster.kind == Cluster.Kind.LOCAL:
-        return any(path.is_dir() and any(path.iterdir()) for _name, path in summary_dirs(job))
-    if not has_nfs_storage(job.cluster):
-        return False
-    visible = [path for _name, path in summary_dirs(job) if path.is_dir()]
-    if visible:
-        return any(any(path.iterdir()) for path in visible)
-    return job.started_at is not None
-
-
-def tensorboard_spec(jobs: list[Job], cluster: Cluster, team: Team) -> dict[str, Any]:
-    from clusters.backends.kubernetes.manifests import TENSORBOARD_SOURCES, summary_mount_path
-
-    local = cluster.kind == Cluster.Kind.LOCAL
-    runs, sources = [], []
-    for job in jobs:
-        for task_name, path in summary_dirs(job):
-            # On Kubernetes the pod mounts each summary_dir read-only where manifests.summary_mount_path says.
-            where = str(path) if local else summary_mount_path(job.public_id, task_name)
-            # logdir_spec is "name:path,name:path": neither may hold a comma, nor the name a colon.
-            runs.append(f"{job.name}.{job.public_id}/{task_name}:{where}")
-            sources.append(f"{job.public_id}/{task_name}")
-    logdir_spec = ",".join(runs)
-    prefix = f'/endpoints/"$EASYAI_JOB_ID"/{TENSORBOARD_TASK}/tensorboard'
-    command = (
-        f"exec tensorboard --logdir_spec {shlex.quote(logdir_spec)} --path_prefix {prefix} "
-        f'--host {_bind(cluster)} --port "$EASYAI_PORT_TENSORBOARD" --load_fast false --reload_interval 15'
-    )
-    spec = {
-        "name": "tensorboard",
-        "team": team.slug,
-        "cluster": cluster.name,
-        "framework": "tensorboard",
-        "image": _setting("EASYAI_TENSORBOARD_IMAGE", DEFAULT_TENSORBOARD_IMAGE),
-        "command": command,
-        "roles": {"tensorboard": {"replicas": 1, "cpu": "1", "memory": "2Gi"}},
-        "scheduling": {"oversell": float(_setting("EASYAI_NOTEBOOK_OVERSELL", 4))},
-        "ports": {"tensorboard": TENSORBOARD_PORT},
-    }
-    # Which summary_dirs the task sees: mounted read-only in its pod, or in its sandbox on the local backend.
-    spec["env"] = {TENSORBOARD_SOURCES: ",".join(sources)}
-    return spec
-
-
 @transaction.atomic
 def tensorboard_open(*, user, job_ids: Any) -> tuple[TensorBoard, bool]:
     """A running TensorBoard over these jobs' summaries: the one already running for them (created: False),
@@ -414,7 +257,7 @@ def tensorboard_open(*, user, job_ids: Any) -> tuple[TensorBoard, bool]:
         raise ValidationError({"jobs": [_("The jobs run on different clusters: compare jobs of one cluster.")]})
     cluster = jobs[0].cluster
     local = cluster.kind == Cluster.Kind.LOCAL
-    if not local and not has_nfs_storage(cluster):
+    if not local and not tensorboard.has_nfs_storage(cluster):
         raise ValidationError(
             {
                 "jobs": [
@@ -426,9 +269,9 @@ def tensorboard_open(*, user, job_ids: Any) -> tuple[TensorBoard, bool]:
                 ]
             }
         )
-    if not any(has_summaries(job) for job in jobs):
+    if not any(tensorboard.has_summaries(job) for job in jobs):
         raise ValidationError({"jobs": [_("None of these jobs has written summaries to its summary_dir yet.")]})
-    if local and any("," in str(path) for job in jobs for _n, path in summary_dirs(job)):
+    if local and any("," in str(path) for job in jobs for _n, path in tensorboard.summary_dirs(job)):
         raise ValidationError({"jobs": [_("The storage root's path holds a comma, which TensorBoard cannot read.")]})
     key = ",".join(ids)
     running = (
@@ -450,11 +293,11 @@ def tensorboard_open(*, user, job_ids: Any) -> tuple[TensorBoard, bool]:
         team = current_team_for(user)
         if team is None:
             raise ValidationError({"team": [_("You are in no team: ask a team admin to add you.")]})
-    if local and _local_program("tensorboard") is None:
+    if local and specs.local_program("tensorboard") is None:
         raise ValidationError(
             {"jobs": [_("TensorBoard is not installed on this host: pip install -r requirements-notebooks.txt")]}
         )
-    job = job_services.job_submit(user=user, data=tensorboard_spec(jobs, cluster, team), internal=True)
+    job = job_services.job_submit(user=user, data=tensorboard.tensorboard_spec(jobs, cluster, team), internal=True)
     board = TensorBoard.objects.create(team=team, owner=user, cluster=cluster, job=job, sources_key=key)
     board.sources.set(jobs)
     # Idle time counts from now, not from a last visit that never happened.

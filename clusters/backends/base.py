@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+# A TensorBoard task's environment names the summary_dirs it shows ("j-xxxxxxxx/role-0,…"): each backend
+# makes them readable to it (Backend.summary_place says where).
+TENSORBOARD_SOURCES = "EASYAI_TENSORBOARD_SOURCES"
+
 # --- what a backend is given ---------------------------------------------------
 
 
@@ -200,6 +204,10 @@ class Backend(Protocol):
 
     def open_shell(self, job_id: str, task_name: str, command: list[str] | None = None) -> ShellSession:
         """A login shell (or the command) in a running task, in its working directory and environment."""
+
+    def summary_place(self, job_id: str, task_name: str, stored: str) -> str:
+        """Where a TensorBoard task on this cluster reads another job's task's summary_dir, ``stored`` being
+        that place under the portal's storage root (the same path locally, a read-only mount in a pod)."""
 
     def provision_team(self, team: TeamDescription) -> None:
         """Bring the team's place on this cluster up to date (namespace, quota, queue on Kubernetes; nothing locally).

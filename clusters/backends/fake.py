@@ -95,6 +95,9 @@ class FakeBackend:
         if data:
             yield data
 
+    def summary_place(self, job_id: str, task_name: str, stored: str) -> str:
+        return stored
+
     def provision_team(self, team: TeamDescription) -> None:
         self.calls.append(("provision_team", team))
 

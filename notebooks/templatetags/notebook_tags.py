@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 
 from jobs.models import Job
-from notebooks.services import has_summaries
+from notebooks.tensorboard import has_summaries
 
 register = template.Library()
 

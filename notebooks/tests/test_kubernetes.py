@@ -25,7 +25,7 @@ from endpoints.tests.echo_server import Handler
 from jobs import tasks
 from jobs.models import Task
 from jobs.tests import browser_support
-from notebooks import services
+from notebooks import services, specs
 from notebooks.models import NOTEBOOK_TASK, Notebook
 from notebooks.tests.conftest import fetch
 
@@ -53,7 +53,7 @@ def echo_server(host: str, port: int) -> Iterator[ThreadingHTTPServer]:
 @pytest.fixture
 def pod_echo() -> Iterator[ThreadingHTTPServer]:
     """Something listening where the notebook pod's Jupyter would: POD_IP, Jupyter's container port."""
-    yield from echo_server(POD_IP, services.JUPYTER_PORT)
+    yield from echo_server(POD_IP, specs.JUPYTER_PORT)
 
 
 @pytest.fixture
@@ -108,13 +108,13 @@ def test_a_notebook_on_kubernetes_is_a_strict_pod_with_jupyter_under_the_proxy_p
     pod = created_pod(kube, job_id)
     assert validate_manifest(pod) == []
     container = pod["spec"]["containers"][0]
-    assert container["image"] == services.notebook_spec(notebook, cluster)["image"]
-    assert container["ports"] == [{"name": "jupyter", "containerPort": services.JUPYTER_PORT, "protocol": "TCP"}]
+    assert container["image"] == specs.notebook_spec(notebook, cluster)["image"]
+    assert container["ports"] == [{"name": "jupyter", "containerPort": specs.JUPYTER_PORT, "protocol": "TCP"}]
 
     argv = argv_of(container)
     assert argv[:2] == ["jupyter", "lab"]
     assert f"--ServerApp.base_url=/endpoints/{job_id}/{NOTEBOOK_TASK}/jupyter/" in argv
-    assert "--ip=0.0.0.0" in argv and f"--port={services.JUPYTER_PORT}" in argv
+    assert "--ip=0.0.0.0" in argv and f"--port={specs.JUPYTER_PORT}" in argv
     # No password: the portal's proxy authenticates. The token is one only the portal can make (the pod's
     # JUPYTER_TOKEN, which Jupyter reads when its command line sets none), so the pod's IP or an ingress
     # does not open the server to anyone who has not come through the proxy.
@@ -146,7 +146,7 @@ def test_a_running_notebook_pod_is_reached_through_the_proxy_at_its_pod_ip(asgi_
     pod_runs(kube, created_pod(kube, job_id), POD_IP)
     tasks.sync_cluster(cluster.pk)
     task = Task.objects.get(job=notebook.job)
-    assert task.endpoints == {"jupyter": f"{POD_IP}:{services.JUPYTER_PORT}"}
+    assert task.endpoints == {"jupyter": f"{POD_IP}:{specs.JUPYTER_PORT}"}
 
     status, _headers, body = fetch(asgi_server.port, base + "echo?x=1", user=owner, Origin="http://portal.test")
     assert status == 200, body

@@ -195,14 +195,14 @@ def test_tensorboard_on_kubernetes_mounts_the_jobs_summary_dirs_and_serves_under
 ):
     from clusters.k8s_schema import validate_manifest
     from clusters.tests.fakekube import make_cluster
-    from notebooks import services
+    from notebooks import services, tensorboard
     from notebooks.tests.test_kubernetes import argv_of, created_pod
 
     owner = people["owner"]
     cluster = make_cluster(kube, is_default=True)
     trained = _started_on_kubernetes(owner, cluster, kube, django_capture_on_commit_callbacks)
     # The portal does not mount the cluster's NFS export here: a started job may have summaries.
-    assert services.has_summaries(trained)
+    assert tensorboard.has_summaries(trained)
     with django_capture_on_commit_callbacks(execute=True):
         board, created = services.tensorboard_open(user=owner, job_ids=[trained.public_id])
     assert created and board.cluster == cluster and board.job.framework == "tensorboard"
@@ -249,14 +249,14 @@ def test_tensorboard_on_kubernetes_without_nfs_storage_is_refused_naming_why(
 
     from clusters.models import Cluster
     from clusters.tests.fakekube import make_cluster
-    from notebooks import services
+    from notebooks import services, tensorboard
 
     owner = people["owner"]
     cluster = make_cluster(kube, is_default=True)
     trained = _started_on_kubernetes(owner, cluster, kube, django_capture_on_commit_callbacks)
     Cluster.objects.filter(pk=cluster.pk).update(nfs_server="", nfs_path="")
     trained = Job.objects.select_related("cluster").get(pk=trained.pk)
-    assert not services.has_summaries(trained)
+    assert not tensorboard.has_summaries(trained)
     with pytest.raises(ValidationError) as refused:
         services.tensorboard_open(user=owner, job_ids=[trained.public_id])
     (message,) = refused.value.message_dict["jobs"]

@@ -24,7 +24,7 @@ from jobs import services as job_services
 from jobs import workers as job_workers
 from jobs.models import Task
 from jobs.tests import browser_support
-from notebooks import services
+from notebooks import services, tensorboard
 from notebooks.models import NOTEBOOK_TASK, Notebook
 from notebooks.tests.conftest import fetch, wait_until
 
@@ -202,7 +202,7 @@ def test_a_tensorboard_is_ready_only_once_its_page_answers(
     owner = people["owner"]
     spec = {"name": "train", "framework": "batch", "command": "true", "roles": {"main": {}}}
     trained = job_services.job_submit(user=owner, data=spec)
-    for _name, summaries in services.summary_dirs(trained):
+    for _name, summaries in tensorboard.summary_dirs(trained):
         summaries.mkdir(parents=True)
         (summaries / "events.out.tfevents.1").write_bytes(b"")
     with django_capture_on_commit_callbacks(execute=True):

@@ -405,6 +405,9 @@ class KubernetesBackend:
 
     # --- shell ------------------------------------------------------------------------------------
 
+    def summary_place(self, job_id: str, task_name: str, stored: str) -> str:
+        return m.summary_mount_path(job_id, task_name)
+
     def provision_team(self, team: TeamDescription) -> None:
         """The team's namespace, ResourceQuota and (with Volcano) queue on this cluster; see provisioning.py."""
         provisioning.provision_team(self.conn, team)
