@@ -105,7 +105,7 @@ def notebook_open(request: HttpRequest, pk: int) -> HttpResponse:
     """The notebook's own page once it answers; until then a page that waits for it."""
     notebook = _owned(request, pk)
     if notebook.state == NotebookState.RUNNING:
-        # Straight to the endpoint origin, where the browser signs in through the portal (endpoint_origin.py).
+        # Straight to the endpoint origin, where the browser signs in through the portal (endpoints/origin.py).
         return redirect(
             endpoint_origin.endpoint_url(notebook.job.public_id, NOTEBOOK_TASK, notebook.endpoint_name, notebook.path)
         )
