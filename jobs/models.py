@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from jobs.spec import Framework, Priority
 from jobs.state import FINAL, JobState
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -17,23 +18,6 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 def new_job_id() -> str:
     """A short public id, unique for good: ``j-`` and 8 characters, a valid DNS-1035 label prefix."""
     return "j-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
-
-
-class Framework(models.TextChoices):
-    PYTORCH = "pytorch", "PyTorch"
-    TENSORFLOW = "tensorflow", "TensorFlow"
-    MPI = "mpi", "MPI"
-    XGBOOST = "xgboost", "XGBoost"
-    PADDLE = "paddle", "Paddle"
-    BATCH = "batch", _("batch")
-    NOTEBOOK = "notebook", _("notebook")
-    TENSORBOARD = "tensorboard", "TensorBoard"
-
-
-class Priority(models.TextChoices):
-    LOW = "low", _("low")
-    NORMAL = "normal", _("normal")
-    HIGH = "high", _("high")
 
 
 PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2}

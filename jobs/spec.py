@@ -26,8 +26,30 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
+from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from jobs.quantity import MAX_INT64, parse_cpu, parse_duration, parse_memory
+
+
+# The one source of the frameworks and priorities: the spec validates against them and the models' fields
+# take their choices from them.
+class Framework(models.TextChoices):
+    PYTORCH = "pytorch", "PyTorch"
+    TENSORFLOW = "tensorflow", "TensorFlow"
+    MPI = "mpi", "MPI"
+    XGBOOST = "xgboost", "XGBoost"
+    PADDLE = "paddle", "Paddle"
+    BATCH = "batch", _("batch")
+    NOTEBOOK = "notebook", _("notebook")
+    TENSORBOARD = "tensorboard", "TensorBoard"
+
+
+class Priority(models.TextChoices):
+    LOW = "low", _("low")
+    NORMAL = "normal", _("normal")
+    HIGH = "high", _("high")
+
 
 FRAMEWORK_ROLES: dict[str, tuple[str, ...] | None] = {
     "pytorch": ("master", "worker"),
@@ -75,7 +97,7 @@ LEADER_ROLE: dict[str, str | None] = {
     "notebook": "notebook",
     "tensorboard": "tensorboard",
 }
-PRIORITIES = ("low", "normal", "high")
+PRIORITIES: tuple[str, ...] = tuple(Priority.values)
 # Set by the backends (the operators' contract and the storage places); a user value would break them.
 RESERVED_ENV = frozenset(
     {
