@@ -151,10 +151,7 @@ class NotebookViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
         notebook = self._get(Action.CHANGE)
-        try:
-            services.notebook_stop(notebook=notebook, actor=request.user)
-        except services.NotebookActionRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        services.notebook_stop(notebook=notebook, actor=request.user)  # refused: 409 from the exception handler
         return self._detail(notebook)
 
     @extend_schema(request=None, responses=NotebookSerializer)
@@ -163,8 +160,6 @@ class NotebookViewSet(viewsets.GenericViewSet):
         notebook = self._owned()
         try:
             services.notebook_start(notebook=notebook, user=request.user)
-        except services.NotebookActionRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except DjangoValidationError as exc:
             _raise_validation(exc)
         return self._detail(notebook)
@@ -177,8 +172,6 @@ class NotebookViewSet(viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         try:
             services.notebook_renew(notebook=notebook, hours=data.validated_data.get("lease_hours"))
-        except services.NotebookActionRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except DjangoValidationError as exc:
             _raise_validation(exc)
         return self._detail(notebook)

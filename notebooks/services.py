@@ -26,6 +26,7 @@ from jobs.state import ACTIVE, Input
 from notebooks import specs, tensorboard
 from notebooks.models import Notebook, TensorBoard
 from teams import permissions
+from teams.exceptions import ActionRefused
 from teams.models import Team
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ MAX_TENSORBOARD_JOBS = 20
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", re.ASCII)
 
 
-class NotebookActionRefused(Exception):  # noqa: N818 - reads as what happened
+class NotebookActionRefused(ActionRefused):
     """An action the notebook's state does not allow (renewing a stopped one). Faces answer 409."""
 
 
