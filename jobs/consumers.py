@@ -20,7 +20,6 @@ with 4410, and a shell's session ends with it.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
 import threading
@@ -34,12 +33,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.utils import timezone
 
 from clusters.backends.base import BackendError
+from jobs import services
 from jobs.logs_api import TAIL_LINES, TaskEnd, TaskNotFoundError, job_for, tail_offset, task_end, task_of, utf8_complete
-from jobs.models import Job, ShellSession, Task
+from jobs.models import Job, Task
 from jobs.quantity import whole_number
+from jobs.streams import StoppedError, hand_over
 from teams.permissions import Action
 from teams.tokens import token_for_key
 
@@ -65,10 +65,6 @@ class RefusedError(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-class _StoppedError(Exception):
-    """The socket went away while a thread was handing it something."""
 
 
 def _resolve(user, public_id: str, task_name: str, action: Action) -> tuple[Job, Task]:
@@ -207,23 +203,6 @@ class _TaskSocket(AsyncWebsocketConsumer):
         return values[-1] if values else None
 
 
-def _hand_over(loop: asyncio.AbstractEventLoop, stop: threading.Event, coroutine_factory: Callable[[], Any]) -> Any:
-    """Run a coroutine on the socket's loop from a thread and wait for it, giving up once the socket is gone."""
-    if stop.is_set():
-        raise _StoppedError
-    try:
-        future = asyncio.run_coroutine_threadsafe(coroutine_factory(), loop)
-    except RuntimeError:  # the loop is closed: the server is going away
-        raise _StoppedError from None
-    while True:
-        try:
-            return future.result(timeout=0.5)
-        except concurrent.futures.TimeoutError:
-            if stop.is_set():
-                future.cancel()
-                raise _StoppedError from None
-
-
 class TaskLogConsumer(_TaskSocket):
     """``/ws/jobs/<id>/tasks/<task>/log/``: the log from an offset, followed while the task runs, then its end."""
 
@@ -335,15 +314,15 @@ class TaskLogConsumer(_TaskSocket):
                 if self.stop.is_set():
                     return
                 if chunk:
-                    _hand_over(loop, self.stop, lambda chunk=chunk: queue.put(("data", chunk)))
-            _hand_over(loop, self.stop, lambda: queue.put(("done", None)))
-        except _StoppedError:
+                    hand_over(loop, self.stop, lambda chunk=chunk: queue.put(("data", chunk)))
+            hand_over(loop, self.stop, lambda: queue.put(("done", None)))
+        except StoppedError:
             return
         except Exception as exc:  # reported to the client; the socket then closes
             log.warning("following the log of %s/%s failed: %s", self.job.public_id, self.task.name, exc)
             try:
-                _hand_over(loop, self.stop, lambda reason=str(exc): queue.put(("error", reason)))
-            except _StoppedError:
+                hand_over(loop, self.stop, lambda reason=str(exc): queue.put(("error", reason)))
+            except StoppedError:
                 pass
 
 
@@ -371,12 +350,8 @@ class TaskShellConsumer(_TaskSocket):
         self.ended: asyncio.Future[int | None] = loop.create_future()
         user = self.scope["user"]
         try:
-            self.audit = await database_sync_to_async(ShellSession.objects.create)(
-                user_id=user.pk,
-                username=user.get_username(),
-                job=self.job,
-                task=self.task.name,
-                client=_client_address(self.scope),
+            self.audit = await database_sync_to_async(services.shell_session_open)(
+                user=user, job=self.job, task=self.task.name, client=_client_address(self.scope)
             )
         except BaseException:
             # Nobody may hold a shell that is not on the record.
@@ -397,8 +372,8 @@ class TaskShellConsumer(_TaskSocket):
                 if data is None:
                     break
                 if data:
-                    _hand_over(loop, self.stop, lambda data=data: self.send(bytes_data=data))
-        except _StoppedError:
+                    hand_over(loop, self.stop, lambda data=data: self.send(bytes_data=data))
+        except StoppedError:
             pass
         except OSError as exc:
             log.info("shell in %s/%s ended: %s", self.job.public_id, self.task.name, exc)
@@ -428,9 +403,7 @@ class TaskShellConsumer(_TaskSocket):
         audit = getattr(self, "audit", None)
         if audit is None or audit.closed_at is not None:
             return
-        audit.closed_at = timezone.now()
-        audit.exit_code = code
-        await database_sync_to_async(audit.save)(update_fields=["closed_at", "exit_code"])
+        await database_sync_to_async(services.shell_session_close)(session=audit, exit_code=code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if getattr(self, "session", None) is None or self.stop.is_set():

@@ -20,7 +20,7 @@ from clusters.backends.base import JobDescription
 from clusters.models import Cluster
 from jobs import spec as job_spec
 from jobs.describe import describe
-from jobs.models import Experiment, Job, JobEvent, Task, Volume
+from jobs.models import Experiment, Job, JobEvent, ShellSession, Task, Volume
 from jobs.state import ACTIVE, ENDED_OBSERVATIONS, FINAL, Input, JobState
 from jobs.state import path as transition_path
 from teams import permissions
@@ -360,3 +360,17 @@ def job_delete(*, job: Job, actor=None) -> Job:
     Job.objects.filter(pk=job.pk).update(deleted=True, deleted_at=timezone.now())
     job.refresh_from_db()
     return job
+
+
+def shell_session_open(*, user: Any, job: Job, task: str, client: str) -> ShellSession:
+    """Record who opened a shell in which task, before any keystroke reaches it."""
+    return ShellSession.objects.create(user_id=user.pk, username=user.get_username(), job=job, task=task, client=client)
+
+
+def shell_session_close(*, session: ShellSession, exit_code: int | None) -> None:
+    """Record when a shell ended and how; a session already closed keeps its first record."""
+    if session.closed_at is not None:
+        return
+    session.closed_at = timezone.now()
+    session.exit_code = exit_code
+    session.save(update_fields=["closed_at", "exit_code"])
