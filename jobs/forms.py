@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from typing import Any
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
@@ -9,9 +13,156 @@ from django.utils.translation import gettext_lazy as _
 from clusters.models import Cluster
 from jobs import spec as job_spec
 from jobs.models import Framework, Priority
+from jobs.spec import LEADER_ROLE, REQUIRED_ROLES, _yaml_command, validate
 
-# The simple form's fields are the spec module's: from_form takes them and to_form gives them back.
-SPEC_FORM_FIELDS: tuple[str, ...] = tuple(job_spec.FORM_FIELDS)
+# --- the simple form's mapping to and from a spec -------------------------------------------------
+
+
+FORM_FIELDS = (
+    "name", "team", "experiment", "cluster", "framework", "image", "command", "working_dir", "workers",
+    "cpu", "memory", "gpu", "priority", "queue", "timeout", "max_retries", "pre_job", "volumes", "env",
+)  # fmt: skip
+_FORM_TEXT = (
+    "name",
+    "team",
+    "experiment",
+    "cluster",
+    "framework",
+    "image",
+    "working_dir",
+    "priority",
+    "timeout",
+    "pre_job",
+)
+
+
+def _form_int(text: str) -> int | str:
+    """A whole number when it is one; otherwise the text, for validate to name the problem."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else text
+
+
+def from_form(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat form fields -> a raw spec for validate: ``workers`` tasks of the worker role, plus one leader
+    (master, chief or launcher) where the framework has one, all with the same resources."""
+
+    def get(name: str) -> str:
+        value = fields.get(name)
+        return value.strip() if isinstance(value, str) else ""
+
+    spec: dict[str, Any] = {name: get(name) for name in _FORM_TEXT if get(name)}
+    if get("command"):
+        spec["command"] = get("command")
+    if get("max_retries"):
+        spec["max_retries"] = _form_int(get("max_retries"))
+    if get("queue"):
+        spec["scheduling"] = {"queue": get("queue")}
+    if get("volumes"):
+        spec["volumes"] = re.split(r"[\s,]+", get("volumes"))
+    if get("env"):
+        env: dict[str, Any] = {}
+        for line in get("env").splitlines():
+            key, equals, value = line.strip().partition("=")
+            if key or equals:
+                env[key.strip()] = value if equals else None  # a line without '=' is reported by validate
+        spec["env"] = env
+    resources: dict[str, Any] = {name: get(name) for name in ("cpu", "memory") if get(name)}
+    if get("gpu"):
+        resources["gpu"] = _form_int(get("gpu"))
+    leader = LEADER_ROLE.get(get("framework"))
+    # With a leader, no workers is a valid single-task job; without one, the worker role is the job.
+    default_workers = 0 if leader and "worker" not in REQUIRED_ROLES.get(get("framework"), ()) else 1
+    workers = _form_int(get("workers")) if get("workers") else default_workers
+    roles: dict[str, Any] = {}
+    if leader:
+        roles[leader] = {"replicas": 1, **resources}
+    if workers != 0 or not leader:
+        roles["worker"] = {"replicas": workers, **resources}
+    spec["roles"] = roles
+    return spec
+
+
+def _form_problems(spec: dict[str, Any]) -> list[str]:
+    """What a normalized spec holds that the simple form cannot show."""
+    problems: list[str] = []
+    leader = LEADER_ROLE[spec["framework"]]
+    roles = spec["roles"]
+    expected = {leader, "worker"} - {None}
+    if set(roles) - expected or (leader and leader not in roles) or (not leader and "worker" not in roles):
+        problems.append("roles other than one " + (f"{leader} and " if leader else "") + "workers")
+    if len({(role["cpu"], role["memory"], role["gpu"]) for role in roles.values()}) > 1:
+        problems.append("roles with different resources")
+    if any(role["command"] or role["image"] or role["env"] for role in roles.values()):
+        problems.append("a role's own command, image or env")
+    command = _yaml_command(spec["command"])
+    if not isinstance(command, str) or command != command.strip():
+        problems.append("a command given as a list")
+    scheduling = spec["scheduling"]
+    if (
+        scheduling["node_selector"]
+        or scheduling["tolerations"]
+        or not scheduling["gang"]
+        or scheduling["oversell"] != 1
+    ):
+        problems.append("scheduling other than a queue")
+    if spec["ports"]:
+        problems.append("ports")
+    if any("\n" in value or value != value.strip() for value in spec["env"].values()):
+        problems.append("an env value with line breaks or surrounding spaces")
+    if any(isinstance(spec[name], str) and spec[name] != spec[name].strip() for name in _FORM_TEXT):
+        problems.append("a value with surrounding spaces")
+    return problems
+
+
+def is_simple(spec: dict[str, Any]) -> bool:
+    """Whether the simple form shows this (normalized) spec without losing anything."""
+    return not _form_problems(spec)
+
+
+def to_form(spec: dict[str, Any]) -> dict[str, str]:
+    """Form fields for a spec (validated first: SpecError when invalid); ValueError when it needs the YAML editor."""
+    spec = validate(spec)
+    problems = _form_problems(spec)
+    if problems:
+        raise ValueError("the simple form cannot show " + ", ".join(problems) + "; use the YAML editor")
+    any_role = next(iter(spec["roles"].values()))
+    fields = {name: spec[name] or "" for name in _FORM_TEXT}
+    return fields | {
+        "command": _yaml_command(spec["command"]),
+        "workers": str(spec["roles"]["worker"]["replicas"] if "worker" in spec["roles"] else 0),
+        "cpu": any_role["cpu"],
+        "memory": any_role["memory"],
+        "gpu": str(any_role["gpu"]),
+        "queue": spec["scheduling"]["queue"],
+        "max_retries": str(spec["max_retries"]),
+        "volumes": ", ".join(spec["volumes"]),
+        "env": "".join(f"{key}={value}\n" for key, value in spec["env"].items()),
+    }
+
+
+def form_errors(errors: dict[str, list[str]]) -> dict[str, list[str]]:
+    """SpecError paths as simple-form fields; what no field shows goes under ``__all__`` (Django's key)."""
+    result: dict[str, list[str]] = {}
+    for path, messages in errors.items():
+        head, _, rest = path.partition(".")
+        if head == "roles":
+            parts = path.split(".")
+            field = parts[2] if len(parts) == 3 and parts[2] in ("cpu", "memory", "gpu") else "workers"
+            rest = ""
+        elif head == "scheduling" and rest == "queue":
+            field, rest = "queue", ""
+        elif head in FORM_FIELDS:
+            field = head
+        else:
+            field, rest = "__all__", path
+        for message in messages:
+            text = f"{rest}: {message}" if rest else message
+            if text not in result.setdefault(field, []):
+                result[field].append(text)
+    return result
+
+
+# The simple form's fields: from_form takes them and to_form gives them back.
+SPEC_FORM_FIELDS: tuple[str, ...] = tuple(FORM_FIELDS)
 # Shown open; the rest sit under "More options" so the first look stays short.
 MAIN_FIELDS = (
     "name",
@@ -139,7 +290,7 @@ class JobSpecForm(_Bootstrap, forms.Form):
         """Put each spec error at the field that shows it; the page lists every error by its path too."""
         if not hasattr(self, "cleaned_data"):
             self.full_clean()
-        for field, messages in job_spec.form_errors(errors).items():
+        for field, messages in form_errors(errors).items():
             if field in self.fields:
                 self.add_error(field, [ValidationError(message) for message in messages])
                 widget = self.fields[field].widget

@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from clusters.models import Cluster
+from jobs import forms as spec_forms
 from jobs import selectors, services
 from jobs import spec as job_spec
 from jobs.forms import SPEC_FORM_FIELDS, ExperimentForm, JobSpecForm
@@ -241,7 +242,7 @@ def _experiment_names(request: HttpRequest) -> list[str]:
 def _form_of(data: Any) -> tuple[dict[str, str] | None, str]:
     """The simple form's fields for a spec document, or None and why the form cannot show it."""
     try:
-        fields = job_spec.to_form(data)
+        fields = spec_forms.to_form(data)
     except job_spec.SpecError:  # the page lists the spec's errors; the form keeps what was typed
         return None, ""
     except ValueError as exc:  # valid, but more than the simple form has fields for
@@ -252,7 +253,7 @@ def _form_of(data: Any) -> tuple[dict[str, str] | None, str]:
 def _read_spec(source: str, yaml_text: str, fields: dict[str, str]) -> dict:
     """The spec document from the side the user edited last; SpecError when it cannot be read."""
     if source == "form":
-        return job_spec.from_form(fields)
+        return spec_forms.from_form(fields)
     return job_spec.parse(yaml_text, "application/yaml")
 
 
@@ -306,7 +307,7 @@ def job_submit(request: HttpRequest) -> HttpResponse:
         else:
             source = "form"
             form_values = dict(DEFAULT_FORM)
-            yaml_text = job_spec.to_yaml(job_spec.from_form(form_values))
+            yaml_text = job_spec.to_yaml(spec_forms.from_form(form_values))
 
     form = JobSpecForm(
         form_values,
@@ -347,7 +348,7 @@ def spec_form_to_yaml(request: HttpRequest) -> JsonResponse:
     """The simple form's fields as the spec's YAML (not validated: the submit page validates on demand)."""
     body = _body(request)
     fields = {name: body[name] if isinstance(body.get(name), str) else "" for name in SPEC_FORM_FIELDS}
-    return JsonResponse({"yaml": job_spec.to_yaml(job_spec.from_form(fields))})
+    return JsonResponse({"yaml": job_spec.to_yaml(spec_forms.from_form(fields))})
 
 
 @login_required
@@ -357,9 +358,9 @@ def spec_yaml_to_form(request: HttpRequest) -> JsonResponse:
     text = _body(request).get("yaml", "")
     try:
         data = job_spec.parse(text if isinstance(text, str) else "", "application/yaml")
-        fields = job_spec.to_form(data)
+        fields = spec_forms.to_form(data)
     except job_spec.SpecError as exc:
-        return JsonResponse({"errors": exc.errors, "field_errors": job_spec.form_errors(exc.errors)}, status=400)
+        return JsonResponse({"errors": exc.errors, "field_errors": spec_forms.form_errors(exc.errors)}, status=400)
     except ValueError as exc:
         return JsonResponse({"simple": False, "message": str(exc)})
     return JsonResponse(

@@ -10,16 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
+from jobs import forms as spec_forms
 from jobs import spec as job_spec
+from jobs.forms import form_errors, from_form, is_simple, to_form
 from jobs.spec import (
     FRAMEWORK_ROLES,
     SpecError,
-    form_errors,
-    from_form,
-    is_simple,
     parse,
     role_resources,
-    to_form,
     to_yaml,
     totals,
     validate,
@@ -523,7 +521,7 @@ def test_form_round_trips_a_simple_spec():
     assert normalized["volumes"] == ["data", "models"]
     assert is_simple(normalized)
     back = to_form(normalized)
-    assert set(back) == set(job_spec.FORM_FIELDS)
+    assert set(back) == set(spec_forms.FORM_FIELDS)
     assert validate(from_form(back)) == normalized
     assert back["workers"] == "2" and back["env"] == "LR=0.1\nNAME=a=b\n"
 
