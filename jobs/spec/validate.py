@@ -1,157 +1,55 @@
-"""The job spec: one document (YAML or JSON) for the web form, the API and the CLI.
-
-Pure: no database. ``parse`` reads text, ``validate`` checks everything at once
-and returns the normalized spec, which is what gets stored and what every
-other module reads. In a normalized spec every field is present:
-
-- references the caller resolves (``team``, ``experiment``, ``cluster``,
-  ``pre_job``) and ``timeout`` are None when not given;
-- ``image`` and ``working_dir`` are "" when not given, ``command`` is [] (only
-  when every role has its own), ``env``/``ports`` are {} and ``volumes`` [];
-- every role has ``replicas``, ``cpu``, ``memory``, ``gpu``, ``command``,
-  ``image`` and ``env``; a string command becomes ``["/bin/sh", "-c", text]``;
-- quantities stay as the user wrote them (numbers become their text).
-
-A normalized spec validates to itself, so a stored spec can be re-run as is.
-In input, null or an empty value of an optional field means "not given".
-"""
+"""Validation: every problem of a spec at once, by field path; the normalized spec it returns."""
 
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-from django.db import models
-from django.utils.translation import gettext_lazy as _
-
 from jobs.quantity import MAX_INT64, parse_cpu, parse_duration, parse_memory
-
-
-# The one source of the frameworks and priorities: the spec validates against them and the models' fields
-# take their choices from them.
-class Framework(models.TextChoices):
-    PYTORCH = "pytorch", "PyTorch"
-    TENSORFLOW = "tensorflow", "TensorFlow"
-    MPI = "mpi", "MPI"
-    XGBOOST = "xgboost", "XGBoost"
-    PADDLE = "paddle", "Paddle"
-    BATCH = "batch", _("batch")
-    NOTEBOOK = "notebook", _("notebook")
-    TENSORBOARD = "tensorboard", "TensorBoard"
-
-
-class Priority(models.TextChoices):
-    LOW = "low", _("low")
-    NORMAL = "normal", _("normal")
-    HIGH = "high", _("high")
-
-
-FRAMEWORK_ROLES: dict[str, tuple[str, ...] | None] = {
-    "pytorch": ("master", "worker"),
-    "tensorflow": ("chief", "ps", "worker", "evaluator"),
-    "mpi": ("launcher", "worker"),
-    "xgboost": ("master", "worker"),
-    "paddle": ("master", "worker"),
-    "batch": None,  # any DNS-1123 label up to 40 characters
-}
-# Frameworks the platform starts for itself (notebook servers, TensorBoard): they validate like any
-# other, but only the notebooks app submits them (``job_submit(internal=True)``), so they are kept out of
-# FRAMEWORK_ROLES, which lists what a user may submit.
-INTERNAL_FRAMEWORK_ROLES: dict[str, tuple[str, ...]] = {
-    "notebook": ("notebook",),
-    "tensorboard": ("tensorboard",),
-}
-ALL_FRAMEWORK_ROLES: dict[str, tuple[str, ...] | None] = {**FRAMEWORK_ROLES, **INTERNAL_FRAMEWORK_ROLES}
-# Roles that have at most one task, and roles a framework cannot run without
-# (the training operator refuses a PyTorchJob or XGBoostJob without a master,
-# and an MPIJob without its launcher and workers).
-SINGLE_ROLES: dict[str, tuple[str, ...]] = {
-    "pytorch": ("master",),
-    "xgboost": ("master",),
-    "paddle": ("master",),
-    "mpi": ("launcher",),
-    "tensorflow": ("chief", "evaluator"),
-    "notebook": ("notebook",),
-    "tensorboard": ("tensorboard",),
-}
-REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
-    "pytorch": ("master",),
-    "xgboost": ("master",),
-    "mpi": ("launcher", "worker"),
-    "notebook": ("notebook",),
-    "tensorboard": ("tensorboard",),
-}
-# The role the simple form adds once next to its workers.
-LEADER_ROLE: dict[str, str | None] = {
-    "pytorch": "master",
-    "tensorflow": "chief",
-    "mpi": "launcher",
-    "xgboost": "master",
-    "paddle": "master",
-    "batch": None,
-    "notebook": "notebook",
-    "tensorboard": "tensorboard",
-}
-PRIORITIES: tuple[str, ...] = tuple(Priority.values)
-# Set by the backends (the operators' contract and the storage places); a user value would break them.
-RESERVED_ENV = frozenset(
-    {
-        "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TF_CONFIG", "LOCAL_RANK", "CUDA_VISIBLE_DEVICES",
-        "summary_dir", "model_dir", "log_dir", "data_dir", "pre_model_dir", "share_dir",
-    }
-)  # fmt: skip
-MAX_TASKS = 1000
-MAX_RETRIES = 10
-MAX_SPEC_CHARS = 1_000_000
-SHELL = ("/bin/sh", "-c")
-DEFAULT_CPU = "1"
-DEFAULT_MEMORY = "2Gi"
-TOLERATION_OPERATORS = ("Exists", "Equal")
-TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-
-# Stable, human order: also the order of to_yaml.
-FIELDS = (
-    "name", "team", "experiment", "cluster", "framework", "image", "command", "working_dir", "env", "roles",
-    "priority", "scheduling", "pre_job", "volumes", "timeout", "max_retries", "ports",
-)  # fmt: skip
-ROLE_FIELDS = ("replicas", "cpu", "memory", "gpu", "image", "command", "env")
-SCHEDULING_FIELDS = ("node_selector", "tolerations", "queue", "gang", "oversell")
-TOLERATION_FIELDS = ("key", "operator", "value", "effect")
-
-_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"  # DNS-1123 label
-_DNS_LABEL = re.compile(_LABEL, re.ASCII)
-_DNS_SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*", re.ASCII)
-_SLUG = re.compile(r"[-a-zA-Z0-9_]+", re.ASCII)  # Django's SlugField: cluster and volume names
-_NO_SPACES = re.compile(r"\S+")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
-_JOB_ID = re.compile(r"j-[a-z0-9]{8}", re.ASCII)
-_LABEL_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?", re.ASCII)  # Kubernetes label name/value
-_PORT_NAME = re.compile(r"(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?!-))*(?<!-)", re.ASCII)  # Kubernetes IANA_SVC_NAME
-
-_LABEL_MESSAGE = "must be lowercase letters, digits and '-', starting and ending with a letter or digit"
-_MAX_LIST = 100  # volumes and tolerations; longer lists are a mistake, and capping keeps errors bounded
-MAX_ENV = 1000  # variables in one env mapping; Kubernetes and exec() both choke long before a spec's size does
-MAX_ENV_ENTRY = 128 * 1024 - 1  # "NAME=value" in bytes: Linux refuses a longer one (MAX_ARG_STRLEN) at exec
-MAX_DEPTH = 32  # nesting of a spec document (a spec needs 5): deeper input is refused before anything walks it
-_MAX_UNKNOWN = 50  # unknown fields reported one by one in a mapping; the rest are counted
-_MAX_SUGGESTED_KEY = 100  # longer unknown keys get no "did you mean": difflib's cost grows with their length
-_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate: text that UTF-8 (and so MySQL, JSON out) cannot carry
-_MAX_GPU_TOTAL = 2**31 - 1  # the job's gpu column
-_MAX_TIMEOUT = 2**31 - 1  # the job's timeout_seconds column
-
-
-class SpecError(Exception):
-    """Every problem of a spec, by field path (``roles.worker.replicas``, ``scheduling.tolerations.0.effect``)."""
-
-    def __init__(self, errors: dict[str, list[str]]):
-        self.errors = errors
-        super().__init__("; ".join(f"{path}: {message}" for path, messages in errors.items() for message in messages))
-
+from jobs.spec.text import document_problem
+from jobs.spec.vocabulary import (
+    _DNS_LABEL,
+    _DNS_SUBDOMAIN,
+    _ENV_NAME,
+    _JOB_ID,
+    _LABEL_MESSAGE,
+    _LABEL_NAME,
+    _MAX_GPU_TOTAL,
+    _MAX_LIST,
+    _MAX_SUGGESTED_KEY,
+    _MAX_TIMEOUT,
+    _MAX_UNKNOWN,
+    _NO_SPACES,
+    _PORT_NAME,
+    _SLUG,
+    ALL_FRAMEWORK_ROLES,
+    DEFAULT_CPU,
+    DEFAULT_MEMORY,
+    FIELDS,
+    FRAMEWORK_ROLES,
+    INTERNAL_FRAMEWORK_ROLES,
+    MAX_ENV,
+    MAX_ENV_ENTRY,
+    MAX_RETRIES,
+    MAX_TASKS,
+    PRIORITIES,
+    REQUIRED_ROLES,
+    RESERVED_ENV,
+    ROLE_FIELDS,
+    SCHEDULING_FIELDS,
+    SHELL,
+    SINGLE_ROLES,
+    TOLERATION_EFFECTS,
+    TOLERATION_FIELDS,
+    TOLERATION_OPERATORS,
+    SpecError,
+    _absent,
+    _join,
+    _type_name,
+)
 
 _MAX_ERRORS = 200  # paths reported at most: a spec of 100,000 wrong keys gets a bounded answer
 
@@ -166,31 +64,6 @@ class _Errors:
         messages = self.errors.setdefault(path, [])
         if message not in messages:
             messages.append(message)
-
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _absent(value: Any) -> bool:
-    """Null or empty: an optional field that was not given."""
-    return value is None or (isinstance(value, str | list | dict) and not value)
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return "a string"
-    return f"a {type(value).__name__}"
 
 
 def _fields(value: Any, path: str, known: tuple[str, ...], errs: _Errors, what: str = "a mapping") -> Mapping | None:
@@ -617,193 +490,6 @@ def _ports(errs: _Errors) -> Any:
         return ports
 
     return check
-
-
-# --- text ----------------------------------------------------------------------------------
-
-
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """A safe loader that refuses duplicate keys: with two ``env:`` blocks YAML would silently keep the last."""
-
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                    key = self.construct_object(key_node)
-                    if key in seen:
-                        raise yaml.constructor.ConstructorError(
-                            "while reading a mapping",
-                            node.start_mark,
-                            f"found the key {key!r} twice",
-                            key_node.start_mark,
-                        )
-                    seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-class _DuplicateKeyError(ValueError):
-    pass
-
-
-def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKeyError(f"found the key {key!r} twice")
-        result[key] = value
-    return result
-
-
-def _json_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def document_problem(data: Any, *, max_depth: int = MAX_DEPTH) -> tuple[str, str] | None:
-    """(path, problem) for the first string that UTF-8 cannot carry (a lone surrogate such as "\\ud800") or
-    nesting deeper than max_depth; None when the document is fine. Iterative, and a node shared by YAML
-    aliases is walked again only from a deeper place, so neither a deep document nor a YAML bomb costs a
-    recursion or an expansion (a self-referencing alias counts as too deep)."""
-    deepest: dict[int, int] = {}  # container id -> the deepest level it was walked from
-    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
-    while stack:
-        value, path, depth = stack.pop()
-        if isinstance(value, str):
-            if _SURROGATE.search(value):
-                return path or "spec", "contains a character that is not Unicode text (a lone surrogate)"
-            continue
-        if not isinstance(value, dict | list):
-            continue
-        if depth > max_depth:
-            return path or "spec", f"is nested too deeply: at most {max_depth} levels"
-        if deepest.get(id(value), 0) >= depth:
-            continue
-        deepest[id(value)] = depth
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if isinstance(key, str) and _SURROGATE.search(key):
-                    return path or "spec", "has a key that is not Unicode text (a lone surrogate)"
-                stack.append((item, _join(path, key), depth + 1))
-        else:
-            stack.extend((item, _join(path, i), depth + 1) for i, item in enumerate(value))
-    return None
-
-
-def parse(text: str | bytes, content_type: str | None = None) -> dict:
-    """A spec document (YAML, or JSON when the content type says so) as a mapping; SpecError when unreadable."""
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media == "application/json" or media.endswith("+json"):
-        as_json = True
-    elif media in ("", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"):
-        as_json = False
-    else:
-        raise SpecError({"spec": [f"unsupported content type {media!r}: send application/json or application/yaml"]})
-    if isinstance(text, bytes | bytearray):
-        if len(text) > MAX_SPEC_CHARS * 4:
-            raise SpecError({"spec": ["is too large"]})
-        try:
-            text = bytes(text).decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise SpecError({"spec": [f"is not UTF-8 text (byte {exc.start})"]})
-    if not isinstance(text, str):
-        raise SpecError({"spec": [f"must be text, not {_type_name(text)}"]})
-    text = text.removeprefix("\ufeff")
-    if len(text) > MAX_SPEC_CHARS:
-        raise SpecError({"spec": [f"is too large: at most {MAX_SPEC_CHARS} characters"]})
-    try:
-        if as_json:
-            data = json.loads(text, object_pairs_hook=_json_object, parse_constant=_json_constant)
-        else:
-            data = yaml.load(text, Loader=_Loader)  # a safe loader: no Python objects
-    except json.JSONDecodeError as exc:
-        raise SpecError({"spec": [f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]})
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        # "expected a single document ..., but found another document"; "while parsing ..." contexts only add noise.
-        context = exc.context if exc.context and not exc.context.startswith("while") else ""
-        problem = ", ".join(filter(None, (context, exc.problem)))
-        raise SpecError({"spec": [f"is not valid YAML: {problem}{where}"]})
-    except RecursionError:
-        raise SpecError({"spec": ["is nested too deeply"]})
-    # Also what json and yaml raise from their converters: a 5,000-digit number, a 13th month.
-    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-        raise SpecError({"spec": [f"is not valid {'JSON' if as_json else 'YAML'}: {str(exc)[:200]}"]})
-    problem = document_problem(data)
-    if problem is not None:
-        raise SpecError({problem[0]: [problem[1]]})
-    if data is None or data == "":
-        raise SpecError({"spec": ["is empty"]})
-    if not isinstance(data, dict):
-        raise SpecError(
-            {"spec": [f"must be a mapping of fields (name, framework, roles, ...), not {_type_name(data)}"]}
-        )
-    return data
-
-
-class _Dumper(yaml.SafeDumper):
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        # Indent list items under their key, as people write YAML by hand.
-        return super().increase_indent(flow, False)
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None  # scripts read as written; the emitter falls back to quotes if it must
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
-def _yaml_command(command: Any) -> Any:
-    """``["/bin/sh", "-c", text]`` is shown as the text the user wrote; it reads back the same."""
-    if isinstance(command, list) and len(command) == 3 and tuple(command[:2]) == SHELL and isinstance(command[2], str):
-        return command[2]
-    return command
-
-
-def to_yaml(spec: dict) -> str:
-    """The spec as block-style YAML in a stable human order, leaving out what is empty or default."""
-    if not isinstance(spec, Mapping):
-        return yaml.dump(spec, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
-    out: dict[str, Any] = {}
-    for field in (*FIELDS, *(key for key in spec if key not in FIELDS)):
-        if field not in spec:
-            continue
-        value = spec[field]
-        if field == "command":
-            value = _yaml_command(value)
-        elif field == "roles" and isinstance(value, Mapping):
-            value = {name: _yaml_role(role) for name, role in value.items()}
-        elif field == "scheduling" and isinstance(value, Mapping):
-            value = {
-                key: [_without_empty(t) for t in item] if key == "tolerations" and isinstance(item, list) else item
-                for key, item in value.items()
-                if not (_absent(item) or (key == "gang" and item is True) or (key == "oversell" and item == 1))
-            }
-        elif field == "max_retries" and value == 0:
-            continue
-        if field == "priority" or not _absent(value):
-            out[field] = value
-    return yaml.dump(out, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
-
-
-def _without_empty(item: Any) -> Any:
-    return {key: value for key, value in item.items() if not _absent(value)} if isinstance(item, Mapping) else item
-
-
-def _yaml_role(role: Any) -> Any:
-    if not isinstance(role, Mapping):
-        return role
-    ordered = {key: role[key] for key in (*ROLE_FIELDS, *role) if key in role}
-    return {
-        key: _yaml_command(item) if key == "command" else item
-        for key, item in ordered.items()
-        if key not in ("image", "command", "env") or not _absent(item)
-    }
 
 
 # --- what the rest of the platform reads ----------------------------------------------------
