@@ -11,6 +11,10 @@ from clusters.backends.fake import FakeBackend
 from clusters.models import Cluster
 from teams.models import Membership, Team
 
+# The shared test support (the fake Kubernetes API, the live ASGI server, the browser's settings): testing/.
+# Loaded here, not with -p in addopts, because the project root is on sys.path only once this file is.
+pytest_plugins = ["testing.plugin"]
+
 PASSWORD = "s3cret-pass-123"
 
 

@@ -23,7 +23,7 @@ GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 def serve_fake(conn, jobs: int, pods_per_job: int, template: dict) -> None:
     """The child process: fill a FakeKube directly, serve it, answer journal questions on the pipe."""
     from clusters.backends.kubernetes import manifests as m
-    from clusters.tests.fakekube import FakeKube
+    from testing.fakekube import FakeKube
 
     fake = FakeKube().start()
     namespace = "easyai-vision"
@@ -67,7 +67,7 @@ def main() -> None:
 
         from clusters.backends.kubernetes import KubernetesBackend
         from clusters.models import Cluster
-        from clusters.tests.fakekube import make_job
+        from testing.fakekube import make_job
 
         cluster = Cluster(name="bench", kind=Cluster.Kind.KUBERNETES, namespace_prefix="easyai-",
                           nfs_server="nfs.example.org", nfs_path="/export", settings={"request_timeout": 120})  # fmt: skip

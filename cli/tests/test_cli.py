@@ -39,7 +39,6 @@ from jobs import storage
 from jobs import tasks as job_tasks
 from jobs.models import Job
 from jobs.state import FINAL
-from jobs.tests.browser_support import asgi_server  # noqa: F401 - the fixture
 from teams.models import ApiToken, Membership
 from teams.tokens import digest_of, user_for_key
 
@@ -550,7 +549,7 @@ def test_upload_a_file_and_a_folder_into_the_personal_workspace(logged_in, tmp_p
 
 
 @pytest.fixture
-def ws_portal(asgi_server, owner, cluster, config_dir, monkeypatch) -> dict[str, str]:  # noqa: F811 - the fixture
+def ws_portal(asgi_server, owner, cluster, config_dir, monkeypatch) -> dict[str, str]:
     """The CLI's environment for a portal that also serves websockets."""
     key = token_key_for(owner)
     monkeypatch.setenv("EASYAI_URL", asgi_server.http_url)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import yaml
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -11,14 +9,9 @@ from django.urls import reverse
 
 from clusters.admin import kubeconfig_status
 from clusters.models import Cluster
-from clusters.tests.fakekube import FakeKube, make_cluster, running_fake
+from testing.fakekube import FakeKube, make_cluster
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def fake_kube() -> Iterator[FakeKube]:
-    yield from running_fake()
 
 
 @pytest.fixture

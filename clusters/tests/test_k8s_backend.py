@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,51 +13,14 @@ from clusters.backends.base import BackendError, BackendRejected, BackendUnavail
 from clusters.backends.kubernetes import KubernetesBackend
 from clusters.backends.kubernetes import manifests as m
 from clusters.models import Cluster
-from clusters.tests.fakekube import FakeKube, make_cluster, make_job, running_fake
 from jobs.storage import task_log_path
+from testing.fakekube import NS, PYTORCH, VCJOB, FakeKube, make_cluster, make_job, run_pods
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def fake_kube() -> Iterator[FakeKube]:
-    yield from running_fake()
-
-
-NS = "easyai-vision"
-PYTORCH = ("kubeflow.org", "v1", "pytorchjobs")
-VCJOB = ("batch.volcano.sh", "v1alpha1", "jobs")
-
-
 def backend_for(fake: FakeKube, **fields: Any) -> KubernetesBackend:
     return KubernetesBackend(make_cluster(fake, **fields))
-
-
-def run_pods(fake: FakeKube, kind: tuple[str, str, str], name: str, **pod_fields: Any) -> list[dict[str, Any]]:
-    """Play the operator: a pod per replica, labelled as training-operator (or Volcano) labels them."""
-    obj = fake.get(*kind, NS, name)
-    pods = []
-    if kind == VCJOB:
-        replicas = [(t["name"], t) for t in obj["spec"]["tasks"]]
-    else:
-        field = next(k for k in obj["spec"] if k.endswith("ReplicaSpecs"))
-        replicas = [(t.lower(), r) for t, r in obj["spec"][field].items()]
-    for role, replica in replicas:
-        template = replica["template"]
-        for index in range(replica["replicas"]):
-            labels = dict(template["metadata"]["labels"])
-            annotations = {}
-            if kind == VCJOB:
-                annotations = {m.VC_TASK_SPEC: role, m.VC_TASK_INDEX: str(index)}
-            else:
-                labels.update({m.TO_REPLICA_TYPE: role, m.TO_REPLICA_INDEX: str(index)})
-            pod_name = f"{name}-{role}-{index}"
-            pods.append(
-                fake.add_pod(NS, pod_name, labels, annotations=annotations,
-                             container=template["spec"]["containers"][0]["name"],
-                             ip=f"10.1.0.{len(pods) + 1}", log=f"hello from {role}-{index}\n".encode(), **pod_fields)
-            )  # fmt: skip
-    return pods
 
 
 def condition(kind: str, reason: str = "", message: str = "") -> dict[str, Any]:
@@ -339,9 +301,18 @@ def test_stop_copies_logs_before_deleting(fake_kube):
 def test_404_on_delete_is_fine(fake_kube):
     backend = backend_for(fake_kube)
     backend.submit(make_job("pytorch"))
+    run_pods(fake_kube, PYTORCH, "j-ab12cd34")
     backend.observe(["j-ab12cd34"])
+    # Someone else deleted the job between our look and our delete: the server answers 404.
     fake_kube.fail("DELETE", r"/pytorchjobs/j-ab12cd34$", 404)
+    backend.delete("j-ab12cd34")  # no error: gone is what we wanted
+    assert [r.status for r in fake_kube.requests("DELETE", r"/pytorchjobs/j-ab12cd34$")] == [404]
+    # The portal kept the task's log all the same, and the next delete (a retry) asks again and succeeds.
+    assert task_log_path(Path(settings.EASYAI_STORAGE_ROOT), "j-ab12cd34", "worker-0").read_bytes() == (
+        b"hello from worker-0\n"
+    )
     backend.delete("j-ab12cd34")
+    assert fake_kube.get(*PYTORCH, NS, "j-ab12cd34") is None
 
 
 # --- logs and shell ---------------------------------------------------------------------------------------

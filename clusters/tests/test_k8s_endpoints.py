@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ from clusters.backends.kubernetes import KubernetesBackend
 from clusters.backends.kubernetes import manifests as m
 from clusters.k8s_schema import validate_manifest
 from clusters.models import Cluster
-from clusters.tests.fakekube import ROLES, FakeKube, make_cluster, make_job, running_fake
+from testing.fakekube import ROLES, make_cluster, make_job
 
 NS = "easyai-vision"
 SERVICES = ("", "v1", "services")
@@ -112,11 +111,6 @@ def test_a_service_or_ingress_with_an_unknown_field_is_refused():
 
 
 # --- with the real client against the fake API server -----------------------------------------
-
-
-@pytest.fixture
-def fake_kube() -> Iterator[FakeKube]:
-    yield from running_fake()
 
 
 @pytest.mark.django_db

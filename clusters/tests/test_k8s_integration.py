@@ -18,8 +18,8 @@ from clusters.backends.kubernetes import KubernetesBackend
 from clusters.backends.kubernetes.health import check_connection
 from clusters.models import Cluster
 from clusters.services import team_provision
-from clusters.tests.fakekube import make_job
 from teams.models import Team
+from testing.fakekube import make_job
 
 KUBECONFIG = os.environ.get("EASYAI_TEST_KUBECONFIG", "")
 pytestmark = [

@@ -10,9 +10,9 @@ import pytest
 from clusters.backends.kubernetes import manifests as m
 from clusters.k8s_schema import validate_manifest
 from clusters.models import Cluster
-from clusters.tests.fakekube import ROLES, make_job
 from jobs.models import Volume
 from jobs.storage import container_env
+from testing.fakekube import ROLES, make_job
 
 FRAMEWORKS = list(ROLES)
 

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.core.exceptions import ValidationError
 
 from clusters import services, tasks
 from clusters.k8s_schema import validate_manifest
 from clusters.models import Cluster, Quota
-from clusters.tests.fakekube import FakeKube, make_cluster, running_fake
 from teams.models import Team
 from teams.signals import team_changed
+from testing.fakekube import make_cluster
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def fake_kube() -> Iterator[FakeKube]:
-    yield from running_fake()
 
 
 QUEUES = ("scheduling.volcano.sh", "v1beta1", "queues")

@@ -14,9 +14,6 @@ from django.conf import settings
 from conftest import api_client_for
 from easyai_site.limits import MULTIPART_ALLOWANCE
 from jobs.models import Job
-from jobs.tests import browser_support
-
-asgi_server = browser_support.asgi_server  # the fixture: a real ASGI server (uvicorn) in this process
 
 LIMIT = 64 * 1024
 

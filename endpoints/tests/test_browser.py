@@ -15,14 +15,10 @@ from playwright.sync_api import Page, expect
 from endpoints.tests.test_origin import origins, wildcard  # noqa: F401 - the fixtures
 from endpoints.tests.test_proxy import web_job  # noqa: F401 - the fixture
 from jobs.models import Job
-from jobs.tests import browser_support
 from notebooks.tests.test_browser import PORTAL_COOKIES, signed_in
 from teams.models import Membership
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-asgi_server = browser_support.asgi_server
-browser_type_launch_args = browser_support.browser_type_launch_args
 
 
 ATTACK = """async ({portal, slug, victim}) => {

@@ -23,11 +23,8 @@ from websockets.sync.client import connect
 from endpoints import origin as endpoint_origin
 from endpoints.tests.test_proxy import web_job  # noqa: F401 - the fixture
 from jobs.models import Job
-from jobs.tests import browser_support
 from notebooks.tests.conftest import token_for, wait_until
 from teams.models import Membership
-
-asgi_server = browser_support.asgi_server
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT_TAG = re.compile(r"<script\b([^>]*)>", re.IGNORECASE)

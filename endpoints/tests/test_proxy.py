@@ -18,10 +18,7 @@ from endpoints.proxy import Target, rewrite_location, rewrite_set_cookie
 from jobs import services as job_services
 from jobs import workers as job_workers
 from jobs.models import Job
-from jobs.tests import browser_support
 from notebooks.tests.conftest import fetch, token_for, wait_answering, wait_until
-
-asgi_server = browser_support.asgi_server
 
 ECHO = str(Path(__file__).with_name("echo_server.py"))
 

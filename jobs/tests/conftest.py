@@ -1,6 +1,15 @@
-import pytest
+from pathlib import Path
+from typing import Any
 
-from jobs import services
+import pytest
+from django.conf import settings
+
+from clusters.models import Cluster
+from jobs import services, storage
+from jobs.models import Job
+
+# A task that runs until the test lets it go (a file named "go" in the job's share_dir).
+GATED = 'while [ ! -e "$share_dir/go" ]; do sleep 0.05; done'
 
 
 @pytest.fixture
@@ -33,3 +42,43 @@ def submit(django_capture_on_commit_callbacks, spec_doc):
             return services.job_submit(user=user, data=spec_doc(**changes))
 
     return run
+
+
+# --- real jobs on the local backend, for the log and shell socket tests ----------------------------------
+
+
+@pytest.fixture
+def local_cluster(transactional_db) -> Cluster:
+    return Cluster.objects.create(
+        name="local", kind="local", is_default=True, settings={"cpu": 4, "memory": "4Gi", "stop_grace": 1}
+    )
+
+
+@pytest.fixture
+def run_job(local_cluster, tmp_path):
+    """run_job(user, command, **spec) -> a job started on the local backend; stopped again after the test."""
+    started: list[Job] = []
+
+    def run(user, command: str, **spec: Any) -> Job:
+        doc = {
+            "name": "streams",
+            "framework": "batch",
+            "command": command,
+            "roles": {"main": {"replicas": 1, "cpu": "250m", "memory": "128Mi"}},
+            # A home of its own: a shell sources $HOME/.bashrc, and this machine's may do slow things.
+            "env": {"HOME": str(tmp_path / "home")},
+            **spec,
+        }
+        job = services.job_submit(user=user, data=doc)  # a transactional test: the submit worker runs at commit
+        started.append(job)
+        return job
+
+    yield run
+    backend = local_cluster.backend()
+    for job in started:
+        backend.stop(job.public_id)
+
+
+def log_path(job: Job, task: str) -> Path:
+    """Where the task's log is on the storage root."""
+    return storage.task_log_path(Path(settings.EASYAI_STORAGE_ROOT), job.public_id, task)

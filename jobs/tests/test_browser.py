@@ -11,13 +11,11 @@ from playwright.sync_api import Page, expect
 
 from clusters.models import Cluster
 from jobs import services
-from jobs.tests import browser_support
+from testing.asgi import AsgiServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # The fixtures: a real ASGI server, and Debian's chromium for pytest-playwright.
-asgi_server = browser_support.asgi_server
-browser_type_launch_args = browser_support.browser_type_launch_args
 
 # Numbered lines for a while, then waits until the shell has been used (it ends when the job is stopped).
 TALKER = 'for i in $(seq 1 200); do echo "tick $i"; sleep 0.05; done; sleep 60'
@@ -45,7 +43,7 @@ def running_job(transactional_db, owner, tmp_path):
     cluster.backend().stop(job.public_id)
 
 
-def signed_in(page: Page, server: browser_support.AsgiServer, user) -> None:
+def signed_in(page: Page, server: AsgiServer, user) -> None:
     client = Client()
     client.force_login(user)
     cookie = client.cookies["sessionid"]

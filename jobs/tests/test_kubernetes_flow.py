@@ -5,21 +5,16 @@ import json
 import pytest
 
 from clusters.k8s_schema import validate_manifest
-from clusters.tests.fakekube import make_cluster, running_fake
 from jobs import tasks
 from jobs.describe import describe
 from jobs.models import Job, Volume
 from jobs.state import JobState
+from testing.fakekube import make_cluster
 
 pytestmark = pytest.mark.django_db
 
 PYTORCH = ("kubeflow.org", "v1", "pytorchjobs")
 NS = "easyai-vision"
-
-
-@pytest.fixture
-def kube():
-    yield from running_fake()
 
 
 @pytest.fixture

@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import json
-import re
-import time
+import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.conf import settings
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
 from clusters.models import Cluster
 from conftest import token_key_for
-from jobs import services, storage, workers
+from jobs import storage, workers
 from jobs.models import Job, ShellSession
-from jobs.tests import browser_support
-from jobs.tests.browser_support import AsgiServer
-
-asgi_server = browser_support.asgi_server  # the fixture: a real ASGI server in this process
+from jobs.tests.conftest import GATED, log_path
+from testing.sockets import Terminal, log_text, open_socket, read_until_closed
+from testing.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
 # A task that prints a numbered line every 50 ms for about 3 s.
 COUNTER = 'for i in $(seq 1 60); do echo "line $i"; sleep 0.05; done'
-# A task that runs until the test lets it go (a file named "go" in the job's share_dir).
-GATED = 'while [ ! -e "$share_dir/go" ]; do sleep 0.05; done'
 
 
 @pytest.fixture(autouse=True)
@@ -36,50 +30,16 @@ def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture
-def local_cluster(transactional_db) -> Cluster:
-    return Cluster.objects.create(
-        name="local", kind="local", is_default=True, settings={"cpu": 4, "memory": "4Gi", "stop_grace": 1}
-    )
-
-
-@pytest.fixture
-def run_job(local_cluster, tmp_path):
-    """run_job(user, command, **spec) -> a job started on the local backend; stopped again after the test."""
-    started: list[Job] = []
-
-    def run(user, command: str, **spec: Any) -> Job:
-        doc = {
-            "name": "streams",
-            "framework": "batch",
-            "command": command,
-            "roles": {"main": {"replicas": 1, "cpu": "250m", "memory": "128Mi"}},
-            # A home of its own: a shell sources $HOME/.bashrc, and this machine's may do slow things.
-            "env": {"HOME": str(tmp_path / "home")},
-            **spec,
-        }
-        job = services.job_submit(user=user, data=doc)  # a transactional test: the submit worker runs at commit
-        started.append(job)
-        return job
-
-    yield run
-    backend = local_cluster.backend()
-    for job in started:
-        backend.stop(job.public_id)
-
-
-def log_path(job: Job, task: str) -> Path:
-    return storage.task_log_path(Path(settings.EASYAI_STORAGE_ROOT), job.public_id, task)
-
-
-def wait_until(check, timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+def running(command: str) -> bool:
+    """Whether a process with this command line runs on this host (a sandboxed task's processes are seen too)."""
+    wanted = command.replace(" ", "\0").encode() + b"\0"
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes() == wanted:
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def finish(job: Job, cluster: Cluster) -> Job:
@@ -89,36 +49,6 @@ def finish(job: Job, cluster: Cluster) -> Job:
         return fresh if fresh.is_final else None
 
     return wait_until(final, what=f"{job.public_id} to end")
-
-
-def token_for(user) -> str:
-    return token_key_for(user)
-
-
-def open_socket(server: AsgiServer, path: str, user=None, origin: str | None = None, **headers: str) -> ClientConnection:
-    if user is not None:
-        headers["Authorization"] = f"Token {token_for(user)}"
-    # A token client needs no Origin; without a token the test is a browser, which sends its page's.
-    if user is None and origin is None:
-        origin = server.http_url
-    return connect(server.ws_url + path, origin=origin, additional_headers=headers, open_timeout=10)
-
-
-def read_until_closed(ws: ClientConnection, timeout: float = 20.0) -> tuple[list[Any], int | None, str]:
-    """Every frame (JSON decoded, bytes as they are) until the server closes, and the close code and reason."""
-    frames: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            message = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
-            frames.append(json.loads(message) if isinstance(message, str) else message)
-    except ConnectionClosed as closed:
-        received = closed.rcvd
-        return frames, (received.code if received else None), (received.reason if received else "")
-
-
-def log_text(frames: list[dict]) -> str:
-    return "".join(frame["data"] for frame in frames if frame["type"] == "log")
 
 
 def numbered(last: int, first: int = 1) -> str:
@@ -147,7 +77,7 @@ def test_log_follows_a_running_task_and_resumes_from_its_offset_after_a_reconnec
             offset = frame["offset"]
     # Closed mid-stream: the task goes on writing meanwhile.
     assert offset < 60 * len("line 60\n"), "the task ended before the reconnect: nothing was tested"
-    time.sleep(0.3)
+    wait_until(lambda: path.stat().st_size > offset, what="lines written while no socket was open")
 
     with open_socket(asgi_server, f"/ws/jobs/{job.public_id}/tasks/main-0/log/?offset={offset}", owner) as ws:
         frames, code, _ = read_until_closed(ws)
@@ -165,7 +95,7 @@ def test_log_of_a_finished_task_is_sent_whole_then_its_end(asgi_server, run_job,
 
     # A team-mate may read logs; a token in the query string works as well as the header.
     with connect(
-        f"{asgi_server.ws_url}/ws/jobs/{job.public_id}/tasks/main-0/log/?token={token_for(mate)}",
+        f"{asgi_server.ws_url}/ws/jobs/{job.public_id}/tasks/main-0/log/?token={token_key_for(mate)}",
         origin=asgi_server.http_url,
     ) as ws:
         frames, code, _ = read_until_closed(ws)
@@ -215,36 +145,6 @@ def test_log_socket_refuses_with_a_code_and_a_reason(asgi_server, run_job, peopl
 # --- the shell ------------------------------------------------------------------------------------------
 
 
-class Terminal:
-    """The client side of a shell socket: bytes in, bytes out, and the control frames seen."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.output = b""
-        self.control: list[dict] = []
-
-    def type(self, text: str) -> None:
-        self.ws.send(text.encode())  # a binary frame: terminal bytes
-
-    def expect(self, pattern: bytes, timeout: float = 10.0) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = re.search(pattern, self.output)
-            if found:
-                self.output = self.output[found.end() :]
-                return found
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"no {pattern!r} in {self.output[-500:]!r}"
-            try:
-                message = self.ws.recv(timeout=remaining)
-            except TimeoutError:
-                raise AssertionError(f"no {pattern!r} in {self.output[-500:]!r}") from None
-            if isinstance(message, bytes):
-                self.output += message
-            else:
-                self.control.append(json.loads(message))
-
-
 def test_shell_runs_commands_in_the_task_with_its_rank_and_working_dir(
     asgi_server, run_job, owner, tmp_path, local_cluster
 ):
@@ -274,8 +174,9 @@ def test_shell_runs_commands_in_the_task_with_its_rank_and_working_dir(
         term.type("stty size\r")
         term.expect(rb"[\r\n]33 101\r\n")
 
-        term.type("sleep 30\r")
-        time.sleep(0.3)
+        sleeper = f"sleep 30.{os.getpid()}"  # a command line of this test's own, to find among the host's processes
+        term.type(f"{sleeper}\r")
+        wait_until(lambda: running(sleeper), what=f"{sleeper!r} to run in the shell")
         term.type("\x03")  # Ctrl-C ends the foreground command, not the shell
         term.type("echo after-$((40+2))\r")
         term.expect(rb"after-42", timeout=5)

@@ -11,22 +11,13 @@ import json
 
 import pytest
 
-from clusters.tests.fakekube import make_cluster, running_fake
-from clusters.tests.test_k8s_backend import NS, PYTORCH, run_pods
 from jobs import services, tasks
 from jobs.models import Job
 from jobs.state import JobState
-from jobs.tests import browser_support
-from jobs.tests.test_streams import log_text, open_socket, read_until_closed
-
-asgi_server = browser_support.asgi_server
+from testing.fakekube import NS, PYTORCH, make_cluster, run_pods
+from testing.sockets import log_text, open_socket, read_until_closed
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def kube():
-    yield from running_fake()
 
 
 def test_log_socket_follows_the_pod_then_ends_with_the_jobs_state(asgi_server, transactional_db, kube, owner, spec_doc):

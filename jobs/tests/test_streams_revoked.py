@@ -14,15 +14,11 @@ from django.test import Client
 
 from jobs.consumers import CLOSE_REVOKED
 from jobs.models import ShellSession
-from jobs.tests import test_streams as streams
-from jobs.tests.test_streams import GATED, Terminal, log_path, open_socket, read_until_closed, wait_until
+from jobs.tests.conftest import GATED, log_path
 from teams import services as team_services
 from teams.models import ApiToken
-
-# The fixtures of the stream tests: a real ASGI server, a local cluster, jobs started on it.
-asgi_server = streams.asgi_server
-local_cluster = streams.local_cluster
-run_job = streams.run_job
+from testing.sockets import Terminal, open_socket, read_until_closed
+from testing.wait import wait_until
 
 pytestmark = pytest.mark.slow
 

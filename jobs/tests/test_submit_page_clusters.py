@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 
 import pytest
 from django.test import Client
 
 from clusters.backends.kubernetes.health import check_connection
 from clusters.models import Cluster
-from clusters.tests.fakekube import FakeKube, make_cluster, running_fake
+from testing.fakekube import make_cluster
 
 
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def fake_kube() -> Iterator[FakeKube]:
-    yield from running_fake()
 
 
 def submit_page(user) -> str:

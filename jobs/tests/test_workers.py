@@ -411,8 +411,8 @@ def test_a_stop_whose_delivery_was_lost_is_asked_again_by_the_scheduler(owner, f
 
 
 def test_a_stop_on_the_kubernetes_api_that_answers_5xx_is_retried(owner, submit, django_capture_on_commit_callbacks):
-    from clusters.tests.fakekube import make_cluster, running_fake
     from jobs import services
+    from testing.fakekube import make_cluster, running_fake
 
     for kube in running_fake():
         make_cluster(kube, name="gpu-a", is_default=True)
@@ -555,7 +555,7 @@ def test_a_keep_time_that_is_not_minutes_falls_back_to_the_default(value, settin
 
 def test_kubernetes_objects_of_a_finished_job_stay_their_minutes_then_go(owner, submit):
     """Real client, fake API server: the sync pass keeps the objects; the cleanup deletes them when due."""
-    from clusters.tests.fakekube import make_cluster, running_fake
+    from testing.fakekube import make_cluster, running_fake
 
     pytorch = ("kubeflow.org", "v1", "pytorchjobs")
     for kube in running_fake():

@@ -13,19 +13,17 @@ from django.urls import reverse
 from playwright.sync_api import Page, expect
 
 from endpoints.tests.test_origin import origins  # noqa: F401 - the fixture
-from jobs.tests import browser_support
 from notebooks import services
 from notebooks.tests.conftest import wait_running
+from testing.asgi import AsgiServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-asgi_server = browser_support.asgi_server
-browser_type_launch_args = browser_support.browser_type_launch_args
 
 PORTAL_COOKIES = ("sessionid", "csrftoken")
 
 
-def signed_in(page: Page, server: browser_support.AsgiServer, user) -> None:
+def signed_in(page: Page, server: AsgiServer, user) -> None:
     client = Client()
     client.force_login(user)
     cookie = client.cookies["sessionid"]

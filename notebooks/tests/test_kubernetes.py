@@ -1,6 +1,6 @@
 """Notebooks on a Kubernetes cluster: the pod the API server receives, and the proxy's way to it.
 
-The real `kubernetes` client talks to the fake API server (clusters/tests/fakekube.py); the tests play
+The real `kubernetes` client talks to the fake API server (testing/fakekube.py); the tests play
 the kubelet by giving the pod a phase and an IP. An echo server stands in for the pod's Jupyter (on a
 loopback pod IP) or for the cluster's ingress, so a request goes through the portal's proxy for real.
 """
@@ -19,25 +19,17 @@ import pytest
 from clusters.backends.kubernetes import manifests as m
 from clusters.crypto import endpoint_token
 from clusters.k8s_schema import validate_manifest
-from clusters.tests.fakekube import FakeKube, make_cluster, running_fake
 from endpoints.proxy import Target, upstream_headers
 from endpoints.tests.echo_server import Handler
 from jobs import tasks
 from jobs.models import Task
-from jobs.tests import browser_support
 from notebooks import services, specs
 from notebooks.models import NOTEBOOK_TASK, Notebook
 from notebooks.tests.conftest import fetch
-
-asgi_server = browser_support.asgi_server
+from testing.fakekube import FakeKube, make_cluster
 
 NS = "easyai-vision"
 POD_IP = "127.0.0.2"  # a loopback address of its own: the echo server takes Jupyter's port there
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKube]:
-    yield from running_fake()
 
 
 def echo_server(host: str, port: int) -> Iterator[ThreadingHTTPServer]:

@@ -24,12 +24,10 @@ from clusters.tests.test_task_isolation import (
     other_users_files,
     report_of,
 )
-from jobs.tests import browser_support
 from notebooks import services
 from notebooks.tests.conftest import fetch, token_for, wait_answering, wait_running
 from notebooks.tests.test_notebook_server import _execute_request, _stream_output, _xsrf
 
-asgi_server = browser_support.asgi_server
 portal_layout = test_task_isolation.portal_layout  # the fixture: the embedded defaults' var/ layout
 
 pytestmark = pytest.mark.slow

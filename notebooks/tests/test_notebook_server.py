@@ -14,12 +14,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from jobs.models import Job
 from jobs.state import JobState
-from jobs.tests import browser_support
 from notebooks import services, workers
 from notebooks.models import Notebook
 from notebooks.tests.conftest import fetch, token_for, wait_answering, wait_running, wait_until
-
-asgi_server = browser_support.asgi_server  # the fixture: a real ASGI server in this process
 
 pytestmark = pytest.mark.slow
 

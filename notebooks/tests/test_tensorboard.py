@@ -20,12 +20,9 @@ from jobs import storage
 from jobs import workers as job_workers
 from jobs.models import Job
 from jobs.state import JobState
-from jobs.tests import browser_support
 from notebooks import workers
 from notebooks.models import TensorBoard
 from notebooks.tests.conftest import fetch, token_for, wait_answering, wait_until
-
-asgi_server = browser_support.asgi_server
 
 pytestmark = pytest.mark.slow
 
@@ -161,13 +158,6 @@ def test_tensorboard_is_refused_for_jobs_without_summaries_or_not_visible(people
 # --- on Kubernetes ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def kube():
-    from clusters.tests.fakekube import running_fake
-
-    yield from running_fake()
-
-
 def _started_on_kubernetes(owner, cluster, kube, on_commit) -> Job:
     """A PyTorch job on the fake cluster that the operator reports running (so it may have summaries)."""
     from jobs import tasks
@@ -194,9 +184,9 @@ def test_tensorboard_on_kubernetes_mounts_the_jobs_summary_dirs_and_serves_under
     kube, people, django_capture_on_commit_callbacks
 ):
     from clusters.k8s_schema import validate_manifest
-    from clusters.tests.fakekube import make_cluster
     from notebooks import services, tensorboard
     from notebooks.tests.test_kubernetes import argv_of, created_pod
+    from testing.fakekube import make_cluster
 
     owner = people["owner"]
     cluster = make_cluster(kube, is_default=True)
@@ -248,8 +238,8 @@ def test_tensorboard_on_kubernetes_without_nfs_storage_is_refused_naming_why(
     from django.core.exceptions import ValidationError
 
     from clusters.models import Cluster
-    from clusters.tests.fakekube import make_cluster
     from notebooks import services, tensorboard
+    from testing.fakekube import make_cluster
 
     owner = people["owner"]
     cluster = make_cluster(kube, is_default=True)

@@ -23,12 +23,9 @@ from jobs import readiness, tasks
 from jobs import services as job_services
 from jobs import workers as job_workers
 from jobs.models import Task
-from jobs.tests import browser_support
 from notebooks import services, tensorboard
 from notebooks.models import NOTEBOOK_TASK, Notebook
 from notebooks.tests.conftest import fetch, wait_until
-
-asgi_server = browser_support.asgi_server
 
 
 class FakeJupyter(BaseHTTPRequestHandler):

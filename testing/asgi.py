@@ -1,13 +1,11 @@
-"""A real ASGI server for socket and browser tests, and the headless browser's fixtures.
+"""A real ASGI server for socket and browser tests, and the headless browser's launch settings.
 
 The server is uvicorn in a thread of the test process, serving the project's
 ASGI application (pages, API, static files and websockets) on a free port. It
 shares the process's settings (each test's storage root) and the file-based
 test database, so tests that use it need committed rows (``transactional_db``).
 
-Import what a test module needs::
-
-    from jobs.tests.browser_support import asgi_server, browser_type_launch_args  # noqa: F401
+The fixtures (``asgi_server``, ``browser_type_launch_args``) are in ``testing.plugin``: every test has them.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,21 +80,11 @@ class AsgiServer:
         self._socket.close()
 
 
-@pytest.fixture
-def asgi_server(transactional_db) -> Iterator[AsgiServer]:
-    server = AsgiServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def browser_available() -> bool:
     return CHROMIUM.exists() or bool(shutil.which("chromium"))
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+def launch_args(browser_type_launch_args: dict) -> dict:
     """pytest-playwright's launch arguments: Debian's chromium (playwright cannot download its own here)."""
     if not CHROMIUM.exists():
         if os.environ.get("EASYAI_REQUIRE_BROWSER") == "1":

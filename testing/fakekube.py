@@ -11,7 +11,8 @@ the CustomResourceDefinition list. Every request goes into a journal, and
 faults can be injected: the next N requests matching a method and a path
 pattern answer with a status, or hang past the client's timeout.
 
-Tests play the operator: ``set_status`` on a job, ``add_pod`` for its pods.
+Tests play the operator: ``set_status`` on a job, ``add_pod`` for its pods, ``run_pods`` for all of a
+job's pods. The ``fake_kube`` fixture (also named ``kube``) is in ``testing.plugin``.
 """
 
 from __future__ import annotations
@@ -663,6 +664,40 @@ def make_cluster(fake: FakeKube, **fields: Any):
     cluster.kubeconfig = yaml.safe_dump(fake.kubeconfig())
     cluster.save()
     return cluster
+
+
+NS = "easyai-vision"  # the team namespace running_fake starts with
+PYTORCH = ("kubeflow.org", "v1", "pytorchjobs")
+VCJOB = ("batch.volcano.sh", "v1alpha1", "jobs")
+
+
+def run_pods(fake: FakeKube, kind: tuple[str, str, str], name: str, **pod_fields: Any) -> list[dict[str, Any]]:
+    """Play the operator: a pod per replica, labelled as training-operator (or Volcano) labels them."""
+    from clusters.backends.kubernetes import manifests as m
+
+    obj = fake.get(*kind, NS, name)
+    pods = []
+    if kind == VCJOB:
+        replicas = [(t["name"], t) for t in obj["spec"]["tasks"]]
+    else:
+        field = next(k for k in obj["spec"] if k.endswith("ReplicaSpecs"))
+        replicas = [(t.lower(), r) for t, r in obj["spec"][field].items()]
+    for role, replica in replicas:
+        template = replica["template"]
+        for index in range(replica["replicas"]):
+            labels = dict(template["metadata"]["labels"])
+            annotations = {}
+            if kind == VCJOB:
+                annotations = {m.VC_TASK_SPEC: role, m.VC_TASK_INDEX: str(index)}
+            else:
+                labels.update({m.TO_REPLICA_TYPE: role, m.TO_REPLICA_INDEX: str(index)})
+            pod_name = f"{name}-{role}-{index}"
+            pods.append(
+                fake.add_pod(NS, pod_name, labels, annotations=annotations,
+                             container=template["spec"]["containers"][0]["name"],
+                             ip=f"10.1.0.{len(pods) + 1}", log=f"hello from {role}-{index}\n".encode(), **pod_fields)
+            )  # fmt: skip
+    return pods
 
 
 def running_fake() -> Iterator[FakeKube]:
