@@ -32,6 +32,9 @@ CHROMIUM_ARGS = [
 ]
 
 
+PORTAL_COOKIES = ("sessionid", "csrftoken")  # the portal's own cookies, which no endpoint may see
+
+
 class AsgiServer:
     """uvicorn in a thread, serving easyai_site.asgi.application (static files too, as runserver does)."""
 
@@ -94,3 +97,13 @@ def launch_args(browser_type_launch_args: dict) -> dict:
     # Django refuses ORM calls from a thread with a running loop; the tests' own ORM calls are plain sync code.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS, "headless": True}
+
+
+def signed_in(page, server: AsgiServer, user) -> None:
+    """Sign the user in on a playwright page: the portal's session cookie, as a login would set it."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies["sessionid"]
+    page.context.add_cookies([{"name": "sessionid", "value": cookie.value, "url": server.http_url}])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 
 from testing.asgi import AsgiServer, launch_args
 from testing.fakekube import FakeKube, running_fake
+from testing.isolation import portal_layout  # noqa: F401 - the fixture: the embedded defaults' var/ with canaries
 
 
 @pytest.fixture
@@ -36,3 +38,24 @@ def asgi_server(transactional_db) -> Iterator[AsgiServer]:
 def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     """pytest-playwright's launch arguments with Debian's chromium."""
     return launch_args(browser_type_launch_args)
+
+
+# --- the endpoint origin: the live server under a second name -------------------------------------------
+
+
+@pytest.fixture
+def origins(asgi_server, settings) -> SimpleNamespace:
+    """The test server as the portal (127.0.0.1) and as the endpoint origin (localhost), on one port."""
+    port = asgi_server.port
+    settings.EASYAI_ENDPOINTS_URL = f"http://localhost:{port}"
+    settings.SITE_URL = f"http://127.0.0.1:{port}"
+    return SimpleNamespace(port=port, portal=f"127.0.0.1:{port}", endpoints=f"localhost:{port}")
+
+
+@pytest.fixture
+def wildcard(asgi_server, settings) -> SimpleNamespace:
+    """The endpoint origin as a host per endpoint under *.localhost (browsers resolve those to this machine)."""
+    port = asgi_server.port
+    settings.EASYAI_ENDPOINTS_URL = f"http://*.localhost:{port}"
+    settings.SITE_URL = f"http://127.0.0.1:{port}"
+    return SimpleNamespace(port=port, portal=f"127.0.0.1:{port}", endpoints=None)

@@ -12,11 +12,9 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from endpoints.tests.test_origin import origins, wildcard  # noqa: F401 - the fixtures
-from endpoints.tests.test_proxy import web_job  # noqa: F401 - the fixture
 from jobs.models import Job
-from notebooks.tests.test_browser import PORTAL_COOKIES, signed_in
 from teams.models import Membership
+from testing.asgi import PORTAL_COOKIES, signed_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -44,8 +42,8 @@ ATTACK = """async ({portal, slug, victim}) => {
 def test_a_page_a_task_serves_cannot_read_or_use_the_portals_cookies_when_the_team_admin_opens_it(
     page: Page,
     asgi_server,
-    origins,  # noqa: F811 - the fixture
-    web_job: Job,  # noqa: F811 - the fixture
+    origins,
+    web_job: Job,
     people,
     team,
 ):
@@ -82,8 +80,8 @@ def test_a_page_a_task_serves_cannot_read_or_use_the_portals_cookies_when_the_te
 def test_under_a_wildcard_the_link_opens_the_endpoint_at_a_host_of_its_own(
     page: Page,
     asgi_server,
-    wildcard,  # noqa: F811 - the fixture
-    web_job: Job,  # noqa: F811 - the fixture
+    wildcard,
+    web_job: Job,
     people,
 ):
     signed_in(page, asgi_server, people["team_admin"])

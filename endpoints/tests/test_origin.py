@@ -11,7 +11,6 @@ import json
 import re
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from unittest import mock
 
 import pytest
@@ -21,7 +20,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from endpoints import origin as endpoint_origin
-from endpoints.tests.test_proxy import web_job  # noqa: F401 - the fixture
 from jobs.models import Job
 from notebooks.tests.conftest import token_for, wait_until
 from teams.models import Membership
@@ -29,15 +27,6 @@ from teams.models import Membership
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT_TAG = re.compile(r"<script\b([^>]*)>", re.IGNORECASE)
 EVENT_HANDLER = re.compile(r"<[^>]*\son[a-z]+\s*=", re.IGNORECASE)
-
-
-@pytest.fixture
-def origins(asgi_server, settings) -> SimpleNamespace:
-    """The test server as the portal (127.0.0.1) and as the endpoint origin (localhost), on one port."""
-    port = asgi_server.port
-    settings.EASYAI_ENDPOINTS_URL = f"http://localhost:{port}"
-    settings.SITE_URL = f"http://127.0.0.1:{port}"
-    return SimpleNamespace(port=port, portal=f"127.0.0.1:{port}", endpoints=f"localhost:{port}")
 
 
 def request(port: int, host: str, path: str, *, method: str = "GET", body: bytes | None = None, **headers: str):
@@ -204,7 +193,7 @@ def test_hsts_is_sent_over_https_without_debug(client, settings):
 def test_a_browser_reaches_an_endpoint_by_a_ticket_and_a_cookie_of_its_own_never_the_portals(
     settings,
     origins,
-    web_job: Job,  # noqa: F811 - the fixture
+    web_job: Job,
     people,
 ):
     port, mate = origins.port, people["mate"]
@@ -326,7 +315,7 @@ def test_a_browser_reaches_an_endpoint_by_a_ticket_and_a_cookie_of_its_own_never
 @pytest.mark.slow
 def test_an_outsider_gets_no_ticket_and_a_forged_one_opens_nothing(
     origins,
-    web_job: Job,  # noqa: F811 - the fixture
+    web_job: Job,
     people,
 ):
     port, outsider = origins.port, people["outsider"]
@@ -344,19 +333,10 @@ def test_an_outsider_gets_no_ticket_and_a_forged_one_opens_nothing(
     )
 
 
-@pytest.fixture
-def wildcard(asgi_server, settings) -> SimpleNamespace:
-    """The endpoint origin as a host per endpoint under *.localhost (browsers resolve those to this machine)."""
-    port = asgi_server.port
-    settings.EASYAI_ENDPOINTS_URL = f"http://*.localhost:{port}"
-    settings.SITE_URL = f"http://127.0.0.1:{port}"
-    return SimpleNamespace(port=port, portal=f"127.0.0.1:{port}", endpoints=None)
-
-
 @pytest.mark.slow
 def test_under_a_wildcard_each_endpoint_has_a_host_of_its_own_and_its_ticket_and_cookie_stay_there(
     wildcard,
-    web_job: Job,  # noqa: F811 - the fixture
+    web_job: Job,
     people,
 ):
     port, mate = wildcard.port, people["mate"]

@@ -5,9 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -15,34 +13,7 @@ from clusters.backends.base import TaskDescription
 from clusters.backends.kubernetes import manifests, observe
 from clusters.backends.local import contract
 from endpoints.proxy import Target, rewrite_location, rewrite_set_cookie
-from jobs import services as job_services
-from jobs import workers as job_workers
-from jobs.models import Job
-from notebooks.tests.conftest import fetch, token_for, wait_answering, wait_until
-
-ECHO = str(Path(__file__).with_name("echo_server.py"))
-
-
-@pytest.fixture
-def web_job(local_cluster, stop_all, owner) -> Job:
-    # The task's sandbox shows it the test's web app (the portal's code is hidden from tasks otherwise).
-    local_cluster.settings = {**local_cluster.settings, "sandbox_read_only": [str(Path(ECHO).parent)]}
-    local_cluster.save(update_fields=["settings"])
-    spec = {
-        "name": "web",
-        "framework": "batch",
-        "command": [sys.executable, ECHO],
-        "roles": {"main": {"cpu": "250m", "memory": "256Mi"}},
-        "ports": {"web": 8080},
-    }
-    job = job_services.job_submit(user=owner, data=spec)
-
-    def up() -> bool:
-        job_workers.cluster_sync(local_cluster)
-        return bool(job.tasks.get().endpoints.get("web"))
-
-    wait_until(up, 30, "the web endpoint")
-    return job
+from notebooks.tests.conftest import fetch, token_for, wait_answering
 
 
 @pytest.mark.slow

@@ -8,32 +8,20 @@ The test server is the portal as http://127.0.0.1:<port> and the endpoint origin
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
-from endpoints.tests.test_origin import origins  # noqa: F401 - the fixture
 from notebooks import services
 from notebooks.tests.conftest import wait_running
-from testing.asgi import AsgiServer
+from testing.asgi import PORTAL_COOKIES, signed_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-PORTAL_COOKIES = ("sessionid", "csrftoken")
-
-
-def signed_in(page: Page, server: AsgiServer, user) -> None:
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies["sessionid"]
-    page.context.add_cookies([{"name": "sessionid", "value": cookie.value, "url": server.http_url}])
 
 
 def test_opening_a_notebook_from_its_page_loads_jupyterlab(
     page: Page,
     asgi_server,
-    origins,  # noqa: F811 - the fixture
+    origins,
     local_cluster,
     stop_all,
     owner,

@@ -8,7 +8,6 @@ loopback pod IP) or for the cluster's ingress, so a request goes through the por
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -25,7 +24,7 @@ from jobs import tasks
 from jobs.models import Task
 from notebooks import services, specs
 from notebooks.models import NOTEBOOK_TASK, Notebook
-from notebooks.tests.conftest import fetch
+from notebooks.tests.conftest import argv_of, created_pod, fetch
 from testing.fakekube import FakeKube, make_cluster
 
 NS = "easyai-vision"
@@ -61,14 +60,6 @@ def start_notebook(owner, team, cluster) -> Notebook:
     return notebook
 
 
-def created_pod(kube: FakeKube, job_id: str) -> dict[str, Any]:
-    """The Pod body the API server received (a strictly validated create), as the client sent it."""
-    (request,) = [r for r in kube.requests("POST", rf"^/api/v1/namespaces/{NS}/pods$")]
-    assert request.status == 201 and request.query.get("fieldValidation") == "Strict"
-    assert request.body["metadata"]["name"] == job_id
-    return request.body
-
-
 def pod_runs(kube: FakeKube, pod: dict[str, Any], ip: str) -> None:
     """Play the kubelet: the pod runs, with an IP."""
     container = pod["spec"]["containers"][0]["name"]
@@ -78,16 +69,6 @@ def pod_runs(kube: FakeKube, pod: dict[str, Any], ip: str) -> None:
          "containerStatuses": [{"name": container, "ready": True, "restartCount": 0,
                                 "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]},
     )  # fmt: skip
-
-
-def argv_of(container: dict[str, Any]) -> list[str]:
-    """The arguments the container's shell gives the server, with the container's environment."""
-    env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
-    command = list(container["command"])
-    assert command[:2] == ["/bin/sh", "-c"] and command[2].startswith("exec "), command
-    script = "set -- " + command[2].removeprefix("exec ") + '\nfor a in "$@"; do printf "%s\\0" "$a"; done'
-    out = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, check=True).stdout
-    return out.decode().split("\0")[:-1]
 
 
 def test_a_notebook_on_kubernetes_is_a_strict_pod_with_jupyter_under_the_proxy_path(

@@ -15,20 +15,17 @@ from websockets.sync.client import ClientConnection, connect
 
 from clusters.backends.local import sandbox
 from clusters.crypto import endpoint_token
-from clusters.tests import test_task_isolation
-from clusters.tests.test_task_isolation import (
-    ATTACK,
-    CANARY,
-    assert_nothing_leaked,
-    attack_targets,
-    other_users_files,
-    report_of,
-)
 from notebooks import services
-from notebooks.tests.conftest import fetch, token_for, wait_answering, wait_running
-from notebooks.tests.test_notebook_server import _execute_request, _stream_output, _xsrf
-
-portal_layout = test_task_isolation.portal_layout  # the fixture: the embedded defaults' var/ layout
+from notebooks.tests.conftest import (
+    _execute_request,
+    _stream_output,
+    _xsrf,
+    fetch,
+    token_for,
+    wait_answering,
+    wait_running,
+)
+from testing.isolation import ATTACK, CANARY, assert_nothing_leaked, attack_targets, other_users_files, report_of
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -16,89 +16,20 @@ from jobs.models import Job
 from jobs.state import JobState
 from notebooks import services, workers
 from notebooks.models import Notebook
-from notebooks.tests.conftest import fetch, token_for, wait_answering, wait_running, wait_until
+from notebooks.tests.conftest import (
+    _execute_request,
+    _stream_output,
+    _xsrf,
+    fetch,
+    token_for,
+    wait_answering,
+    wait_running,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
 BINARY_PROTOCOL = "v1.kernel.websocket.jupyter.org"
-
-
-def _xsrf(port: int, base: str, user) -> str:
-    """What JupyterLab's page does: load it, keep the _xsrf cookie it sets (under the endpoint's path)."""
-    status, headers, _body = fetch(port, base + "lab", user=user, Accept="text/html")
-    assert status == 200
-    cookies = [value for name, value in headers.items() if name.lower() == "set-cookie"]
-    xsrf = next(c for c in cookies if c.startswith("_xsrf="))
-    assert f"Path={base.rstrip('/')}" in xsrf or f"Path={base}" in xsrf, xsrf
-    return xsrf.split(";", 1)[0].split("=", 1)[1]
-
-
-def _execute_request(code: str, session: str) -> dict:
-    msg_id = uuid.uuid4().hex
-    return {
-        "header": {
-            "msg_id": msg_id,
-            "username": "test",
-            "session": session,
-            "msg_type": "execute_request",
-            "version": "5.3",
-            "date": datetime.now(UTC).isoformat(),
-        },
-        "parent_header": {},
-        "metadata": {},
-        "content": {
-            "code": code,
-            "silent": False,
-            "store_history": False,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        },  # fmt: skip
-        "channel": "shell",
-        "buffers": [],
-    }
-
-
-def _pack_v1(message: dict) -> bytes:
-    """Jupyter Server's binary kernel protocol: offsets, then channel, header, parent, metadata, content."""
-    parts = [json.dumps(message[key]).encode() for key in ("header", "parent_header", "metadata", "content")]
-    channel = message["channel"].encode()
-    offsets = [8 * (1 + 1 + len(parts) + 1)]
-    offsets.append(offsets[-1] + len(channel))
-    for part in parts:
-        offsets.append(offsets[-1] + len(part))
-    head = len(offsets).to_bytes(8, "little") + b"".join(o.to_bytes(8, "little") for o in offsets)
-    return head + channel + b"".join(parts)
-
-
-def _unpack_v1(data: bytes) -> dict:
-    count = int.from_bytes(data[:8], "little")
-    offsets = [int.from_bytes(data[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(count)] + [len(data)]
-    pieces = [data[offsets[i] : offsets[i + 1]] for i in range(count)]
-    channel, header, parent, metadata, content = pieces[:5]
-    return {
-        "channel": channel.decode(),
-        "header": json.loads(header),
-        "parent_header": json.loads(parent),
-        "metadata": json.loads(metadata),
-        "content": json.loads(content),
-    }
-
-
-def _stream_output(ws: ClientConnection, request: dict, *, binary: bool) -> str:
-    """Send an execute_request and read the kernel's stdout for it."""
-    ws.send(_pack_v1(request) if binary else json.dumps(request))
-    printed = ""
-    while True:
-        frame = ws.recv(timeout=30)
-        assert isinstance(frame, bytes) == binary, type(frame)
-        message = _unpack_v1(frame) if binary else json.loads(frame)
-        if message["parent_header"].get("msg_id") != request["header"]["msg_id"]:
-            continue
-        if message["header"]["msg_type"] == "stream":
-            printed += message["content"]["text"]
-        if message["header"]["msg_type"] == "status" and message["content"]["execution_state"] == "idle" and printed:
-            return printed
 
 
 def _kernel_socket(server, path: str, owner, xsrf: str, **kwargs) -> ClientConnection:

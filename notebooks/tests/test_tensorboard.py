@@ -185,7 +185,7 @@ def test_tensorboard_on_kubernetes_mounts_the_jobs_summary_dirs_and_serves_under
 ):
     from clusters.k8s_schema import validate_manifest
     from notebooks import services, tensorboard
-    from notebooks.tests.test_kubernetes import argv_of, created_pod
+    from notebooks.tests.conftest import argv_of, created_pod
     from testing.fakekube import make_cluster
 
     owner = people["owner"]
