@@ -112,7 +112,11 @@ class Cluster(models.Model):
     @property
     def unisolated_for_everyone(self) -> bool:
         """An operator lets everyone run jobs here even though its tasks are not isolated (allow_unisolated)."""
-        return isinstance(self.settings, dict) and self.settings.get("allow_unisolated") is True
+        from clusters.backends.local.resources import ISOLATION_DEFAULTS
+
+        if not isinstance(self.settings, dict):
+            return False
+        return self.settings.get("allow_unisolated", ISOLATION_DEFAULTS["allow_unisolated"]) is True
 
     def backend(self):
         """The backend object that acts on this cluster."""

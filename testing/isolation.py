@@ -20,6 +20,10 @@ from jobs import storage
 
 CANARY = "easyai-isolation-canary-5d1f"
 
+# Why this host cannot sandbox tasks ("" when it can), and the mark of the tests that need it to.
+SANDBOX_REFUSED = sandbox.refused("bwrap", sandbox.DEFAULT_USER, sandbox.DEFAULT_USER)
+needs_sandbox = pytest.mark.skipif(bool(SANDBOX_REFUSED), reason=f"this host cannot sandbox tasks: {SANDBOX_REFUSED}")
+
 # Run inside a task (or its shell): try everything listed, report what worked as one JSON line.
 ATTACK = r"""
 import json, os, signal, sys

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -9,7 +10,36 @@ import pytest
 
 from testing.asgi import AsgiServer, launch_args
 from testing.fakekube import FakeKube, running_fake
-from testing.isolation import portal_layout  # noqa: F401 - the fixture: the embedded defaults' var/ with canaries
+from testing.isolation import SANDBOX_REFUSED, portal_layout  # noqa: F401 - the fixture: the embedded defaults' var/ with canaries
+
+# --- a host that cannot sandbox tasks -------------------------------------------------------------------
+
+
+def pytest_report_header(config) -> str:
+    refused = SANDBOX_REFUSED
+    if not refused:
+        return "local tasks: sandboxed (bubblewrap)"
+    return f"local tasks: UNISOLATED, {refused}; the isolation tests skip (EASYAI_REQUIRE_SANDBOX=1 makes this fail)"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _local_clusters_where_the_host_cannot_sandbox() -> Iterator[None]:
+    """On a host without bubblewrap, the tests' local clusters let everyone run (allow_unisolated), as an
+    operator of such a host would; the isolation tests skip, saying why. CI sets EASYAI_REQUIRE_SANDBOX=1."""
+    refused = SANDBOX_REFUSED
+    if not refused:
+        yield
+        return
+    if os.environ.get("EASYAI_REQUIRE_SANDBOX") == "1":
+        pytest.fail(f"EASYAI_REQUIRE_SANDBOX=1 but this host cannot sandbox tasks: {refused}")
+    from clusters.backends.local import resources
+
+    before = dict(resources.ISOLATION_DEFAULTS)
+    resources.ISOLATION_DEFAULTS["allow_unisolated"] = True
+    try:
+        yield
+    finally:
+        resources.ISOLATION_DEFAULTS.update(before)
 
 
 @pytest.fixture

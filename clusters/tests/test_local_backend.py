@@ -34,6 +34,7 @@ from clusters.tests.conftest import (
     wait_for,
 )
 from jobs import storage
+from testing.isolation import needs_sandbox
 
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[2]
@@ -175,7 +176,7 @@ def host_pid_of_pid1(task: int) -> int:
     raise AssertionError(f"task {task} has no sandbox")
 
 
-@pytest.mark.parametrize("isolated", [True, False], ids=["sandboxed", "unisolated"])
+@pytest.mark.parametrize("isolated", [pytest.param(True, marks=needs_sandbox), False], ids=["sandboxed", "unisolated"])
 def test_stop_kills_the_whole_process_tree_even_children_that_ignore_sigterm_or_left_the_session(local, isolated):
     backend = local(stop_grace=0.5, isolation=isolated, allow_unisolated=True)
     command = (
@@ -461,6 +462,7 @@ def test_a_job_that_cannot_start_fails_saying_why_and_frees_its_room(local):
     assert backend.capacity().free_cpu_milli == 2000
 
 
+@needs_sandbox
 def test_a_sandboxed_task_whose_working_dir_cannot_be_made_fails_saying_why(local):
     # Sandboxed, the task's own user makes it inside the sandbox, so the task fails (and says why).
     backend = local()

@@ -17,12 +17,20 @@ from clusters.backends.local import LocalBackend, sandbox
 from clusters.models import Cluster
 from clusters.tests.conftest import GATED, cluster, log_of, make_job, release, running_pid, wait_for
 from jobs import storage
-from testing.isolation import ATTACK, CANARY, assert_nothing_leaked, attack_targets, other_users_files, report_of
+from testing.isolation import (
+    ATTACK,
+    CANARY,
+    SANDBOX_REFUSED,
+    assert_nothing_leaked,
+    attack_targets,
+    needs_sandbox,
+    other_users_files,
+    report_of,
+)
 
 PY = sys.executable
 
-refused = sandbox.refused("bwrap", sandbox.DEFAULT_USER, sandbox.DEFAULT_USER)
-needs_sandbox = pytest.mark.skipif(bool(refused), reason=f"this host cannot sandbox tasks: {refused}")
+refused = SANDBOX_REFUSED
 
 
 @pytest.fixture
@@ -340,7 +348,7 @@ def test_without_bwrap_the_cluster_says_so_and_takes_jobs_from_platform_admins_o
     Membership.objects.create(team=team, user=staff, role=Membership.Role.ADMIN)
     local = Cluster.objects.create(
         name="nobwrap", kind="local", is_default=True,
-        settings={"cpu": 2, "memory": "4Gi", "bwrap": str(tmp_path / "no" / "bwrap")},
+        settings={"cpu": 2, "memory": "4Gi", "bwrap": str(tmp_path / "no" / "bwrap"), "allow_unisolated": False},
     )  # fmt: skip
     assert "bubblewrap is not installed" in local.isolation_problem
     spec = {

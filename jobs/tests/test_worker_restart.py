@@ -22,6 +22,7 @@ from django.db import connection
 from django.utils import timezone
 from django_q.conf import Conf
 
+from clusters.backends.local.resources import ISOLATION_DEFAULTS
 from clusters.models import Cluster
 from jobs import services, storage
 from jobs.models import Job
@@ -123,9 +124,13 @@ def background(transactional_db, tmp_path, monkeypatch) -> Iterator[Background]:
 
 
 def test_killing_the_worker_mid_job_loses_nothing_and_the_job_then_succeeds(background, owner):
+    # The worker runs in processes of its own: what the tests' clusters allow on a host without a sandbox is
+    # written out for them (see testing/plugin.py).
+    allow = ISOLATION_DEFAULTS["allow_unisolated"]
     cluster = Cluster.objects.create(
-        name="local", kind="local", is_default=True, settings={"cpu": 2, "memory": "4Gi", "stop_grace": 1}
-    )
+        name="local", kind="local", is_default=True,
+        settings={"cpu": 2, "memory": "4Gi", "stop_grace": 1, "allow_unisolated": allow},
+    )  # fmt: skip
     root = Path(settings.EASYAI_STORAGE_ROOT)
     background.start()
     job = services.job_submit(

@@ -13,7 +13,6 @@ import uuid
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from clusters.backends.local import sandbox
 from clusters.crypto import endpoint_token
 from notebooks import services
 from notebooks.tests.conftest import (
@@ -25,11 +24,17 @@ from notebooks.tests.conftest import (
     wait_answering,
     wait_running,
 )
-from testing.isolation import ATTACK, CANARY, assert_nothing_leaked, attack_targets, other_users_files, report_of
+from testing.isolation import (
+    ATTACK,
+    CANARY,
+    assert_nothing_leaked,
+    attack_targets,
+    needs_sandbox,
+    other_users_files,
+    report_of,
+)
 
 pytestmark = pytest.mark.slow
-
-refused = sandbox.refused("bwrap", sandbox.DEFAULT_USER, sandbox.DEFAULT_USER)
 
 
 def _kernel_socket(port: int, path: str, owner, xsrf: str) -> ClientConnection:
@@ -58,7 +63,7 @@ def _direct(address: str, path: str, token: str = "") -> int:
         connection.close()
 
 
-@pytest.mark.skipif(bool(refused), reason=f"this host cannot sandbox tasks: {refused}")
+@needs_sandbox
 def test_a_notebook_kernel_reaches_nothing_of_the_portal_and_jupyter_demands_the_portals_token(
     portal_layout, asgi_server, local_cluster, stop_all, people, team
 ):

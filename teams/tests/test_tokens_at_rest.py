@@ -157,6 +157,7 @@ def test_a_revoked_token_stops_working_at_once(people):
     assert _client(key).get("/api/v1/me/").status_code == 401
 
 
+@pytest.mark.django_db(transaction=True)  # the legacy table's DDL commits on MySQL: no test transaction around it
 def test_keys_of_earlier_versions_are_hashed_by_the_migration_and_keep_working(people):
     """The data migration: DRF's authtoken table (keys in clear) becomes hashed tokens, and the table is emptied."""
     import importlib
@@ -165,22 +166,24 @@ def test_keys_of_earlier_versions_are_hashed_by_the_migration_and_keep_working(p
 
     migration = importlib.import_module("teams.migrations.0003_hash_legacy_tokens")
     old_key = "0123456789abcdef0123456789abcdef01234567"
+    q = connection.ops.quote_name
+    table = q("authtoken_token")
     with connection.cursor() as cursor:
         cursor.execute(
-            'CREATE TABLE "authtoken_token" ("key" varchar(40) NOT NULL PRIMARY KEY, '
-            '"created" datetime NOT NULL, "user_id" integer NOT NULL UNIQUE)'
+            f"CREATE TABLE {table} ({q('key')} varchar(40) NOT NULL PRIMARY KEY, "
+            f"{q('created')} datetime NOT NULL, {q('user_id')} integer NOT NULL UNIQUE)"
         )
         cursor.execute(
-            'INSERT INTO "authtoken_token" ("key", "created", "user_id") VALUES (%s, %s, %s)',
+            f"INSERT INTO {table} ({q('key')}, {q('created')}, {q('user_id')}) VALUES (%s, %s, %s)",
             [old_key, "2025-01-02 03:04:05", people["mate"].pk],
         )
     try:
-        # What RunPython hands over, less the DDL machinery SQLite refuses inside the test's transaction.
-        editor = types.SimpleNamespace(connection=connection, quote_name=connection.ops.quote_name)
+        # What RunPython hands over: the connection and its quoting.
+        editor = types.SimpleNamespace(connection=connection, quote_name=q)
         migration.hash_legacy_tokens(apps, editor)
         migration.hash_legacy_tokens(apps, editor)  # twice: nothing doubled
         with connection.cursor() as cursor:
-            cursor.execute('SELECT COUNT(*) FROM "authtoken_token"')
+            cursor.execute(f"SELECT COUNT(*) FROM {table}")
             assert cursor.fetchone()[0] == 0
         token = ApiToken.objects.get(user=people["mate"])
         assert token.prefix == old_key[:8] and token.digest == digest_of(old_key)
@@ -189,4 +192,4 @@ def test_keys_of_earlier_versions_are_hashed_by_the_migration_and_keep_working(p
         assert not any(old_key in cell for cell in _every_cell())
     finally:
         with connection.cursor() as cursor:
-            cursor.execute('DROP TABLE "authtoken_token"')
+            cursor.execute(f"DROP TABLE {table}")

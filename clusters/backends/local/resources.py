@@ -169,10 +169,14 @@ def load_config(cluster_name: str, settings: dict[str, Any], default_grace: floa
     )
 
 
+# What a cluster's settings mean when they do not say: tasks isolated, and an unisolated cluster for admins only.
+ISOLATION_DEFAULTS = {"isolation": True, "allow_unisolated": False}
+
+
 def _isolation(cluster_name: str, settings: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for key in ("isolation", "allow_unisolated"):
-        value = settings.get(key, key == "isolation")
+    for key, default in ISOLATION_DEFAULTS.items():
+        value = settings.get(key, default)
         if not isinstance(value, bool):
             raise _bad(cluster_name, key, "true or false")
         found[key] = value
