@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
@@ -15,29 +13,13 @@ from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.response import Response
 
 from jobs.spec import document_problem
+from jobs.spec.text import strict_json_loads
 from teams.exceptions import ActionRefused
 
 log = logging.getLogger(__name__)
 
 # Seconds a client is asked to wait when the database is unavailable: a restart or a failover takes about that.
 RETRY_AFTER_S = 5
-
-
-class _DuplicateKeyError(ValueError):
-    pass
-
-
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKeyError(f"the key {key!r} is given twice")
-        result[key] = value
-    return result
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 class JSONParser(parsers.JSONParser):
@@ -49,7 +31,7 @@ class JSONParser(parsers.JSONParser):
         encoding = (parser_context or {}).get("encoding", "utf-8")
         try:
             text = stream.read().decode(encoding) if stream is not None else ""
-            data = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
+            data = strict_json_loads(text)
         except RecursionError:
             raise ParseError(_("JSON parse error - nested too deeply.")) from None
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError and the hooks' errors are ValueErrors

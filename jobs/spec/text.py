@@ -64,6 +64,12 @@ def _json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def strict_json_loads(text: str) -> Any:
+    """JSON as the standard says and Python's json does not insist on: a key given twice and NaN/Infinity are
+    ValueErrors (json.JSONDecodeError is one too). The spec's reader and the API's JSON parser both use it."""
+    return json.loads(text, object_pairs_hook=_json_object, parse_constant=_json_constant)
+
+
 def document_problem(data: Any, *, max_depth: int = MAX_DEPTH) -> tuple[str, str] | None:
     """(path, problem) for the first string that UTF-8 cannot carry (a lone surrogate such as "\\ud800") or
     nesting deeper than max_depth; None when the document is fine. Iterative, and a node shared by YAML
@@ -116,10 +122,8 @@ def parse(text: str | bytes, content_type: str | None = None) -> dict:
     if len(text) > MAX_SPEC_CHARS:
         raise SpecError({"spec": [f"is too large: at most {MAX_SPEC_CHARS} characters"]})
     try:
-        if as_json:
-            data = json.loads(text, object_pairs_hook=_json_object, parse_constant=_json_constant)
-        else:
-            data = yaml.load(text, Loader=_Loader)  # a safe loader: no Python objects
+        # YAML through a safe loader: no Python objects.
+        data = strict_json_loads(text) if as_json else yaml.load(text, Loader=_Loader)
     except json.JSONDecodeError as exc:
         raise SpecError({"spec": [f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]})
     except yaml.MarkedYAMLError as exc:
