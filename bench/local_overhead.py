@@ -39,9 +39,9 @@ django.setup()
 from django.conf import settings  # noqa: E402
 
 from clusters.backends.base import JobDescription, ObservedState, TaskDescription  # noqa: E402
+from clusters.backends.contract import storage  # noqa: E402
 from clusters.backends.local import LocalBackend  # noqa: E402
 from clusters.models import Cluster  # noqa: E402
-from jobs import storage  # noqa: E402
 
 FINAL = (ObservedState.SUCCEEDED, ObservedState.FAILED, ObservedState.STOPPED)
 POLL_S = 0.02  # a tighter loop only steals the CPU the tasks need (2-core hosts)

@@ -162,7 +162,8 @@ BROWSER_CLIENT = r"""
 
 
 def submit_writer(user, lines: int, rate: float):
-    from jobs import services, storage
+    from clusters.backends.contract import storage
+    from jobs import services
 
     job = services.job_submit(
         user=user,

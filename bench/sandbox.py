@@ -34,9 +34,9 @@ from django.conf import settings
 from local_overhead import REPO, VAR_DIR, job, ms, run_until_final
 
 from clusters.backends.base import ObservedState
+from clusters.backends.contract import storage
 from clusters.backends.local import LocalBackend, sandbox
 from clusters.models import Cluster
-from jobs import storage
 
 SETTINGS = {"memory": "64Gi"}
 

@@ -1,6 +1,6 @@
 """Where the browsable folders lie: the workspaces and a job's outputs.
 
-Workspaces (see ``jobs.storage``):
+Workspaces (see ``clusters.backends.contract.storage``):
 
 - ``personal``: ``{root}/notebook/{username}``, only its user reads and writes it;
 - ``public``: ``{root}/notebook/public``, shared by every signed-in user of the
@@ -20,9 +20,9 @@ from pathlib import Path
 from django.conf import settings
 from django.utils.translation import gettext as _
 
+from clusters.backends.contract import storage
 from files.paths import PathRefused, parts_of
 from jobs import selectors as job_selectors
-from jobs import storage
 from jobs.models import Job
 from teams.permissions import Action, get_or_404
 

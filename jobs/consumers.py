@@ -35,10 +35,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from clusters.backends.base import BackendError
+from clusters.backends.contract.quantity import whole_number
 from jobs import services
 from jobs.logs_api import TAIL_LINES, TaskEnd, TaskNotFoundError, job_for, tail_offset, task_end, task_of, utf8_complete
 from jobs.models import Job, Task
-from jobs.quantity import whole_number
 from jobs.streams import StoppedError, hand_over
 from teams.permissions import Action
 from teams.tokens import token_for_key

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 
 from clusters.backends.base import JobDescription, TaskDescription
+from clusters.backends.contract import storage
 from jobs import spec as job_spec
-from jobs import storage
 from jobs.models import Job, Volume
 
 

@@ -1,6 +1,6 @@
 """A task's log over HTTP, and the reads the log socket shares with it.
 
-The log file (``jobs.storage.task_log_path``) is the source of truth; every
+The log file (``clusters.backends.contract.storage.task_log_path``) is the source of truth; every
 read goes through the cluster's backend (``read_log``), which tails that file
 locally and reads the pod log, then the persisted copy, on Kubernetes.
 Offsets are byte offsets into the log, so a client that pages with
@@ -24,9 +24,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clusters.backends.base import Backend, BackendError, ObservedState
+from clusters.backends.contract.quantity import whole_number
 from jobs import selectors
 from jobs.models import Job, Task
-from jobs.quantity import whole_number
 from teams import permissions
 from teams.permissions import Action
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from django.db.models import Sum
 from django.utils.translation import gettext as _
 
+from clusters.backends.contract.quantity import format_cpu, format_memory
 from clusters.models import Quota
 from jobs.models import Job
-from jobs.quantity import format_cpu, format_memory
 from jobs.state import HOLDS_RESOURCES
 
 

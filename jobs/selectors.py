@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 from django.db.models import Prefetch, Q, QuerySet
 
+from clusters.backends.contract.quantity import whole_number
 from jobs.models import Experiment, Job, JobEvent, Task
-from jobs.quantity import whole_number
 from jobs.state import JobState
 from teams import permissions
 
@@ -67,8 +67,8 @@ def why_waiting(job: Job) -> str:
     if job.state not in (JobState.QUEUED, JobState.PENDING, JobState.UNKNOWN):
         return ""
     from clusters.backends.base import BackendError
+    from clusters.backends.contract.quantity import format_cpu, format_memory
     from jobs import quota
-    from jobs.quantity import format_cpu, format_memory
 
     parts = []
     if job.message and job.reason in {"waiting", "submit_retry", "Unschedulable", "unschedulable"}:

@@ -179,7 +179,7 @@ def _new_job(user, spec, team, cluster, pre_job, *, rerun_of: Job | None, attemp
 
 
 def job_spec_timeout(spec: dict) -> int | None:
-    from jobs.quantity import parse_duration
+    from clusters.backends.contract.quantity import parse_duration
 
     return parse_duration(spec["timeout"]) if spec.get("timeout") else None
 

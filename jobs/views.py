@@ -21,6 +21,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from clusters.backends.contract.quantity import format_cpu, format_memory
 from clusters.models import Cluster
 from jobs import forms as spec_forms
 from jobs import selectors, services
@@ -28,7 +29,6 @@ from jobs import spec as job_spec
 from jobs.forms import SPEC_FORM_FIELDS, ExperimentForm, JobSpecForm
 from jobs.models import Experiment, Framework, Job
 from jobs.page_helpers import MAX_STATE_IDS, ORDERING_CHOICES, errors_of, format_duration, list_params
-from jobs.quantity import format_cpu, format_memory
 from jobs.state import ACTIVE, STOPPABLE, JobState
 from teams import permissions
 from teams.permissions import Action

@@ -19,9 +19,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from clusters.backends.contract.quantity import whole_number
 from clusters.models import Cluster
 from jobs import services as job_services
-from jobs.quantity import whole_number
 from jobs.state import ACTIVE, Input
 from notebooks import specs, tensorboard
 from notebooks.models import Notebook, TensorBoard

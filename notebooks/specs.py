@@ -11,8 +11,8 @@ from typing import Any
 
 from django.conf import settings
 
+from clusters.backends.contract import storage
 from clusters.models import Cluster
-from jobs import storage
 from notebooks.models import NOTEBOOK_TASK, Notebook
 
 # Where the servers listen inside a pod; locally each named port gets a free host port instead.

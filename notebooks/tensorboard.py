@@ -11,8 +11,8 @@ from django.conf import settings
 
 from clusters.backends import get_backend
 from clusters.backends.base import TENSORBOARD_SOURCES
+from clusters.backends.contract import storage
 from clusters.models import Cluster
-from jobs import storage
 from jobs.models import Job
 from notebooks.models import TENSORBOARD_TASK
 from notebooks.specs import bind_address, setting

@@ -623,7 +623,7 @@ ROLES = {
 def make_job(framework: str = "pytorch", job_id: str = "j-ab12cd34", *, gpu: int = 0, **fields: Any):
     """A fully resolved JobDescription, as the jobs app would hand it to a backend."""
     from clusters.backends.base import JobDescription, TaskDescription
-    from jobs.storage import container_env
+    from clusters.backends.contract.storage import container_env
 
     owner = fields.pop("owner", "alice")
     tasks = []

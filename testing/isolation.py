@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from clusters.backends.contract import storage
 from clusters.backends.local import sandbox
-from jobs import storage
 
 CANARY = "easyai-isolation-canary-5d1f"
 

@@ -33,9 +33,9 @@ from easyai_cli import __version__ as cli_version
 from easyai_cli import config as cli_config
 from easyai_cli.main import main
 
+from clusters.backends.contract import storage
 from clusters.models import Cluster
 from conftest import token_key_for
-from jobs import storage
 from jobs import tasks as job_tasks
 from jobs.models import Job
 from jobs.state import FINAL

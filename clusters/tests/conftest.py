@@ -11,9 +11,9 @@ from pathlib import Path
 from django.conf import settings
 
 from clusters.backends.base import JobDescription, JobObservation, ObservedState, TaskDescription
+from clusters.backends.contract import storage
 from clusters.backends.local import LocalBackend
 from clusters.models import Cluster
-from jobs import storage
 
 FINAL = (ObservedState.SUCCEEDED, ObservedState.FAILED, ObservedState.STOPPED)
 

@@ -10,10 +10,10 @@ import pytest
 from django.conf import settings
 
 from clusters.backends.base import BackendError, BackendRejected, BackendUnavailable, ObservedState
+from clusters.backends.contract.storage import task_log_path
 from clusters.backends.kubernetes import KubernetesBackend
 from clusters.backends.kubernetes import manifests as m
 from clusters.models import Cluster
-from jobs.storage import task_log_path
 from testing.fakekube import NS, PYTORCH, VCJOB, FakeKube, make_cluster, make_job, run_pods
 
 pytestmark = pytest.mark.django_db

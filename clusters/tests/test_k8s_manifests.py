@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from clusters.backends.contract.storage import container_env
 from clusters.backends.kubernetes import manifests as m
 from clusters.k8s_schema import validate_manifest
 from clusters.models import Cluster
 from jobs.models import Volume
-from jobs.storage import container_env
 from testing.fakekube import ROLES, make_job
 
 FRAMEWORKS = list(ROLES)

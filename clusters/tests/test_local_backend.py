@@ -18,6 +18,7 @@ from clusters.backends.base import (
     JobDescription,
     ObservedState,
 )
+from clusters.backends.contract import storage
 from clusters.backends.local import LocalBackend, isolation
 from clusters.backends.local.placement import Demand, PlacedJob, WaitingJob, plan
 from clusters.models import Cluster
@@ -33,7 +34,6 @@ from clusters.tests.conftest import (
     task_pid,
     wait_for,
 )
-from jobs import storage
 from testing.isolation import needs_sandbox
 
 PY = sys.executable

@@ -13,10 +13,10 @@ import pytest
 from django.conf import settings
 
 from clusters.backends.base import BackendRejected, ObservedState
+from clusters.backends.contract import storage
 from clusters.backends.local import LocalBackend, sandbox
 from clusters.models import Cluster
 from clusters.tests.conftest import GATED, cluster, log_of, make_job, release, running_pid, wait_for
-from jobs import storage
 from testing.isolation import (
     ATTACK,
     CANARY,

@@ -22,9 +22,9 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
+from clusters.backends.contract import storage
 from conftest import api_client_for
 from jobs import services as job_services
-from jobs import storage
 from notebooks import services as notebook_services
 
 EXAMPLES = 20  # per operation and generation phase; 40 operations take about a minute on two cores

@@ -13,14 +13,6 @@ from django.conf import settings
 LEVEL = {"teams": 0, "clusters": 1, "jobs": 2, "files": 3, "endpoints": 3, "notebooks": 4, "serving": 4,
          "apps": 4, "webapps": 4, "pipelines": 4, "monitoring": 4, "usage": 4}  # fmt: skip
 
-# Crossings still there, each removed by a step of issue 12 not yet done (item 1: the contract between jobs
-# and backends gets a home of its own). Take a line off when its crossing goes; any other crossing fails.
-PENDING = {
-    ("clusters/backends/kubernetes/manifests.py", "jobs"),
-    ("clusters/backends/kubernetes/backend.py", "jobs.storage"),
-    ("clusters/backends/local/backend.py", "jobs"),
-}
-
 
 def crossings(root: Path) -> set[tuple[str, str]]:
     found = set()
@@ -47,7 +39,7 @@ def crossings(root: Path) -> set[tuple[str, str]]:
 
 
 def test_no_app_imports_an_app_above_it_or_beside_it():
-    assert crossings(Path(settings.BASE_DIR)) - PENDING == set()
+    assert crossings(Path(settings.BASE_DIR)) == set()
 
 
 def test_the_check_sees_a_crossing(tmp_path):

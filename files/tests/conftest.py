@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 
-from jobs import storage
+from clusters.backends.contract import storage
 from jobs.models import Job, Task
 
 

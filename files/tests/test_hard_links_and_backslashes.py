@@ -6,8 +6,8 @@ import io
 import os
 import zipfile
 
+from clusters.backends.contract import storage
 from files.tests.conftest import body, files_url, storage_root, workspace
-from jobs import storage
 from jobs.models import Job
 
 

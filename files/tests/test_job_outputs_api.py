@@ -7,8 +7,8 @@ import zipfile
 
 import pytest
 
+from clusters.backends.contract import storage
 from files.tests.conftest import ALL_BYTES, body, snapshot, storage_root
-from jobs import storage
 from jobs.models import Job
 
 

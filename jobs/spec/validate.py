@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from jobs.quantity import MAX_INT64, parse_cpu, parse_duration, parse_memory
+from clusters.backends.contract.quantity import MAX_INT64, parse_cpu, parse_duration, parse_memory
 from jobs.spec.text import document_problem
 from jobs.spec.vocabulary import (
     _DNS_LABEL,

@@ -4,8 +4,9 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from clusters.backends.contract import storage
 from clusters.models import Cluster
-from jobs import services, storage
+from jobs import services
 from jobs.models import Job
 
 # A task that runs until the test lets it go (a file named "go" in the job's share_dir).

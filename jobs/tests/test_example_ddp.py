@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from clusters.backends.contract import storage
 from clusters.models import Cluster
-from jobs import storage, workers
+from jobs import workers
 from jobs.models import Job
 from jobs.state import JobState
 

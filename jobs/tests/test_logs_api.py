@@ -9,8 +9,9 @@ import pytest
 from django.conf import settings
 
 from clusters.backends.base import ObservedState
+from clusters.backends.contract import storage
 from clusters.models import Cluster
-from jobs import storage, workers
+from jobs import workers
 from jobs.logs_api import tail_offset, utf8_complete
 from jobs.models import Job
 

@@ -10,9 +10,10 @@ import pytest
 from django.conf import settings
 from websockets.sync.client import connect
 
+from clusters.backends.contract import storage
 from clusters.models import Cluster
 from conftest import token_key_for
-from jobs import storage, workers
+from jobs import workers
 from jobs.models import Job, ShellSession
 from jobs.tests.conftest import GATED, log_path
 from testing.sockets import Terminal, log_text, open_socket, read_until_closed

@@ -22,9 +22,10 @@ from django.db import connection
 from django.utils import timezone
 from django_q.conf import Conf
 
+from clusters.backends.contract import storage
 from clusters.backends.local.resources import ISOLATION_DEFAULTS
 from clusters.models import Cluster
-from jobs import services, storage
+from jobs import services
 from jobs.models import Job
 from jobs.state import JobState
 from testing.wait import stays, wait_until

@@ -443,8 +443,9 @@ def test_a_submit_redelivered_after_the_backend_took_the_job_starts_no_second_co
     import time
     from pathlib import Path
 
+    from clusters.backends.contract import storage
     from clusters.models import Cluster
-    from jobs import services, storage
+    from jobs import services
     from jobs.describe import describe
 
     cluster = Cluster.objects.create(

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from clusters.backends.contract import storage
 from jobs import services as job_services
-from jobs import storage
 from jobs import workers as job_workers
 from jobs.models import Job
 from jobs.state import JobState

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,6 @@ from django.conf import settings
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream as k8s_stream
-from kubernetes.utils import parse_quantity
 
 from clusters.backends.base import (
     BackendError,
@@ -38,12 +37,13 @@ from clusters.backends.base import (
     ShellSession,
     TeamDescription,
 )
+from clusters.backends.contract.quantity import parse_quantity
+from clusters.backends.contract.storage import task_log_path
 from clusters.backends.kubernetes import manifests as m
 from clusters.backends.kubernetes import provisioning
 from clusters.backends.kubernetes.client import ConflictError, Connection, NotFoundError, gc_paused, new_api_client
 from clusters.backends.kubernetes.observe import FINAL, job_observation, pod_task
 from clusters.backends.kubernetes.shell import KubernetesShellSession
-from jobs.storage import task_log_path
 
 if TYPE_CHECKING:
     from clusters.models import Cluster
@@ -512,7 +512,7 @@ class KubernetesBackend:
             "list pods", self.conn.core.list_pod_for_all_namespaces,
             field_selector="status.phase!=Succeeded,status.phase!=Failed",
         ).get("items") or []  # fmt: skip
-        total = {"cpu": Decimal(0), "memory": Decimal(0), gpu_name: Decimal(0)}
+        total = {"cpu": Fraction(0), "memory": Fraction(0), gpu_name: Fraction(0)}
         usable: set[str] = set()
         for node in nodes:
             conditions = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
@@ -522,8 +522,8 @@ class KubernetesBackend:
             allocatable = (node.get("status") or {}).get("allocatable") or {}
             for resource in total:
                 if resource in allocatable:
-                    total[resource] += parse_quantity(allocatable[resource])
-        used = dict.fromkeys(total, Decimal(0))
+                    total[resource] += parse_quantity(allocatable[resource], resource)
+        used = dict.fromkeys(total, Fraction(0))
         for pod in pods:
             if (pod.get("spec") or {}).get("nodeName") not in usable:
                 continue  # unscheduled pods hold nothing yet
@@ -531,7 +531,7 @@ class KubernetesBackend:
                 requests = (container.get("resources") or {}).get("requests") or {}
                 for resource in used:
                     if resource in requests:
-                        used[resource] += parse_quantity(requests[resource])
+                        used[resource] += parse_quantity(requests[resource], resource)
         return Capacity(
             cpu_milli=int(total["cpu"] * 1000),
             memory_bytes=int(total["memory"]),

@@ -38,7 +38,7 @@ from pathlib import PurePosixPath
 from typing import Any, Protocol
 
 from clusters.backends.base import JobDescription, TaskDescription
-from jobs import storage
+from clusters.backends.contract import storage
 
 MANAGED_BY = "easyai"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"

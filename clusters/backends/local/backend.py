@@ -45,6 +45,7 @@ from clusters.backends.base import (
     TaskObservation,
     TeamDescription,
 )
+from clusters.backends.contract import storage
 from clusters.backends.local import contract, isolation, placement, sandbox
 from clusters.backends.local.proc import (
     is_alive,
@@ -58,7 +59,6 @@ from clusters.backends.local.proc import (
 from clusters.backends.local.resources import LocalConfig, load_config
 from clusters.backends.local.shell import PtyShell
 from clusters.crypto import endpoint_token
-from jobs import storage
 
 WAITING, RUNNING, ENDING, ENDED = "waiting", "running", "ending", "ended"
 HOLDING = (RUNNING, ENDING)  # statuses whose placement holds resources

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from clusters.backends.local.quantity import format_cpu, format_memory
+from clusters.backends.contract.quantity import format_cpu, format_memory
 
 PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
 # Only a high-priority job may stop running jobs to fit, and only ones of lower priority (normal and low).

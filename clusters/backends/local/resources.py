@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from clusters.backends.base import BackendUnavailable
-from clusters.backends.local.quantity import parse_cpu, parse_memory
+from clusters.backends.contract.quantity import parse_cpu, parse_memory
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,11 @@ def parse_nvidia_smi(text: str) -> tuple[Gpu, ...]:
     return tuple(gpus)
 
 
+def _setting(value: Any) -> Any:
+    """An operator's capacity setting as the parser reads it: spaces around a quantity are forgiven."""
+    return value.strip() if isinstance(value, str) else value
+
+
 def _bad(cluster_name: str, key: str, problem: str) -> BackendUnavailable:
     return BackendUnavailable(f"cluster {cluster_name}: settings.{key}: {problem}")
 
@@ -119,11 +124,19 @@ def load_config(cluster_name: str, settings: dict[str, Any], default_grace: floa
     """Host capacity with the cluster's overrides; a bad setting marks the cluster unhealthy, with the key named."""
     settings = settings or {}
     try:
-        cpu = parse_cpu(settings["cpu"]) if settings.get("cpu") is not None else host_cpu_milli()
+        cpu = (
+            parse_cpu(_setting(settings["cpu"]), round_down=True)
+            if settings.get("cpu") is not None
+            else host_cpu_milli()
+        )
     except ValueError as exc:
         raise _bad(cluster_name, "cpu", str(exc))
     try:
-        memory = parse_memory(settings["memory"]) if settings.get("memory") is not None else host_memory_bytes()
+        memory = (
+            parse_memory(_setting(settings["memory"]), round_down=True)
+            if settings.get("memory") is not None
+            else host_memory_bytes()
+        )
     except ValueError as exc:
         raise _bad(cluster_name, "memory", str(exc))
 

@@ -1,10 +1,23 @@
-"""CPU, memory and duration quantities."""
+"""CPU, memory and duration quantities: the one reader, for specs, a local cluster's settings and what
+Kubernetes reports."""
 
 from __future__ import annotations
 
-import pytest
+from fractions import Fraction
 
-from jobs.quantity import format_cpu, format_memory, parse_cpu, parse_duration, parse_memory
+import pytest
+from kubernetes.utils import parse_quantity as kubernetes_parse_quantity
+
+from clusters.backends.base import BackendUnavailable
+from clusters.backends.contract.quantity import (
+    format_cpu,
+    format_memory,
+    parse_cpu,
+    parse_duration,
+    parse_memory,
+    parse_quantity,
+)
+from clusters.backends.local.resources import load_config
 
 Ki, Mi, Gi, Ti, Ei = 2**10, 2**20, 2**30, 2**40, 2**60
 
@@ -204,3 +217,86 @@ def test_format_refuses_what_is_not_a_count(bad):
         format_cpu(bad)
     with pytest.raises(ValueError):
         format_memory(bad)
+
+
+# --- a local cluster's capacity settings: rounded down, not refused -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "milli"),
+    [(2, 2000), (0.5, 500), ("500m", 500), ("1.5", 1500), (".5", 500), ("0.0005", 0), ("1.0005", 1000),
+     ("0.5m", 0), ("2e0", 2000)],
+)  # fmt: skip
+def test_parse_cpu_rounds_a_setting_down_to_a_millicore(value, milli):
+    assert parse_cpu(value, round_down=True) == milli
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("8Gi", 8 * Gi), ("512Mi", 512 * Mi), ("1G", 10**9), (1000, 1000), ("1.5", 1), ("0.3Ki", 307),
+     ("15.6Gi", 16750372454), ("1.0000001Ki", 1024)],
+)  # fmt: skip
+def test_parse_memory_rounds_a_setting_down_to_a_byte(value, size):
+    assert parse_memory(value, round_down=True) == size
+
+
+@pytest.mark.parametrize(
+    ("parse", "value", "words"),
+    [(parse_cpu, "1Gi", "'Gi'"), (parse_cpu, -1, "negative"), (parse_cpu, True, "boolean"),
+     (parse_cpu, "two", "not a quantity"), (parse_memory, "512m", "did you mean 'Mi'"),
+     (parse_memory, "8GB", "not a quantity"), (parse_memory, -1.5, "negative"), (parse_memory, [8], "quantity")],
+)  # fmt: skip
+def test_rounding_down_still_refuses_what_is_not_a_quantity(parse, value, words):
+    with pytest.raises(ValueError, match=words):
+        parse(value, round_down=True)
+
+
+def test_a_local_clusters_settings_forgive_spaces_and_round_down():
+    config = load_config("local", {"cpu": " 2.0005 ", "memory": "1.5Gi ", "gpus": 0}, 10.0)
+    assert (config.capacity.cpu_milli, config.capacity.memory_bytes) == (2000, 1536 * Mi)
+
+
+def test_a_bad_capacity_setting_names_its_key():
+    with pytest.raises(BackendUnavailable, match="settings.cpu: cpu 'lots' is not a quantity"):
+        load_config("local", {"cpu": "lots", "gpus": 0}, 10.0)
+    with pytest.raises(BackendUnavailable, match="settings.memory: .*did you mean 'Mi'"):
+        load_config("local", {"memory": "512m", "gpus": 0}, 10.0)
+
+
+# --- what a Kubernetes cluster reports: the Kubernetes client's reading, exactly ------------------------
+
+# Quantities as the API server writes them in node allocatable and pod requests (canonical forms).
+REPORTED = ["4", "3920m", "8000m", "2500m", "100n", "250u", "0", "0.5", "1.5", "16318284Ki", "64Gi", "1Ti",
+            "1Ei", "1k", "1M", "1G", "1E", "128974848", "129e6", "1e3", "1E3", "1.5e-3", "123Mi", ".5", "1."]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", REPORTED)
+def test_parse_quantity_reads_what_a_cluster_reports_as_the_kubernetes_client_does(value):
+    assert parse_quantity(value) == Fraction(kubernetes_parse_quantity(value))
+
+
+@pytest.mark.parametrize(
+    ("value", "amount"),
+    [("3920m", Fraction(392, 100)), ("100n", Fraction(1, 10**7)), ("16Gi", 16 * Gi), ("4", 4), (2, 2),
+     ("1.5Gi", 1536 * Mi)],
+)  # fmt: skip
+def test_parse_quantity_is_exact_in_the_resources_own_unit(value, amount):
+    assert parse_quantity(value) == amount
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("-1", "negative"), ("4GB", "not a quantity"), ("", "not a quantity"), ("1e99", "out of range"),
+     (None, "quantity"), (True, "boolean")],
+)  # fmt: skip
+def test_parse_quantity_refuses_what_no_cluster_reports(value, words):
+    with pytest.raises(ValueError, match=words):
+        parse_quantity(value, "memory")
+
+
+@pytest.mark.parametrize(("value", "words"), [("1n", "'n'"), ("1u", "'u'")])
+def test_cpu_and_memory_refuse_nano_and_micro(value, words):
+    with pytest.raises(ValueError, match=words):
+        parse_cpu(value)
+    with pytest.raises(ValueError, match=words):
+        parse_memory(value)

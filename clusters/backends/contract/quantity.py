@@ -1,8 +1,14 @@
-"""Kubernetes-style quantities and durations: parse them to integers, format them for people.
+"""Kubernetes-style quantities and durations: the one reader of them, and their formatting for people.
 
-CPU is counted in millicores and memory in bytes, the units the database and
-the backends use. Parsing is exact (``Fraction``, never float) so that
-``"1.5Gi"`` is 1610612736 bytes and not one byte off.
+One grammar, Kubernetes' own: a number, then either a decimal exponent (``"1e9"``) or a suffix (``n u m k M
+G T P E``, or ``Ki Mi Gi Ti Pi Ei``). It is read exactly (``Fraction``, never float) so that ``"1.5Gi"`` is
+1610612736 bytes and not one byte off. Its readers:
+
+- ``parse_cpu`` and ``parse_memory``: what people write (a job's spec, a local cluster's settings), to
+  millicores and bytes, the units the database and the backends use; what they refuse gets a message that
+  says why (the spec's validation shows it with the field's path);
+- ``parse_quantity``: what a cluster reports (a node's allocatable, a pod's requests), in the resource's
+  own unit (cores, bytes, devices).
 """
 
 from __future__ import annotations
@@ -18,15 +24,18 @@ MAX_INT64 = 2**63 - 1
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_FRACTIONAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 10**3)}
+_SCALE: dict[str, Fraction | int] = {"": 1, **_FRACTIONAL, **_DECIMAL, **_BINARY}
 
 # A number, then either a decimal exponent ("1e9") or a suffix. "1E" is exa, "1E3" is 1000:
 # the exponent needs digits, which is how Kubernetes tells them apart.
 _QUANTITY = re.compile(
-    r"(?P<number>\d+(?:\.\d*)?|\.\d+)(?:(?P<exponent>[eE][+-]?\d+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[mkMGTPE]))?",
+    r"(?P<number>\d+(?:\.\d*)?|\.\d+)(?:(?P<exponent>[eE][+-]?\d+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]))?",
     re.ASCII,
 )
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])", re.ASCII)
 _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_EXAMPLES = {"cpu": "500m or 2", "memory": "512Mi or 4Gi"}
 
 # Longer inputs are never a real quantity; refusing them keeps parsing cheap for any input.
 _MAX_TEXT = 64
@@ -52,7 +61,7 @@ def _number(value: Any, what: str) -> tuple[Fraction, str]:
             raise ValueError(f"{what} must be a finite number")
         value = repr(value)  # "0.5", "1e+20": the shortest text that reads back as this float
     if not isinstance(value, str):
-        raise ValueError(f"{what} must be a quantity such as {'500m or 2' if what == 'cpu' else '512Mi or 4Gi'}")
+        raise ValueError(f"{what} must be a quantity such as {_EXAMPLES.get(what, '2, 500m or 4Gi')}")
     if len(value) > _MAX_TEXT:
         raise ValueError(f"{what} is too long to be a quantity")
     if value.startswith("-"):
@@ -70,28 +79,47 @@ def _number(value: Any, what: str) -> tuple[Fraction, str]:
     return Fraction(number), match["suffix"] or ""
 
 
-def parse_cpu(value: Any) -> int:
-    """Millicores from ``2``, ``0.5``, ``"500m"``, ``"1.5"`` or ``"2e0"``."""
+def parse_quantity(value: Any, what: str = "quantity") -> Fraction:
+    """The amount a quantity stands for in its resource's unit, exactly: ``"3920m"`` -> 3.92 (cores),
+    ``"16318284Ki"`` -> bytes, ``"100n"`` -> a ten-millionth, ``"4"`` -> 4 (GPUs)."""
+    number, suffix = _number(value, what)
+    return number * _SCALE[suffix]
+
+
+def parse_cpu(value: Any, *, round_down: bool = False) -> int:
+    """Millicores from ``2``, ``0.5``, ``"500m"``, ``"1.5"`` or ``"2e0"``.
+
+    Finer than a millicore is refused, or with ``round_down`` (a cluster's capacity) rounded down.
+    """
     number, suffix = _number(value, "cpu")
     if suffix not in ("", "m"):
         raise ValueError(f"cpu takes cores (2, 0.5) or millicores (500m), not {suffix!r}")
     milli = number if suffix == "m" else number * 1000
     if milli.denominator != 1:
-        raise ValueError(f"cpu {_short(value)} is finer than one millicore (1m)")
+        if not round_down:
+            raise ValueError(f"cpu {_short(value)} is finer than one millicore (1m)")
+        milli = Fraction(math.floor(milli))
     if milli > MAX_INT64:
         raise ValueError("cpu is too large")
     return int(milli)
 
 
-def parse_memory(value: Any) -> int:
-    """Bytes from ``"512Mi"``, ``"4Gi"``, ``"1G"``, ``"1e9"``, ``1000000`` or ``"1.5Gi"``."""
+def parse_memory(value: Any, *, round_down: bool = False) -> int:
+    """Bytes from ``"512Mi"``, ``"4Gi"``, ``"1G"``, ``"1e9"``, ``1000000`` or ``"1.5Gi"``.
+
+    A fraction of a byte is refused, or with ``round_down`` (a cluster's capacity) rounded down.
+    """
     number, suffix = _number(value, "memory")
     if suffix == "m":
         # Kubernetes reads "512m" as half a byte per thousand; nobody means that.
         raise ValueError(f"memory {_short(value)} uses 'm' (milli); did you mean 'Mi' (mebibytes)?")
-    amount = number * (_BINARY.get(suffix) or _DECIMAL.get(suffix) or 1)
+    if suffix in _FRACTIONAL:
+        raise ValueError(f"memory takes bytes (1000000), Ki, Mi, Gi... or k, M, G..., not {suffix!r}")
+    amount = number * _SCALE[suffix]
     if amount.denominator != 1:
-        raise ValueError(f"memory {_short(value)} is not a whole number of bytes")
+        if not round_down:
+            raise ValueError(f"memory {_short(value)} is not a whole number of bytes")
+        amount = Fraction(math.floor(amount))
     if amount > MAX_INT64:
         raise ValueError("memory is too large")
     return int(amount)
