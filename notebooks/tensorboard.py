@@ -10,7 +10,6 @@ from typing import Any
 from django.conf import settings
 
 from clusters.backends import get_backend
-from clusters.backends.base import TENSORBOARD_SOURCES
 from clusters.backends.contract import storage
 from clusters.models import Cluster
 from jobs.models import Job
@@ -89,5 +88,5 @@ def tensorboard_spec(jobs: list[Job], cluster: Cluster, team: Team) -> dict[str,
         "ports": {"tensorboard": TENSORBOARD_PORT},
     }
     # Which summary_dirs the task sees: mounted read-only in its pod, or in its sandbox on the local backend.
-    spec["env"] = {TENSORBOARD_SOURCES: ",".join(sources)}
+    spec["env"] = {storage.TENSORBOARD_SOURCES: ",".join(sources)}
     return spec

@@ -12,10 +12,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-# A TensorBoard task's environment names the summary_dirs it shows ("j-xxxxxxxx/role-0,…"): each backend
-# makes them readable to it (Backend.summary_place says where).
-TENSORBOARD_SOURCES = "EASYAI_TENSORBOARD_SOURCES"
-
 # --- what a backend is given ---------------------------------------------------
 
 

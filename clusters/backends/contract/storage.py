@@ -16,6 +16,7 @@ the local backend it is the storage root, and the variables hold real paths.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -30,6 +31,11 @@ class Place:
 
 # The outputs a user may browse and download from a job's page.
 JOB_OUTPUTS = ("model_dir", "summary_dir", "log_dir", "share_dir")
+
+# A TensorBoard task's environment names the summary_dirs it shows, "j-xxxxxxxx/role-0,...": each backend
+# makes them readable to it, read-only (Backend.summary_place says where it sees them).
+TENSORBOARD_SOURCES = "EASYAI_TENSORBOARD_SOURCES"
+TENSORBOARD_SOURCE = re.compile(r"^(j-[a-z0-9]{8})/([a-z0-9]([-a-z0-9]*[a-z0-9])?-[0-9]+)$")  # (job id, task name)
 
 
 def places(job_id: str, task_name: str, owner: str, pre_job_id: str | None = None) -> list[Place]:

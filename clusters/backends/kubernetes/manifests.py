@@ -59,10 +59,8 @@ VC_TASK_INDEX = "volcano.sh/task-index"
 VC_QUEUE_ANNOTATION = "scheduling.volcano.sh/queue-name"
 
 NFS_VOLUME = "easyai-nfs"
-# A TensorBoard's sources: "{job}/{task},..." whose summary_dirs its pod mounts read-only under SUMMARIES_ROOT.
-TENSORBOARD_SOURCES = "EASYAI_TENSORBOARD_SOURCES"
+# A TensorBoard's pod mounts the summary_dirs it shows (storage.TENSORBOARD_SOURCES) read-only under here.
 SUMMARIES_ROOT = "/summaries"
-SOURCE = re.compile(r"^(j-[a-z0-9]{8})/([a-z0-9]([-a-z0-9]*[a-z0-9])?-[0-9]+)$")
 ENDPOINTS_PREFIX = "/endpoints"
 # Long-lived websockets (kernels, terminals) and uploads of any size through ingress-nginx; other controllers
 # ignore these annotations.
@@ -304,10 +302,12 @@ def _nfs_mounts(cluster: ClusterSettings, job: JobDescription, task: TaskDescrip
 def tensorboard_sources(task: TaskDescription) -> list[tuple[str, str]]:
     """(job id, task name) of each summary_dir a TensorBoard task shows, from its EASYAI_TENSORBOARD_SOURCES."""
     sources = []
-    for item in filter(None, (part.strip() for part in task.env.get(TENSORBOARD_SOURCES, "").split(","))):
-        match = SOURCE.match(item)
+    for item in filter(None, (part.strip() for part in task.env.get(storage.TENSORBOARD_SOURCES, "").split(","))):
+        match = storage.TENSORBOARD_SOURCE.match(item)
         if match is None:
-            raise ValueError(f"{TENSORBOARD_SOURCES}: {item!r} is not a job id and task name (j-xxxxxxxx/role-0)")
+            raise ValueError(
+                f"{storage.TENSORBOARD_SOURCES}: {item!r} is not a job id and task name (j-xxxxxxxx/role-0)"
+            )
         sources.append((match.group(1), match.group(2)))
     return sources
 

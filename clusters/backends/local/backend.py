@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shutil
 import signal
 import socket
@@ -68,9 +67,6 @@ START_TIMEOUT_S = 30.0  # a task whose supervisor never showed up by then is los
 SUPERVISOR_KILL_AFTER_S = 5.0
 SHELL_JOIN_WAIT_S = 5.0  # how long a shell waits for a starting task's read-only data_dir  # after SIGKILL to a task, how long its supervisor gets to record the exit
 REPO_ROOT = Path(__file__).resolve().parents[3]
-# A TensorBoard's sources (as the Kubernetes backend reads them): "j-xxxxxxxx/role-0,..."
-TENSORBOARD_SOURCES = "EASYAI_TENSORBOARD_SOURCES"
-TENSORBOARD_SOURCE = re.compile(r"^(j-[a-z0-9]{8})/([a-z0-9]([-a-z0-9]*[a-z0-9])?-[0-9]+)$")
 
 
 def _now() -> float:
@@ -209,8 +205,8 @@ class LocalBackend:
         if job.framework == "tensorboard":
             # The summary_dirs it shows, read-only, as a TensorBoard pod mounts them (only the notebooks app
             # starts these jobs, over jobs their user may see).
-            for item in filter(None, (p.strip() for p in task.env.get(TENSORBOARD_SOURCES, "").split(","))):
-                match = TENSORBOARD_SOURCE.match(item)
+            for item in filter(None, (p.strip() for p in task.env.get(storage.TENSORBOARD_SOURCES, "").split(","))):
+                match = storage.TENSORBOARD_SOURCE.match(item)
                 if match:
                     summary = storage.output_dir(root, match.group(1), "summary_dir", match.group(2))
                     mounts.append(sandbox.Mount(str(summary), False))
