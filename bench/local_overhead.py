@@ -68,6 +68,8 @@ def job(command: list[str], *, framework: str = "batch", roles: tuple[str, ...] 
                 memory_bytes=64 * 2**20,
                 gpu=0,
                 storage=dict(paths),
+                log_path=str(storage.task_log_path(root, job_id, name)),
+                places=storage.places(job_id, name, "bench"),
             )
         )
     return JobDescription(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 
 from clusters.backends.base import JobDescription, TaskDescription
@@ -26,6 +28,7 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
     for role, index, replicas in _task_names(roles):
         res = roles[role]
         name = f"{role}-{index}"
+        places = storage.places(job.public_id, name, owner, pre_job_id)
         if local:
             paths = storage.local_env(root, job.public_id, name, owner, pre_job_id)
             storage_map = dict(paths)
@@ -33,10 +36,7 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
         else:
             paths = storage.container_env(job.public_id, name, owner, pre_job_id)
             prefix = job.cluster.nfs_path or ""
-            storage_map = {
-                p.variable or p.container_path: storage.nfs_subpath(prefix, p)
-                for p in storage.places(job.public_id, name, owner, pre_job_id)
-            }
+            storage_map = {p.variable or p.container_path: storage.nfs_subpath(prefix, p) for p in places}
             workspace = "/workspace/personal"
         env = {**res["env"], **paths}
         if local:
@@ -56,6 +56,8 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
                 gpu=res["gpu"],
                 storage=storage_map,
                 ports=dict(spec.get("ports") or {}),
+                log_path=str(storage.task_log_path(Path(root), job.public_id, name)),
+                places=places,
             )
         )
     scheduling = spec.get("scheduling") or {}

@@ -622,8 +622,12 @@ ROLES = {
 
 def make_job(framework: str = "pytorch", job_id: str = "j-ab12cd34", *, gpu: int = 0, **fields: Any):
     """A fully resolved JobDescription, as the jobs app would hand it to a backend."""
+    from pathlib import Path
+
+    from django.conf import settings
+
     from clusters.backends.base import JobDescription, TaskDescription
-    from clusters.backends.contract.storage import container_env
+    from clusters.backends.contract.storage import container_env, places, task_log_path
 
     owner = fields.pop("owner", "alice")
     tasks = []
@@ -637,6 +641,8 @@ def make_job(framework: str = "pytorch", job_id: str = "j-ab12cd34", *, gpu: int
                     command=["python", "train.py"], working_dir="/workspace", env=env, cpu_milli=2500,
                     memory_bytes=4 * 2**30, gpu=gpu, storage={"model_dir": f"{job_id}/model_dir"},
                     ports={"web": 8888} if framework in ("notebook", "tensorboard") else {},
+                    log_path=str(task_log_path(Path(settings.EASYAI_STORAGE_ROOT), job_id, name)),
+                    places=places(job_id, name, owner),
                 )
             )  # fmt: skip
     values: dict[str, Any] = {"job_id": job_id, "name": "train resnet", "team": "vision", "owner": owner,

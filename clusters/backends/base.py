@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from clusters.backends.contract import storage
+from clusters.backends.contract.storage import Place
+
 # --- what a backend is given ---------------------------------------------------
 
 
@@ -30,6 +33,16 @@ class TaskDescription:
     gpu: int
     storage: dict[str, str] = field(default_factory=dict)  # variable -> real path (local) or NFS sub-path (k8s)
     ports: dict[str, int] = field(default_factory=dict)  # named web endpoints the task serves (name -> container port)
+    # Resolved by the jobs app from the storage layout (clusters.backends.contract.storage), so that a backend
+    # never works them out of ids or paths: where the portal keeps the task's log (under its storage root), and
+    # every place the task sees, a previous job's model_dir included. Empty in a description recorded before
+    # they were carried (a local job's record from an earlier version).
+    log_path: str = ""
+    places: list[Place] = field(default_factory=list)
+
+    def places_seen(self, job: JobDescription) -> list[Place]:
+        """The places this task sees; a description without them gets the layout's (no previous job's model_dir)."""
+        return self.places or storage.places(job.job_id, self.name, job.owner)
 
 
 @dataclass

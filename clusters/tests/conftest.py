@@ -64,6 +64,8 @@ def make_job(
                     memory_bytes=256 * 2**20,
                     gpu=gpu,
                     storage=dict(paths),
+                    log_path=str(storage.task_log_path(root(), job_id, name)),
+                    places=storage.places(job_id, name, owner),
                 )
             )
     return JobDescription(

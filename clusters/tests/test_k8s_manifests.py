@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from clusters.backends.contract.storage import container_env
+from clusters.backends.contract.storage import container_env, places
 from clusters.backends.kubernetes import manifests as m
 from clusters.k8s_schema import validate_manifest
 from clusters.models import Cluster
@@ -121,6 +121,7 @@ def option_job(case: dict[str, Any]):
             # As jobs.describe hands it over: the variable and the NFS sub-path of the previous job's model_dir.
             task.env.update(container_env(job.job_id, task.name, job.owner, PRE_JOB))
             task.storage["pre_model_dir"] = f"/export/easyai/{PRE_JOB}/model_dir"
+            task.places = places(job.job_id, task.name, job.owner, PRE_JOB)
     return job
 
 

@@ -20,6 +20,7 @@ from clusters.backends.base import (
 )
 from clusters.backends.contract import storage
 from clusters.backends.local import LocalBackend, isolation
+from clusters.backends.local.backend import _job_from_dict
 from clusters.backends.local.placement import Demand, PlacedJob, WaitingJob, plan
 from clusters.models import Cluster
 from clusters.tests.conftest import (
@@ -89,6 +90,38 @@ def test_two_task_pytorch_gang_succeeds_with_logs_and_outputs_where_the_conventi
     for task in ("master-0", "worker-0"):
         assert storage.output_dir(root(), job.job_id, "summary_dir", task).is_dir()
     assert (root() / "data" / "alice").is_dir()
+
+
+def test_a_task_logs_where_its_description_says(local):
+    backend = local()
+    job = make_job([("main", 1, "echo kept")])
+    elsewhere = root() / "elsewhere" / "main-0.log"
+    job.tasks[0].log_path = str(elsewhere)
+    backend.submit(job)
+
+    assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
+    assert elsewhere.read_text() == "kept\n"
+    assert backend.read_log(job.job_id, "main-0") == (b"kept\n", 5)
+
+
+def test_a_job_recorded_before_descriptions_carried_places_and_a_log_path_runs_where_the_layout_says(local):
+    """A local job's record from an earlier version has neither: the storage layout gives them, as it did."""
+    backend = local()
+    job = make_job([("main", 1, 'echo "$GREETING" > "$model_dir/out"; echo done')])
+    for task in job.tasks:
+        task.places, task.log_path = [], ""
+    backend.submit(job)
+
+    assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
+    assert log_of(job, "main-0") == "done\n"
+    assert (storage.output_dir(root(), job.job_id, "model_dir") / "out").read_text() == "hello\n"
+    assert storage.output_dir(root(), job.job_id, "summary_dir", "main-0").is_dir()
+
+
+def test_a_description_reads_back_from_its_record_whole():
+    job = make_job([("master", 1, "true"), ("worker", 2, "true")], framework="pytorch")
+    assert job.tasks[0].places and job.tasks[0].log_path
+    assert _job_from_dict(json.loads(json.dumps(job.to_dict()))) == job
 
 
 def test_a_failing_task_fails_the_job_with_its_exit_code_and_log_tail_and_stops_the_others(local):

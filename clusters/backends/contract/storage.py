@@ -97,13 +97,3 @@ def output_dir(root: Path, job_id: str, output: str, task_name: str | None = Non
         return root / job_id / task_name / "summary_dir"
     return root / job_id / output
 
-
-def ensure_local_dirs(
-    root: Path, job_id: str, task_names: list[str], owner: str, pre_job_id: str | None = None
-) -> None:
-    """Create the documented layout for a job under a local root."""
-    for task_name in task_names:
-        for place in places(job_id, task_name, owner, pre_job_id):
-            if place.variable == "pre_model_dir":
-                continue  # another job's output: never created on its behalf
-            (root / place.relative).mkdir(parents=True, exist_ok=True)

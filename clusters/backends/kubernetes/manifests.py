@@ -34,7 +34,6 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any, Protocol
 
 from clusters.backends.base import JobDescription, TaskDescription
@@ -222,14 +221,6 @@ def pod_name(job: JobDescription | str, role: str, index: int, framework: str = 
     return f"{job_id}-{role}-{index}"
 
 
-def pre_job_id(job: JobDescription, task: TaskDescription) -> str | None:
-    """The job whose model_dir this job starts from, when it names one."""
-    path = task.storage.get("pre_model_dir")
-    if path:
-        return PurePosixPath(path).parent.name or None
-    return job.spec.get("pre_job_id") or job.spec.get("pre_job") or None
-
-
 # --- pod templates -------------------------------------------------------------------------
 
 
@@ -286,7 +277,7 @@ def _env(job: JobDescription, task: TaskDescription, source: str, container_path
 def _nfs_mounts(cluster: ClusterSettings, job: JobDescription, task: TaskDescription, source: str) -> list[dict]:
     """One mount per storage place, a sub-path of the cluster's NFS export (nfs_subpath's layout)."""
     mounts = []
-    for place in storage.places(job.job_id, task.name, job.owner, pre_job_id(job, task)):
+    for place in task.places_seen(job):
         mount: dict[str, Any] = {"name": NFS_VOLUME, "mountPath": place.container_path}
         if place.variable == "summary_dir" and source != "pod":
             # Per task, in a role-wide template: built from the pod's own role and index.
@@ -372,7 +363,7 @@ def pod_spec(
 ) -> dict[str, Any]:
     """The pod of one role (its first task stands for the role)."""
     nfs = bool(cluster.nfs_server and cluster.nfs_path)
-    places = storage.places(job.job_id, task.name, job.owner, pre_job_id(job, task)) if nfs else []
+    places = task.places_seen(job) if nfs else []
     container_paths = {p.variable: p.container_path for p in places if p.variable}
     main: dict[str, Any] = {
         "name": container,

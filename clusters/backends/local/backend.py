@@ -79,7 +79,10 @@ def _dt(ts: float | None) -> datetime | None:
 
 def _job_from_dict(data: dict[str, Any]) -> JobDescription:
     fields = dict(data)
-    fields["tasks"] = [TaskDescription(**t) for t in data.get("tasks", [])]
+    fields["tasks"] = [
+        TaskDescription(**{**t, "places": [storage.Place(**place) for place in t.get("places", [])]})
+        for t in data.get("tasks", [])
+    ]
     created = data.get("created_at")
     fields["created_at"] = datetime.fromisoformat(created) if created else None
     return JobDescription(**fields)
@@ -197,7 +200,8 @@ class LocalBackend:
         root = self.storage_root
         mounts = [
             sandbox.Mount(str(root / place.relative), not place.read_only)
-            for place in storage.places(job.job_id, task.name, job.owner)
+            for place in task.places_seen(job)
+            if place.variable != "pre_model_dir"
         ]
         if task.storage.get("pre_model_dir"):
             # Another job's output: read, never changed from here.
@@ -281,7 +285,7 @@ class LocalBackend:
                     argv=argv,
                     working_dir=self._working_dir(job, task),
                     env=sorted(env),
-                    log=str(storage.task_log_path(self.storage_root, job.job_id, task.name)),
+                    log=self._task_log(job, task),
                 )
                 if box is not None:
                     mounts = self.visible(job, task)
@@ -724,6 +728,10 @@ class LocalBackend:
     def _working_dir(self, job: JobDescription, task: TaskDescription) -> str:
         return task.working_dir or str(storage.personal_workspace(self.storage_root, job.owner))
 
+    def _task_log(self, job: JobDescription, task: TaskDescription) -> str:
+        """The task's log file, as the description gives it (the layout's for one recorded before it did)."""
+        return task.log_path or str(storage.task_log_path(self.storage_root, job.job_id, task.name))
+
     def _start(
         self,
         record: dict[str, Any],
@@ -735,16 +743,21 @@ class LocalBackend:
         job = _job_from_dict(record["description"])
         job_id = job.job_id
         root = self.storage_root
-        storage.ensure_local_dirs(root, job_id, [t.name for t in job.tasks], job.owner)
+        # The job's own places, never a previous job's model_dir: another job's output is not created for it.
+        own = {
+            root / place.relative
+            for task in job.tasks
+            for place in task.places_seen(job)
+            if place.variable != "pre_model_dir"
+        }
+        for path in sorted(own):
+            path.mkdir(parents=True, exist_ok=True)
         box = self.sandbox(config)
         readonly_data_dir = config.readonly_data_dir and box is None
         shm = None
         if box is not None:
             # The sandbox's user must be able to write where the task may (the job's folders, the workspaces)
             # and read data_dir; only the job's own places, never another job's folders it may read, nor a volume.
-            own = {
-                root / place.relative for task in job.tasks for place in storage.places(job_id, task.name, job.owner)
-            }
             for path in sorted(own):
                 sandbox.give(path, box.uid, box.gid)
             shm = self._shm_dir(job_id, create=True, owner=(box.uid, box.gid))
@@ -773,7 +786,7 @@ class LocalBackend:
             entry["gpu_ids"] = gpu_ids.get(task.name, [])
             entry["port"] = ports.get(task.name)
             entry["endpoints"] = endpoints.get(task.name, {})
-            entry["log"] = str(storage.task_log_path(root, job_id, task.name))
+            entry["log"] = self._task_log(job, task)
         # Recorded before any process starts: a worker that dies half-way leaves a record that says which
         # tasks were launched, and the next pass finds their supervisors through supervisor.json.
         self._save(record)
