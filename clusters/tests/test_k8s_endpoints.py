@@ -8,7 +8,7 @@ import pytest
 
 from clusters.backends.kubernetes import KubernetesBackend
 from clusters.backends.kubernetes import manifests as m
-from clusters.k8s_schema import validate_manifest
+from clusters.backends.kubernetes.schema_check import validate_manifest
 from clusters.models import Cluster
 from testing.fakekube import ROLES, make_cluster, make_job
 

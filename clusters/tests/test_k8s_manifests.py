@@ -9,7 +9,7 @@ import pytest
 
 from clusters.backends.contract.storage import container_env, places
 from clusters.backends.kubernetes import manifests as m
-from clusters.k8s_schema import validate_manifest
+from clusters.backends.kubernetes.schema_check import validate_manifest
 from clusters.models import Cluster
 from jobs.models import Volume
 from testing.fakekube import ROLES, make_job

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from clusters import services, tasks
-from clusters.k8s_schema import validate_manifest
+from clusters.backends.kubernetes.schema_check import validate_manifest
 from clusters.models import Cluster, Quota
 from teams.models import Team
 from teams.signals import team_changed

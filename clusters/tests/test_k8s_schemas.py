@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from clusters import k8s_schema
+from clusters.backends.kubernetes import schema_check as k8s_schema
 from clusters.backends.kubernetes.schemas.reduce import strip
 
 BASE_DIR = Path(settings.BASE_DIR)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from clusters.k8s_schema import validate_manifest
+from clusters.backends.kubernetes.schema_check import validate_manifest
 from jobs import tasks
 from jobs.describe import describe
 from jobs.models import Job, Volume

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from clusters.backends.kubernetes import manifests as m
+from clusters.backends.kubernetes.schema_check import validate_manifest
 from clusters.crypto import endpoint_token
-from clusters.k8s_schema import validate_manifest
 from endpoints.proxy import Target, upstream_headers
 from endpoints.tests.echo_server import Handler
 from jobs import tasks

@@ -183,7 +183,7 @@ def _started_on_kubernetes(owner, cluster, kube, on_commit) -> Job:
 def test_tensorboard_on_kubernetes_mounts_the_jobs_summary_dirs_and_serves_under_the_proxy_path(
     kube, people, django_capture_on_commit_callbacks
 ):
-    from clusters.k8s_schema import validate_manifest
+    from clusters.backends.kubernetes.schema_check import validate_manifest
     from notebooks import services, tensorboard
     from notebooks.tests.conftest import argv_of, created_pod
     from testing.fakekube import make_cluster

@@ -150,7 +150,7 @@ class KubernetesBackend:
         except ValueError as exc:
             return [*problems, str(exc)]
         if Path(settings.EASYAI_K8S_SCHEMAS).is_dir():
-            from clusters.k8s_schema import validate_manifest
+            from clusters.backends.kubernetes.schema_check import validate_manifest
 
             for manifest in manifests:
                 problems += [f"{manifest['kind']} {p}" for p in validate_manifest(manifest)]

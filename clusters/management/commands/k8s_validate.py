@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from django.core.management.base import BaseCommand, CommandError
 
-from clusters.k8s_schema import validate_manifest
+from clusters.backends.kubernetes.schema_check import validate_manifest
 
 
 class Command(BaseCommand):
