@@ -11,6 +11,19 @@ import pytest
 from testing.asgi import AsgiServer, launch_args
 from testing.fakekube import FakeKube, running_fake
 from testing.isolation import SANDBOX_REFUSED, portal_layout  # noqa: F401 - the fixture: the embedded defaults' var/ with canaries
+from testing.local import local_cluster, stop_all  # noqa: F401 - the fixtures: a local cluster for real jobs
+
+# --- people are cheap to make -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> Iterator[None]:
+    """A permission test makes several people with passwords; the real hasher would spend seconds on them."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
 
 # --- a host that cannot sandbox tasks -------------------------------------------------------------------
 

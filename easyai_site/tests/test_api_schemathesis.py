@@ -60,7 +60,6 @@ class Member:
 @pytest.fixture
 def member(db, fake_backend, owner, team, settings) -> Iterator[Member]:
     """A team member with an experiment, a job (with its outputs), a notebook and a TensorBoard of their own."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # As Django's test client does: the end of a request must not close the test's transaction.
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)

@@ -22,7 +22,6 @@ LIMIT = 64 * 1024
 def _small_limits(settings):
     settings.EASYAI_MAX_BODY_BYTES = LIMIT
     settings.EASYAI_UPLOAD_MAX_BYTES = 4 * LIMIT
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def exchange(server, head: str, body_parts: list[bytes], timeout: float = 10.0) -> tuple[int, bytes, float]:

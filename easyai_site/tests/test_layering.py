@@ -48,3 +48,34 @@ def test_the_check_sees_a_crossing(tmp_path):
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "apps.py").write_text("SHARED = ('notebooks.Notebook',)\n")
     assert crossings(tmp_path) == {("teams/services.py", "clusters"), ("jobs/apps.py", "notebooks.Notebook")}
+
+
+def borrowed_test_helpers(root: Path) -> set[tuple[str, str]]:
+    """Imports of another app's tests package: shared test support belongs in testing/ (the pytest plugin)."""
+    found = set()
+    for path in root.glob("*/tests/**/*.py"):
+        app = path.relative_to(root).parts[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if len(parts) > 1 and parts[1] == "tests" and parts[0] != app:
+                    found.add((path.relative_to(root).as_posix(), name))
+    return found
+
+
+def test_no_app_borrows_another_apps_test_helpers():
+    assert borrowed_test_helpers(Path(settings.BASE_DIR)) == set()
+
+
+def test_the_check_sees_a_borrowed_helper(tmp_path):
+    (tmp_path / "endpoints" / "tests").mkdir(parents=True)
+    (tmp_path / "endpoints" / "tests" / "conftest.py").write_text("from notebooks.tests.conftest import fetch\n")
+    (tmp_path / "notebooks" / "tests").mkdir(parents=True)
+    (tmp_path / "notebooks" / "tests" / "test_a.py").write_text("from notebooks.tests.conftest import fetch\n")
+    assert borrowed_test_helpers(tmp_path) == {("endpoints/tests/conftest.py", "notebooks.tests.conftest")}

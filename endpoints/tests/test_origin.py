@@ -21,8 +21,9 @@ from websockets.sync.client import connect
 
 from endpoints import origin as endpoint_origin
 from jobs.models import Job
-from notebooks.tests.conftest import token_for, wait_until
 from teams.models import Membership
+from testing.wait import wait_until
+from testing.web import token_for
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT_TAG = re.compile(r"<script\b([^>]*)>", re.IGNORECASE)

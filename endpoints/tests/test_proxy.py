@@ -13,7 +13,7 @@ from clusters.backends.base import TaskDescription
 from clusters.backends.kubernetes import manifests, observe
 from clusters.backends.local import contract
 from endpoints.proxy import Target, rewrite_location, rewrite_set_cookie
-from notebooks.tests.conftest import fetch, token_for, wait_answering
+from testing.web import fetch, token_for, wait_answering
 
 
 @pytest.mark.slow

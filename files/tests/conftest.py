@@ -46,12 +46,6 @@ def snapshot(*roots: Path) -> dict[str, bytes | None]:
 ALL_BYTES = bytes(range(256)) * 64 + b"\x00\r\n\x1a\xff" + bytes(range(255, -1, -1))
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Permission tests create several users; the real hasher makes that take seconds.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def outside(tmp_path: Path) -> Path:
     """A folder beside the storage root, with a secret in it."""

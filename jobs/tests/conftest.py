@@ -50,6 +50,7 @@ def submit(django_capture_on_commit_callbacks, spec_doc):
 
 @pytest.fixture
 def local_cluster(transactional_db) -> Cluster:
+    """The jobs tests' own local cluster (in place of the plugin's): a shorter stop grace, no home of its own."""
     return Cluster.objects.create(
         name="local", kind="local", is_default=True, settings={"cpu": 4, "memory": "4Gi", "stop_grace": 1}
     )

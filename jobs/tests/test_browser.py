@@ -21,11 +21,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 TALKER = 'for i in $(seq 1 200); do echo "tick $i"; sleep 0.05; done; sleep 60'
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def running_job(transactional_db, owner, tmp_path):
     cluster = Cluster.objects.create(name="local", kind="local", is_default=True, settings={"stop_grace": 1})

@@ -15,13 +15,6 @@ from jobs import workers
 from jobs.logs_api import tail_offset, utf8_complete
 from jobs.models import Job
 
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    """The people of a permission test are made with passwords: hash them cheaply here."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 LOG = "".join(f"line {i}\n" for i in range(1, 101)).encode()
 
 

@@ -38,12 +38,6 @@ def assert_status(response, expected) -> None:
         assert response.status_code == expected, (response.status_code, response.content[:500])
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Every permission test creates five users; the real hasher makes that take seconds.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def job(people, fake_backend, submit):
     """The owner's job in the Vision team, handed to its backend (pending)."""

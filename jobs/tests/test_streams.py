@@ -25,12 +25,6 @@ pytestmark = pytest.mark.slow
 COUNTER = 'for i in $(seq 1 60); do echo "line $i"; sleep 0.05; done'
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    """The people of a permission test are made with passwords: hash them cheaply here."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def running(command: str) -> bool:
     """Whether a process with this command line runs on this host (a sandboxed task's processes are seen too)."""
     wanted = command.replace(" ", "\0").encode() + b"\0"

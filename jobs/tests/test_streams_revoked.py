@@ -28,7 +28,6 @@ RECHECK_S = 0.5
 @pytest.fixture(autouse=True)
 def _fast_recheck(settings):
     settings.EASYAI_WS_RECHECK_SECONDS = RECHECK_S
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def test_a_shell_closes_within_seconds_when_its_share_is_revoked_and_its_shell_ends(

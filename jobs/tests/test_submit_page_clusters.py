@@ -5,17 +5,11 @@ from __future__ import annotations
 import html
 import re
 
-import pytest
 from django.test import Client
 
 from clusters.backends.kubernetes.health import check_connection
 from clusters.models import Cluster
 from testing.fakekube import make_cluster
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def submit_page(user) -> str:

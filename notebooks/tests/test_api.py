@@ -13,11 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from clusters.backends.base import ObservedState
-from endpoints.tests.echo_server import Handler
 from jobs import workers as job_workers
 from jobs.models import Job
 from notebooks import services
 from notebooks.models import Notebook
+from testing.echo_server import Handler
 
 GOOD = {"name": "lab", "cpu": "1", "memory": "1Gi"}
 

@@ -19,13 +19,14 @@ from clusters.backends.kubernetes import manifests as m
 from clusters.backends.kubernetes.schema_check import validate_manifest
 from clusters.crypto import endpoint_token
 from endpoints.proxy import Target, upstream_headers
-from endpoints.tests.echo_server import Handler
 from jobs import tasks
 from jobs.models import Task
 from notebooks import services, specs
 from notebooks.models import NOTEBOOK_TASK, Notebook
-from notebooks.tests.conftest import argv_of, created_pod, fetch
+from notebooks.tests.conftest import argv_of, created_pod
+from testing.echo_server import Handler
 from testing.fakekube import FakeKube, make_cluster
+from testing.web import fetch
 
 NS = "easyai-vision"
 POD_IP = "127.0.0.2"  # a loopback address of its own: the echo server takes Jupyter's port there

@@ -15,15 +15,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from clusters.crypto import endpoint_token
 from notebooks import services
-from notebooks.tests.conftest import (
-    _execute_request,
-    _stream_output,
-    _xsrf,
-    fetch,
-    token_for,
-    wait_answering,
-    wait_running,
-)
+from notebooks.tests.conftest import _execute_request, _stream_output, _xsrf, wait_running
 from testing.isolation import (
     ATTACK,
     CANARY,
@@ -33,6 +25,7 @@ from testing.isolation import (
     other_users_files,
     report_of,
 )
+from testing.web import fetch, token_for, wait_answering
 
 pytestmark = pytest.mark.slow
 

@@ -16,16 +16,8 @@ from jobs.models import Job
 from jobs.state import JobState
 from notebooks import services, workers
 from notebooks.models import Notebook
-from notebooks.tests.conftest import (
-    _execute_request,
-    _stream_output,
-    _xsrf,
-    fetch,
-    token_for,
-    wait_answering,
-    wait_running,
-    wait_until,
-)
+from notebooks.tests.conftest import _execute_request, _stream_output, _xsrf, wait_running, wait_until
+from testing.web import fetch, token_for, wait_answering
 
 pytestmark = pytest.mark.slow
 

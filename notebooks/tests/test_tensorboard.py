@@ -22,7 +22,8 @@ from jobs.models import Job
 from jobs.state import JobState
 from notebooks import workers
 from notebooks.models import TensorBoard
-from notebooks.tests.conftest import fetch, token_for, wait_answering, wait_until
+from notebooks.tests.conftest import wait_until
+from testing.web import fetch, token_for, wait_answering
 
 pytestmark = pytest.mark.slow
 

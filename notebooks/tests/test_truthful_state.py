@@ -25,7 +25,8 @@ from jobs import workers as job_workers
 from jobs.models import Task
 from notebooks import services, tensorboard
 from notebooks.models import NOTEBOOK_TASK, Notebook
-from notebooks.tests.conftest import fetch, wait_until
+from notebooks.tests.conftest import wait_until
+from testing.web import fetch
 
 
 class FakeJupyter(BaseHTTPRequestHandler):

@@ -8,12 +8,6 @@ from django.test import Client
 
 
 @pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Every permission test creates five users; the real hasher makes that take seconds.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def _clear_cache():
     # Throttle counters live in the default (local-memory) cache; a test must not inherit them.
     cache.clear()
