@@ -17,7 +17,10 @@ from urllib.parse import quote
 
 import django
 
+from easyai_site.prepare import prepare
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "easyai_site.settings")
+prepare()  # var/ and the generated secret key, before the settings read them
 django.setup()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from easyai_site import prepare
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -174,8 +176,8 @@ def env_class_paths(name: str, default: list[str]) -> list[str]:
 
 # --- core --------------------------------------------------------------------
 
-VAR_DIR = Path(env_str("EASYAI_VAR_DIR", str(BASE_DIR / "var"))).resolve()
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# Settings only read: the entry points (manage.py, asgi.py, wsgi.py) make var/ and its secret key first.
+VAR_DIR = prepare.var_dir()
 
 # Off unless asked for: a debug page shows settings, the environment and the code to whoever meets an error.
 DEBUG = env_bool("EASYAI_DEBUG", False)
@@ -184,20 +186,20 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "easyai_site.reporting.ConnectionStringSafeF
 DEFAULT_EXCEPTION_REPORTER = "easyai_site.reporting.ConnectionStringSafeReporter"
 
 
-def _secret_key() -> str:
+def _secret_key() -> tuple[str, bool]:
+    """The key and whether it is this process's own (nothing configured and none prepared: a test runner, a
+    bare django.setup()); the portal's entry points generate one into var/ first (easyai_site/prepare.py)."""
     key = env_str("SECRET_KEY")
     if key:
-        return key
-    # Not set: generated once into var/ (readable by the portal's user only) and kept, so sessions survive
-    # restarts and `make run` works without configuration; production sets SECRET_KEY or SECRET_KEY_FILE.
-    key_file = VAR_DIR / "secret_key"
-    if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
-    return key_file.read_text().strip()
+        return key, False
+    try:
+        key = prepare.secret_key_file().read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    return (key, False) if key else (secrets.token_urlsafe(50), True)
 
 
-SECRET_KEY = _secret_key()
+SECRET_KEY, SECRET_KEY_EPHEMERAL = _secret_key()
 ALLOWED_HOSTS = env_list("EASYAI_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("EASYAI_CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("EASYAI_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -410,11 +412,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # `manage.py serve` collects the static files here when EASYAI_DEBUG=0; WhiteNoise serves them from here.
-STATIC_ROOT = Path(env_str("EASYAI_STATIC_ROOT", str(VAR_DIR / "static"))).resolve()
-try:
-    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-except OSError as exc:
-    raise ImproperlyConfigured(f"EASYAI_STATIC_ROOT={str(STATIC_ROOT)!r} cannot be created: {exc.strerror}") from exc
+STATIC_ROOT = prepare.static_root()  # made by the entry points (easyai_site/prepare.py)
 
 # --- API ---------------------------------------------------------------------
 

@@ -13,6 +13,19 @@ from testing.fakekube import FakeKube, running_fake
 from testing.isolation import SANDBOX_REFUSED, portal_layout  # noqa: F401 - the fixture: the embedded defaults' var/ with canaries
 from testing.local import local_cluster, stop_all  # noqa: F401 - the fixtures: a local cluster for real jobs
 
+# --- the folder of the tests' SQLite database ------------------------------------------------------------
+
+
+def pytest_sessionstart(session) -> None:
+    """The settings write nothing (easyai_site/prepare.py is the entry points'): make var/, where a SQLite test
+    database is kept (its TEST NAME), and the static root, as manage.py would. The tests sign with a key of
+    their own."""
+    from django.conf import settings
+
+    for folder in (settings.VAR_DIR, settings.STATIC_ROOT):  # WhiteNoise looks for its folder as it starts
+        folder.mkdir(parents=True, exist_ok=True)
+
+
 # --- people are cheap to make -----------------------------------------------------------------------------
 
 

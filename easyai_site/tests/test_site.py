@@ -66,30 +66,57 @@ def test_a_secret_can_come_from_a_file(monkeypatch, tmp_path):
         site_settings.env_str("EASYAI_SECRET")
 
 
-def test_without_a_secret_key_one_is_made_once_readable_by_the_portal_only_and_kept(tmp_path):
-    import os
+def _run_python(argv: list[str], env: dict[str, str]) -> str:
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECRET_KEY", "EASYAI_DEBUG"))}
-    env.update(EASYAI_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="easyai_site.settings")
-    show = "from django.conf import settings; print(settings.DEBUG, settings.SECRET_KEY)"
+    result = subprocess.run(
+        [sys.executable, *argv], env=env, cwd=site_settings.BASE_DIR, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
-    def started() -> str:
-        result = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        return result.stdout.strip()
+
+def _bare_environment(var_dir) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECRET_KEY", "EASYAI_DEBUG", "EASYAI_STATIC"))}
+    env.update(EASYAI_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="easyai_site.settings")
+    return env
+
+
+SHOW = "from django.conf import settings; print(settings.DEBUG, settings.SECRET_KEY)"
+
+
+def test_without_a_secret_key_one_is_made_once_readable_by_the_portal_only_and_kept(tmp_path):
+    env = _bare_environment(tmp_path / "var")
+
+    def started() -> str:  # the portal's entry point (manage.py) prepares var/ before the settings read it
+        return _run_python(["manage.py", "shell", "-c", SHOW], env).splitlines()[-1]
 
     first = started()
     debug, key = first.split(" ", 1)
     assert debug == "False"  # debug is off unless EASYAI_DEBUG=1
-    assert len(key) >= 50 and (tmp_path / "secret_key").read_text().strip() == key
-    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+    assert len(key) >= 50 and (tmp_path / "var" / "secret_key").read_text().strip() == key
+    assert stat.S_IMODE((tmp_path / "var" / "secret_key").stat().st_mode) == 0o600
     assert started() == first
     env["SECRET_KEY"] = "x" * 50
     assert started() == "False " + "x" * 50
     env["EASYAI_DEBUG"] = "1"
     assert started().startswith("True ")
+
+
+def test_importing_the_settings_writes_nothing(tmp_path):
+    """Settings only read: a process that imports them without the entry points (a test runner, a bare
+    django.setup()) finds no var/ made and signs with a key of its own, and the system check says so."""
+    env = _bare_environment(tmp_path / "var")
+    first = _run_python(["-c", f"import django; django.setup(); {SHOW}"], env)
+    second = _run_python(["-c", f"import django; django.setup(); {SHOW}"], env)
+    assert list(tmp_path.iterdir()) == []  # no var/, no secret key, no static folder
+    assert first != second  # a key of each process's own
+    check = "from django.core import checks; print([m.id for m in checks.run_checks()])"
+    assert "easyai.W001" in _run_python(["-c", f"import django; django.setup(); {check}"], env)
+    assert _run_python(["manage.py", "check"], env) == "System check identified no issues (0 silenced)."
 
 
 def _row_counts() -> dict[str, int]:
