@@ -25,12 +25,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 
 def key_file() -> Path:
-    configured = getattr(settings, "EASYAI_FIELD_KEY_FILE", "")
-    return Path(configured) if configured else Path(settings.VAR_DIR) / "field_key"
+    return Path(settings.EASYAI_FIELD_KEY_FILE)
 
 
 def keys_from_environment() -> bool:
-    return bool((getattr(settings, "EASYAI_FIELD_KEY", "") or "").strip())
+    return bool(settings.EASYAI_FIELD_KEY.strip())
 
 
 def _split(text: str) -> list[str]:

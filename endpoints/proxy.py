@@ -76,7 +76,6 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_UNAVAILABLE = 4503
 CLOSE_REVOKED = 4410  # open, and no longer allowed: as the portal's own sockets (docs/websockets.md)
-RECHECK_S = 5.0  # how often an open socket asks again (EASYAI_WS_RECHECK_SECONDS overrides)
 
 
 class Refused(Exception):  # noqa: N818 - reads as what happened
@@ -754,7 +753,7 @@ class EndpointProxy:
             return upstream.close_code or 1000
 
         async def rechecked() -> str:
-            every = float(getattr(settings, "EASYAI_WS_RECHECK_SECONDS", RECHECK_S))
+            every = settings.EASYAI_WS_RECHECK_SECONDS
             token_key = _token_key(scope) if how == "token" else ""
             while True:
                 await asyncio.sleep(every)

@@ -20,10 +20,6 @@ JUPYTER_PORT = 8888
 VSCODE_PORT = 8080
 
 
-def setting(name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
-
-
 def local_program(program: str) -> str | None:
     """A program as a local task finds it: the portal's Python's bin first, then PATH (contract.task_env)."""
     here = Path(sys.executable).parent / program
@@ -71,9 +67,9 @@ def notebook_spec(notebook: Notebook, cluster: Cluster) -> dict[str, Any]:
     personal, public = _workspaces(cluster, notebook.owner.username)
     vscode = notebook.kind == Notebook.Kind.VSCODE
     image = notebook.image or (
-        setting("EASYAI_VSCODE_IMAGE", "codercom/code-server:latest")
+        settings.EASYAI_VSCODE_IMAGE
         if vscode
-        else setting("EASYAI_NOTEBOOK_IMAGE", "quay.io/jupyter/scipy-notebook:latest")
+        else settings.EASYAI_NOTEBOOK_IMAGE
     )
     return {
         "name": notebook.name,
@@ -85,6 +81,6 @@ def notebook_spec(notebook: Notebook, cluster: Cluster) -> dict[str, Any]:
         "env": {"EASYAI_WORKSPACE_PERSONAL": personal, "EASYAI_WORKSPACE_PUBLIC": public},
         "roles": {"notebook": {"replicas": 1, "cpu": notebook.cpu, "memory": notebook.memory, "gpu": notebook.gpu}},
         # A notebook mostly waits for its user: it asks for a share of its limits (GPUs are never oversold).
-        "scheduling": {"oversell": float(setting("EASYAI_NOTEBOOK_OVERSELL", 4))},
+        "scheduling": {"oversell": settings.EASYAI_NOTEBOOK_OVERSELL},
         "ports": {notebook.endpoint_name: VSCODE_PORT if vscode else JUPYTER_PORT},
     }

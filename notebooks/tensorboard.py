@@ -14,12 +14,11 @@ from clusters.backends.contract import storage
 from clusters.models import Cluster
 from jobs.models import Job
 from notebooks.models import TENSORBOARD_TASK
-from notebooks.specs import bind_address, setting
+from notebooks.specs import bind_address
 from teams.models import Team
 
 TENSORBOARD_PORT = 6006
 # Used when settings.py has no EASYAI_TENSORBOARD_IMAGE: an image with the tensorboard command on PATH.
-DEFAULT_TENSORBOARD_IMAGE = "tensorflow/tensorflow:latest"
 
 
 def summary_dirs(job: Job) -> list[tuple[str, Path]]:
@@ -81,10 +80,10 @@ def tensorboard_spec(jobs: list[Job], cluster: Cluster, team: Team) -> dict[str,
         "team": team.slug,
         "cluster": cluster.name,
         "framework": "tensorboard",
-        "image": setting("EASYAI_TENSORBOARD_IMAGE", DEFAULT_TENSORBOARD_IMAGE),
+        "image": settings.EASYAI_TENSORBOARD_IMAGE,
         "command": command,
         "roles": {"tensorboard": {"replicas": 1, "cpu": "1", "memory": "2Gi"}},
-        "scheduling": {"oversell": float(setting("EASYAI_NOTEBOOK_OVERSELL", 4))},
+        "scheduling": {"oversell": settings.EASYAI_NOTEBOOK_OVERSELL},
         "ports": {"tensorboard": TENSORBOARD_PORT},
     }
     # Which summary_dirs the task sees: mounted read-only in its pod, or in its sandbox on the local backend.
