@@ -15,11 +15,11 @@ from endpoints import origin as endpoint_origin
 from notebooks import selectors, services
 from notebooks.models import NOTEBOOK_TASK, TENSORBOARD_TASK, Notebook, TensorBoard
 from teams import permissions
+from teams.models import MAX_LEASE_HOURS
 from teams.permissions import Action
 
-# The API's bounds: past them a lease's end is not a date (a lease of 2**31 hours overflowed), and
+# The API's bounds: past MAX_LEASE_HOURS a lease's end is not a date (a lease of 2**31 hours overflowed), and
 # an id past 18 digits is no row's (the router answers 404 without asking the database).
-MAX_LEASE_HOURS = 10 * 366 * 24
 MAX_GPU = 2**31 - 1
 ID_PATTERN = "[0-9]{1,18}"
 

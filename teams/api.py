@@ -17,7 +17,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from teams import selectors, services, signin
-from teams.models import Membership, Team
+from teams.models import MAX_LEASE_HOURS, Membership, Team
 from teams.permissions import get_team_or_404, team_role
 from teams.services import TOKEN_MAX_DAYS
 
@@ -88,7 +88,7 @@ class TeamUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
     webhook_url = serializers.URLField(required=False, allow_blank=True)
-    notebook_max_lease_hours = serializers.IntegerField(required=False, min_value=1)
+    notebook_max_lease_hours = serializers.IntegerField(required=False, min_value=1, max_value=MAX_LEASE_HOURS)
 
     def validate(self, attrs: dict) -> dict:
         # Refused rather than ignored: a client that sends a slug expects it to take effect.

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from teams import signin
-from teams.models import Membership, Team
+from teams.models import MAX_LEASE_HOURS, Membership, Team
 from teams.services import TOKEN_MAX_DAYS
 
 
@@ -48,7 +48,7 @@ class TeamSettingsForm(BootstrapMixin, forms.ModelForm):
     )
     # A lease of zero hours would stop every notebook at once.
     notebook_max_lease_hours = forms.IntegerField(
-        label=Team._meta.get_field("notebook_max_lease_hours").verbose_name, min_value=1
+        label=Team._meta.get_field("notebook_max_lease_hours").verbose_name, min_value=1, max_value=MAX_LEASE_HOURS
     )
 
     class Meta:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import MaxLengthValidator, RegexValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from teams.webhooks import validate_webhook_url
+
+# The longest lease a notebook may have, in hours (ten years): past it a lease's end is not a date.
+MAX_LEASE_HOURS = 10 * 366 * 24
 
 # A Kubernetes namespace name: a DNS-1123 label.
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -33,7 +36,11 @@ class Team(models.Model):
         validators=[validate_webhook_url],
         help_text=_("Job state changes are POSTed here as JSON, when set: http(s) to a public address."),
     )
-    notebook_max_lease_hours = models.PositiveIntegerField(_("notebook maximum lease (hours)"), default=72)
+    notebook_max_lease_hours = models.PositiveIntegerField(
+        _("notebook maximum lease (hours)"),
+        default=72,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_LEASE_HOURS)],
+    )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 

@@ -59,6 +59,8 @@ def test_slug_error_explains_the_namespace_rule(people, api, anyone_creates_team
         ({"webhook_url": "not a url"}, "webhook_url"),
         ({"notebook_max_lease_hours": "many"}, "notebook_max_lease_hours"),
         ({"notebook_max_lease_hours": 0}, "notebook_max_lease_hours"),
+        ({"notebook_max_lease_hours": 87841}, "notebook_max_lease_hours"),  # past ten years: no date
+        ({"notebook_max_lease_hours": 2**31}, "notebook_max_lease_hours"),
     ],
 )
 def test_bad_team_change_is_refused(people, api, body, field):
@@ -67,6 +69,12 @@ def test_bad_team_change_is_refused(people, api, body, field):
     assert response.status_code == 400
     assert field in response.json()
     assert _rows() == before
+
+
+def test_the_longest_lease_a_team_may_allow_is_ten_years(people, api):
+    response = api(people["team_admin"]).patch("/api/v1/teams/vision/", {"notebook_max_lease_hours": 87840}, format="json")
+    assert response.status_code == 200, response.json()
+    assert Team.objects.get(slug="vision").notebook_max_lease_hours == 87840
 
 
 @pytest.mark.parametrize("body", [{"slug": "other"}, {"slug": "vision"}, {"name": "Renamed", "slug": "other"}])
@@ -203,6 +211,16 @@ def test_member_page_refuses_a_bad_role(people, page):
     before = _rows()
     response = page(people["team_admin"]).post("/teams/vision/members/mate/role/", {"role": "boss"})
     assert response.status_code == 400
+    assert _rows() == before
+
+
+def test_settings_page_shows_a_lease_past_ten_years_at_the_field(people, page):
+    before = _rows()
+    response = page(people["team_admin"]).post(
+        "/teams/vision/settings/", {"name": "Vision", "webhook_url": "", "notebook_max_lease_hours": "87841"}
+    )
+    assert response.status_code == 400
+    assert 'id="id_notebook_max_lease_hours_error"' in response.content.decode()
     assert _rows() == before
 
 
