@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from clusters import services
 from clusters.backends.kubernetes.client import kubeconfig_server
 from clusters.models import Cluster, Quota
-from teams.admin import team_inline
+from easyai_site.admin_utils import team_inline
 from teams.templatetags.units import cores, gib
 
 MAX_KUBECONFIG_BYTES = 1024 * 1024

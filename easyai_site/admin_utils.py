@@ -1,11 +1,15 @@
-"""Admin helpers shared by the apps: a paginator that does not count, and the per-object sharing page."""
+"""Admin helpers shared by the apps: a paginator that does not count, services' refusals shown as messages, the
+sections apps add to a team's page, and the per-object sharing page."""
 
 from __future__ import annotations
 
 from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Model
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.functional import cached_property
 from guardian.admin import AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm, GuardedModelAdminMixin
 
@@ -20,6 +24,56 @@ class CappedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         return len(self.object_list.values_list("pk", flat=True)[: self.CAP + 1])
+
+
+# --- a service's refusal is a message, not a server error -----------------------------------------------
+
+
+class ServiceRefusalsMixin:
+    """Shows a service's ValidationError as an error message instead of a server error.
+
+    The admin's add, change and delete views run in one transaction, so the refused
+    change is rolled back whole before the message is shown.
+    """
+
+    def _refused(self, request: HttpRequest, exc: ValidationError) -> HttpResponse:
+        for message in exc.messages:
+            self.message_user(request, message, messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def changeform_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except ValidationError as exc:
+            return self._refused(request, exc)
+
+    def delete_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return super().delete_view(request, *args, **kwargs)
+        except ValidationError as exc:
+            return self._refused(request, exc)
+
+    def changelist_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        # An action (bulk delete) logs before it acts: a refusal rolls the log entries back with the rest.
+        try:
+            with transaction.atomic():
+                return super().changelist_view(request, *args, **kwargs)
+        except ValidationError as exc:
+            return self._refused(request, exc)
+
+
+# --- sections of a team's admin page that apps above teams add ---------------------------------------
+
+# Inlines the apps above teams add to a team's admin page (they register them from their own admin.py);
+# teams.admin.TeamAdmin shows them.
+TEAM_INLINES: list[type[admin.options.InlineModelAdmin]] = []
+
+
+def team_inline(inline: type[admin.options.InlineModelAdmin]) -> type[admin.options.InlineModelAdmin]:
+    """Show an inline on every team's admin page (a class decorator); its formset saves through its services."""
+    if inline not in TEAM_INLINES:
+        TEAM_INLINES.append(inline)
+    return inline
 
 
 # --- sharing one object (django-guardian's object permissions page) ---------------------------

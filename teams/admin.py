@@ -6,7 +6,8 @@ neither removed nor demoted, quota changes reach cluster provisioning. A
 refused change shows the service's message and leaves every row as it was.
 A team created here has no admin until an operator adds one inline.
 
-The "Object permissions" page other apps' admins offer is easyai_site.admin_utils.SharingAdminMixin.
+The "Object permissions" page other apps' admins offer is easyai_site.admin_utils.SharingAdminMixin; the
+sections apps above teams add to a team's page are registered there too (team_inline).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
+from easyai_site.admin_utils import TEAM_INLINES, ServiceRefusalsMixin
 from teams import services
 from teams.forms import AdminSignInForm
 from teams.models import ApiToken, Membership, Profile, Team
@@ -46,39 +47,6 @@ def _admin_login(request: HttpRequest, extra_context: dict | None = None) -> Htt
 
 # An attribute of the one site, read when its URLs are built (after every admin module is imported).
 admin.site.login = _admin_login
-
-
-class ServiceRefusalsMixin:
-    """Shows a service's ValidationError as an error message instead of a server error.
-
-    The admin's add, change and delete views run in one transaction, so the refused
-    change is rolled back whole before the message is shown.
-    """
-
-    def _refused(self, request: HttpRequest, exc: ValidationError) -> HttpResponse:
-        for message in exc.messages:
-            self.message_user(request, message, messages.ERROR)
-        return HttpResponseRedirect(request.get_full_path())
-
-    def changeform_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        try:
-            return super().changeform_view(request, *args, **kwargs)
-        except ValidationError as exc:
-            return self._refused(request, exc)
-
-    def delete_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        try:
-            return super().delete_view(request, *args, **kwargs)
-        except ValidationError as exc:
-            return self._refused(request, exc)
-
-    def changelist_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        # An action (bulk delete) logs before it acts: a refusal rolls the log entries back with the rest.
-        try:
-            with transaction.atomic():
-                return super().changelist_view(request, *args, **kwargs)
-        except ValidationError as exc:
-            return self._refused(request, exc)
 
 
 def _save_memberships(formset) -> None:
@@ -154,10 +122,8 @@ class UserAdmin(ServiceRefusalsMixin, DjangoUserAdmin):
     def delete_model(self, request: HttpRequest, obj) -> None:
         services.user_delete(user=obj)
 
-    @transaction.atomic
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for user in queryset:
-            services.user_delete(user=user)
+        services.users_delete(users=queryset)
 
     def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
         if formset.model is Membership:
@@ -180,17 +146,6 @@ class TeamAdminForm(forms.ModelForm):
         return slug
 
 
-# Inlines the apps above teams add to a team's admin page (they register them from their own admin.py).
-TEAM_INLINES: list[type[admin.options.InlineModelAdmin]] = []
-
-
-def team_inline(inline: type[admin.options.InlineModelAdmin]) -> type[admin.options.InlineModelAdmin]:
-    """Show an inline on every team's admin page (a class decorator); its formset saves through its services."""
-    if inline not in TEAM_INLINES:
-        TEAM_INLINES.append(inline)
-    return inline
-
-
 @admin.register(Team)
 class TeamAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
     form = TeamAdminForm
@@ -201,7 +156,7 @@ class TeamAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
     inlines = [MembershipOfTeamInline]
 
     def get_inlines(self, request: HttpRequest, obj: Team | None) -> list:
-        # Apps above teams add their own sections (the clusters app: the team's quotas), see team_inline.
+        # Apps above teams add their own sections (the clusters app: the team's quotas): admin_utils.team_inline.
         return [*self.inlines, *TEAM_INLINES]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Team | None = None) -> list[str]:
@@ -267,11 +222,8 @@ class MembershipAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:
         services.membership_remove(team=obj.team, username=obj.user.username)
 
-    @transaction.atomic
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
-        # All or nothing: removing two admins of a team at once is refused at the second.
-        for membership in queryset.select_related("team", "user"):
-            services.membership_remove(team=membership.team, username=membership.user.username)
+        services.memberships_remove(memberships=queryset)
 
 
 @admin.register(Profile)

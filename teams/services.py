@@ -171,6 +171,21 @@ def membership_remove(*, team: Team, username: str) -> None:
 
 
 @transaction.atomic
+def memberships_remove(*, memberships: QuerySet[Membership]) -> None:
+    """Take several memberships away, all or nothing: removing two admins of a team at once is refused at the
+    second and the first comes back."""
+    for membership in memberships.select_related("team", "user"):
+        membership_remove(team=membership.team, username=membership.user.username)
+
+
+@transaction.atomic
+def users_delete(*, users: QuerySet) -> None:
+    """Delete several accounts, all or nothing (each as user_delete)."""
+    for user in users:
+        user_delete(user=user)
+
+
+@transaction.atomic
 def user_delete(*, user: AbstractBaseUser) -> None:
     """Delete a user account; refused while they are the last admin of a team."""
     for membership in Membership.objects.filter(user=user, role=Membership.Role.ADMIN).select_related("team"):
