@@ -20,8 +20,8 @@ from clusters.backends.base import (
 )
 from clusters.backends.contract import storage
 from clusters.backends.local import LocalBackend, isolation
-from clusters.backends.local.backend import _job_from_dict
 from clusters.backends.local.placement import Demand, PlacedJob, WaitingJob, plan
+from clusters.backends.local.records import job_from_dict
 from clusters.models import Cluster
 from clusters.tests.conftest import (
     GATED,
@@ -121,7 +121,7 @@ def test_a_job_recorded_before_descriptions_carried_places_and_a_log_path_runs_w
 def test_a_description_reads_back_from_its_record_whole():
     job = make_job([("master", 1, "true"), ("worker", 2, "true")], framework="pytorch")
     assert job.tasks[0].places and job.tasks[0].log_path
-    assert _job_from_dict(json.loads(json.dumps(job.to_dict()))) == job
+    assert job_from_dict(json.loads(json.dumps(job.to_dict()))) == job
 
 
 def test_a_failing_task_fails_the_job_with_its_exit_code_and_log_tail_and_stops_the_others(local):

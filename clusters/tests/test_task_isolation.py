@@ -14,7 +14,7 @@ from django.conf import settings
 
 from clusters.backends.base import BackendRejected, ObservedState
 from clusters.backends.contract import storage
-from clusters.backends.local import LocalBackend, sandbox
+from clusters.backends.local import LocalBackend, launch, sandbox
 from clusters.models import Cluster
 from clusters.tests.conftest import GATED, cluster, log_of, make_job, release, running_pid, wait_for
 from testing.isolation import (
@@ -463,7 +463,7 @@ def test_the_portals_secret_files_are_empty_in_folders_a_task_sees(backends, por
 def test_a_link_planted_where_a_jobs_shm_goes_is_not_followed(backends, portal_layout, tmp_path):
     backend = backends()
     job = make_job([("main", 1, "ls -A /dev/shm")])
-    planted = backend._shm_dir(job.job_id)  # /dev/shm is everyone's: another user of the host may plant a link
+    planted = launch.shm_dir(backend.state_dir, backend.name, job.job_id)  # /dev/shm is everyone's: another user of the host may plant a link
     target = tmp_path / "elsewhere"
     target.mkdir()
     planted.symlink_to(target)

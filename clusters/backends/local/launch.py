@@ -1,0 +1,229 @@
+"""Starting and stopping a local job's processes: each task under a detached supervisor (supervisor.py), in its
+sandbox where the cluster isolates tasks; SIGTERM to a task's process group, SIGKILL at the deadline; the
+job's /dev/shm and the shells opened in it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clusters.backends.contract import storage
+from clusters.backends.local import contract, isolation, sandbox
+from clusters.backends.local.proc import (
+    is_alive,
+    kill_group,
+    kill_pid,
+    kill_session,
+    read_json,
+    start_time,
+    write_json_atomic,
+)
+from clusters.backends.local.records import RUNNING, RecordStore, job_from_dict
+from clusters.backends.local.records import now as _now
+from clusters.backends.local.resources import LocalConfig
+from clusters.crypto import endpoint_token
+
+if TYPE_CHECKING:
+    from clusters.backends.local.backend import LocalBackend
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def start(
+    backend: LocalBackend,
+    record: dict[str, Any],
+    gpu_ids: dict[str, list[str]],
+    taken_ports: set[int],
+    config: LocalConfig,
+) -> None:
+    """Start every task of a placed job (the gang), each under a detached supervisor."""
+    job = job_from_dict(record["description"])
+    job_id = job.job_id
+    root = backend.storage_root
+    # The job's own places, never a previous job's model_dir: another job's output is not created for it.
+    own = {
+        root / place.relative
+        for task in job.tasks
+        for place in task.places_seen(job)
+        if place.variable != "pre_model_dir"
+    }
+    for path in sorted(own):
+        path.mkdir(parents=True, exist_ok=True)
+    box = backend.sandbox(config)
+    readonly_data_dir = config.readonly_data_dir and box is None
+    shm = None
+    if box is not None:
+        # The sandbox's user must be able to write where the task may (the job's folders, the workspaces)
+        # and read data_dir; only the job's own places, never another job's folders it may read, nor a volume.
+        for path in sorted(own):
+            sandbox.give(path, box.uid, box.gid)
+        shm = shm_dir(backend.state_dir, backend.name, job_id, create=True, owner=(box.uid, box.gid))
+    # data_dir is meant read-only. On Kubernetes the mount says so; here only a mount namespace of the task's
+    # own can (readonly_data_dir, root only): changing the permissions of the owner's data is not ours to do.
+    ports: dict[str, int] = {}
+    if job.framework in contract.NETWORKED:
+        ports = dict(zip([t.name for t in job.tasks], contract.free_ports(len(job.tasks), taken_ports), strict=True))
+        taken_ports.update(ports.values())
+    # Named web endpoints: the spec's port is what the task would listen on in a pod; here every task
+    # shares the host, so each named port gets a free host port of its own (EASYAI_PORT_<NAME>).
+    endpoints: dict[str, dict[str, int]] = {}
+    for task in job.tasks:
+        if task.ports:
+            chosen = contract.free_ports(len(task.ports), taken_ports)
+            endpoints[task.name] = dict(zip(task.ports, chosen, strict=True))
+            taken_ports.update(chosen)
+    mpirun = shutil.which("mpirun")
+    all_gpus = [g for ids in gpu_ids.values() for g in ids]
+    now = _now()
+    record.update(status=RUNNING, started_at=now, message="", ports=ports)
+    for task in job.tasks:
+        entry = record["tasks"][task.name]
+        entry["gpu_ids"] = gpu_ids.get(task.name, [])
+        entry["port"] = ports.get(task.name)
+        entry["endpoints"] = endpoints.get(task.name, {})
+        entry["log"] = backend.task_log(job, task)
+    # Recorded before any process starts: a worker that dies half-way leaves a record that says which
+    # tasks were launched, and the next pass finds their supervisors through supervisor.json.
+    backend.records.save(record)
+    for task in job.tasks:
+        entry = record["tasks"][task.name]
+        if not entry["process"]:
+            continue
+        # An MPI launcher's ranks use the GPUs placed for the whole job.
+        visible = all_gpus if job.framework == "mpi" else entry["gpu_ids"]
+        env = contract.task_env(job, task, ports, visible, endpoints=entry["endpoints"])
+        if job.framework == "notebook" and "jupyter" in task.ports:
+            # As on a cluster: Jupyter demands a token only the portal can make, and its proxy sends it;
+            # another task on this host's loopback cannot use the notebook.
+            env["JUPYTER_TOKEN"] = endpoint_token(job_id)
+        cwd = backend.working_dir(job, task)
+        log = Path(entry["log"])
+        log.parent.mkdir(parents=True, exist_ok=True)
+        task_dir = backend.records.task_dir(job_id, task.name)
+        task_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        argv = contract.task_argv(job, task, mpirun)
+        spec: dict[str, Any] = {"argv": argv, "cwd": cwd, "env": env, "log": str(log)}
+        if box is not None:
+            # The portal's HOME and TMPDIR are not there: the owner's workspace and the task's own /tmp are.
+            if "HOME" not in task.env:
+                env["HOME"] = str(storage.personal_workspace(root, job.owner))
+            if "TMPDIR" not in task.env:
+                env["TMPDIR"] = "/tmp"
+            spec["argv"] = sandbox.task_argv(box, argv, cwd=cwd, mounts=backend.visible(job, task), shm=shm)
+            spec["cwd"] = "/"  # the sandbox enters the working directory itself, as the task's user
+            spec["working_dir"] = cwd
+            spec["sandboxed"] = True
+            entry["sandboxed"] = True  # a shell joins the task's sandbox
+        else:
+            Path(cwd).mkdir(parents=True, exist_ok=True)
+            if readonly_data_dir and env.get("data_dir"):
+                spec["argv"] = isolation.readonly_argv(argv, env["data_dir"])
+                entry["own_mounts"] = True  # a shell joins the task's mount namespace
+        write_json_atomic(task_dir / "spec.json", spec)
+        entry["launched_at"] = _now()
+        try:
+            pid = launch(task_dir)
+        except BaseException:
+            entry.pop("launched_at", None)
+            raise
+        entry["supervisor_pid"] = pid
+        entry["supervisor_start"] = start_time(pid)
+    backend.records.save(record)
+
+
+def launch(task_dir: Path) -> int:
+    """Start the task's supervisor detached: a throw-away sh backgrounds it and exits, so the supervisor
+    is nobody's child here (init adopts it) and outlives this worker; sh prints its pid."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO_ROOT)}
+    script = '"$1" -m clusters.backends.local.supervisor "$2" </dev/null >>"$2/supervisor.log" 2>&1 & echo $!'
+    out = subprocess.run(
+        ["/bin/sh", "-c", script, "sh", sys.executable, str(task_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        env=env,
+        cwd=str(task_dir),
+        start_new_session=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    return int(out.strip())
+
+
+def begin_stop(store: RecordStore, record: dict[str, Any], grace: float) -> None:
+    """Ask every task to stop (SIGTERM to its process group); SIGKILL follows at the deadline."""
+    if record.get("stop"):
+        return
+    now = _now()
+    record["stop"] = {"at": now, "deadline": now + grace, "killed_at": None}
+    for name, task in record["tasks"].items():
+        task_dir = store.task_dir(record["job_id"], name)
+        if not task["process"] or not task_dir.is_dir():
+            continue
+        # "stop" first, child.json second: the supervisor does the reverse (see supervisor.py).
+        (task_dir / "stop").touch()
+        child = read_json(task_dir / "child.json")
+        if child and not (task_dir / "exit.json").exists():
+            kill_group(child["pid"], signal.SIGTERM)
+    kill_shells(store, record["job_id"], record)
+
+
+def kill_tasks(store: RecordStore, record: dict[str, Any], *, supervisors: bool = False) -> None:
+    """SIGKILL every task process group and whatever else is left in its supervisor's session."""
+    for name, task in record["tasks"].items():
+        task_dir = store.task_dir(record["job_id"], name)
+        if not task["process"] or not task_dir.is_dir() or (task_dir / "exit.json").exists():
+            continue
+        child = read_json(task_dir / "child.json")
+        if task.get("supervisor_pid"):
+            sup, sup_start = task["supervisor_pid"], task.get("supervisor_start")
+        else:  # launched by a worker that died before recording the pid
+            found = read_json(task_dir / "supervisor.json") or {}
+            sup, sup_start = found.get("pid"), found.get("starttime")
+        if child:
+            kill_group(child["pid"], signal.SIGKILL)
+        if sup and is_alive(sup, sup_start):
+            # The supervisor stays, to reap and record the exit; unless it is stuck itself.
+            kill_session(sup, signal.SIGKILL, spare=None if supervisors else sup)
+            if supervisors:
+                kill_pid(sup, signal.SIGKILL)
+
+
+def shm_dir(
+    state_dir: Path, cluster_name: str, job_id: str, *, create: bool = False, owner: tuple[int, int] | None = None
+) -> Path:
+    """The job's /dev/shm, shared by its tasks only (NCCL and DataLoader workers use it)."""
+    host_shm = Path("/dev/shm")
+    base = host_shm if host_shm.is_dir() and os.access(host_shm, os.W_OK) else state_dir / "shm"
+    path = base / f"easyai-{cluster_name}-{job_id}"
+    if create:
+        base.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+        # /dev/shm is everyone's: what is there must be the folder made here, not another user's or a link.
+        found = os.lstat(path)
+        if not stat.S_ISDIR(found.st_mode) or found.st_uid not in (0, *(owner[:1] if owner else ())):
+            raise OSError(f"{path} is not a folder of the portal's: refusing to share it with the job's tasks")
+        if owner:
+            os.chown(path, *owner, follow_symlinks=False)
+    return path
+
+
+def drop_shm(state_dir: Path, cluster_name: str, job_id: str) -> None:
+    shutil.rmtree(shm_dir(state_dir, cluster_name, job_id), ignore_errors=True)
+
+
+def kill_shells(store: RecordStore, job_id: str, record: dict[str, Any] | None) -> None:
+    names = list(record["tasks"]) if record else []
+    for name in names:
+        shells = store.task_dir(job_id, name) / "shells"
+        if not shells.is_dir():
+            continue
+        for entry in shells.iterdir():
+            if entry.name.isdigit():
+                kill_group(int(entry.name), signal.SIGKILL)
+                entry.unlink(missing_ok=True)

@@ -1,0 +1,201 @@
+"""Reading a local job back: what its tasks' files and /proc say (TaskRuntime), the observation the Backend
+protocol answers with, and its tasks' logs. Reads only; the pass (passes.py) writes what it learns."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from clusters.backends.base import JobObservation, ObservedState, TaskObservation
+from clusters.backends.contract import storage
+from clusters.backends.local import contract
+from clusters.backends.local.proc import is_alive, read_json
+from clusters.backends.local.records import HOLDING, WAITING, RecordStore
+from clusters.backends.local.records import now as _now
+
+LOG_TAIL_LINES = 20  # of a failed task's log, in its job's message
+START_TIMEOUT_S = 30.0  # a task whose supervisor never showed up by then is lost
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, tz=UTC) if ts else None
+
+
+def signal_name(sig: int | None) -> str:
+    if not sig:
+        return ""
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+@dataclass
+class TaskRuntime:
+    """What the files and /proc say about one task right now."""
+
+    running: bool
+    exit_code: int | None = None
+    signal: int | None = None
+    lost: bool = False
+    pid: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def ended(self) -> bool:
+        return not self.running
+
+    @property
+    def ok(self) -> bool:
+        return not self.running and not self.lost and self.exit_code == 0
+
+
+def task_runtime(store: RecordStore, job_id: str, name: str, task: dict[str, Any], since: float = 0) -> TaskRuntime:
+    """``since``: when the job was placed; a task with no supervisor that long after is lost."""
+    task_dir = store.task_dir(job_id, name)
+    child = read_json(task_dir / "child.json") or {}
+    started = child.get("started_at")
+    done = read_json(task_dir / "exit.json")
+    if done is not None:
+        return TaskRuntime(
+            False, done["exit_code"], done.get("signal"), False, child.get("pid"), started, done["finished_at"]
+        )
+    pid, starttime = task.get("supervisor_pid"), task.get("supervisor_start")
+    if not pid:
+        found = read_json(task_dir / "supervisor.json") or {}
+        pid, starttime = found.get("pid"), found.get("starttime")
+    if pid and is_alive(pid, starttime):
+        return TaskRuntime(True, pid=child.get("pid"), started_at=started)
+    if not pid and _now() - (task.get("launched_at") or since) < START_TIMEOUT_S:
+        # The supervisor is still starting (or, after a worker died half-way through a start, may be).
+        return TaskRuntime(True, started_at=started)
+    done = read_json(task_dir / "exit.json")  # it may have finished between the two looks
+    if done is not None:
+        return TaskRuntime(
+            False, done["exit_code"], done.get("signal"), False, child.get("pid"), started, done["finished_at"]
+        )
+    return TaskRuntime(
+        False, lost=True, pid=child.get("pid"), started_at=started, finished_at=task.get("lost_at") or _now()
+    )
+
+
+def task_runtimes(store: RecordStore, record: dict[str, Any]) -> dict[str, TaskRuntime]:
+    since = record.get("started_at") or 0
+    return {
+        name: task_runtime(store, record["job_id"], name, task, since)
+        for name, task in record["tasks"].items()
+        if task["process"] and not task.get("skipped")
+    }
+
+
+def all_ended(store: RecordStore, record: dict[str, Any]) -> bool:
+    return all(rt.ended for rt in task_runtimes(store, record).values())
+
+
+def task_over(store: RecordStore, job_id: str, task_name: str) -> bool:
+    """No more log will come: the task ended, never started and never will, or the job is gone."""
+    record = store.load(job_id)
+    if record is None:
+        return True
+    task = record["tasks"].get(task_name)
+    if task is None or not task["process"]:
+        return True
+    if record["status"] == WAITING:
+        return False
+    if task.get("skipped"):
+        return True
+    return task_runtime(store, job_id, task_name, task, record.get("started_at") or 0).ended
+
+
+def observation(store: RecordStore, job_id: str, record: dict[str, Any] | None) -> JobObservation:
+    if record is None:
+        return JobObservation(job_id=job_id, state=ObservedState.MISSING)
+    description = record["description"]
+    host = socket.gethostname()
+    outcome = record.get("outcome")
+    tasks: list[TaskObservation] = []
+    runtimes = task_runtimes(store, record) if record["status"] in HOLDING else {}
+    launcher = next((n for n, t in record["tasks"].items() if t["process"]), None)
+    for spec in description["tasks"]:
+        name = spec["name"]
+        task = record["tasks"][name]
+        obs = TaskObservation(
+            role=spec["role"],
+            index=spec["index"],
+            state=ObservedState.PENDING,
+            node=host,
+            address=contract.LOCALHOST,
+            gpu_ids=list(task.get("gpu_ids", [])),
+        )
+        source = name if task["process"] else launcher  # an MPI rank lives and ends with its launcher
+        runtime = runtimes.get(source) if source else None
+        info = record["tasks"].get(source, {}) if source else {}
+        if record["status"] == WAITING:
+            obs.reason, obs.message = "waiting", record.get("message", "")
+        elif runtime is not None and runtime.running:
+            obs.state = ObservedState.RUNNING
+        elif info.get("launched_at") or runtime is not None:
+            code = runtime.exit_code if runtime else info.get("exit_code")
+            lost = runtime.lost if runtime else info.get("lost", False)
+            finished = (runtime.finished_at if runtime else None) or info.get("finished_at")
+            obs.exit_code = code
+            obs.finished_at = _dt(finished)
+            if code == 0 and not lost:
+                obs.state = ObservedState.SUCCEEDED
+            elif outcome and outcome.get("task") != source and finished and finished >= outcome["at"] - 0.001:
+                # Ended after the job's outcome was decided: stopped by us, not failed by itself.
+                obs.state, obs.reason = ObservedState.STOPPED, outcome["reason"]
+            else:
+                obs.state = ObservedState.FAILED
+                obs.reason = "lost" if lost else "exit_code"
+        elif outcome:
+            obs.state, obs.reason = ObservedState.STOPPED, outcome["reason"]
+        if obs.state == ObservedState.RUNNING and task.get("endpoints"):
+            obs.endpoints = {name: f"{contract.LOCALHOST}:{port}" for name, port in task["endpoints"].items()}
+        pid = (runtime.pid if runtime else None) or info.get("pid")
+        if pid and task["process"]:
+            obs.pod_name = f"pid {pid}"
+        started = (runtime.started_at if runtime else None) or info.get("started_at")
+        obs.started_at = _dt(started)
+        tasks.append(obs)
+
+    started_at = _dt(record.get("started_at"))
+    if outcome:
+        return JobObservation(
+            job_id=job_id,
+            state=outcome["state"],
+            reason=outcome["reason"],
+            message=outcome.get("message", ""),
+            tasks=tasks,
+            started_at=started_at,
+            finished_at=_dt(outcome["at"]),
+        )
+    if record["status"] == WAITING:
+        return JobObservation(job_id, ObservedState.PENDING, "waiting", record.get("message", ""), tasks)
+    return JobObservation(job_id, ObservedState.RUNNING, "running", "", tasks, started_at)
+
+
+def log_path(store: RecordStore, storage_root: Path, job_id: str, task_name: str) -> Path:
+    record = store.load(job_id)
+    task = (record or {}).get("tasks", {}).get(task_name) or {}
+    return Path(task["log"]) if task.get("log") else storage.task_log_path(storage_root, job_id, task_name)
+
+
+def log_tail(store: RecordStore, storage_root: Path, job_id: str, task_name: str, lines: int = LOG_TAIL_LINES) -> str:
+    path = log_path(store, storage_root, job_id, task_name)
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            data = handle.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode("utf-8", errors="replace").rstrip("\n")
+    return "\n".join(text.splitlines()[-lines:])
