@@ -101,7 +101,7 @@ def cookie_domain_problem() -> str:
     """Why the portal's cookie settings would hand its cookies to the endpoint origin ("" when they do not)."""
     where = origin()
     for setting in ("SESSION_COOKIE_DOMAIN", "CSRF_COOKIE_DOMAIN", "LANGUAGE_COOKIE_DOMAIN"):
-        domain = (getattr(settings, setting, None) or "").lower().lstrip(".")
+        domain = (getattr(settings, setting) or "").lower().lstrip(".")  # Django defines each (None)
         if not domain:
             continue
         if (
