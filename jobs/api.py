@@ -247,7 +247,7 @@ class JobViewSet(viewsets.GenericViewSet):
             job = services.job_submit(user=request.user, data=request.data)
         except DjangoValidationError as exc:
             _raise_validation(exc)
-        job = selectors.jobs_visible(request.user, detail=True).get(pk=job.pk)
+        # Answered from the rows just written (the job, its tasks, no events yet): nothing is read back.
         return Response(
             JobDetailSerializer(job, context={"request": request}).data,
             status=status.HTTP_201_CREATED,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Sum
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.utils.translation import gettext as _
 
 from clusters.backends.contract.quantity import format_cpu, format_memory
-from clusters.models import Quota
+from clusters.models import Cluster, Quota
 from jobs.models import Job
 from jobs.state import HOLDS_RESOURCES
 
@@ -30,6 +30,31 @@ class Usage:
 def quota_for(*, team_id: int, cluster_id: int) -> Quota | None:
     """The team's quota on the cluster, or None when it has no limit there."""
     return Quota.objects.filter(team_id=team_id, cluster_id=cluster_id).first()
+
+
+def with_team_quota(clusters: QuerySet[Cluster], team_id: int) -> QuerySet[Cluster]:
+    """Clusters read with the team's quota on each in the same query (quota_of reads it back)."""
+    quota = Quota.objects.filter(team_id=team_id, cluster_id=OuterRef("pk"))
+    return clusters.annotate(
+        team_quota_id=Subquery(quota.values("pk")[:1]),
+        team_quota_cpu=Subquery(quota.values("cpu_milli")[:1]),
+        team_quota_memory=Subquery(quota.values("memory_bytes")[:1]),
+        team_quota_gpu=Subquery(quota.values("gpu")[:1]),
+    )
+
+
+def quota_of(cluster: Cluster, team_id: int) -> Quota | None:
+    """The team's quota on a cluster read by with_team_quota (None: no limit there)."""
+    if cluster.team_quota_id is None:
+        return None
+    return Quota(
+        pk=cluster.team_quota_id,
+        team_id=team_id,
+        cluster_id=cluster.pk,
+        cpu_milli=cluster.team_quota_cpu,
+        memory_bytes=cluster.team_quota_memory,
+        gpu=cluster.team_quota_gpu,
+    )
 
 
 def has_quota(*, team_id: int, cluster_id: int) -> bool:

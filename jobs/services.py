@@ -18,9 +18,10 @@ from django.utils.translation import gettext as _
 
 from clusters.backends.base import JobDescription
 from clusters.models import Cluster
+from jobs import quota as quotas
 from jobs import spec as job_spec
 from jobs.describe import describe
-from jobs.models import Experiment, Job, JobEvent, ShellSession, Task, Volume
+from jobs.models import Experiment, Job, JobEvent, ShellSession, Task, Volume, new_job_id
 from jobs.state import ACTIVE, ENDED_OBSERVATIONS, FINAL, Input, JobState
 from jobs.state import path as transition_path
 from teams import permissions
@@ -91,16 +92,16 @@ def _resolve(user, spec: dict) -> tuple[Team, Cluster, list[Volume], Job | None]
         if team is None:
             errors["team"] = [_("You are in no team: name one, or ask a team admin to add you.")]
 
+    # The team's quota on the cluster comes with it, in the same query (_check_quota reads it).
+    clusters = quotas.with_team_quota(Cluster.objects.all(), team.pk) if team is not None else Cluster.objects.all()
     if spec.get("cluster"):
-        cluster = Cluster.objects.filter(name=spec["cluster"]).first()
+        cluster = clusters.filter(name=spec["cluster"]).first()
         if cluster is None:
             errors["cluster"] = [_("No cluster %(cluster)r.") % {"cluster": spec["cluster"]}]
         elif not cluster.enabled:
             errors["cluster"] = [_("The cluster %(cluster)r is disabled.") % {"cluster": cluster.name}]
     else:
-        cluster = Cluster.objects.filter(is_default=True, enabled=True).first() or (
-            Cluster.objects.filter(enabled=True).order_by("pk").first()
-        )
+        cluster = clusters.filter(enabled=True).order_by("-is_default", "pk").first()  # the default, else the first
         if cluster is None:
             errors["cluster"] = [_("No cluster is enabled: ask a platform admin to add one.")]
 
@@ -127,9 +128,7 @@ def _resolve(user, spec: dict) -> tuple[Team, Cluster, list[Volume], Job | None]
 
 def _check_quota(team: Team, cluster: Cluster, cpu_milli: int, memory_bytes: int, gpu: int) -> None:
     """Refuse a job that could never fit the team's quota on the cluster, with the numbers."""
-    from jobs import quota as quotas
-
-    quota = quotas.quota_for(team_id=team.pk, cluster_id=cluster.pk)
+    quota = quotas.quota_of(cluster, team.pk)
     problems = quotas.never_fits(quota, cluster.name, cpu_milli, memory_bytes, gpu) if quota else []
     if problems:
         raise ValidationError({"roles": problems})
@@ -197,17 +196,14 @@ def job_dry_run(*, user, data: Any) -> DryRun:
     return DryRun(spec=spec, description=description, rendered=backend.render(description))
 
 
-@transaction.atomic
 def job_submit(*, user, data: Any, rerun_of: Job | None = None, attempt: int = 1, internal: bool = False) -> Job:
-    """Validate a spec, record the job and its tasks, and queue it for its backend."""
+    """Validate a spec, record the job and its tasks, and queue it for its backend.
+
+    The reads and the checks come first, outside any transaction; the writes (the experiment if it is new, the
+    job, its tasks in one insert) are one transaction, enqueued at its commit. ``job.tasks`` holds the tasks
+    made, so a caller answers without reading them back."""
     spec, team, cluster, volumes, pre_job = job_prepare(user=user, data=data, internal=internal)
-    experiment = None
-    if spec.get("experiment"):
-        experiment = Experiment.objects.filter(team=team, name=spec["experiment"]).first()
-        if experiment is None:
-            experiment = Experiment.objects.create(team=team, name=spec["experiment"], owner=user)
     job = _new_job(user, spec, team, cluster, pre_job, rerun_of=rerun_of, attempt=attempt)
-    job.experiment = experiment
     job.created_at = timezone.now()
     # The submit is enqueued on commit; the lease keeps the scheduler from enqueuing it a second time.
     job.submit_retry_at = job.created_at + timedelta(seconds=30)
@@ -218,15 +214,24 @@ def job_submit(*, user, data: Any, rerun_of: Job | None = None, attempt: int = 1
     for _attempt in range(5):
         try:
             with transaction.atomic():
+                if spec.get("experiment"):
+                    job.experiment = _experiment_for(team, spec["experiment"], user)
                 job.save()
+                tasks = Task.objects.bulk_create([Task(job=job, role=t.role, index=t.index) for t in description.tasks])
+                _enqueue("jobs.tasks.submit_job", job.pk)
             break
-        except IntegrityError:  # a public id collision: draw another
-            from jobs.models import new_job_id
-
-            job.public_id = new_job_id()
-    Task.objects.bulk_create([Task(job=job, role=t.role, index=t.index) for t in description.tasks])
-    _enqueue("jobs.tasks.submit_job", job.pk)
+        except IntegrityError:  # a public id collision (the whole write rolled back): draw another
+            job.pk, job.public_id = None, new_job_id()
+    else:
+        raise IntegrityError("no free job id after 5 draws")
+    job._prefetched_objects_cache = {"tasks": sorted(tasks, key=lambda t: (t.role, t.index)), "events": []}
     return job
+
+
+def _experiment_for(team: Team, name: str, user) -> Experiment:
+    """The team's experiment of that name, made on first use."""
+    experiment = Experiment.objects.filter(team=team, name=name).first()
+    return experiment or Experiment.objects.create(team=team, name=name, owner=user)
 
 
 def can_rerun(user, job: Job) -> bool:

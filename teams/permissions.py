@@ -198,10 +198,12 @@ def can(user, obj: Model, action: Action = Action.VIEW) -> bool:
         return True
     if not _is_user(user):
         return False
+    if action in (Action.CHANGE, Action.SHARE) and obj.owner_id == user.pk:
+        return True  # the owner's own: no role to read
     role = team_role(user, obj.team_id)
     if action == Action.VIEW and role is not None:
         return True
-    if action in (Action.CHANGE, Action.SHARE) and (obj.owner_id == user.pk or role == Membership.Role.ADMIN):
+    if action in (Action.CHANGE, Action.SHARE) and role == Membership.Role.ADMIN:
         return True
     if action == Action.SHARE:
         return False

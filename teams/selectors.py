@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet
 
 from teams.models import Membership, Profile, Team
 from teams.permissions import visible_teams
@@ -12,6 +12,18 @@ def current_team_for(user) -> Team | None:
     """The user's chosen team if they still belong to it, else their first team."""
     if not user.is_authenticated:
         return None
+    if not user.is_staff:
+        # One query: the membership of the chosen team first, else the first team by slug.
+        chosen = Profile.objects.filter(user=user, current_team=OuterRef("team"))
+        membership = (
+            Membership.objects.filter(user=user)
+            .select_related("team")
+            .annotate(chosen=Exists(chosen))
+            .order_by("-chosen", "team__slug")
+            .first()
+        )
+        return membership.team if membership else None
+    # A platform admin may have chosen a team they do not belong to.
     profile = Profile.objects.filter(user=user).select_related("current_team").first()
     if (
         profile
