@@ -14,6 +14,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 
+from easyai_site.api import BuiltOnceFields
 from jobs import selectors, services
 from jobs import spec as job_spec
 from jobs.models import Experiment, Job, JobEvent, Task
@@ -67,7 +68,7 @@ class ExperimentCreateSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class TaskSerializer(serializers.ModelSerializer):
+class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
     name = serializers.CharField(read_only=True)
 
     class Meta:
@@ -75,7 +76,7 @@ class TaskSerializer(serializers.ModelSerializer):
         fields = ["name", "role", "index", *Task.OBSERVED_FIELDS]
 
 
-class JobEventSerializer(serializers.ModelSerializer):
+class JobEventSerializer(BuiltOnceFields, serializers.ModelSerializer):
     actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
     from_state = serializers.CharField()
     to_state = serializers.CharField()
@@ -85,7 +86,7 @@ class JobEventSerializer(serializers.ModelSerializer):
         fields = ["from_state", "to_state", "reason", "message", "actor", "created_at"]
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(BuiltOnceFields, serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)

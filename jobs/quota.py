@@ -34,7 +34,7 @@ def quota_for(*, team_id: int, cluster_id: int) -> Quota | None:
 
 def with_team_quota(clusters: QuerySet[Cluster], team_id: int) -> QuerySet[Cluster]:
     """Clusters read with the team's quota on each in the same query (quota_of reads it back)."""
-    quota = Quota.objects.filter(team_id=team_id, cluster_id=OuterRef("pk"))
+    quota = Quota.objects.filter(team_id=team_id, cluster_id=OuterRef("pk")).order_by()  # one row at most
     return clusters.annotate(
         team_quota_id=Subquery(quota.values("pk")[:1]),
         team_quota_cpu=Subquery(quota.values("cpu_milli")[:1]),
