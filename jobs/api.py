@@ -7,7 +7,7 @@ from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -129,14 +129,25 @@ class JobSerializer(BuiltOnceFields, serializers.ModelSerializer):
 
 class JobDetailSerializer(JobSerializer):
     spec = serializers.JSONField(read_only=True)
-    tasks = TaskSerializer(many=True, read_only=True)
-    events = JobEventSerializer(many=True, read_only=True)
+    tasks = serializers.SerializerMethodField()
+    events = serializers.SerializerMethodField()
     pre_job = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True)
     rerun_of = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True)
     can_change = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
         fields = [*JobSerializer.Meta.fields, "spec", "pre_job", "rerun_of", "tasks", "events", "can_change"]
+
+    # A job just submitted is answered from the rows made (services.job_submit): its tasks, and no events yet.
+    @extend_schema_field(TaskSerializer(many=True))
+    def get_tasks(self, job: Job) -> list:
+        tasks = getattr(job, "submitted_tasks", None)
+        return TaskSerializer(job.tasks.all() if tasks is None else tasks, many=True, context=self.context).data
+
+    @extend_schema_field(JobEventSerializer(many=True))
+    def get_events(self, job: Job) -> list:
+        events = [] if hasattr(job, "submitted_tasks") else job.events.all()
+        return JobEventSerializer(events, many=True, context=self.context).data
 
     def get_can_change(self, job: Job) -> bool:
         request = self.context.get("request")

@@ -200,8 +200,8 @@ def job_submit(*, user, data: Any, rerun_of: Job | None = None, attempt: int = 1
     """Validate a spec, record the job and its tasks, and queue it for its backend.
 
     The reads and the checks come first, outside any transaction; the writes (the experiment if it is new, the
-    job, its tasks in one insert) are one transaction, enqueued at its commit. ``job.tasks`` holds the tasks
-    made, so a caller answers without reading them back."""
+    job, its tasks in one insert) are one transaction, enqueued at its commit. ``job.submitted_tasks`` are the
+    tasks made (by role and index), so a caller can answer without reading them back."""
     spec, team, cluster, volumes, pre_job = job_prepare(user=user, data=data, internal=internal)
     job = _new_job(user, spec, team, cluster, pre_job, rerun_of=rerun_of, attempt=attempt)
     job.created_at = timezone.now()
@@ -224,7 +224,7 @@ def job_submit(*, user, data: Any, rerun_of: Job | None = None, attempt: int = 1
             job.pk, job.public_id = None, new_job_id()
     else:
         raise IntegrityError("no free job id after 5 draws")
-    job._prefetched_objects_cache = {"tasks": sorted(tasks, key=lambda t: (t.role, t.index)), "events": []}
+    job.submitted_tasks = sorted(tasks, key=lambda t: (t.role, t.index))
     return job
 
 
