@@ -25,6 +25,9 @@ def django_up(**env: str):
     os.environ.update(env)
     import django
 
+    from easyai_site.prepare import prepare
+
+    prepare()  # var/ and its secret key, as the portal's entry points make them
     django.setup()
     from django.db import connection
     from django.test.utils import setup_test_environment

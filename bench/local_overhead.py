@@ -34,6 +34,9 @@ os.environ.pop("DATABASE_URL", None)  # the backend needs no database
 
 import django  # noqa: E402
 
+from easyai_site.prepare import prepare  # noqa: E402
+
+prepare()  # var/ and its secret key, as the portal's entry points make them (the portal it starts shares them)
 django.setup()
 
 from django.conf import settings  # noqa: E402

@@ -54,6 +54,9 @@ os.environ.pop("REDIS_URL", None)  # this process needs no layer; each daphne ge
 
 import django  # noqa: E402
 
+from easyai_site.prepare import prepare  # noqa: E402
+
+prepare()  # var/ and its secret key, as the portal's entry points make them (the portal it starts shares them)
 django.setup()
 
 from django.conf import settings  # noqa: E402

@@ -45,6 +45,9 @@ os.environ.pop("REDIS_URL", None)
 import aiohttp  # noqa: E402
 import django  # noqa: E402
 
+from easyai_site.prepare import prepare  # noqa: E402
+
+prepare()  # var/ and its secret key, as the portal's entry points make them (the portal it starts shares them)
 django.setup()
 
 from django.core.management import call_command  # noqa: E402

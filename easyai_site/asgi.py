@@ -33,6 +33,7 @@ from django.urls import re_path  # noqa: E402
 from easyai_site.limits import limit_request_body  # noqa: E402
 from easyai_site.ws_auth import TokenAuthMiddleware, TokenOrSessionAuthMiddlewareStack, token_from_scope  # noqa: E402
 from endpoints import origin as endpoint_origin  # noqa: E402
+from endpoints.proxy import AUTHORIZED_FOR_S  # noqa: E402
 
 if endpoint_origin.cookie_domain_problem():  # set in EASYAI_SETTINGS_FILE, perhaps: refused at start
     raise ImproperlyConfigured(endpoint_origin.cookie_domain_problem())
@@ -110,7 +111,10 @@ def header_token_only(inner):
 
 
 endpoint_app = header_token_only(
-    TokenAuthMiddleware(URLRouter([*_collect("endpoint_urlpatterns"), re_path(r"", not_on_endpoint_origin)]))
+    TokenAuthMiddleware(
+        URLRouter([*_collect("endpoint_urlpatterns"), re_path(r"", not_on_endpoint_origin)]),
+        reuse_for=AUTHORIZED_FOR_S,  # as the proxy reuses its permission answers
+    )
 )
 
 
