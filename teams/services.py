@@ -259,7 +259,8 @@ def token_create(*, user, name: str = "", expires_at: datetime | None = None) ->
 
 @transaction.atomic
 def token_revoke(*, user, token_id: int) -> None:
-    """Delete one of the user's tokens: it stops working at once."""
+    """Delete one of the user's tokens: it stops working at once (on the endpoint origin, within the few
+    seconds that keeps a token's answer: endpoints.proxy.AUTHORIZED_FOR_S)."""
     deleted, _rows = ApiToken.objects.filter(user=user, pk=token_id).delete()
     if not deleted:
         raise ValidationError({"token": _("There is no such token.")})

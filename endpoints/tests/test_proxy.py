@@ -124,3 +124,22 @@ def test_location_and_cookie_rewriting():
         rewrite_set_cookie("a=b; Path=/elsewhere; Secure", target)
         == "a=b; Secure; Path=/endpoints/j-abcdefgh/main-0/web/"
     )
+
+
+@pytest.mark.slow
+def test_a_revoked_api_token_is_refused_on_the_endpoint_origin_within_seconds(asgi_server, web_job, people):
+    """The endpoint origin keeps a token's answer for a few seconds (AUTHORIZED_FOR_S) as it keeps its
+    permission answers: a revoked token opens nothing once they have passed."""
+    from endpoints.proxy import AUTHORIZED_FOR_S
+    from teams.models import ApiToken
+    from teams.services import token_revoke
+    from testing.wait import wait_until
+
+    owner, port = people["owner"], asgi_server.port
+    base = f"/endpoints/{web_job.public_id}/main-0/web/"
+    wait_answering(port, base + "echo", owner)
+    key = token_for(owner)
+    header = {"Authorization": f"Token {key}"}
+    assert fetch(port, base + "echo", **header)[0] == 200
+    token_revoke(user=owner, token_id=ApiToken.objects.get(user=owner).pk)
+    wait_until(lambda: fetch(port, base + "echo", **header)[0] == 401, AUTHORIZED_FOR_S + 5, "the revoked token refused")
