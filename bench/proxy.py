@@ -1,17 +1,19 @@
 """The endpoint proxy's cost: Jupyter's /api/status through the portal against straight to Jupyter.
 
-    .venv/bin/python bench/proxy.py [--requests 500] [--concurrent 2000] [--clients 16]
+    .venv/bin/python bench/proxy.py [--requests 500] [--concurrent 2000] [--clients 16] [--messages 300]
 
 A real JupyterLab runs as a notebook on the local backend (the notebook extras must be installed:
 requirements-notebooks.txt); the portal runs in daphne (the production server, in a subprocess) on a
 throw-away SQLite database. Side by side, with aiohttp as the client (one session, kept-alive connections):
 
 - sequential: --requests GETs one after another: requests per second, p50 and p95 latency;
-- concurrent: --concurrent GETs from --clients clients at once: requests per second, p95 latency.
+- concurrent: --concurrent GETs from --clients clients at once: requests per second, p95 latency;
+- kernel socket: --messages kernel_info round trips, one after another, over a kernel's channels websocket
+  (a kernel started straight, reached on each path): round trips per second, p50 and p95.
 
 The proxy answers on the endpoint origin (http://localhost:<port>, apart from the portal's 127.0.0.1), and
 each request through it is authenticated either as a script's, by an API token in the Authorization header
-(one database read), or as a browser's, by the per-endpoint credential cookie a portal ticket gave it (a
+(read once, its answer reused for a few seconds), or as a browser's, by the per-endpoint credential cookie a portal ticket gave it (a
 signature check; its user reused for a few seconds), then checked against the permission module (its answer
 reused for a few seconds) and relayed by the process's one aiohttp session to the server's loopback port with
 the Jupyter token the portal makes. Straight to Jupyter, the client sends that token itself.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -28,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,6 +195,54 @@ def paths_of(port: int, notebook, token: str) -> list[tuple[str, str, dict]]:
     return paths
 
 
+def kernel_message(session_id: str) -> tuple[str, dict]:
+    msg_id = uuid.uuid4().hex
+    return msg_id, {
+        "header": {"msg_id": msg_id, "username": "bench", "session": session_id, "msg_type": "kernel_info_request",
+                   "version": "5.3", "date": datetime.now(UTC).isoformat()},
+        "parent_header": {}, "metadata": {}, "content": {}, "channel": "shell", "buffers": [],
+    }  # fmt: skip
+
+
+async def kernel_round_trips(session: aiohttp.ClientSession, url: str, headers: dict, count: int) -> dict[str, float]:
+    """kernel_info_request -> kernel_info_reply over the kernel's channels socket, one after another."""
+    session_id = uuid.uuid4().hex
+    samples = []
+    async with session.ws_connect(url, headers=headers, max_msg_size=0) as socket_:
+        for _ in range(count + 10):
+            msg_id, message = kernel_message(session_id)
+            start = time.perf_counter()
+            await socket_.send_str(json.dumps(message))
+            while True:
+                frame = await socket_.receive()
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    raise SystemExit(f"{url}: the socket ended ({frame.type})")
+                reply = json.loads(frame.data)
+                if reply.get("channel") == "shell" and reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    break
+            samples.append(time.perf_counter() - start)
+    samples = samples[10:]  # the first ones warm the path up
+    return summary(samples, sum(samples))
+
+
+async def measure_sockets(paths: list[tuple[str, str, dict]], args: argparse.Namespace) -> list:
+    """A kernel's messages: a kernel started straight, then reached over its socket on each path."""
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as session:
+        straight_url, straight_headers = paths[0][1], paths[0][2]
+        base = straight_url.rsplit("api/status", 1)[0]
+        async with session.post(base + "api/kernels", headers=straight_headers, json={}) as response:
+            kernel = (await response.json())["id"]
+        rows = []
+        for label, url, headers in paths:
+            ws_url = url.rsplit("api/status", 1)[0].replace("http://", "ws://") + f"api/kernels/{kernel}/channels"
+            if "Cookie" in headers:  # a browser's socket carries the endpoint's own Origin
+                headers = {**headers, "Origin": url.split("/endpoints/", 1)[0]}
+            rows.append((label, "kernel socket", await kernel_round_trips(session, ws_url, headers, args.messages)))
+        await session.delete(base + f"api/kernels/{kernel}", headers=straight_headers)
+    return rows
+
+
 async def measure(paths: list[tuple[str, str, dict]], args: argparse.Namespace) -> None:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as session:
@@ -203,14 +256,22 @@ async def measure(paths: list[tuple[str, str, dict]], args: argparse.Namespace) 
         for label, url, headers in paths:
             result = await concurrent(session, url, headers, args.concurrent, args.clients)
             rows.append((label, f"{args.clients} clients", result))
-    print(f"{'path':22} {'run':12} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8}")
+    rows += await measure_sockets(paths, args)
+    print(f"{'path':22} {'run':14} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8}")
     for label, run, result in rows:
-        print(f"{label:22} {run:12} {result['rps']:8.0f} {result['p50_ms']:8.2f} {result['p95_ms']:8.2f}")
+        print(f"{label:22} {run:14} {result['rps']:8.0f} {result['p50_ms']:8.2f} {result['p95_ms']:8.2f}")
     seq_direct = rows[0][2]
     for label, _run, result in rows[1 : len(paths)]:
         print(
             f"\n{label} overhead, sequential: +{result['p50_ms'] - seq_direct['p50_ms']:.2f} ms p50, "
             f"+{result['p95_ms'] - seq_direct['p95_ms']:.2f} ms p95 per request",
+            end="",
+        )
+    sockets = rows[-len(paths) :]
+    for label, _run, result in sockets[1:]:
+        print(
+            f"\n{label} overhead, kernel socket: +{result['p50_ms'] - sockets[0][2]['p50_ms']:.2f} ms p50 per "
+            f"round trip ({result['rps'] / sockets[0][2]['rps']:.0%} of straight's messages per second)",
             end="",
         )
     print()
@@ -221,6 +282,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="sequential requests per path")
     parser.add_argument("--concurrent", type=int, default=2000, help="requests per path in the concurrent run")
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--messages", type=int, default=300, help="kernel_info round trips per path on the kernel socket")
     args = parser.parse_args()
 
     cluster, notebook, token = start_notebook()
