@@ -334,7 +334,14 @@ if DATABASES["default"]["ENGINE"].endswith("mysql"):
         ) from None
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Many workers and the portal share one file: wait for locks rather than fail.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    # Write-ahead log: readers never wait for the writer, a commit is one append (synchronous=NORMAL: durable
+    # across a crash of the portal, the last commits may go with a power cut). Connections are kept a minute.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("EASYAI_DB_CONN_MAX_AGE", 60, minimum=0)
     # Tests use a file, not shared-cache memory, so threads and live servers get real concurrent connections.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 FORMS_URLFIELD_ASSUME_HTTPS = True

@@ -40,10 +40,18 @@ class JobActionRefused(ActionRefused):
 
 
 def _enqueue(func: str, *args: Any) -> None:
-    """Hand work to a django-q2 worker once the current transaction has committed."""
+    """Hand work to a django-q2 worker once the current transaction has committed.
+
+    On the ORM broker (the embedded default) the queue is a table of the same database: the entry is written
+    in the transaction itself, so it commits (or not) with the rows it is about (one commit, not two). On
+    Redis, and when tasks run inline, it is sent after the commit, so no worker looks before the rows exist."""
+    from django_q.conf import Conf
     from django_q.tasks import async_task
 
-    transaction.on_commit(lambda: async_task(func, *args))
+    if Conf.ORM == "default" and not Conf.SYNC and transaction.get_connection().in_atomic_block:
+        async_task(func, *args)
+    else:
+        transaction.on_commit(lambda: async_task(func, *args))
 
 
 # --- experiments ------------------------------------------------------------------
