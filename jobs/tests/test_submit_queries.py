@@ -26,8 +26,10 @@ TRANSACTION_CONTROL = {"BEGIN", "BEGIN IMMEDIATE", "COMMIT"}
 
 @pytest.fixture
 def queued(monkeypatch):
-    """The submit is enqueued on the ORM broker, as on the embedded defaults, not run inline."""
+    """The submit is enqueued on the ORM broker, as on the embedded defaults (even where the suite runs with
+    Redis), not run inline."""
     monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(Conf, "ORM", "default")
 
 
 def one_role() -> dict:
