@@ -128,8 +128,10 @@ def test_a_task_sees_its_own_folders_the_owners_workspaces_and_data_read_only_an
     lines = log_of(job, "main-0").splitlines()
     workspace = storage.personal_workspace(root(), "alice")
     assert lines[:4] == ["uid 65534", "x,y", "data_dir read-only", "for everyone"]
-    # Its /tmp holds what it wrote there (and the way to its folders when the storage lies under /tmp).
-    on_the_way = {p.parts[2] for p in [root()] if p.parts[1] == "tmp"}
+    # Its /tmp holds what it wrote there, and the way to what it is shown that lies under /tmp: the storage, and
+    # the portal's Python (a checkout under /tmp has its virtual environment there).
+    shown = [root(), *map(Path, sandbox.python_paths())]
+    on_the_way = {p.parts[2] for p in shown if len(p.parts) > 2 and p.parts[1] == "tmp"}
     assert set(lines[4].split()) == {"t"} | on_the_way, lines[4]
     assert int(lines[5]) < 10  # its own few processes
     assert lines[6] == str(workspace)
