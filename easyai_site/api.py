@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
-from rest_framework import parsers, status
+from rest_framework import parsers, serializers, status
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.response import Response
 
@@ -25,7 +25,8 @@ RETRY_AFTER_S = 5
 
 class BuiltOnceFields:
     """A ModelSerializer mixin: its fields are built from the model once per class, then copied for each
-    instance (as DRF copies declared fields). DRF builds them for every instance, most of a small answer's cost."""
+    instance. DRF builds them for every instance, most of a small answer's cost. A plain field is copied
+    shallow (binding it sets only its own attributes), a nested serializer deep, as DRF copies declared ones."""
 
     def get_fields(self):
         cls = type(self)
@@ -33,7 +34,10 @@ class BuiltOnceFields:
         if built is None:
             built = super().get_fields()
             cls._built_fields = built
-        return copy.deepcopy(built)
+        return {
+            name: copy.deepcopy(field) if isinstance(field, serializers.BaseSerializer) else copy.copy(field)
+            for name, field in built.items()
+        }
 
 
 class JSONParser(parsers.JSONParser):
