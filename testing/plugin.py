@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -24,6 +25,16 @@ def pytest_sessionstart(session) -> None:
 
     for folder in (settings.VAR_DIR, settings.STATIC_ROOT):  # WhiteNoise looks for its folder as it starts
         folder.mkdir(parents=True, exist_ok=True)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Django drops the SQLite test database; its write-ahead log and index files go with it here."""
+    from django.conf import settings
+
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and name:
+        for suffix in ("-wal", "-shm"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
 # --- people are cheap to make -----------------------------------------------------------------------------
