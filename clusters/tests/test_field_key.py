@@ -79,7 +79,7 @@ def test_rotate_field_key_reencrypts_every_kubeconfig_with_a_new_key_in_the_file
     assert Cluster.objects.get(name="staging").kubeconfig == KUBECONFIG.replace("prod", "staging")
 
     chosen = Fernet.generate_key().decode()
-    call_command("rotate_field_key", "--new-key", chosen, stdout=io.StringIO())
+    call_command("rotate_field_key", f"--new-key={chosen}", stdout=io.StringIO())  # a key may start with "-"
     assert key_file.read_text().strip() == chosen
     assert Cluster.objects.get(name="prod").kubeconfig == KUBECONFIG
 
@@ -93,7 +93,7 @@ def test_rotate_field_key_with_keys_in_the_environment_reencrypts_under_the_firs
     cluster.save()
 
     with pytest.raises(CommandError, match="EASYAI_FIELD_KEY is set in the environment"):
-        call_command("rotate_field_key", "--new-key", new)
+        call_command("rotate_field_key", f"--new-key={new}")
 
     settings.EASYAI_FIELD_KEY = f"{new},{old}"
     call_command("rotate_field_key", stdout=io.StringIO())

@@ -22,7 +22,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--new-key", default="", help="the new Fernet key (default: a new random one)")
+        parser.add_argument(
+            "--new-key", default="", help="the new Fernet key, as --new-key=KEY (a key may begin with -; default: a new one)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         new_key = options["new_key"].strip()
