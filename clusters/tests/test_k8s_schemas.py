@@ -130,7 +130,7 @@ def test_the_reduction_drops_descriptions_but_keeps_a_property_named_description
 
 @pytest.mark.slow
 def test_a_copy_of_the_project_with_nothing_beside_it_validates_every_kind(tmp_path):
-    """The project's files alone, in an empty folder: no ../shared, no EASYAI_K8S_SCHEMAS."""
+    """The project's files alone, in an empty folder: no shared folder beside it, no EASYAI_K8S_SCHEMAS."""
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=BASE_DIR, capture_output=True, check=True
     ).stdout.decode()
