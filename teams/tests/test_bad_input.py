@@ -8,7 +8,11 @@ from teams.models import Membership, Profile, Team
 
 
 def _rows():
-    teams = list(Team.objects.order_by("pk").values_list("slug", "name", "description", "webhook_url"))
+    teams = list(
+        Team.objects.order_by("pk").values_list(
+            "slug", "name", "description", "webhook_url", "notebook_max_lease_hours"
+        )
+    )
     members = list(Membership.objects.order_by("pk").values_list("team_id", "user_id", "role"))
     return teams, members
 
