@@ -6,14 +6,15 @@ This module is the Backend protocol over them; the work is done in
 
 - passes.py: one pass under the lock (bring the records up to date, then place waiting jobs), run by
   submit(), observe(), stop(), delete() and capacity();
-- launch.py: starting a placed job's tasks under their supervisors (in their sandboxes), stopping them;
-- observe.py: reading the tasks back (TaskRuntime), the observations, the logs;
-- placement.py (pure: who starts, who waits, who is preempted), sandbox.py, supervisor.py, shell.py.
+- launch.py: what a task sees and what render shows; starting a placed job's tasks under their supervisors
+  (in their sandboxes), stopping them;
+- observe.py: reading the tasks back (TaskRuntime), the observations, reading and following the logs;
+- shell.py: a shell in a running task (its sandbox or mount namespace);
+- placement.py (pure: who starts, who waits, who is preempted), sandbox.py, supervisor.py.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -23,7 +24,6 @@ from typing import Any
 from django.conf import settings
 
 from clusters.backends.base import (
-    BackendError,
     BackendRejected,
     Capacity,
     JobDescription,
@@ -33,16 +33,13 @@ from clusters.backends.base import (
     TeamDescription,
 )
 from clusters.backends.contract import storage
-from clusters.backends.local import contract, isolation, launch, passes, placement, sandbox
+from clusters.backends.local import contract, isolation, launch, passes, placement, sandbox, shell
 from clusters.backends.local import observe as reading
 from clusters.backends.local.passes import SUPERVISOR_KILL_AFTER_S
-from clusters.backends.local.proc import read_json
-from clusters.backends.local.records import ENDED, HOLDING, RUNNING, WAITING, RecordStore
+from clusters.backends.local.records import ENDED, HOLDING, WAITING, RecordStore, new_record
 from clusters.backends.local.records import now as _now
 from clusters.backends.local.resources import LocalConfig, load_config
 from clusters.backends.local.shell import PtyShell
-
-SHELL_JOIN_WAIT_S = 5.0  # how long a shell waits for a starting task's read-only data_dir
 
 
 class LocalBackend:
@@ -83,28 +80,7 @@ class LocalBackend:
 
     def visible(self, job: JobDescription, task: TaskDescription) -> list[sandbox.Mount]:
         """What a task of this job sees of the storage besides the system: what a pod of it would mount."""
-        root = self.storage_root
-        mounts = [
-            sandbox.Mount(str(root / place.relative), not place.read_only)
-            for place in task.places_seen(job)
-            if place.variable != "pre_model_dir"
-        ]
-        if task.storage.get("pre_model_dir"):
-            # Another job's output: read, never changed from here.
-            mounts.append(sandbox.Mount(task.storage["pre_model_dir"], False))
-        if job.framework == "tensorboard":
-            # The summary_dirs it shows, read-only, as a TensorBoard pod mounts them (only the notebooks app
-            # starts these jobs, over jobs their user may see).
-            for item in filter(None, (p.strip() for p in task.env.get(storage.TENSORBOARD_SOURCES, "").split(","))):
-                match = storage.TENSORBOARD_SOURCE.match(item)
-                if match:
-                    summary = storage.output_dir(root, match.group(1), "summary_dir", match.group(2))
-                    mounts.append(sandbox.Mount(str(summary), False))
-        for volume in job.volumes:
-            host_path = (volume.get("hostPath") or {}).get("path")
-            if host_path:
-                mounts.append(sandbox.Mount(os.path.normpath(host_path), not volume.get("read_only", True)))
-        return mounts
+        return launch.visible(self.storage_root, job, task)
 
     def check(self, job: JobDescription) -> list[str]:
         config = self.config()
@@ -144,49 +120,7 @@ class LocalBackend:
 
     def render(self, job: JobDescription) -> list[dict[str, Any]]:
         """The processes submit would start; ports and GPU ids are chosen only at placement."""
-        mpirun = shutil.which("mpirun")
-        config = self.config()
-        box = self.sandbox(config)
-        readonly = config.readonly_data_dir and box is None
-        plans = []
-        for task in job.tasks:
-            demand = placement.accounted(task.cpu_milli, task.memory_bytes, task.gpu, job.oversell)
-            entry: dict[str, Any] = {
-                "kind": "LocalProcess",
-                "task": task.name,
-                "role": task.role,
-                "index": task.index,
-                "resources": {"cpu_milli": task.cpu_milli, "memory_bytes": task.memory_bytes, "gpu": task.gpu},
-                "accounted": {"cpu_milli": demand.cpu_milli, "memory_bytes": demand.memory_bytes, "gpu": demand.gpu},
-            }
-            if contract.runs_as_process(job, task):
-                env = contract.task_env(job, task, {}, ["?"] * task.gpu)
-                if task.ports:
-                    # The spec's ports; each gets a free host port at placement, given as EASYAI_PORT_<NAME>.
-                    entry["ports"] = dict(task.ports)
-                argv = contract.task_argv(job, task, mpirun or "mpirun")
-                if readonly and env.get("data_dir"):
-                    argv = isolation.readonly_argv(argv, env["data_dir"])
-                entry.update(
-                    argv=argv,
-                    working_dir=self.working_dir(job, task),
-                    env=sorted(env),
-                    log=self.task_log(job, task),
-                )
-                if box is not None:
-                    mounts = self.visible(job, task)
-                    entry["sandbox"] = {
-                        "user": box.uid,
-                        "group": box.gid,
-                        "writable": sorted(m.path for m in mounts if m.writable),
-                        "read_only": sorted(m.path for m in mounts if not m.writable),
-                    }
-                else:
-                    entry["sandbox"] = None
-            else:
-                entry.update(argv=None, note="an MPI rank started by the launcher's mpirun, not a process of its own")
-            plans.append(entry)
-        return plans
+        return launch.plan(self, job)
 
     def submit(self, job: JobDescription) -> None:
         problems = self.check(job)
@@ -195,34 +129,7 @@ class LocalBackend:
         with self.records.locked():
             if self.records.load(job.job_id) is not None:
                 return  # idempotent: a repeated submit of the same job creates nothing
-            now = _now()
-            tasks = {}
-            for task in job.tasks:
-                demand = placement.accounted(task.cpu_milli, task.memory_bytes, task.gpu, job.oversell)
-                tasks[task.name] = {
-                    "cpu_milli": demand.cpu_milli,
-                    "memory_bytes": demand.memory_bytes,
-                    "gpu": demand.gpu,
-                    "process": contract.runs_as_process(job, task),
-                }
-            record = {
-                "version": 1,
-                "job_id": job.job_id,
-                "description": job.to_dict(),
-                "priority": job.priority,
-                "created_at": job.created_at.timestamp() if job.created_at else now,
-                "seq": time.time_ns(),
-                "submitted_at": now,
-                "status": WAITING,
-                "message": "",
-                "started_at": None,
-                "finished_at": None,
-                "outcome": None,
-                "stop": None,
-                "ports": {},
-                "tasks": tasks,
-            }
-            self.records.save(record)
+            self.records.save(new_record(job))
             passes.run_pass(self)
 
     def observe(self, job_ids: list[str]) -> dict[str, JobObservation]:
@@ -304,34 +211,10 @@ class LocalBackend:
         )
 
     def read_log(self, job_id: str, task_name: str, offset: int = 0, limit: int | None = None) -> tuple[bytes, int]:
-        path = reading.log_path(self.records, self.storage_root, job_id, task_name)
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read() if limit is None else handle.read(limit)
-        except FileNotFoundError:
-            return b"", offset
-        return data, offset + len(data)
+        return reading.read_log(self.records, self.storage_root, job_id, task_name, offset, limit)
 
     def follow_log(self, job_id: str, task_name: str, offset: int = 0) -> Iterator[bytes]:
-        idle_since = time.monotonic()
-        while True:
-            data, offset = self.read_log(job_id, task_name, offset, 1 << 20)
-            if data:
-                idle_since = time.monotonic()
-                yield data
-                continue
-            if time.monotonic() - idle_since >= 1.0:
-                # A silent task: an empty chunk now and then lets a reader whose client left stop.
-                idle_since = time.monotonic()
-                yield b""
-            if reading.task_over(self.records, job_id, task_name):
-                # The task may have written its last bytes between our read and its end.
-                data, offset = self.read_log(job_id, task_name, offset)
-                if data:
-                    yield data
-                return
-            time.sleep(0.05)
+        yield from reading.follow_log(self.records, self.storage_root, job_id, task_name, offset)
 
     def summary_place(self, job_id: str, task_name: str, stored: str) -> str:
         return stored  # the sandbox shows it where it lies
@@ -340,75 +223,7 @@ class LocalBackend:
         """Nothing to provision on this host: a team has no namespace, quota object or queue here."""
 
     def open_shell(self, job_id: str, task_name: str, command: list[str] | None = None) -> PtyShell:
-        record = self.records.load(job_id)
-        if record is None:
-            raise BackendError(f"job {job_id} is not on cluster {self.name}")
-        task = record["tasks"].get(task_name)
-        if task is None:
-            raise BackendError(f"job {job_id} has no task {task_name}")
-        if not task["process"]:
-            raise BackendError(f"{task_name} is an MPI rank inside the launcher's mpirun; open a shell in launcher-0")
-        if record["status"] != RUNNING or reading.task_runtime(self.records, job_id, task_name, task).ended:
-            raise BackendError(f"task {task_name} of job {job_id} is not running; a shell opens only in a running task")
-        task_dir = self.records.task_dir(job_id, task_name)
-        spec = read_json(task_dir / "spec.json") or {}
-        env = dict(spec.get("env") or {})
-        env.setdefault("TERM", "xterm-256color")
-        cwd = spec.get("working_dir") or spec.get("cwd") or "/"
-        if task.get("sandboxed"):
-            return self._sandboxed_shell(job_id, task_name, task_dir, env, cwd, command)
-        if command:
-            argv = list(command)
-        elif shutil.which("bash", path=env.get("PATH")):
-            # A login-like shell that keeps the task's PATH: /etc/profile would put the system's first.
-            rc = task_dir / "shellrc"
-            rc.write_text(
-                "[ -f /etc/profile ] && . /etc/profile\n"
-                '[ -f "$HOME/.bashrc" ] && . "$HOME/.bashrc"\n'
-                f"export PATH={_sh_quote(env.get('PATH', ''))}\n"
-                f"cd {_sh_quote(cwd)}\n"
-            )
-            argv = ["bash", "--rcfile", str(rc), "-i"]
-        else:
-            argv = ["/bin/sh", "-i"]
-        if task.get("own_mounts"):
-            # Join the task's mount namespace only once its data_dir is read-only there, never before.
-            deadline = time.monotonic() + SHELL_JOIN_WAIT_S
-            while True:
-                child = read_json(task_dir / "child.json") or {}
-                if child.get("pid") and isolation.readonly_in_place(child["pid"], env.get("data_dir", "")):
-                    break
-                if time.monotonic() > deadline:
-                    raise BackendError(f"task {task_name} of job {job_id} is still starting; try again")
-                time.sleep(0.02)
-            argv = isolation.join_argv(argv, child["pid"])
-        return PtyShell(argv, env, cwd, registry=task_dir / "shells")
-
-    def _sandboxed_shell(
-        self, job_id: str, task_name: str, task_dir: Path, env: dict[str, str], cwd: str, command: list[str] | None
-    ) -> PtyShell:
-        """A shell in the task's own sandbox, as its user: its files, its processes, nothing of the host's."""
-        box = self.sandbox()
-        if box is None:
-            raise BackendError(f"cluster {self.name} can no longer make sandboxes: {self.isolation_problem()}")
-        deadline = time.monotonic() + SHELL_JOIN_WAIT_S
-        while True:
-            child = read_json(task_dir / "child.json") or {}
-            target = sandbox.member(child["pid"]) if child.get("pid") else None
-            if target:
-                break
-            if time.monotonic() > deadline:
-                raise BackendError(f"task {task_name} of job {job_id} is still starting; try again")
-            time.sleep(0.02)
-        # No rcfile: the sandbox shows nothing of the task's folder here, and HOME is the owner's workspace.
-        argv = (
-            list(command)
-            if command
-            else ["bash", "-i"]
-            if shutil.which("bash", path=env.get("PATH"))
-            else ["/bin/sh", "-i"]
-        )
-        return PtyShell(sandbox.join_argv(box, argv, target, cwd), env, "/", registry=task_dir / "shells")
+        return shell.open_shell(self, job_id, task_name, command)
 
     def working_dir(self, job: JobDescription, task: TaskDescription) -> str:
         return task.working_dir or str(storage.personal_workspace(self.storage_root, job.owner))
@@ -432,7 +247,3 @@ def _platform_admin(username: str) -> bool:
 
     user = get_user_model().objects.filter(username=username, is_active=True).first()
     return user is not None and permissions.is_platform_admin(user)
-
-
-def _sh_quote(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"

@@ -1,6 +1,6 @@
 """Starting and stopping a local job's processes: each task under a detached supervisor (supervisor.py), in its
 sandbox where the cluster isolates tasks; SIGTERM to a task's process group, SIGKILL at the deadline; the
-job's /dev/shm and the shells opened in it."""
+job's /dev/shm and the shells opened in it. Also what a task sees of the storage, and the plan render shows."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clusters.backends.base import JobDescription, TaskDescription
 from clusters.backends.contract import storage
-from clusters.backends.local import contract, isolation, sandbox
+from clusters.backends.local import contract, isolation, placement, sandbox
 from clusters.backends.local.proc import (
     is_alive,
     kill_group,
@@ -33,6 +34,78 @@ if TYPE_CHECKING:
     from clusters.backends.local.backend import LocalBackend
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def visible(storage_root: Path, job: JobDescription, task: TaskDescription) -> list[sandbox.Mount]:
+    """What a task of this job sees of the storage besides the system: what a pod of it would mount."""
+    mounts = [
+        sandbox.Mount(str(storage_root / place.relative), not place.read_only)
+        for place in task.places_seen(job)
+        if place.variable != "pre_model_dir"
+    ]
+    if task.storage.get("pre_model_dir"):
+        # Another job's output: read, never changed from here.
+        mounts.append(sandbox.Mount(task.storage["pre_model_dir"], False))
+    if job.framework == "tensorboard":
+        # The summary_dirs it shows, read-only, as a TensorBoard pod mounts them (only the notebooks app
+        # starts these jobs, over jobs their user may see).
+        for item in filter(None, (p.strip() for p in task.env.get(storage.TENSORBOARD_SOURCES, "").split(","))):
+            match = storage.TENSORBOARD_SOURCE.match(item)
+            if match:
+                summary = storage.output_dir(storage_root, match.group(1), "summary_dir", match.group(2))
+                mounts.append(sandbox.Mount(str(summary), False))
+    for volume in job.volumes:
+        host_path = (volume.get("hostPath") or {}).get("path")
+        if host_path:
+            mounts.append(sandbox.Mount(os.path.normpath(host_path), not volume.get("read_only", True)))
+    return mounts
+
+
+def plan(backend: LocalBackend, job: JobDescription) -> list[dict[str, Any]]:
+    """The processes start() would start for this job; ports and GPU ids are chosen only at placement."""
+    mpirun = shutil.which("mpirun")
+    config = backend.config()
+    box = backend.sandbox(config)
+    readonly = config.readonly_data_dir and box is None
+    plans = []
+    for task in job.tasks:
+        demand = placement.accounted(task.cpu_milli, task.memory_bytes, task.gpu, job.oversell)
+        entry: dict[str, Any] = {
+            "kind": "LocalProcess",
+            "task": task.name,
+            "role": task.role,
+            "index": task.index,
+            "resources": {"cpu_milli": task.cpu_milli, "memory_bytes": task.memory_bytes, "gpu": task.gpu},
+            "accounted": {"cpu_milli": demand.cpu_milli, "memory_bytes": demand.memory_bytes, "gpu": demand.gpu},
+        }
+        if contract.runs_as_process(job, task):
+            env = contract.task_env(job, task, {}, ["?"] * task.gpu)
+            if task.ports:
+                # The spec's ports; each gets a free host port at placement, given as EASYAI_PORT_<NAME>.
+                entry["ports"] = dict(task.ports)
+            argv = contract.task_argv(job, task, mpirun or "mpirun")
+            if readonly and env.get("data_dir"):
+                argv = isolation.readonly_argv(argv, env["data_dir"])
+            entry.update(
+                argv=argv,
+                working_dir=backend.working_dir(job, task),
+                env=sorted(env),
+                log=backend.task_log(job, task),
+            )
+            if box is not None:
+                mounts = backend.visible(job, task)
+                entry["sandbox"] = {
+                    "user": box.uid,
+                    "group": box.gid,
+                    "writable": sorted(m.path for m in mounts if m.writable),
+                    "read_only": sorted(m.path for m in mounts if not m.writable),
+                }
+            else:
+                entry["sandbox"] = None
+        else:
+            entry.update(argv=None, note="an MPI rank started by the launcher's mpirun, not a process of its own")
+        plans.append(entry)
+    return plans
 
 
 def start(

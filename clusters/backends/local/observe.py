@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,6 +187,40 @@ def log_path(store: RecordStore, storage_root: Path, job_id: str, task_name: str
     record = store.load(job_id)
     task = (record or {}).get("tasks", {}).get(task_name) or {}
     return Path(task["log"]) if task.get("log") else storage.task_log_path(storage_root, job_id, task_name)
+
+
+def read_log(
+    store: RecordStore, storage_root: Path, job_id: str, task_name: str, offset: int = 0, limit: int | None = None
+) -> tuple[bytes, int]:
+    path = log_path(store, storage_root, job_id, task_name)
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read() if limit is None else handle.read(limit)
+    except FileNotFoundError:
+        return b"", offset
+    return data, offset + len(data)
+
+
+def follow_log(store: RecordStore, storage_root: Path, job_id: str, task_name: str, offset: int = 0) -> Iterator[bytes]:
+    idle_since = time.monotonic()
+    while True:
+        data, offset = read_log(store, storage_root, job_id, task_name, offset, 1 << 20)
+        if data:
+            idle_since = time.monotonic()
+            yield data
+            continue
+        if time.monotonic() - idle_since >= 1.0:
+            # A silent task: an empty chunk now and then lets a reader whose client left stop.
+            idle_since = time.monotonic()
+            yield b""
+        if task_over(store, job_id, task_name):
+            # The task may have written its last bytes between our read and its end.
+            data, offset = read_log(store, storage_root, job_id, task_name, offset)
+            if data:
+                yield data
+            return
+        time.sleep(0.05)
 
 
 def log_tail(store: RecordStore, storage_root: Path, job_id: str, task_name: str, lines: int = LOG_TAIL_LINES) -> str:

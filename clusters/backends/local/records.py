@@ -24,6 +24,7 @@ from typing import Any, TypedDict
 
 from clusters.backends.base import JobDescription, TaskDescription
 from clusters.backends.contract import storage
+from clusters.backends.local import contract, placement
 from clusters.backends.local.proc import read_json, write_json_atomic
 
 WAITING, RUNNING, ENDING, ENDED = "waiting", "running", "ending", "ended"
@@ -88,6 +89,37 @@ def job_from_dict(data: dict[str, Any]) -> JobDescription:
     created = data.get("created_at")
     fields["created_at"] = datetime.fromisoformat(created) if created else None
     return JobDescription(**fields)
+
+
+def new_record(job: JobDescription) -> JobRecord:
+    """A submitted job's first record: waiting, with what placement accounts for each of its tasks."""
+    at = now()
+    tasks: dict[str, TaskRecord] = {}
+    for task in job.tasks:
+        demand = placement.accounted(task.cpu_milli, task.memory_bytes, task.gpu, job.oversell)
+        tasks[task.name] = {
+            "cpu_milli": demand.cpu_milli,
+            "memory_bytes": demand.memory_bytes,
+            "gpu": demand.gpu,
+            "process": contract.runs_as_process(job, task),
+        }
+    return {
+        "version": 1,
+        "job_id": job.job_id,
+        "description": job.to_dict(),
+        "priority": job.priority,
+        "created_at": job.created_at.timestamp() if job.created_at else at,
+        "seq": time.time_ns(),
+        "submitted_at": at,
+        "status": WAITING,
+        "message": "",
+        "started_at": None,
+        "finished_at": None,
+        "outcome": None,
+        "stop": None,
+        "ports": {},
+        "tasks": tasks,
+    }
 
 
 class RecordStore:

@@ -1,4 +1,5 @@
-"""An interactive shell in a running task: a PTY, the task's recorded environment, its working directory."""
+"""An interactive shell in a running task: a PTY, the task's recorded environment, its working directory; in the
+task's sandbox, or its mount namespace, where it has one (open_shell)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import fcntl
 import os
 import pty
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -14,8 +16,18 @@ import sys
 import termios
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from clusters.backends.local.proc import kill_group
+from clusters.backends.base import BackendError
+from clusters.backends.local import isolation, sandbox
+from clusters.backends.local.observe import task_runtime
+from clusters.backends.local.proc import kill_group, read_json
+from clusters.backends.local.records import RUNNING
+
+if TYPE_CHECKING:
+    from clusters.backends.local.backend import LocalBackend
+
+SHELL_JOIN_WAIT_S = 5.0  # how long a shell waits for a starting task's read-only data_dir
 
 # Run before the shell: make the PTY its controlling terminal (job control, Ctrl-C), then become the shell.
 # A fork in the (threaded) portal process would be unsafe, so this small exec does it instead.
@@ -116,6 +128,91 @@ class PtyShell:
             self.close()
         except Exception:
             pass
+
+
+def open_shell(backend: LocalBackend, job_id: str, task_name: str, command: list[str] | None = None) -> PtyShell:
+    """A shell in a running task of the job, as the task would run it (BackendError saying why when it cannot)."""
+    records = backend.records
+    record = records.load(job_id)
+    if record is None:
+        raise BackendError(f"job {job_id} is not on cluster {backend.name}")
+    task = record["tasks"].get(task_name)
+    if task is None:
+        raise BackendError(f"job {job_id} has no task {task_name}")
+    if not task["process"]:
+        raise BackendError(f"{task_name} is an MPI rank inside the launcher's mpirun; open a shell in launcher-0")
+    if record["status"] != RUNNING or task_runtime(records, job_id, task_name, task).ended:
+        raise BackendError(f"task {task_name} of job {job_id} is not running; a shell opens only in a running task")
+    task_dir = records.task_dir(job_id, task_name)
+    spec = read_json(task_dir / "spec.json") or {}
+    env = dict(spec.get("env") or {})
+    env.setdefault("TERM", "xterm-256color")
+    cwd = spec.get("working_dir") or spec.get("cwd") or "/"
+    if task.get("sandboxed"):
+        return _sandboxed_shell(backend, job_id, task_name, task_dir, env, cwd, command)
+    if command:
+        argv = list(command)
+    elif shutil.which("bash", path=env.get("PATH")):
+        # A login-like shell that keeps the task's PATH: /etc/profile would put the system's first.
+        rc = task_dir / "shellrc"
+        rc.write_text(
+            "[ -f /etc/profile ] && . /etc/profile\n"
+            '[ -f "$HOME/.bashrc" ] && . "$HOME/.bashrc"\n'
+            f"export PATH={_sh_quote(env.get('PATH', ''))}\n"
+            f"cd {_sh_quote(cwd)}\n"
+        )
+        argv = ["bash", "--rcfile", str(rc), "-i"]
+    else:
+        argv = ["/bin/sh", "-i"]
+    if task.get("own_mounts"):
+        # Join the task's mount namespace only once its data_dir is read-only there, never before.
+        deadline = time.monotonic() + SHELL_JOIN_WAIT_S
+        while True:
+            child = read_json(task_dir / "child.json") or {}
+            if child.get("pid") and isolation.readonly_in_place(child["pid"], env.get("data_dir", "")):
+                break
+            if time.monotonic() > deadline:
+                raise BackendError(f"task {task_name} of job {job_id} is still starting; try again")
+            time.sleep(0.02)
+        argv = isolation.join_argv(argv, child["pid"])
+    return PtyShell(argv, env, cwd, registry=task_dir / "shells")
+
+
+def _sandboxed_shell(
+    backend: LocalBackend,
+    job_id: str,
+    task_name: str,
+    task_dir: Path,
+    env: dict[str, str],
+    cwd: str,
+    command: list[str] | None,
+) -> PtyShell:
+    """A shell in the task's own sandbox, as its user: its files, its processes, nothing of the host's."""
+    box = backend.sandbox()
+    if box is None:
+        raise BackendError(f"cluster {backend.name} can no longer make sandboxes: {backend.isolation_problem()}")
+    deadline = time.monotonic() + SHELL_JOIN_WAIT_S
+    while True:
+        child = read_json(task_dir / "child.json") or {}
+        target = sandbox.member(child["pid"]) if child.get("pid") else None
+        if target:
+            break
+        if time.monotonic() > deadline:
+            raise BackendError(f"task {task_name} of job {job_id} is still starting; try again")
+        time.sleep(0.02)
+    # No rcfile: the sandbox shows nothing of the task's folder here, and HOME is the owner's workspace.
+    argv = (
+        list(command)
+        if command
+        else ["bash", "-i"]
+        if shutil.which("bash", path=env.get("PATH"))
+        else ["/bin/sh", "-i"]
+    )
+    return PtyShell(sandbox.join_argv(box, argv, target, cwd), env, "/", registry=task_dir / "shells")
+
+
+def _sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:
