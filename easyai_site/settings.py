@@ -517,6 +517,19 @@ EASYAI_NOTEBOOK_IMAGE = env_str("EASYAI_NOTEBOOK_IMAGE", "quay.io/jupyter/scipy-
 EASYAI_VSCODE_IMAGE = env_str("EASYAI_VSCODE_IMAGE", "codercom/code-server:latest")
 EASYAI_TENSORBOARD_IMAGE = env_str("EASYAI_TENSORBOARD_IMAGE", "tensorflow/tensorflow:latest")
 
+# The model registry's store: empty, files under EASYAI_STORAGE_ROOT/models; or s3://bucket/prefix, an
+# S3-compatible object store (credentials: boto3's AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION).
+EASYAI_MODEL_STORE = env_str("EASYAI_MODEL_STORE", "")
+# The object store's endpoint for MinIO or Ceph RGW (empty: AWS).
+EASYAI_S3_ENDPOINT_URL = env_str("EASYAI_S3_ENDPOINT_URL", "")
+# Model serving. A revision that has not answered its readiness check in this long failed to load.
+EASYAI_SERVING_START_TIMEOUT = env_float("EASYAI_SERVING_START_TIMEOUT", 300.0, minimum=1)
+# The image of a local revision's job on record (the local backend runs the model server from this host's
+# Python); on Kubernetes KServe picks the runtime for the format, and a custom format names its own image.
+EASYAI_MODEL_SERVER_IMAGE = env_str("EASYAI_MODEL_SERVER_IMAGE", "kserve/kserve-container:latest")
+# KServe's deployment mode for new InferenceServices: Serverless (Knative: canary traffic splits) or RawDeployment.
+EASYAI_KSERVE_DEPLOYMENT_MODE = env_str("EASYAI_KSERVE_DEPLOYMENT_MODE", "Serverless")
+
 EASYAI_UPLOAD_MAX_BYTES = env_int("EASYAI_UPLOAD_MAX_BYTES", 10 * 2**30, minimum=1)
 # Any other request body (forms, API calls, job specs), refused with 413 before it is read (easyai_site/limits.py).
 EASYAI_MAX_BODY_BYTES = env_int("EASYAI_MAX_BODY_BYTES", 5 * 2**20, minimum=1024)

@@ -23,18 +23,19 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
     root = settings.EASYAI_STORAGE_ROOT
     owner = job.owner.username
     pre_job_id = job.pre_job.public_id if job.pre_job_id else None
+    named = {"team": job.team.slug, "registered_model": spec.get("registered_model")}
     roles = job_spec.role_resources(spec)
     tasks: list[TaskDescription] = []
     for role, index, replicas in _task_names(roles):
         res = roles[role]
         name = f"{role}-{index}"
-        places = storage.places(job.public_id, name, owner, pre_job_id)
+        places = storage.places(job.public_id, name, owner, pre_job_id, **named)
         if local:
-            paths = storage.local_env(root, job.public_id, name, owner, pre_job_id)
+            paths = storage.local_env(root, job.public_id, name, owner, pre_job_id, **named)
             storage_map = dict(paths)
             workspace = str(storage.personal_workspace(root, owner))
         else:
-            paths = storage.container_env(job.public_id, name, owner, pre_job_id)
+            paths = storage.container_env(job.public_id, name, owner, pre_job_id, **named)
             prefix = job.cluster.nfs_path or ""
             storage_map = {p.variable or p.container_path: storage.nfs_subpath(prefix, p) for p in places}
             workspace = "/workspace/personal"

@@ -24,6 +24,8 @@ NAV = [
     ("job-list", gettext_noop("Jobs")),
     ("experiment-list", gettext_noop("Experiments")),
     ("notebook-list", gettext_noop("Notebooks")),
+    ("model-list", gettext_noop("Models")),
+    ("service-list", gettext_noop("Services")),
     ("file-browser", gettext_noop("Files")),
 ]
 

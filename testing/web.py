@@ -20,8 +20,8 @@ def fetch(
     """One plain HTTP request to 127.0.0.1:port (no redirects followed): status, headers, body."""
     if user is not None:
         headers["Authorization"] = f"Token {token_for(user)}"
-    if path.startswith("/endpoints/") and not any(name.lower() == "host" for name in headers):
-        # Endpoints are served on their own origin, by host name (endpoints/origin.py).
+    if path.startswith(("/endpoints/", "/serving/")) and not any(name.lower() == "host" for name in headers):
+        # Endpoints and inference services are served on their own origin, by host name (endpoints/origin.py).
         headers["Host"] = f"{origin().host}:{port}"
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:

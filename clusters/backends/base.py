@@ -86,6 +86,62 @@ class TeamDescription:
     quota: TeamQuota | None = None  # None: no limit on this cluster
 
 
+# Model formats a served model may have (KServe's ``predictor.model.modelFormat.name``, ``custom`` aside).
+MODEL_FORMATS = ("pytorch", "torchscript", "onnx", "sklearn", "xgboost", "tensorflow", "huggingface", "custom")
+
+
+@dataclass
+class ServiceDescription:
+    """An inference service as a cluster serves it (a KServe InferenceService on Kubernetes).
+
+    The local backend serves no ``ServiceDescription``: there each revision is a single-task job running the
+    model server, and the portal's proxy splits the traffic. On Kubernetes KServe keeps the revisions: the
+    spec names the newest version (``storage_uri``); with ``canary_percent`` set, that newest revision takes
+    that share and the last rolled-out one the rest (Serverless mode); without it the newest takes all.
+    """
+
+    team: str  # team slug: the namespace is derived from it
+    name: str  # DNS-1123 label, the InferenceService's name
+    model_format: str  # one of MODEL_FORMATS
+    storage_uri: str  # where the version's files are: "pvc://{claim}/{path}" or "s3://{bucket}/{prefix}"
+    cpu_milli: int
+    memory_bytes: int
+    gpu: int = 0
+    min_replicas: int = 1
+    max_replicas: int = 1
+    canary_percent: int | None = None  # 0-100, or None: no canary
+    deployment_mode: str = "Serverless"  # or "RawDeployment" (no canary there: KServe splits only in Serverless)
+    image: str = ""  # the predictor's container image, for the custom format (it serves /mnt/models itself)
+    service_account: str = ""  # carries the S3 credentials' secret for s3:// storage (KServe's convention)
+    runtime_version: str = ""  # modelFormat.version, when the version records one
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrafficObservation:
+    revision: str  # KServe's revision name
+    percent: int
+    latest: bool = False  # the newest created revision
+
+
+@dataclass
+class ServiceObservation:
+    """One InferenceService as the cluster reports it."""
+
+    team: str
+    name: str
+    ready: bool
+    url: str = ""  # status.url: the external URL (Serverless) or the cluster-local one
+    address: str = ""  # status.address.url: where the portal's proxy reaches the predictor
+    reason: str = ""
+    message: str = ""  # why it is not ready (a failed revision says so here)
+    latest_ready_revision: str = ""
+    latest_created_revision: str = ""
+    previous_rolledout_revision: str = ""
+    traffic: list[TrafficObservation] = field(default_factory=list)
+    grpc_address: str = ""  # where the V2 gRPC protocol answers, when KServe exposes it
+
+
 # --- what a backend reports ------------------------------------------------------
 
 
@@ -223,3 +279,20 @@ class Backend(Protocol):
 
         Idempotent: called again after every change of the team or its quota, and by redelivered tasks.
         """
+
+
+@runtime_checkable
+class ServingBackend(Protocol):
+    """What a cluster that serves InferenceServices itself (Kubernetes with KServe) does besides jobs."""
+
+    def render_service(self, service: ServiceDescription) -> dict[str, Any]:
+        """The InferenceService manifest, validated strictly against the vendored KServe schema."""
+
+    def apply_service(self, service: ServiceDescription) -> None:
+        """Create the service, or patch it to the description. Idempotent."""
+
+    def delete_service(self, team: str, name: str) -> None:
+        """Delete it; one already gone is not an error."""
+
+    def observe_services(self) -> dict[tuple[str, str], ServiceObservation]:
+        """Every service the portal made on this cluster, by (team, name): one list call, whatever their number."""

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from clusters.backends.contract import storage
 from clusters.backends.contract.quantity import MAX_INT64, parse_cpu, parse_duration, parse_memory
 from jobs.spec.text import document_problem
 from jobs.spec.vocabulary import (
@@ -35,6 +36,7 @@ from jobs.spec.vocabulary import (
     MAX_ENV_ENTRY,
     MAX_RETRIES,
     MAX_TASKS,
+    OPTIONAL_FIELDS,
     PRIORITIES,
     REQUIRED_ROLES,
     RESERVED_ENV,
@@ -388,7 +390,7 @@ def validate(data: Any) -> dict[str, Any]:
     problem = document_problem(data)
     if problem is not None:  # before anything is recorded: such text would fail on its way out (JSON, MySQL)
         raise SpecError({problem[0]: [problem[1]]})
-    if _fields(data, "", FIELDS, errs, "a mapping of fields (name, framework, roles, ...)") is None:
+    if _fields(data, "", (*FIELDS, *OPTIONAL_FIELDS), errs, "a mapping of fields (name, framework, roles, ...)") is None:
         raise SpecError(errs.errors)
     spec: dict[str, Any] = dict.fromkeys(FIELDS)
 
@@ -426,6 +428,12 @@ def validate(data: Any) -> dict[str, Any]:
     optional("priority", lambda value, path: _choice(value, path, errs, PRIORITIES), "normal")
     spec["scheduling"] = _scheduling(data.get("scheduling"), errs)
     optional("pre_job", text(10, _JOB_ID, "must be a job id such as j-3k9x2m4q"))
+    optional(
+        "registered_model",
+        text(80, storage.REGISTERED_MODEL, "must be a registered model's version of the job's team, such as churn/3"),
+    )
+    if spec["registered_model"] is None:
+        del spec["registered_model"]  # only a model server's job names one: other specs keep their shape
     optional("volumes", _volumes(errs), [])
     optional("timeout", _timeout(errs))
     optional("max_retries", lambda value, path: _integer(value, path, errs, low=0, high=MAX_RETRIES), 0)

@@ -21,6 +21,7 @@ class Framework(models.TextChoices):
     BATCH = "batch", _("batch")
     NOTEBOOK = "notebook", _("notebook")
     TENSORBOARD = "tensorboard", "TensorBoard"
+    SERVING = "serving", _("model server")
 
 
 class Priority(models.TextChoices):
@@ -43,6 +44,7 @@ FRAMEWORK_ROLES: dict[str, tuple[str, ...] | None] = {
 INTERNAL_FRAMEWORK_ROLES: dict[str, tuple[str, ...]] = {
     "notebook": ("notebook",),
     "tensorboard": ("tensorboard",),
+    "serving": ("predictor",),  # a revision of an inference service on the local backend
 }
 ALL_FRAMEWORK_ROLES: dict[str, tuple[str, ...] | None] = {**FRAMEWORK_ROLES, **INTERNAL_FRAMEWORK_ROLES}
 # Roles that have at most one task, and roles a framework cannot run without
@@ -56,6 +58,7 @@ SINGLE_ROLES: dict[str, tuple[str, ...]] = {
     "tensorflow": ("chief", "evaluator"),
     "notebook": ("notebook",),
     "tensorboard": ("tensorboard",),
+    "serving": ("predictor",),
 }
 REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
     "pytorch": ("master",),
@@ -63,6 +66,7 @@ REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
     "mpi": ("launcher", "worker"),
     "notebook": ("notebook",),
     "tensorboard": ("tensorboard",),
+    "serving": ("predictor",),
 }
 # The role the simple form adds once next to its workers.
 LEADER_ROLE: dict[str, str | None] = {
@@ -74,13 +78,14 @@ LEADER_ROLE: dict[str, str | None] = {
     "batch": None,
     "notebook": "notebook",
     "tensorboard": "tensorboard",
+    "serving": "predictor",
 }
 PRIORITIES: tuple[str, ...] = tuple(Priority.values)
 # Set by the backends (the operators' contract and the storage places); a user value would break them.
 RESERVED_ENV = frozenset(
     {
         "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TF_CONFIG", "LOCAL_RANK", "CUDA_VISIBLE_DEVICES",
-        "summary_dir", "model_dir", "log_dir", "data_dir", "pre_model_dir", "share_dir",
+        "summary_dir", "model_dir", "log_dir", "data_dir", "pre_model_dir", "share_dir", "registered_model_dir",
     }
 )  # fmt: skip
 MAX_TASKS = 1000
@@ -97,6 +102,8 @@ FIELDS = (
     "name", "team", "experiment", "cluster", "framework", "image", "command", "working_dir", "env", "roles",
     "priority", "scheduling", "pre_job", "volumes", "timeout", "max_retries", "ports",
 )  # fmt: skip
+# Present only when given: a model server's job names the registered version it serves ("churn/3").
+OPTIONAL_FIELDS = ("registered_model",)
 ROLE_FIELDS = ("replicas", "cpu", "memory", "gpu", "image", "command", "env")
 SCHEDULING_FIELDS = ("node_selector", "tolerations", "queue", "gang", "oversell")
 TOLERATION_FIELDS = ("key", "operator", "value", "effect")

@@ -7,6 +7,7 @@
 | data_dir      | /data_dir (ro)       | {prefix}/data/{owner}                       |
 | pre_model_dir | /pre_model_dir       | {prefix}/{pre_job_id}/model_dir             |
 | share_dir     | /share_dir           | {prefix}/{job_id}/share_dir                 |
+| registered_model_dir | /mnt/models (ro) | {prefix}/models/{team}/{model}/{version} |
 |               | /workspace/personal  | {prefix}/notebook/{owner}                   |
 |               | /workspace/public    | {prefix}/notebook/public                    |
 
@@ -38,8 +39,26 @@ TENSORBOARD_SOURCES = "EASYAI_TENSORBOARD_SOURCES"
 TENSORBOARD_SOURCE = re.compile(r"^(j-[a-z0-9]{8})/([a-z0-9]([-a-z0-9]*[a-z0-9])?-[0-9]+)$")  # (job id, task name)
 
 
-def places(job_id: str, task_name: str, owner: str, pre_job_id: str | None = None) -> list[Place]:
-    """Every place a task of this job sees, in the order of the table."""
+# A registered model version's files, as the model registry keeps them (KServe's /mnt/models in a pod).
+REGISTERED_MODEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[1-9][0-9]{0,8}$")
+
+
+def registry_version_dir(team: str, model_version: str) -> str:
+    """Where a registered version ("{model}/{version}") of a team lies under the storage prefix."""
+    return f"models/{team}/{model_version}"
+
+
+def places(
+    job_id: str,
+    task_name: str,
+    owner: str,
+    pre_job_id: str | None = None,
+    *,
+    team: str = "",
+    registered_model: str | None = None,
+) -> list[Place]:
+    """Every place a task of this job sees, in the order of the table; a registered model version
+    ("{model}/{version}" of the job's team) only when the job names one."""
     result = [
         Place("summary_dir", "/summary_dir", f"{job_id}/{task_name}/summary_dir"),
         Place("model_dir", "/model_dir", f"{job_id}/model_dir"),
@@ -50,20 +69,43 @@ def places(job_id: str, task_name: str, owner: str, pre_job_id: str | None = Non
         result.append(Place("pre_model_dir", "/pre_model_dir", f"{pre_job_id}/model_dir"))
     result += [
         Place("share_dir", "/share_dir", f"{job_id}/share_dir"),
+    ]
+    if registered_model and team:
+        result.append(
+            Place(
+                "registered_model_dir",
+                "/mnt/models",
+                registry_version_dir(team, registered_model),
+                read_only=True,
+            )
+        )
+    result += [
         Place("", "/workspace/personal", f"notebook/{owner}"),
         Place("", "/workspace/public", "notebook/public"),
     ]
     return result
 
 
-def local_env(root: Path, job_id: str, task_name: str, owner: str, pre_job_id: str | None = None) -> dict[str, str]:
-    """Variable -> real path under a local storage root."""
-    return {p.variable: str(root / p.relative) for p in places(job_id, task_name, owner, pre_job_id) if p.variable}
+def local_env(
+    root: Path, job_id: str, task_name: str, owner: str, pre_job_id: str | None = None, **named: str | None
+) -> dict[str, str]:
+    """Variable -> real path under a local storage root (``named``: places()'s team and registered_model)."""
+    return {
+        p.variable: str(root / p.relative)
+        for p in places(job_id, task_name, owner, pre_job_id, **named)  # type: ignore[arg-type]
+        if p.variable
+    }
 
 
-def container_env(job_id: str, task_name: str, owner: str, pre_job_id: str | None = None) -> dict[str, str]:
+def container_env(
+    job_id: str, task_name: str, owner: str, pre_job_id: str | None = None, **named: str | None
+) -> dict[str, str]:
     """Variable -> path inside a container."""
-    return {p.variable: p.container_path for p in places(job_id, task_name, owner, pre_job_id) if p.variable}
+    return {
+        p.variable: p.container_path
+        for p in places(job_id, task_name, owner, pre_job_id, **named)  # type: ignore[arg-type]
+        if p.variable
+    }
 
 
 def nfs_subpath(prefix: str, place: Place) -> str:

@@ -1,0 +1,90 @@
+"""Who may call a service, and where each call goes: the service's serving revisions, by weight.
+
+Read by the serving proxy (``serving/proxy.py``, on the endpoint origin) and by the portal's "Try it"
+(``serving/api.py``), so both answer the same: 404 to whoever may not see the service, 401 to an anonymous
+caller of a service that is not public, 503 while no revision answers.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from django.utils.translation import gettext as _
+
+from serving.models import InferenceService, Revision, RevisionState
+from serving.specs import PREDICTOR_TASK
+from teams import permissions
+
+
+class Refused(Exception):  # noqa: N818 - reads as what happened
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Upstream:
+    base: str  # "http://127.0.0.1:41234" or KServe's address URL
+    revision: int  # the revision's number, reported in X-EasyAI-Revision
+    host: str = ""  # a Host header to send (KServe's address), or "" for the base's own
+
+
+@dataclass(frozen=True)
+class Route:
+    service_pk: int
+    primary: Upstream | None
+    canary: Upstream | None
+    canary_percent: int
+
+    def choose(self, draw: float | None = None) -> Upstream:
+        """One call's upstream: the canary takes ``canary_percent`` of the calls while both answer."""
+        if self.canary is None:
+            return self.primary  # type: ignore[return-value]
+        if self.primary is None:
+            return self.canary
+        draw = random.random() * 100 if draw is None else draw
+        return self.canary if draw < self.canary_percent else self.primary
+
+
+def _local_upstream(revision: Revision | None) -> Upstream | None:
+    if revision is None or revision.state != RevisionState.READY or revision.job is None:
+        return None
+    task = next((t for t in revision.job.tasks.all() if t.name == PREDICTOR_TASK), None)
+    if task is None or "http" not in (task.ready_endpoints or []) or not task.endpoints.get("http"):
+        return None
+    return Upstream(base=f"http://{task.endpoints['http']}", revision=revision.number)
+
+
+def route_for(user, team: str, name: str) -> Route:
+    """The route of ``/serving/{team}/{name}/`` for this caller, or Refused."""
+    service = (
+        InferenceService.objects.filter(team__slug=team, name=name)
+        .select_related("team", "cluster", "primary__job", "canary__job")
+        .prefetch_related("primary__job__tasks", "canary__job__tasks")
+        .first()
+    )
+    anonymous = user is None or not user.is_authenticated
+    if service is None or not service.public:
+        if anonymous:
+            raise Refused(401, _("Sign in: send an API token in the Authorization header (Token <key>)."))
+        if service is None or not permissions.can(user, service, permissions.Action.VIEW):
+            raise Refused(404, _("No such service."))
+    if service.stopped:
+        raise Refused(503, _("The service is stopped."))
+    if service.cluster.kind == "local":
+        primary, canary = _local_upstream(service.primary), _local_upstream(service.canary)
+    else:
+        address = service.address.rstrip("/")
+        primary = Upstream(base=address, revision=service.primary.number) if address and service.primary else None
+        canary = None  # KServe splits the traffic itself
+    if primary is None and canary is None:
+        why = service.message or _("its first revision is starting")
+        raise Refused(503, _("The service has no revision ready: %(why)s") % {"why": why})
+    return Route(
+        service_pk=service.pk,
+        primary=primary,
+        canary=canary,
+        canary_percent=service.canary_percent if canary is not None else 0,
+    )
