@@ -12,7 +12,10 @@ faults can be injected: the next N requests matching a method and a path
 pattern answer with a status, or hang past the client's timeout.
 
 Tests play the operator: ``set_status`` on a job, ``add_pod`` for its pods, ``run_pods`` for all of a
-job's pods. The ``fake_kube`` fixture (also named ``kube``) is in ``testing.plugin``.
+job's pods; KServe: ``install("kserve")`` serves ``serving.kserve.io/v1beta1`` InferenceServices, and
+``set_inference_service`` writes one's status as KServe reports it. As the API server does, an object's
+``metadata.generation`` starts at 1 and grows with each change of its spec, and KServe's status records the
+generation it saw. The ``fake_kube`` fixture (also named ``kube``) is in ``testing.plugin``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ KINDS = {"pods": "Pod", "namespaces": "Namespace", "resourcequotas": "ResourceQu
          "pytorchjobs": "PyTorchJob", "tfjobs": "TFJob", "mpijobs": "MPIJob", "xgboostjobs": "XGBoostJob",
          "paddlejobs": "PaddleJob", "jobs": "Job", "queues": "Queue", "priorityclasses": "PriorityClass",
          "customresourcedefinitions": "CustomResourceDefinition", "services": "Service",
-         "ingresses": "Ingress"}  # fmt: skip
+         "ingresses": "Ingress", "inferenceservices": "InferenceService"}  # fmt: skip
 # The CRDs each operator installs, as check-connection looks for them.
 OPERATOR_CRDS = {
     "training-operator": [("kubeflow.org", p, "v1") for p in ("pytorchjobs", "tfjobs", "mpijobs", "xgboostjobs",
@@ -202,6 +205,7 @@ class FakeKube:
         meta = obj.setdefault("metadata", {})
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("creationTimestamp", now_iso())
+        meta.setdefault("generation", 1)
         meta["resourceVersion"] = self.next_rv()
         if namespace:
             meta["namespace"] = namespace
@@ -258,6 +262,63 @@ class FakeKube:
         with self._lock:
             obj = self.objects[(group, version, plural, namespace, name)]
             obj["status"] = merge_patch(obj.get("status") or {}, status)
+            obj["metadata"]["resourceVersion"] = self.next_rv()
+
+    def set_inference_service(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        ready: bool,
+        url: str = "",
+        address: str = "",
+        traffic: list[tuple[str, int]] | None = None,
+        latest_created: str = "",
+        latest_ready: str = "",
+        previous: str = "",
+        reason: str = "",
+        message: str = "",
+        grpc_url: str = "",
+    ) -> None:
+        """Play KServe: an InferenceService's whole status, as its controller writes it for the current spec.
+
+        ``traffic`` holds (revision, percent) pairs; the one named ``latest_created`` is the latest revision.
+        Not ready with a message: the Ready condition is False (a failed revision); without one, Unknown.
+        """
+        condition_status = "True" if ready else ("False" if message else "Unknown")
+        condition = {"type": "Ready", "status": condition_status, "lastTransitionTime": now_iso()}
+        if not ready:
+            condition.update(reason=reason or ("RevisionFailed" if message else "RevisionMissing"), message=message)
+        predictor: dict[str, Any] = {
+            "latestCreatedRevision": latest_created,
+            "latestReadyRevision": latest_ready,
+            "traffic": [
+                {"revisionName": revision, "percent": percent, "latestRevision": revision == latest_created}
+                for revision, percent in traffic or []
+            ],
+        }
+        if previous:
+            predictor["previousRolledoutRevision"] = previous
+        if grpc_url:
+            predictor["grpcUrl"] = grpc_url
+        if url:
+            predictor["url"] = url
+        status: dict[str, Any] = {
+            "conditions": [{**condition, "type": "PredictorReady"}, condition],
+            "components": {"predictor": predictor},
+            "deploymentMode": "Serverless",
+        }
+        if url:
+            status["url"] = url
+        if address:
+            status["address"] = {"url": address}
+        with self._lock:
+            obj = self.objects[("serving.kserve.io", "v1beta1", "inferenceservices", namespace, name)]
+            status["observedGeneration"] = obj["metadata"].get("generation", 1)
+            status["deploymentMode"] = (obj["metadata"].get("annotations") or {}).get(
+                "serving.kserve.io/deploymentMode", "Serverless"
+            )
+            obj["status"] = status
             obj["metadata"]["resourceVersion"] = self.next_rv()
 
     def add_pod(
@@ -329,6 +390,12 @@ class FakeKube:
 
     def clear_journal(self) -> None:
         self.journal.clear()
+
+
+def _next_generation(current: dict[str, Any], updated: dict[str, Any]) -> None:
+    """The API server counts changes of an object's spec (not of its status or metadata) in its generation."""
+    generation = current["metadata"].get("generation", 1)
+    updated["metadata"]["generation"] = generation + 1 if updated.get("spec") != current.get("spec") else generation
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -453,6 +520,7 @@ class _Handler(BaseHTTPRequestHandler):
             updated["metadata"]["resourceVersion"] = kube.next_rv()
             if sub != "status":
                 updated["status"] = current.get("status", updated.get("status"))
+            _next_generation(current, updated)
             with kube._lock:
                 kube.objects[key] = updated
             return self._send(200, updated, record)
@@ -460,6 +528,7 @@ class _Handler(BaseHTTPRequestHandler):
             patch = body if sub != "status" else {"status": (body or {}).get("status")}
             updated = merge_patch(current, patch)
             updated["metadata"]["resourceVersion"] = kube.next_rv()
+            _next_generation(current, updated)
             with kube._lock:
                 kube.objects[key] = updated
             return self._send(200, updated, record)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from clusters.backends.base import (
+    MODEL_FORMATS,
     BackendError,
     BackendRejected,
     Capacity,
     JobDescription,
     JobObservation,
     ObservedState,
+    ServiceDescription,
+    ServiceObservation,
     TaskObservation,
     TeamDescription,
+    TrafficObservation,
 )
 
 
@@ -28,6 +34,11 @@ class FakeBackend:
         self.problems: list[str] = []
         self.logs: dict[tuple[str, str], bytes] = {}
         self._capacity = capacity or Capacity(64000, 256 * 2**30, 8, 64000, 256 * 2**30, 8)
+        # Served models, as KServe would keep them: (team, name) -> what was applied, and what the cluster says.
+        self.services: dict[tuple[str, str], ServiceDescription] = {}
+        self.service_states: dict[tuple[str, str], ServiceObservation] = {}
+        self.fail_apply: Exception | None = None  # raised by apply_service while set
+        self.fail_observe_services: Exception | None = None  # raised by observe_services while set
 
     # --- what tests call -------------------------------------------------------
 
@@ -44,6 +55,45 @@ class FakeBackend:
 
     def submits(self) -> int:
         return sum(1 for name, _ in self.calls if name == "submit")
+
+    def set_service(
+        self,
+        team: str,
+        name: str,
+        *,
+        ready: bool = True,
+        message: str = "",
+        reason: str = "",
+        traffic: list[tuple[str, int]] | None = None,
+        url: str | None = None,
+        address: str | None = None,
+    ) -> ServiceObservation:
+        """Play KServe: the newest revision of an applied service is ready (or failed, with a message).
+
+        Ready, it becomes the latest ready revision; its traffic is the canary's share beside the previous
+        rolled-out revision when the description has a canary, else all of it, unless ``traffic`` says
+        otherwise ((revision, percent) pairs).
+        """
+        state = self.service_states[(team, name)]
+        service = self.services.get((team, name))
+        state.ready, state.message, state.reason = ready, message, reason or ("" if ready else "RevisionFailed")
+        if url is not None:
+            state.url = url
+        if address is not None:
+            state.address = address
+        newest = state.latest_created_revision
+        if ready:
+            state.latest_ready_revision = newest
+            if traffic is None:
+                canary = service.canary_percent if service is not None else None
+                previous = state.previous_rolledout_revision
+                if canary is not None and previous and previous != newest:
+                    traffic = [(newest, canary), (previous, 100 - canary)]
+                else:
+                    traffic = [(newest, 100)]
+        if traffic is not None:
+            state.traffic = [TrafficObservation(rev, percent, latest=rev == newest) for rev, percent in traffic]
+        return state
 
     # --- the protocol -----------------------------------------------------------
 
@@ -100,6 +150,57 @@ class FakeBackend:
 
     def provision_team(self, team: TeamDescription) -> None:
         self.calls.append(("provision_team", team))
+
+    # --- serving (the ServingBackend protocol) ----------------------------------------
+
+    def render_service(self, service: ServiceDescription) -> dict[str, Any]:
+        if service.model_format not in MODEL_FORMATS:
+            raise BackendRejected(f"model format {service.model_format!r} is not one of {', '.join(MODEL_FORMATS)}")
+        if service.canary_percent is not None and service.deployment_mode != "Serverless":
+            raise BackendRejected(f"a canary cannot be served in {service.deployment_mode} mode")
+        return {"kind": "FakeInferenceService", "team": service.team, "name": service.name,
+                "storage_uri": service.storage_uri, "canary_percent": service.canary_percent}  # fmt: skip
+
+    def apply_service(self, service: ServiceDescription) -> None:
+        """As KServe: a changed spec is a new revision, not ready until a test says so; a changed canary share only
+        moves the traffic; the same description again changes nothing."""
+        key = (service.team, service.name)
+        self.calls.append(("apply_service", key))
+        if self.fail_apply is not None:
+            raise self.fail_apply
+        self.render_service(service)
+        before = self.services.get(key)
+        self.services[key] = service
+        state = self.service_states.get(key)
+        if (
+            state is not None
+            and before is not None
+            and replace(before, canary_percent=None) == replace(service, canary_percent=None)
+        ):
+            if state.ready and before.canary_percent != service.canary_percent:
+                self.set_service(*key, url=state.url)
+            return
+        if state is None:
+            state = ServiceObservation(
+                team=service.team, name=service.name, ready=False, url=f"http://{service.name}.{service.team}.example"
+            )
+        number = int(state.latest_created_revision.rsplit("-", 1)[-1]) + 1 if state.latest_created_revision else 1
+        if state.latest_ready_revision:
+            state.previous_rolledout_revision = state.latest_ready_revision  # what serves while the new one starts
+        state.latest_created_revision = f"{service.name}-predictor-{number:05d}"
+        state.message, state.reason = "", ""
+        self.service_states[key] = state
+
+    def delete_service(self, team: str, name: str) -> None:
+        self.calls.append(("delete_service", (team, name)))
+        self.services.pop((team, name), None)
+        self.service_states.pop((team, name), None)
+
+    def observe_services(self) -> dict[tuple[str, str], ServiceObservation]:
+        self.calls.append(("observe_services", len(self.service_states)))
+        if self.fail_observe_services is not None:
+            raise self.fail_observe_services
+        return {key: copy.deepcopy(state) for key, state in self.service_states.items()}
 
 
 __all__ = ["FakeBackend", "BackendError", "BackendRejected"]

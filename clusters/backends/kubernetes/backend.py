@@ -5,6 +5,9 @@ installed on the cluster (label selector ``app.kubernetes.io/managed-by=easyai``
 and one pod list with the same selector, whatever the number of jobs. Lists are
 parsed from raw JSON: the client's model deserialisation would cost more than
 the request for thousands of pods.
+
+It also serves models (``ServingBackend``): a KServe InferenceService per service, created or patched to the
+description, and read back with one list call per cluster, whatever the number of services.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from clusters.backends.base import (
     JobDescription,
     JobObservation,
     ObservedState,
+    ServiceDescription,
+    ServiceObservation,
     ShellSession,
     TeamDescription,
 )
@@ -57,6 +62,7 @@ DELETE_OPTIONS = {"propagation_policy": "Foreground"}
 OPERATOR_HINT = {
     "kubeflow.org": "the Kubeflow training-operator",
     "batch.volcano.sh": "Volcano",
+    "serving.kserve.io": "KServe",
 }
 
 
@@ -501,6 +507,88 @@ class KubernetesBackend:
     def delete(self, job_id: str) -> None:
         self._save_logs(job_id, self._list_pods(f"{m.SELECTOR},{m.LABEL_JOB_ID}={job_id}"))
         self._delete_objects(job_id)
+
+    # --- serving: KServe InferenceServices ------------------------------------------------------------------
+
+    def render_service(self, service: ServiceDescription) -> dict[str, Any]:
+        """The InferenceService, refused (BackendRejected) when KServe or the API server would refuse it."""
+        try:
+            manifest = m.inference_service(service, self.cluster)
+        except ValueError as exc:
+            raise BackendRejected(f"InferenceService {service.team}/{service.name}: {exc}") from exc
+        if Path(settings.EASYAI_K8S_SCHEMAS).is_dir():
+            from clusters.backends.kubernetes.schema_check import validate_manifest
+
+            if problems := validate_manifest(manifest):
+                where = f"{manifest['metadata']['namespace']}/{service.name}"
+                raise BackendRejected(f"InferenceService {where}: {'; '.join(problems)}")
+        return manifest
+
+    def apply_service(self, service: ServiceDescription) -> None:
+        """Create the InferenceService; one already there (409) is patched to the description."""
+        manifest = self.render_service(service)
+        kind, namespace = m.INFERENCE_SERVICE_KIND, manifest["metadata"]["namespace"]
+        try:
+            self._create(kind, namespace, manifest)
+            return
+        except NotFoundError:
+            self._namespace_or_kind_missing(kind, namespace, service.team)
+            try:
+                self._create(kind, namespace, manifest)
+                return
+            except ConflictError:
+                pass
+        except ConflictError:
+            pass
+        self._update_service(service, manifest)
+
+    def _update_service(self, service: ServiceDescription, manifest: dict[str, Any]) -> None:
+        """Patch an existing InferenceService (ours) to the manifest: its spec exactly, our labels and annotation."""
+        kind, meta = m.INFERENCE_SERVICE_KIND, manifest["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        existing = self._get(kind, namespace, name)
+        have = existing.get("metadata") or {}
+        labels = have.get("labels") or {}
+        if labels.get(m.LABEL_MANAGED_BY) != m.MANAGED_BY or labels.get(m.LABEL_TEAM) != service.team:
+            raise BackendRejected(
+                f"InferenceService {namespace}/{name} already exists and is not team {service.team}'s "
+                f"(its {m.LABEL_TEAM} label is {labels.get(m.LABEL_TEAM)!r})"
+            )
+        patch: dict[str, Any] = {}
+        for section in ("labels", "annotations"):
+            current = have.get(section) or {}
+            if changed := {k: v for k, v in meta[section].items() if current.get(k) != v}:
+                patch.setdefault("metadata", {})[section] = changed
+        if spec := m.spec_patch(existing.get("spec") or {}, manifest["spec"]):
+            patch["spec"] = spec
+        if not patch:
+            return  # a repeated apply: already as described
+        self.conn.call(f"patch InferenceService {namespace}/{name}", self.conn.custom.patch_namespaced_custom_object,
+                       kind.group, kind.version, namespace, kind.plural, name, patch,
+                       field_validation="Strict")  # fmt: skip
+
+    def delete_service(self, team: str, name: str) -> None:
+        kind, namespace = m.INFERENCE_SERVICE_KIND, self.namespace(team)
+        try:
+            self.conn.raw_json(f"delete InferenceService {namespace}/{name}",
+                               self.conn.custom.delete_namespaced_custom_object, kind.group, kind.version, namespace,
+                               kind.plural, name, body=k8s.V1DeleteOptions(**DELETE_OPTIONS))  # fmt: skip
+        except NotFoundError:
+            pass  # gone already (or KServe is not installed): what we wanted
+
+    def observe_services(self) -> dict[tuple[str, str], ServiceObservation]:
+        """Every InferenceService the portal made here, from one list call; none when KServe is not installed."""
+        kind = m.INFERENCE_SERVICE_KIND
+        try:
+            data = self.conn.raw_json(f"list {kind.plural}", self.conn.custom.list_cluster_custom_object,
+                                      kind.group, kind.version, kind.plural, label_selector=m.SELECTOR)  # fmt: skip
+        except NotFoundError:
+            return {}
+        found: dict[tuple[str, str], ServiceObservation] = {}
+        for item in data.get("items") or []:
+            if (observation := m.service_observation(item)) is not None:
+                found[(observation.team, observation.name)] = observation
+        return found
 
     # --- capacity ----------------------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ in tests and in ``manage.py k8s_validate``, before any cluster sees it:
 - root ``metadata`` against ObjectMeta, and names against DNS-1035/1123;
 - the operators' admission rules, which no schema holds (replica types per
   framework, one Master, a container named after the framework with an image,
-  Volcano policy events/actions).
+  Volcano policy events/actions, KServe's InferenceService webhook: its name,
+  exactly one predictor, replicas, the canary's share, the protocol).
 
 CEL rules (``x-kubernetes-validations``) are not evaluated: they only guard
 updates (immutability) in the schemas we render against.
@@ -94,6 +95,13 @@ VOLCANO_EVENTS = (
     "*", "PodPending", "PodRunning", "PodFailed", "PodEvicted", "Unknown",
     "TaskCompleted", "OutOfSync", "CommandIssued", "JobUpdated", "TaskFailed",
 )  # fmt: skip
+# KServe's predictor implementations (serving.kserve.io/v1beta1 PredictorSpec): exactly one is given, the
+# custom predictor's containers counting as one; and the protocols its webhook knows.
+KSERVE_PREDICTORS = (
+    "model", "sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx", "huggingface", "pmml", "lightgbm",
+    "paddle",
+)  # fmt: skip
+KSERVE_PROTOCOLS = ("v1", "v2", "grpc-v1", "grpc-v2")
 
 
 def schema_dir() -> Path:
@@ -239,6 +247,8 @@ def validate_manifest(obj: dict[str, Any]) -> list[str]:
         problems += _volcano_job_rules(obj)
     elif (api_version, kind) == ("v1", "Pod"):
         problems += _pod_spec_rules("spec", obj.get("spec") or {}, None)
+    elif (api_version, kind) == ("serving.kserve.io/v1beta1", "InferenceService"):
+        problems += _inference_service_rules(obj)
     return problems
 
 
@@ -247,8 +257,12 @@ def _metadata_rules(api_version: str, kind: str, metadata: dict[str, Any]) -> li
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
         problems.append("metadata.name: required")
-    elif api_version == "kubeflow.org/v1" or kind in ("Service",) or api_version == "batch.volcano.sh/v1alpha1":
-        # training-operator (and Services' DNS names) want a DNS-1035 label.
+    elif (
+        api_version in ("kubeflow.org/v1", "batch.volcano.sh/v1alpha1")
+        or kind in ("Service",)
+        or (api_version, kind) == ("serving.kserve.io/v1beta1", "InferenceService")
+    ):
+        # training-operator, KServe's webhook (and Services' DNS names) want a DNS-1035 label.
         if len(name) > 63 or not DNS1035_LABEL.match(name):
             problems.append(f"metadata.name: {name!r} is not a DNS-1035 label")
     elif kind == "Namespace":
@@ -369,4 +383,43 @@ def _volcano_job_rules(obj: dict[str, Any]) -> list[str]:
         )
     if _count(spec.get("minAvailable"), 0) > total:
         problems.append(f"spec.minAvailable: {spec.get('minAvailable')} is more than the {total} replicas of all tasks")
+    return problems
+
+
+def _inference_service_rules(obj: dict[str, Any]) -> list[str]:
+    """KServe's InferenceService webhook (v1beta1 validation): what its CRD schema does not hold."""
+    predictor = (obj.get("spec") or {}).get("predictor") or {}
+    if not isinstance(predictor, dict):
+        return []
+    problems: list[str] = []
+    found = [name for name in KSERVE_PREDICTORS if isinstance(predictor.get(name), dict)]
+    if predictor.get("containers"):
+        found.append("containers")
+    if len(found) != 1:
+        problems.append(
+            f"spec.predictor: exactly one of {', '.join((*KSERVE_PREDICTORS, 'containers'))} is required "
+            f"(found {', '.join(found) or 'none'})"
+        )
+    for name in found:
+        if name == "containers":
+            problems += _pod_spec_rules("spec.predictor", predictor, None)
+            continue
+        implementation = predictor[name]
+        if implementation.get("name"):
+            problems.append(f"spec.predictor.{name}.name: not allowed in a standard predictor")
+        protocol = implementation.get("protocolVersion")
+        if protocol is not None and protocol not in KSERVE_PROTOCOLS:
+            problems.append(
+                f"spec.predictor.{name}.protocolVersion: {protocol!r} is not one of {', '.join(KSERVE_PROTOCOLS)}"
+            )
+    minimum, maximum = _count(predictor.get("minReplicas"), 1), _count(predictor.get("maxReplicas"), 0)
+    if minimum < 0:
+        problems.append("spec.predictor.minReplicas: cannot be less than 0")
+    if maximum < 0:
+        problems.append("spec.predictor.maxReplicas: cannot be less than 0")
+    if maximum and minimum > maximum:
+        problems.append(f"spec.predictor.minReplicas: {minimum} is more than maxReplicas {maximum}")
+    canary = predictor.get("canaryTrafficPercent")
+    if isinstance(canary, int) and not isinstance(canary, bool) and not 0 <= canary <= 100:
+        problems.append(f"spec.predictor.canaryTrafficPercent: {canary} is not between 0 and 100")
     return problems

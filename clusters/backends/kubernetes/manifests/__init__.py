@@ -27,8 +27,11 @@ variables the operators set per pod (RANK, TF_CONFIG...). The one per-task
 storage place, summary_dir, is mounted with ``subPathExpr`` built from the
 role and index the operator writes on each pod (read through the downward API).
 
+A served model (a ``ServiceDescription``) becomes a KServe ``serving.kserve.io/v1beta1`` InferenceService in
+its team's namespace (serving).
+
 The modules: names (labels, kinds, names), pods (pod templates), workloads (what a job is submitted as),
-endpoints (Services and the Ingress), team (a team's objects).
+endpoints (Services and the Ingress), team (a team's objects), serving (InferenceServices).
 """
 
 from clusters.backends.kubernetes.manifests.endpoints import (  # noqa: F401
@@ -105,6 +108,22 @@ from clusters.backends.kubernetes.manifests.pods import (  # noqa: F401
     resources,
     summary_mount_path,
     tensorboard_sources,
+)
+from clusters.backends.kubernetes.manifests.serving import (  # noqa: F401
+    ANNOTATION_DEPLOYMENT_MODE,
+    CUSTOM_CONTAINER,
+    CUSTOM_PORT,
+    DEPLOYMENT_MODES,
+    INFERENCE_SERVICE_KIND,
+    KSERVE_FORMATS,
+    KSERVE_GROUP,
+    KSERVE_VERSION,
+    SPLITTING_MODES,
+    inference_service,
+    service_labels,
+    service_observation,
+    service_resources,
+    spec_patch,
 )
 from clusters.backends.kubernetes.manifests.team import (  # noqa: F401
     priority_class,
