@@ -185,6 +185,7 @@ def settle(service_pk: int, observed: dict | None = None) -> None:
             if (rev := getattr(service, role)) is not None
         }
         for role, revision in revisions.items():
+            setattr(service, role, revision)  # one object per revision: what this pass learns, the rest sees
             if local:
                 status, why = local_status(revision, now)
             else:
