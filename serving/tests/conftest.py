@@ -4,6 +4,8 @@ version, and a way to settle services as the site's clock would."""
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from django.conf import settings
 from clusters.backends.contract import storage
 from jobs import services as job_services
 from jobs.models import Job
+from serving.store import S3Store, model_store, reset_model_store
 
 
 def train_iris(folder: Path, *, seed: int = 0, max_iter: int = 200) -> object:
@@ -45,3 +48,47 @@ def finished_job(fake_backend, owner, team) -> Job:
     folder = storage.output_dir(Path(settings.EASYAI_STORAGE_ROOT), job.public_id, "model_dir")
     job.trained = train_iris(folder)
     return job
+
+
+# --- the S3 store, against moto's S3 server on loopback ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(settings, monkeypatch, tmp_path, s3_endpoint) -> Iterator[S3Store]:
+    """A new bucket on the server and the store pointed at it, under the key prefix ``pre/``."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    bucket = f"models-{uuid.uuid4().hex[:12]}"
+    settings.EASYAI_MODEL_STORE = f"s3://{bucket}/pre"
+    settings.EASYAI_S3_ENDPOINT_URL = s3_endpoint
+    reset_model_store()
+    found = model_store()
+    assert isinstance(found, S3Store)
+    found.client.create_bucket(Bucket=bucket)
+    found.raw = found.client  # the test's own look at the bucket, around the store
+    yield found
+    reset_model_store()

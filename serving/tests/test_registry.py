@@ -176,3 +176,26 @@ def test_the_metrics_file_is_read_only_when_it_is_json(finished_job, owner):
     version = services.version_register(user=owner, job=finished_job, name="iris", model_format="sklearn")
     assert version.metrics == {}
     assert json.loads(json.dumps(version.files))
+
+
+def test_on_an_object_store_a_version_is_kept_there_read_back_and_fetched_for_a_local_revision(
+    s3, finished_job, owner, api
+):
+    version = services.version_register(user=owner, job=finished_job, name="iris", model_format="sklearn")
+    keys = sorted(item["Key"] for item in s3.raw.list_objects_v2(Bucket=s3.bucket)["Contents"])
+    assert keys == ["pre/models/vision/iris/1/metrics.json", "pre/models/vision/iris/1/model.joblib"]
+    local = Path(settings.EASYAI_STORAGE_ROOT) / "models" / "vision" / "iris" / "1"
+    assert not local.exists()  # nothing on the portal's disk until a local revision needs it
+
+    answer = api(owner).get("/api/v1/models/vision/iris/versions/1/download/")
+    assert answer.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(b"".join(answer.streaming_content))) as archive:
+        original = (_model_dir(finished_job) / "model.joblib").read_bytes()
+        assert archive.read("model.joblib") == original
+
+    assert model_store().local_dir(version.prefix) == local
+    assert (local / "model.joblib").read_bytes() == original
+    assert model_store().uri(version.prefix).startswith(f"s3://{s3.bucket}/pre/models/vision/iris/1")
+
+    services.version_delete(user=owner, version=version)
+    assert s3.raw.list_objects_v2(Bucket=s3.bucket).get("Contents", []) == []
