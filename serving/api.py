@@ -210,8 +210,12 @@ class ServiceSerializer(serializers.ModelSerializer):
 
     def get_version(self, service: InferenceService) -> int | None:
         """The version it is set to serve (the alias's, when it follows one)."""
-        version = services.target_version(service) if service.alias else service.version
-        return version.number if version else None
+        if service.alias:
+            if hasattr(service, "alias_version"):  # read with the row (selectors.services_visible)
+                return service.alias_version
+            version = services.target_version(service)
+            return version.number if version else None
+        return service.version.number if service.version else None
 
     def get_canary_version(self, service: InferenceService) -> int | None:
         return service.canary_version.number if service.canary_version_id else None
@@ -350,6 +354,25 @@ class _Base(APIView):
             raise Http404(_("Not found."))
         return service
 
+    def act(self, serializer_class, act, *, in_team: bool = False, **known):
+        """The body checked by ``serializer_class``, then ``act`` called with it (a service's field errors are
+        400); ``in_team``: the body's ``team`` (default: the current team) is resolved and passed."""
+        data = serializer_class(data=self.request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        if in_team:
+            known["team"] = _team_of(self.request, fields.pop("team", ""))
+        try:
+            return act(user=self.request.user, **known, **fields)
+        except DjangoValidationError as exc:
+            _raise_validation(exc)
+
+
+def _in_team(request, queryset):
+    """A list, narrowed to one team with ``?team=``."""
+    team = request.query_params.get("team")
+    return queryset.filter(team__slug=team) if team else queryset
+
 
 class ModelListView(_Base):
     @extend_schema(
@@ -357,22 +380,12 @@ class ModelListView(_Base):
         responses=ModelSerializer(many=True),
     )
     def get(self, request):
-        queryset = selectors.models_visible(request.user).prefetch_related("versions")
-        team = request.query_params.get("team")
-        if team:
-            queryset = queryset.filter(team__slug=team)
+        queryset = _in_team(request, selectors.models_visible(request.user).prefetch_related("versions"))
         return Response(ModelSerializer(queryset, many=True).data)
 
     @extend_schema(request=ModelCreateSerializer, responses={201: ModelDetailSerializer})
     def post(self, request):
-        data = ModelCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        team = _team_of(request, fields.pop("team", ""))
-        try:
-            model = services.model_create(user=request.user, team=team, **fields)
-        except DjangoValidationError as exc:
-            _raise_validation(exc)
+        model = self.act(ModelCreateSerializer, services.model_create, in_team=True)
         fresh = self.model(model.team.slug, model.name)
         return Response(ModelDetailSerializer(fresh).data, status=status.HTTP_201_CREATED)
 
@@ -384,13 +397,7 @@ class ModelDetailView(_Base):
 
     @extend_schema(request=ModelUpdateSerializer, responses=ModelDetailSerializer)
     def patch(self, request, team, name):
-        model = self.model(team, name)
-        data = ModelUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        try:
-            services.model_update(user=request.user, model=model, **data.validated_data)
-        except DjangoValidationError as exc:
-            _raise_validation(exc)
+        self.act(ModelUpdateSerializer, services.model_update, model=self.model(team, name))
         return Response(ModelDetailSerializer(self.model(team, name)).data)
 
     @extend_schema(responses={204: None})
@@ -444,7 +451,7 @@ class VersionListView(_Base):
 class VersionDetailView(_Base):
     def _version(self, team, name, number) -> ModelVersion:
         model = self.model(team, name)
-        version = next((v for v in model.versions.all() if v.number == number), None)
+        version = next((v for v in model.versions.all() if v.number == int(number)), None)
         if version is None:
             raise Http404(_("Not found."))
         return version
@@ -578,22 +585,11 @@ class ServiceListView(_Base):
         responses=ServiceSerializer(many=True),
     )
     def get(self, request):
-        queryset = selectors.services_visible(request.user)
-        team = request.query_params.get("team")
-        if team:
-            queryset = queryset.filter(team__slug=team)
-        return Response(ServiceSerializer(queryset, many=True).data)
+        return Response(ServiceSerializer(_in_team(request, selectors.services_visible(request.user)), many=True).data)
 
     @extend_schema(request=ServiceCreateSerializer, responses={201: ServiceDetailSerializer})
     def post(self, request):
-        data = ServiceCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        team = _team_of(request, fields.pop("team", ""))
-        try:
-            service = services.service_create(user=request.user, team=team, **fields)
-        except DjangoValidationError as exc:
-            _raise_validation(exc)
+        service = self.act(ServiceCreateSerializer, services.service_create, in_team=True)
         fresh = self.service(service.team.slug, service.name)
         return Response(ServiceDetailSerializer(fresh).data, status=status.HTTP_201_CREATED)
 
@@ -605,13 +601,7 @@ class ServiceDetailView(_Base):
 
     @extend_schema(request=ServiceUpdateSerializer, responses=ServiceDetailSerializer)
     def patch(self, request, team, name):
-        service = self.service(team, name)
-        data = ServiceUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        try:
-            services.service_update(user=request.user, service=service, **data.validated_data)
-        except DjangoValidationError as exc:
-            _raise_validation(exc)
+        self.act(ServiceUpdateSerializer, services.service_update, service=self.service(team, name))
         return Response(ServiceDetailSerializer(self.service(team, name)).data)
 
     @extend_schema(responses={204: None})
@@ -623,13 +613,7 @@ class ServiceDetailView(_Base):
 class ServiceCanaryView(_Base):
     @extend_schema(request=CanarySerializer, responses=ServiceDetailSerializer)
     def post(self, request, team, name):
-        service = self.service(team, name)
-        data = CanarySerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        try:
-            services.service_canary(user=request.user, service=service, **data.validated_data)
-        except DjangoValidationError as exc:
-            _raise_validation(exc)
+        self.act(CanarySerializer, services.service_canary, service=self.service(team, name))
         return Response(ServiceDetailSerializer(self.service(team, name)).data)
 
 
