@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from easyai_cli import __version__, account, files, jobs, logs, shell, specs
+from easyai_cli import __version__, account, files, jobs, logs, models, shell, specs
 from easyai_cli import config as config_module
 from easyai_cli.client import CLIError
 from easyai_cli.context import Context
@@ -311,11 +311,292 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", nargs="?", metavar="DEST", help="where in the workspace (a folder when it ends with /)")
     p.add_argument("--public", action="store_true", help="into the public workspace, shared by every user")
     p.add_argument("--format", choices=("json", "yaml"), help="print what was uploaded as JSON or YAML")
+
+    _model_commands(sub)
+    _serve_commands(sub)
     return parser
+
+
+MODEL_HELP = "the model's name in your current team (or TEAM/NAME)"
+SERVICE_HELP = "the service's name in your current team (or TEAM/NAME)"
+
+
+def _team_option(parser: argparse.ArgumentParser, *, listing: bool = False, output: bool = True) -> None:
+    if listing:
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument("--team", help="this team's (default: your current team)")
+        group.add_argument("-A", "--all-teams", action="store_true", help="of every team you can see")
+    else:
+        parser.add_argument("--team", help="the team the name is in (default: your current team)")
+    if output:
+        parser.add_argument("-o", "--output", choices=("json", "yaml"), help="print the result as JSON or YAML")
+
+
+def _model_commands(sub: argparse._SubParsersAction) -> None:
+    p = _command(
+        sub,
+        "model",
+        _model_usage,
+        "the model registry: push or register versions, alias them, pull them",
+        "easyai model push ./iris --name iris --format sklearn\n"
+        "easyai model get iris\n"
+        "easyai model alias iris production 2\n"
+        "easyai model pull iris@production -o ./iris-prod",
+    )
+    group = p.add_subparsers(title="model commands", metavar="COMMAND")
+
+    q = _command(
+        group,
+        "list",
+        models.model_list,
+        "your team's registered models",
+        "easyai model list\neasyai model list -A",
+        aliases=["ls"],
+    )
+    _team_option(q, listing=True)
+
+    q = _command(
+        group,
+        "get",
+        models.model_get,
+        "show a model: its versions with their metrics side by side, its aliases and their history",
+        "easyai model get iris\neasyai model get iris --version 2      # its files, digest and lineage",
+    )
+    q.add_argument("name", metavar="NAME", help=MODEL_HELP)
+    q.add_argument("--version", type=_positive, metavar="N", help="one version: its files, digest and lineage")
+    _team_option(q)
+
+    q = _command(
+        group,
+        "register",
+        models.model_register,
+        "register a job's model folder as the model's next version (the model is made on first use)",
+        "easyai model register j-3k9x2m4q --name iris --format sklearn\n"
+        "easyai model register mnist --name mnist --path model_dir/best --format torchscript --metrics '{\"acc\": 0.98}'",
+        description="Register a job's model folder as the next version of a model of the job's team (made on first "
+        "use). The files are copied into the registry, with their sha256 digests and the job's lineage.",
+    )
+    q.add_argument("job", metavar="JOB", help=JOB_HELP)
+    q.add_argument("--name", required=True, help="the model's name: lowercase letters, digits and '-'")
+    q.add_argument("--path", default="model_dir", help="model_dir (default) or a folder below it, e.g. model_dir/best")
+    _version_options(q)
+    q.add_argument("--team", help="the job's team (default: the job's own)")
+    q.add_argument("-o", "--output", choices=("json", "yaml"), help="print the new version as JSON or YAML")
+
+    q = _command(
+        group,
+        "push",
+        models.model_push,
+        "push a local folder as the model's next version (the model is made on first use)",
+        "easyai model push ./iris --name iris --format sklearn --metrics '{\"accuracy\": 0.97}'",
+        description="Push a local folder as the next version of a model (made on first use): it is zipped into a "
+        "temporary file and streamed to the portal, which checks it holds a model of the format.",
+    )
+    q.add_argument("dir", metavar="DIR", help="the folder holding the model's files")
+    q.add_argument("--name", required=True, help="the model's name (or TEAM/NAME)")
+    _version_options(q)
+    _team_option(q)
+
+    q = _command(
+        group,
+        "pull",
+        models.model_pull,
+        "download a version's files into a folder",
+        "easyai model pull iris                   # the latest version, into ./iris-N\n"
+        "easyai model pull iris:2 -o ./model\n"
+        "easyai model pull iris@production -o ./model",
+        description="Download a version's files into DIR (default ./NAME-VERSION). Every file is checked against "
+        "the version's size and sha256 before it is put in place; same-named files in DIR are replaced.",
+    )
+    q.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]", help="the model, and the version or alias (default: latest)")
+    q.add_argument("-o", "--output-dir", dest="dest", metavar="DIR", help="where to put the files")
+    q.add_argument("--team", help="the team the model is in (default: your current team)")
+
+    q = _command(
+        group,
+        "alias",
+        models.model_alias,
+        "point an alias (production, staging, ...) at a version, or delete it; services following it move too",
+        "easyai model alias iris production 2\neasyai model alias iris staging --delete",
+    )
+    q.add_argument("name", metavar="NAME", help=MODEL_HELP)
+    q.add_argument("alias", metavar="ALIAS", help="the alias: lowercase letters, digits and '-'")
+    q.add_argument("version", metavar="VERSION", nargs="?", type=_positive, help="the version it points at")
+    q.add_argument("--delete", action="store_true", help="delete the alias instead")
+    q.add_argument("--team", help="the team the model is in (default: your current team)")
+
+    q = _command(
+        group,
+        "delete",
+        models.model_delete,
+        "delete a version, or the model with every version (refused while a service uses them)",
+        "easyai model delete iris --version 1\neasyai model delete iris",
+    )
+    q.add_argument("name", metavar="NAME", help=MODEL_HELP)
+    q.add_argument("--version", type=_positive, metavar="N", help="only this version")
+    q.add_argument("--team", help="the team the model is in (default: your current team)")
+
+
+def _version_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        required=True,
+        help="sklearn, xgboost, onnx, torchscript, pytorch, tensorflow, huggingface or custom",
+    )
+    parser.add_argument(
+        "--metrics",
+        metavar="JSON",
+        help="names to numbers, e.g. '{\"accuracy\": 0.97}' (@FILE reads a "
+        "file); a metrics.json in the folder counts too, these win",
+    )
+    parser.add_argument("--description", help="a line about this version")
+
+
+def _serve_commands(sub: argparse._SubParsersAction) -> None:
+    p = _command(
+        sub,
+        "serve",
+        _serve_usage,
+        "inference services: serve a model's version, split traffic to a canary, promote, roll back",
+        "easyai serve create iris --model iris --alias production\n"
+        "easyai serve get iris\n"
+        "easyai serve canary iris --version 3 --percent 10\n"
+        "easyai serve predict iris --data '{\"instances\": [[5.1, 3.5, 1.4, 0.2]]}'",
+    )
+    group = p.add_subparsers(title="serve commands", metavar="COMMAND")
+
+    q = _command(
+        group,
+        "create",
+        models.serve_create,
+        "serve a model: its latest version, a fixed one (--version) or the one an alias points at (--alias)",
+        "easyai serve create iris --model iris --version 2\n"
+        "easyai serve create iris-prod --model iris --alias production --cpu 2 --memory 4Gi --max-replicas 3",
+    )
+    q.add_argument("name", metavar="NAME", help="the service's name: lowercase letters, digits and '-'")
+    q.add_argument("--model", required=True, help="the model's name in the team")
+    which = q.add_mutually_exclusive_group()
+    which.add_argument("--version", type=_positive, metavar="N", help="serve this version (default: the latest)")
+    which.add_argument("--alias", help="follow this alias: the service moves when the alias does")
+    q.add_argument("--cluster", help="the cluster to serve on (default: the portal's default cluster)")
+    q.add_argument("--cpu", default="1", help="CPUs per replica, e.g. 1 or 500m (default 1)")
+    q.add_argument("--memory", default="2Gi", help="memory per replica (default 2Gi)")
+    q.add_argument("--gpu", type=_not_negative, default=0, metavar="N", help="GPUs per replica (default 0)")
+    q.add_argument("--min-replicas", type=_not_negative, default=1, metavar="N", help="(default 1)")
+    q.add_argument("--max-replicas", type=_positive, default=1, metavar="N", help="(default 1)")
+    q.add_argument("--public", action="store_true", help="anyone may call it without a token (team admins only)")
+    _team_option(q)
+
+    q = _command(
+        group, "list", models.serve_list, "your team's inference services", "easyai serve list -A", aliases=["ls"]
+    )
+    _team_option(q, listing=True)
+
+    q = _command(
+        group,
+        "get",
+        models.serve_get,
+        "show a service: state, URL, traffic split, revisions, calls and latency, the gRPC address",
+        "easyai serve get iris\neasyai serve get iris -o json",
+    )
+    q.add_argument("name", metavar="NAME", help=SERVICE_HELP)
+    _team_option(q)
+
+    q = _command(
+        group,
+        "canary",
+        models.serve_canary,
+        "start a version as a canary that takes a share of the calls once it answers",
+        "easyai serve canary iris --version 3 --percent 10",
+    )
+    q.add_argument("name", metavar="NAME", help=SERVICE_HELP)
+    q.add_argument("--version", type=_positive, required=True, metavar="N", help="the version to try")
+    q.add_argument("--percent", type=_not_negative, required=True, metavar="P", help="its share of the calls, 0-100")
+    _team_option(q)
+
+    for name, handler, verb, example in (
+        (
+            "promote",
+            models.serve_promote,
+            "the ready canary takes every call (an alias followed moves to it)",
+            "easyai serve promote iris",
+        ),
+        (
+            "rollback",
+            models.serve_rollback,
+            "drop the canary; without one, serve the version served before",
+            "easyai serve rollback iris",
+        ),
+    ):
+        q = _command(group, name, handler, verb, example)
+        q.add_argument("name", metavar="NAME", help=SERVICE_HELP)
+        _team_option(q)
+
+    q = _command(
+        group,
+        "set",
+        models.serve_set,
+        "change what a service serves (a version, or an alias to follow) or its resources",
+        "easyai serve set iris --version 3\neasyai serve set iris --alias production\neasyai serve set iris --cpu 2",
+        description="Change what a service serves or how. A new revision starts and takes the calls only once it "
+        "answers; until then the old one serves.",
+    )
+    q.add_argument("name", metavar="NAME", help=SERVICE_HELP)
+    which = q.add_mutually_exclusive_group()
+    which.add_argument("--version", type=_positive, metavar="N", help="serve this version")
+    which.add_argument("--alias", help="follow this alias")
+    q.add_argument("--cpu", help="CPUs per replica")
+    q.add_argument("--memory", help="memory per replica")
+    q.add_argument("--gpu", type=_not_negative, metavar="N", help="GPUs per replica")
+    q.add_argument("--min-replicas", type=_not_negative, metavar="N")
+    q.add_argument("--max-replicas", type=_positive, metavar="N")
+    _team_option(q)
+
+    q = _command(
+        group,
+        "predict",
+        models.serve_predict,
+        "call a service once through the portal and print its answer",
+        "easyai serve predict iris --data '{\"instances\": [[5.1, 3.5, 1.4, 0.2]]}'\n"
+        "easyai serve predict iris --v2 --data @request.json",
+        description="Call a service once through the portal, as its URL would be called, and print the model "
+        "server's answer (the revision that answered and the latency go to stderr). Exits 1 when the model server "
+        "answered with an error.",
+    )
+    q.add_argument("name", metavar="NAME", help=SERVICE_HELP)
+    q.add_argument(
+        "--data",
+        "-d",
+        required=True,
+        metavar="JSON",
+        help="the request body: JSON text, @FILE, or - for standard input",
+    )
+    q.add_argument("--v2", action="store_true", help='the V2 (Open Inference) protocol: {"inputs": [...]}')
+    _team_option(q)
+
+    q = _command(group, "delete", models.serve_delete, "stop and delete a service", "easyai serve delete iris")
+    q.add_argument("name", metavar="NAME", help=SERVICE_HELP)
+    q.add_argument("--team", help="the team the service is in (default: your current team)")
 
 
 def _team_usage(ctx: Context, args: argparse.Namespace) -> int:
     raise CLIError("say what to do with teams: easyai team list | easyai team use SLUG", code=2)
+
+
+def _model_usage(ctx: Context, args: argparse.Namespace) -> int:
+    raise CLIError(
+        "say what to do with models: easyai model list | get | register | push | pull | alias | delete "
+        "(see easyai model --help)",
+        code=2,
+    )
+
+
+def _serve_usage(ctx: Context, args: argparse.Namespace) -> int:
+    raise CLIError(
+        "say what to do with services: easyai serve create | list | get | canary | promote | rollback | "
+        "set | predict | delete (see easyai serve --help)",
+        code=2,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
