@@ -36,16 +36,22 @@ class _PermanentRedirect(HttpResponseRedirect):
 @csrf_exempt  # it changes nothing: every method is only sent on
 def serving_redirect(request: HttpRequest, team: str, name: str, rest: str = "") -> HttpResponse:
     """``/serving/…`` asked of the portal: the same path on the endpoint origin (308, method and body kept)."""
-    base = serving_origin()
-    query = request.META.get("QUERY_STRING", "")
-    return _PermanentRedirect(f"{base}{request.path}" + (f"?{query}" if query else ""))
+    # The path quoted again (request.path is decoded): an encoded '?' or '#' in it stays part of the path there.
+    return _PermanentRedirect(serving_origin() + request.get_full_path())
+
+
+def _current_team(request: HttpRequest):
+    """The user's current team, or None. ``request.team`` is a lazy object, never None itself: one that wraps
+    None (a user in no team, a platform admin who chose none) cannot be compared or filtered on."""
+    team = getattr(request, "team", None)
+    return team if team else None
 
 
 def _team_scope(request: HttpRequest):
     """(the team whose objects are listed or None for all of mine, whether all were asked)."""
     if request.GET.get("team") == "all":
         return None, True
-    return getattr(request, "team", None), False
+    return _current_team(request), False
 
 
 # --- models -----------------------------------------------------------------------------------------------------
@@ -54,7 +60,7 @@ def _team_scope(request: HttpRequest):
 @login_required
 def model_list(request: HttpRequest) -> HttpResponse:
     team, all_teams = _team_scope(request)
-    queryset = selectors.models_visible(request.user).prefetch_related("versions", "aliases__version")
+    queryset = selectors.models_visible(request.user).prefetch_related("aliases__version")
     if team is not None:
         queryset = queryset.filter(team=team)
     return render(
@@ -153,7 +159,7 @@ def model_register(request: HttpRequest) -> HttpResponse:
             else:
                 version = services.version_push(
                     user=request.user,
-                    team=getattr(request, "team", None),
+                    team=_current_team(request),
                     name=data["name"],
                     archive=data["archive"],
                     model_format=data["format"],
@@ -189,7 +195,7 @@ def service_list(request: HttpRequest) -> HttpResponse:
     errors: dict = {}
     if request.method == "POST" and form.is_valid():
         try:
-            service = services.service_create(user=request.user, team=getattr(request, "team", None), **form.cleaned_data)
+            service = services.service_create(user=request.user, team=_current_team(request), **form.cleaned_data)
         except ValidationError as exc:
             errors = exc.message_dict
         else:
