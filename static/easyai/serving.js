@@ -14,15 +14,22 @@
       return;
     }
     answer.textContent = "…";
-    const response = await fetch(form.dataset.url, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {
-        "Content-Type": "application/json",
-        "X-CSRFToken": form.elements.csrfmiddlewaretoken.value,
-      },
-      body: JSON.stringify({ protocol: form.elements.protocol.value, body: body }),
-    });
+    let response;
+    try {
+      response = await fetch(form.dataset.url, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          "Content-Type": "application/json",
+          "X-CSRFToken": form.elements.csrfmiddlewaretoken.value,
+        },
+        body: JSON.stringify({ protocol: form.elements.protocol.value, body: body }),
+      });
+    } catch (error) {
+      // The portal could not be reached (offline, restarting): say so rather than wait forever.
+      answer.textContent = "The call could not be sent: " + error.message;
+      return;
+    }
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
       answer.textContent = response.status + " " + (data.detail || JSON.stringify(data));
