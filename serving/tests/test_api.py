@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from clusters.backends.contract import storage
 from jobs.models import Job
-from serving import services
+from serving import runtime, services
 from serving.models import (
     AliasMove,
     InferenceService,
@@ -336,6 +336,7 @@ def test_a_pull_token_downloads_its_teams_versions(api, people, iris):
         assert sorted(unzipped.namelist()) == ["metrics.json", "model.joblib"]
         assert unzipped.read("model.joblib") == stored
     assert client.get(f"{MODEL}versions/1/files/nothere.bin").status_code == 404
+    assert client.get(f"{MODEL}versions/1/files/../2/model.joblib").status_code == 404
     assert client.get(f"{MODEL}versions/7/download/").status_code == 404
     assert PullToken.objects.get().last_used_at is not None
 
@@ -547,6 +548,27 @@ def test_deleting_a_model_or_an_alias_in_use_names_the_service(api, people, serv
     assert refused.status_code == 409 and "vision/prod" in refused.json()["detail"]
     assert snapshot() == before
     assert model_store().list("models/vision/iris/1")
+
+
+@pytest.mark.xfail(
+    reason="serving/services.py version_delete (_services_using) looks only at versions set or served, not at the "
+    "aliases services follow: it deletes the alias from under the service",
+    strict=True,
+)
+def test_deleting_the_version_a_followed_alias_points_at_is_409_even_when_nothing_serves(api, people, iris, settings):
+    followed = api(people["owner"]).post(
+        "/api/v1/services/", {"name": "prod", "model": "iris", "alias": "production"}, format="json"
+    )
+    assert followed.status_code == 201
+    # Its first revision never answers (its job never came): it takes no traffic, and nothing serves.
+    settings.EASYAI_SERVING_START_TIMEOUT = 0
+    runtime.settle(InferenceService.objects.get(name="prod").pk)
+    assert InferenceService.objects.get(name="prod").state == "failed"
+    before = snapshot()
+    response = api(people["owner"]).delete(f"{MODEL}versions/1/")
+    assert response.status_code == 409, response.status_code
+    assert "vision/prod" in response.json()["detail"]
+    assert snapshot() == before
 
 
 def ready(revision: Revision) -> None:
