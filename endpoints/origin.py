@@ -209,9 +209,15 @@ def state_cookie(value: str, prefix: str) -> bytes:
 def ticket_issue(user: Any, job_id: str, task: str, name: str, state: str) -> str:
     """A ticket for this user to this one endpoint, for the browser holding this state (the caller has asked
     the permission module)."""
+    return ticket_for_key(user, endpoint_key(job_id, task, name), state)
+
+
+def ticket_for_key(user: Any, key: str, state: str) -> str:
+    """A ticket for whatever the endpoint origin serves under ``key`` (an endpoint's, or another app's path
+    such as an inference service's ``serving/{team}/{name}``)."""
     payload = {
         "u": user.pk,
-        "e": endpoint_key(job_id, task, name),
+        "e": key,
         "h": _auth_hash(user),
         "s": state,
         "n": secrets.token_hex(8),

@@ -19,6 +19,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.utils.translation import gettext as _
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
@@ -313,6 +314,16 @@ class PullTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request):
         return "Bearer"
+
+
+class PullTokenScheme(OpenApiAuthenticationExtension):
+    """The pull token in the OpenAPI schema: a bearer token that reads one team's model files."""
+
+    target_class = "serving.api.PullTokenAuthentication"
+    name = "pullToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "A team's pull token (eam_…): its models' files"}
 
 
 class UserOrPullToken(BasePermission):

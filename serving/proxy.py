@@ -3,7 +3,9 @@
 Every backend answers at this one URL, with the model server's own protocols under it: KServe V1
 (``POST …/v1/models/{service}:predict``) and the Open Inference Protocol V2 (``POST …/v2/models/{service}/infer``,
 ``GET …/v2/health/ready``). Who may call (``serving/traffic.py``): whoever may view the service, with an API
-token in the Authorization header; anyone when a team admin made it public. Each call goes to one revision,
+token in the Authorization header or, in a browser, with the service's credential cookie (the endpoint
+origin's sign-in: an anonymous page load goes to the portal, which sends it back with a ticket for this
+service, ``endpoints/origin.py``); anyone when a team admin made it public. Each call goes to one revision,
 drawn by weight (the canary's share), so a canary at 20 % gets a fifth of the calls; the model server's answer
 (a 400 for a malformed body included) passes through as it is. The route is asked again within
 ``ROUTE_FOR_S``, so a promoted canary or a revoked membership bites within seconds. Calls and their latency
@@ -16,9 +18,11 @@ import json
 import logging
 import time
 from typing import Any
+from urllib.parse import quote
 
 from channels.db import database_sync_to_async
 
+from endpoints import origin as endpoint_origin
 from endpoints.proxy import client_session
 from serving import services, traffic
 
@@ -37,6 +41,66 @@ _flushing: dict[str, Any] = {"at": 0.0}
 
 def forget_routes() -> None:
     _routes.clear()
+
+
+def service_key(team: str, name: str) -> str:
+    """What a ticket and a credential cookie for this service name (endpoints/origin.py)."""
+    return f"serving/{team}/{name}"
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _raw_path(scope: dict[str, Any]) -> str:
+    return (scope.get("raw_path") or quote(scope["path"]).encode()).decode("latin-1")
+
+
+async def _cookie_user(scope: dict[str, Any], key: str) -> Any:
+    """The user of this service's credential cookie, or None."""
+    for value in endpoint_origin.credentials_in(_header(scope, b"cookie")):
+        payload = endpoint_origin.credential_read(value, key)
+        if payload is not None:
+            user = await database_sync_to_async(endpoint_origin.user_of)(payload)
+            if user is not None:
+                return user
+    return None
+
+
+async def _redirect(send: Any, location: str, cookies: list[bytes], message: str) -> None:
+    headers = [(b"location", location.encode("latin-1")), (b"cache-control", b"no-store")]
+    headers += [(b"set-cookie", cookie) for cookie in cookies]
+    await _answer(send, 302, message, headers)
+
+
+async def _exchange(scope: dict[str, Any], send: Any, key: str, ticket: str) -> None:
+    """The portal's ticket becomes this service's credential cookie; then the clean URL."""
+    prefix = f"/{key}/"
+    query = endpoint_origin.without_ticket(scope.get("query_string", b"").decode("latin-1"))
+    clean = _raw_path(scope) + (f"?{query}" if query else "")
+    try:
+        states = endpoint_origin.states_in(_header(scope, b"cookie"))
+        payload = await database_sync_to_async(endpoint_origin.ticket_redeem)(ticket, key, states)
+        if await database_sync_to_async(endpoint_origin.user_of)(payload) is None:
+            raise endpoint_origin.Refused("This link was made for a sign-in that has ended.")
+    except endpoint_origin.Refused as refused:
+        await _answer(send, 403, f"{refused} Open it again from the portal: {endpoint_origin.portal_url(clean)}")
+        return
+    cookie = endpoint_origin.credential_cookie(endpoint_origin.credential_issue(payload), prefix)
+    await _redirect(send, clean, [cookie, endpoint_origin.state_cookie("", prefix)], "Signed in to this service.")
+
+
+async def _to_portal(scope: dict[str, Any], send: Any, key: str) -> None:
+    """A browser without a credential: to the portal, which signs it in and sends it back with a ticket."""
+    state = endpoint_origin.state_new()
+    query = scope.get("query_string", b"").decode("latin-1")
+    portal = endpoint_origin.with_param(
+        endpoint_origin.portal_url(_raw_path(scope) + (f"?{query}" if query else "")), endpoint_origin.STATE_PARAM, state
+    )
+    await _redirect(send, portal, [endpoint_origin.state_cookie(state, f"/{key}/")], "Sign in through the portal.")
 
 
 async def _route(scope: dict[str, Any]) -> traffic.Route:
@@ -119,9 +183,28 @@ class ServingProxy:
             return
         kwargs = scope["url_route"]["kwargs"]
         rest = kwargs.get("rest") or "/"
+        key = service_key(kwargs["team"], kwargs["service"])
+        query = scope.get("query_string", b"").decode("latin-1")
+        if endpoint_origin.TICKET_PARAM in query and scope["method"] == "GET":
+            await _exchange(scope, send, key, endpoint_origin.ticket_in(query))
+            return
+        user = scope.get("user")
+        if (user is None or not user.is_authenticated) and endpoint_origin.COOKIE_NAME in _header(scope, b"cookie"):
+            cookie_user = await _cookie_user(scope, key)
+            if cookie_user is not None:
+                refusal = endpoint_origin.cross_site_refusal(
+                    scope["method"], _header(scope, b"host"), _header(scope, b"sec-fetch-site"), _header(scope, b"origin")
+                )
+                if refusal:
+                    await _answer(send, 403, refusal)
+                    return
+                scope = dict(scope, user=cookie_user)
         try:
             route = await _route(scope)
         except traffic.Refused as refused:
+            if refused.status == 401 and scope["method"] == "GET" and "text/html" in _header(scope, b"accept"):
+                await _to_portal(scope, send, key)
+                return
             extra = [(b"www-authenticate", b"Token")] if refused.status == 401 else []
             if refused.status == 503:
                 extra.append((b"retry-after", b"2"))

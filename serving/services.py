@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from clusters.backends.contract import storage
 from clusters.backends.contract.quantity import parse_cpu, parse_memory, whole_number
@@ -49,7 +50,9 @@ from teams.models import Team
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", re.ASCII)  # DNS-1123 label
-NAME_MESSAGE = "Lowercase letters, digits and '-', starting and ending with a letter or digit, at most %(max)s."
+NAME_MESSAGE = gettext_noop(
+    "Lowercase letters, digits and '-', starting and ending with a letter or digit, at most %(max)s."
+)
 MAX_TAGS = 50
 MAX_METRICS = 200
 MAX_REPLICAS = 100
@@ -425,6 +428,15 @@ def version_delete(*, user, version: ModelVersion) -> None:
     with transaction.atomic():
         RegisteredModel.objects.select_for_update().get(pk=version.model_id)
         users = _services_using([version])
+        # A service following an alias that points here is set to this version, serving or not.
+        aliases = ModelAlias.objects.filter(version=version).values_list("name", flat=True)
+        users += [
+            s
+            for s in InferenceService.objects.filter(model_id=version.model_id, alias__in=list(aliases)).select_related(
+                "team"
+            )
+            if s not in users
+        ]
         if users:
             raise _in_use_refusal(users)
         for alias in ModelAlias.objects.filter(version=version):

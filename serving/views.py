@@ -11,19 +11,23 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.encoding import escape_uri_path
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
+from endpoints import origin as endpoint_origin
 from jobs.models import Job
 from serving import selectors, services
 from serving.api import grpc_of, traffic_split
 from serving.forms import CanaryForm, RegisterForm, ServiceForm
 from serving.models import FORMAT_CHOICES, InferenceService, serving_origin
+from serving.proxy import service_key
 from teams import permissions
 from teams.exceptions import ActionRefused
 from teams.permissions import Action
@@ -35,9 +39,28 @@ class _PermanentRedirect(HttpResponseRedirect):
 
 @csrf_exempt  # it changes nothing: every method is only sent on
 def serving_redirect(request: HttpRequest, team: str, name: str, rest: str = "") -> HttpResponse:
-    """``/serving/…`` asked of the portal: the same path on the endpoint origin (308, method and body kept)."""
+    """``/serving/…`` asked of the portal: the same path on the endpoint origin (308, method and body kept).
+
+    A signed-in browser's GET that the serving origin sent here with its state (it had no credential for the
+    service) goes back with a ticket for this one service, once the permission module says it may view it.
+    """
+    raw_query = request.META.get("QUERY_STRING", "")
+    state = endpoint_origin.state_in(raw_query)
     # The path quoted again (request.path is decoded): an encoded '?' or '#' in it stays part of the path there.
-    return _PermanentRedirect(serving_origin() + request.get_full_path())
+    query = endpoint_origin.without_ticket(raw_query)
+    target = serving_origin() + escape_uri_path(request.path) + (f"?{query}" if query else "")
+    if request.method != "GET" or not state or "HTTP_AUTHORIZATION" in request.META:
+        return _PermanentRedirect(target)
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    service = selectors.services_visible(request.user).filter(team__slug=team, name=name).first()
+    if service is None:
+        raise Http404(_("Not found."))
+    ticket = endpoint_origin.ticket_for_key(request.user, service_key(team, name), state)
+    response = HttpResponseRedirect(endpoint_origin.with_ticket(target, ticket))
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def _current_team(request: HttpRequest):

@@ -550,11 +550,6 @@ def test_deleting_a_model_or_an_alias_in_use_names_the_service(api, people, serv
     assert model_store().list("models/vision/iris/1")
 
 
-@pytest.mark.xfail(
-    reason="serving/services.py version_delete (_services_using) looks only at versions set or served, not at the "
-    "aliases services follow: it deletes the alias from under the service",
-    strict=True,
-)
 def test_deleting_the_version_a_followed_alias_points_at_is_409_even_when_nothing_serves(api, people, iris, settings):
     followed = api(people["owner"]).post(
         "/api/v1/services/", {"name": "prod", "model": "iris", "alias": "production"}, format="json"
