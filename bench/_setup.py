@@ -7,7 +7,9 @@ and dropped, the real one is never touched); without it, from SQLite.
 from __future__ import annotations
 
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,3 +60,30 @@ def timed(func, repeat: int) -> list[float]:
         func()
         samples.append(time.perf_counter() - start)
     return samples
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_daphne(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    """The portal in daphne (the server ``manage.py serve`` runs), in a subprocess on a free port, once it listens."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "easyai_site.asgi:application"],
+        cwd=ROOT,
+        env=env if env is not None else dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process, port
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"daphne did not start: {process.stderr.read().decode()[-2000:]}") from None
+            time.sleep(0.05)

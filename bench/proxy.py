@@ -25,9 +25,7 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +47,7 @@ os.environ.pop("REDIS_URL", None)
 
 import aiohttp  # noqa: E402
 import django  # noqa: E402
+from _setup import start_daphne  # noqa: E402
 
 from easyai_site.prepare import prepare  # noqa: E402
 
@@ -56,32 +55,6 @@ prepare()  # var/ and its secret key, as the portal's entry points make them (th
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_daphne() -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "easyai_site.asgi:application"],
-        cwd=REPO,
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"daphne did not start: {process.stderr.read().decode()[-2000:]}") from None
-            time.sleep(0.05)
 
 
 def start_notebook():

@@ -22,9 +22,7 @@ import argparse
 import asyncio
 import io
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +43,7 @@ os.environ.pop("REDIS_URL", None)
 
 import aiohttp  # noqa: E402
 import django  # noqa: E402
+from _setup import start_daphne  # noqa: E402
 
 from easyai_site.prepare import prepare  # noqa: E402
 
@@ -54,32 +53,6 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 
 BODY = b'{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]}'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_daphne() -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "easyai_site.asgi:application"],
-        cwd=REPO,
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"daphne did not start: {process.stderr.read().decode()[-2000:]}") from None
-            time.sleep(0.05)
 
 
 def model_archive() -> bytes:

@@ -12,16 +12,10 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
+from endpoints.proxy import Refused
 from serving.models import InferenceService, Revision, RevisionState
 from serving.specs import PREDICTOR_TASK
 from teams import permissions
-
-
-class Refused(Exception):  # noqa: N818 - reads as what happened
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)

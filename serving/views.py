@@ -70,6 +70,15 @@ def _current_team(request: HttpRequest):
     return team if team else None
 
 
+def _say_refused(request: HttpRequest, exc: Exception) -> None:
+    """A service's refusal as messages on the page it redirects to: each field's problem, or the reason."""
+    if isinstance(exc, ValidationError) and hasattr(exc, "error_dict"):
+        for field, problems in exc.message_dict.items():
+            messages.error(request, f"{field}: {' '.join(problems)}")
+    else:
+        messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
+
+
 def _team_scope(request: HttpRequest):
     """(the team whose objects are listed or None for all of mine, whether all were asked)."""
     if request.GET.get("team") == "all":
@@ -141,11 +150,8 @@ def model_alias(request: HttpRequest, team: str, name: str) -> HttpResponse:
             user=request.user, model=model, alias=request.POST.get("alias", ""), number=request.POST.get("version")
         )
         messages.success(request, _("Alias %(alias)s moved.") % {"alias": request.POST.get("alias", "")})
-    except ValidationError as exc:
-        for field, problems in exc.message_dict.items():
-            messages.error(request, f"{field}: {' '.join(problems)}")
-    except ActionRefused as exc:
-        messages.error(request, str(exc))
+    except (ValidationError, ActionRefused) as exc:
+        _say_refused(request, exc)
     return redirect("model-detail", team=team, name=name)
 
 
@@ -295,9 +301,6 @@ def service_action(request: HttpRequest, team: str, name: str, action: str) -> H
             return redirect("service-list")
         else:
             raise Http404(_("Not found."))
-    except ValidationError as exc:
-        for field, problems in exc.message_dict.items():
-            messages.error(request, f"{field}: {' '.join(problems)}")
-    except ActionRefused as exc:
-        messages.error(request, str(exc))
+    except (ValidationError, ActionRefused) as exc:
+        _say_refused(request, exc)
     return redirect("service-detail", team=team, name=name)

@@ -14,6 +14,7 @@ from django.conf import settings
 from clusters.backends.contract import storage
 from jobs import services as job_services
 from jobs.models import Job
+from serving import services
 from serving.store import S3Store, model_store, reset_model_store
 
 
@@ -48,6 +49,24 @@ def finished_job(fake_backend, owner, team) -> Job:
     folder = storage.output_dir(Path(settings.EASYAI_STORAGE_ROOT), job.public_id, "model_dir")
     job.trained = train_iris(folder)
     return job
+
+
+@pytest.fixture
+def iris(finished_job, people):
+    """The owner's model vision/iris: version 1 (metrics.json's accuracy), version 2 (given metrics), production → 1."""
+    owner = people["owner"]
+    model = services.version_register(user=owner, job=finished_job, name="iris", model_format="sklearn").model
+    services.version_register(
+        user=owner, job=finished_job, name="iris", model_format="sklearn", metrics={"accuracy": 0.5, "f1": 0.4}
+    )
+    services.alias_set(user=owner, model=model, alias="production", number=1)
+    return model
+
+
+@pytest.fixture
+def service(iris, people, team):
+    """The owner's service vision/iris-svc, set to version 1 (its first revision starting)."""
+    return services.service_create(user=people["owner"], team=team, name="iris-svc", model="iris", version=1)
 
 
 # --- the S3 store, against moto's S3 server on loopback ---------------------------------------------------

@@ -67,24 +67,6 @@ def model_bytes(job) -> bytes:
 
 
 @pytest.fixture
-def iris(finished_job, people) -> RegisteredModel:
-    """The owner's model vision/iris: version 1 (metrics.json's accuracy), version 2 (given metrics), production → 1."""
-    owner = people["owner"]
-    model = services.version_register(user=owner, job=finished_job, name="iris", model_format="sklearn").model
-    services.version_register(
-        user=owner, job=finished_job, name="iris", model_format="sklearn", metrics={"accuracy": 0.5, "f1": 0.4}
-    )
-    services.alias_set(user=owner, model=model, alias="production", number=1)
-    return model
-
-
-@pytest.fixture
-def service(iris, people, team) -> InferenceService:
-    """The owner's service vision/iris-svc, set to version 1 (its first revision starting)."""
-    return services.service_create(user=people["owner"], team=team, name="iris-svc", model="iris", version=1)
-
-
-@pytest.fixture
 def speech_model(people, other_team, finished_job) -> RegisteredModel:
     """Another team's model (the outsider's, in Speech), pushed as an archive."""
     archive = zipped({"model.joblib": model_bytes(finished_job)})

@@ -94,24 +94,6 @@ def flash(page: str) -> str:
     return text_of(" ".join(re.findall(r'<div class="alert[^"]*"[^>]*>(.*?)</div>', page, re.S)))
 
 
-@pytest.fixture
-def iris(finished_job, people) -> RegisteredModel:
-    """The owner's model vision/iris: version 1 (metrics.json's accuracy), version 2 (given metrics), production → 1."""
-    owner = people["owner"]
-    model = services.version_register(user=owner, job=finished_job, name="iris", model_format="sklearn").model
-    services.version_register(
-        user=owner, job=finished_job, name="iris", model_format="sklearn", metrics={"accuracy": 0.5, "f1": 0.4}
-    )
-    services.alias_set(user=owner, model=model, alias="production", number=1)
-    return model
-
-
-@pytest.fixture
-def service(iris, people, team) -> InferenceService:
-    """The owner's service vision/iris-svc, set to version 1 (its first revision starting)."""
-    return services.service_create(user=people["owner"], team=team, name="iris-svc", model="iris", version=1)
-
-
 def ready(revision: Revision) -> None:
     """The revision answered its readiness check (what the sync pass records from its job)."""
     Revision.objects.filter(pk=revision.pk).update(state=RevisionState.READY, ready_at=timezone.now())

@@ -215,20 +215,6 @@ def _zip(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def _request(port: int, host: str, path: str, *, method: str = "GET", body: bytes | None = None, **headers: str):
-    import http.client
-
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        connection.request(
-            method, path, body=body, headers={"Host": host, **{k.replace("_", "-"): v for k, v in headers.items()}}
-        )
-        response = connection.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        connection.close()
-
-
 def _set_cookie(headers, name: str) -> str:
     (cookie,) = [c for c in headers.get_all("Set-Cookie") or [] if c.startswith(f"{name}=")]
     return cookie.split(";", 1)[0]
@@ -257,36 +243,31 @@ def test_a_browser_signs_in_to_a_service_through_the_portal_and_its_cookie_serve
         return f"sessionid={client.cookies['sessionid'].value}"
 
     path = f"/serving/{team.slug}/iris/v2/health/ready"
-    status, headers, _body = _request(origins.port, origins.endpoints, path, Accept="text/html")
+    status, headers, _body = fetch(origins.port, path, Host=origins.endpoints, Accept="text/html")
     assert status == 302 and headers["Location"].startswith(f"http://{origins.portal}{path}?_easyai_state=")
     state = _set_cookie(headers, "easyai_state")
     back = headers["Location"][len(f"http://{origins.portal}") :]
     # An outsider signed in on the portal learns nothing; the owner gets a ticket for this service.
-    assert _request(origins.port, origins.portal, back, Cookie=session(outsider))[0] == 404
-    status, headers, _body = _request(origins.port, origins.portal, back, Cookie=session(owner))
+    assert fetch(origins.port, back, Host=origins.portal, Cookie=session(outsider))[0] == 404
+    status, headers, _body = fetch(origins.port, back, Host=origins.portal, Cookie=session(owner))
     assert status == 302 and "_easyai_ticket=" in headers["Location"], (status, headers)
     ticket_path = headers["Location"][len(f"http://{origins.endpoints}") :]
-    status, headers, _body = _request(origins.port, origins.endpoints, ticket_path, Cookie=state)
+    status, headers, _body = fetch(origins.port, ticket_path, Host=origins.endpoints, Cookie=state)
     assert status == 302 and headers["Location"] == path
     credential = _set_cookie(headers, "easyai_endpoint")
     assert f"Path=/serving/{team.slug}/iris/" in next(
         c for c in headers.get_all("Set-Cookie") if c.startswith("easyai_endpoint=")
     )
     # The ticket is spent.
-    assert _request(origins.port, origins.endpoints, ticket_path, Cookie=state)[0] == 403
+    assert fetch(origins.port, ticket_path, Host=origins.endpoints, Cookie=state)[0] == 403
 
-    assert _request(origins.port, origins.endpoints, path, Cookie=credential)[0] == 200
+    assert fetch(origins.port, path, Host=origins.endpoints, Cookie=credential)[0] == 200
     predict = f"/serving/{team.slug}/iris/v1/models/iris:predict"
     body = json.dumps({"instances": SAMPLES}).encode()
-    status, _headers, raw = _request(
-        origins.port, origins.endpoints, predict, method="POST", body=body, Cookie=credential,
-        Content_Type="application/json", Sec_Fetch_Site="same-origin",
-    )  # fmt: skip
+    call = {"Host": origins.endpoints, "method": "POST", "body": body, "Content_Type": "application/json"}
+    status, _headers, raw = fetch(origins.port, predict, Cookie=credential, Sec_Fetch_Site="same-origin", **call)
     assert status == 200 and len(json.loads(raw)["predictions"]) == 3
-    status, _headers, _raw = _request(
-        origins.port, origins.endpoints, predict, method="POST", body=body, Cookie=credential,
-        Content_Type="application/json", Origin="http://evil.example",
-    )  # fmt: skip
+    status, _headers, _raw = fetch(origins.port, predict, Cookie=credential, Origin="http://evil.example", **call)
     assert status == 403
     # Without the cookie: a script gets 401.
-    assert _request(origins.port, origins.endpoints, predict, method="POST", body=body)[0] == 401
+    assert fetch(origins.port, predict, **call)[0] == 401
