@@ -145,9 +145,9 @@ def local_status(revision: Revision, now) -> tuple[str, str]:
         why = _last_line(job) or job.message or job.get_state_display()
         return "failed", why
     if job.state == JobState.RUNNING:
-        task = next((t for t in job.tasks.all() if t.name == PREDICTOR_TASK), None)
-        if task is not None and "http" in (task.ready_endpoints or []):
-            return "ready", ""
+        tasks = list(job.tasks.all())
+        if tasks and all("http" in (t.ready_endpoints or []) for t in tasks):
+            return "ready", ""  # every replica answers
     if revision.state == RevisionState.STARTING and now - revision.created_at > timeout:
         return "failed", _("It did not answer its readiness check within %(s)s seconds.") % {
             "s": int(timeout.total_seconds())

@@ -795,6 +795,10 @@ def service_update(
             high = _count(service.max_replicas if max_replicas is None else max_replicas, "max_replicas", 1, 100, errors)
             if low > high:
                 errors["max_replicas"] = [_("At least min_replicas.")]
+            if runtime.is_local(service.cluster) and low == 0:
+                errors["min_replicas"] = [_("The local cluster keeps one replica running: at least 1.")]
+            # Locally a revision runs min_replicas model servers: a new count is a new revision.
+            restart = restart or (runtime.is_local(service.cluster) and low != service.min_replicas)
             service.min_replicas, service.max_replicas = low, high
             fields += ["min_replicas", "max_replicas"]
         if public is not None:

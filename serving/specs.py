@@ -31,6 +31,14 @@ def revision_spec(*, service, version, number: int) -> dict[str, Any]:
         "image": settings.EASYAI_MODEL_SERVER_IMAGE,
         "command": revision_command(service.name, version.format),
         "registered_model": f"{version.model.name}/{version.number}",
-        "roles": {"predictor": {"replicas": 1, "cpu": service.cpu, "memory": service.memory, "gpu": service.gpu}},
+        # min_replicas model servers; the serving proxy spreads the revision's calls over those that answer.
+        "roles": {
+            "predictor": {
+                "replicas": max(1, service.min_replicas),
+                "cpu": service.cpu,
+                "memory": service.memory,
+                "gpu": service.gpu,
+            }
+        },
         "ports": {"http": HTTP_PORT, "grpc": GRPC_PORT},
     }

@@ -14,7 +14,6 @@ from django.utils.translation import gettext as _
 
 from endpoints.proxy import Refused
 from serving.models import InferenceService, Revision, RevisionState
-from serving.specs import PREDICTOR_TASK
 from teams import permissions
 
 
@@ -28,27 +27,32 @@ class Upstream:
 @dataclass(frozen=True)
 class Route:
     service_pk: int
-    primary: Upstream | None
-    canary: Upstream | None
+    primary: tuple[Upstream, ...]  # the serving revision's replicas that answer (one on Kubernetes: KServe's)
+    canary: tuple[Upstream, ...]
     canary_percent: int
 
     def choose(self, draw: float | None = None) -> Upstream:
-        """One call's upstream: the canary takes ``canary_percent`` of the calls while both answer."""
-        if self.canary is None:
-            return self.primary  # type: ignore[return-value]
-        if self.primary is None:
-            return self.canary
-        draw = random.random() * 100 if draw is None else draw
-        return self.canary if draw < self.canary_percent else self.primary
+        """One call's upstream: the canary takes ``canary_percent`` of the calls while both answer; within a
+        revision, any of its replicas."""
+        if not self.canary:
+            group = self.primary
+        elif not self.primary:
+            group = self.canary
+        else:
+            draw = random.random() * 100 if draw is None else draw
+            group = self.canary if draw < self.canary_percent else self.primary
+        return group[0] if len(group) == 1 else random.choice(group)
 
 
-def _local_upstream(revision: Revision | None) -> Upstream | None:
+def _local_upstreams(revision: Revision | None) -> tuple[Upstream, ...]:
+    """The replicas of a ready local revision whose model server answers."""
     if revision is None or revision.state != RevisionState.READY or revision.job is None:
-        return None
-    task = next((t for t in revision.job.tasks.all() if t.name == PREDICTOR_TASK), None)
-    if task is None or "http" not in (task.ready_endpoints or []) or not task.endpoints.get("http"):
-        return None
-    return Upstream(base=f"http://{task.endpoints['http']}", revision=revision.number)
+        return ()
+    return tuple(
+        Upstream(base=f"http://{task.endpoints['http']}", revision=revision.number)
+        for task in revision.job.tasks.all()
+        if "http" in (task.ready_endpoints or []) and task.endpoints.get("http")
+    )
 
 
 def route_for(user, team: str, name: str) -> Route:
@@ -68,17 +72,17 @@ def route_for(user, team: str, name: str) -> Route:
     if service.stopped:
         raise Refused(503, _("The service is stopped."))
     if service.cluster.kind == "local":
-        primary, canary = _local_upstream(service.primary), _local_upstream(service.canary)
+        primary, canary = _local_upstreams(service.primary), _local_upstreams(service.canary)
     else:
         address = service.address.rstrip("/")
-        primary = Upstream(base=address, revision=service.primary.number) if address and service.primary else None
-        canary = None  # KServe splits the traffic itself
-    if primary is None and canary is None:
+        primary = (Upstream(base=address, revision=service.primary.number),) if address and service.primary else ()
+        canary = ()  # KServe splits the traffic itself
+    if not primary and not canary:
         why = service.message or _("its first revision is starting")
         raise Refused(503, _("The service has no revision ready: %(why)s") % {"why": why})
     return Route(
         service_pk=service.pk,
         primary=primary,
         canary=canary,
-        canary_percent=service.canary_percent if canary is not None else 0,
+        canary_percent=service.canary_percent if canary else 0,
     )

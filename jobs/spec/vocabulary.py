@@ -58,7 +58,6 @@ SINGLE_ROLES: dict[str, tuple[str, ...]] = {
     "tensorflow": ("chief", "evaluator"),
     "notebook": ("notebook",),
     "tensorboard": ("tensorboard",),
-    "serving": ("predictor",),
 }
 REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
     "pytorch": ("master",),

@@ -200,6 +200,14 @@ def test_a_trained_model_is_registered_served_split_promoted_and_rolled_back(
     status, answer, revision = _call(port, f"{base}/v1/models/iris:predict", owner, {"instances": SAMPLES})
     assert status == 200 and answer["predictions"] == expected
     assert revision == str(service.primary.number)
+
+    # Two replicas: a new revision with two model servers, both answering before it takes over.
+    services.service_update(user=owner, service=service, min_replicas=2, max_replicas=2)
+    service = _wait(service, local_cluster, lambda s: s.next is None and s.primary.version.number == 1 and s.primary.job.tasks.count() == 2, "two replicas")
+    assert all("http" in t.ready_endpoints for t in service.primary.job.tasks.all())
+    proxy.forget_routes()
+    replies = [_call(port, f"{base}/v1/models/iris:predict", owner, {"instances": SAMPLES}) for _ in range(20)]
+    assert {(status, tuple(answer["predictions"])) for status, answer, _rev in replies} == {(200, tuple(expected))}
     service.refresh_from_db()
     assert service.requests > 900  # counted by the proxy, added to the row every couple of seconds
 
