@@ -252,8 +252,8 @@ def grpc_of(service: InferenceService) -> dict:
             "address": address,
             "note": _("On the portal's host only: the model server's gRPC port of the serving revision."),
         }
-    host = service.cluster_url.split("://", 1)[-1].rstrip("/")
-    return {"address": f"{host}:443" if host else "", "note": _("The InferenceService's own route (KServe).")}
+    address = service.grpc_address.split("://", 1)[-1].rstrip("/")
+    return {"address": address, "note": _("The InferenceService's own gRPC route (KServe).")}
 
 
 class ServiceCreateSerializer(serializers.Serializer):

@@ -214,6 +214,7 @@ class InferenceService(models.Model):
     message = models.TextField(_("message"), blank=True)  # why the last revision failed, and what serves instead
     cluster_url = models.CharField(_("cluster URL"), max_length=500, blank=True)  # KServe's status.url on Kubernetes
     address = models.CharField(_("address"), max_length=500, blank=True)  # where the proxy reaches it (Kubernetes)
+    grpc_address = models.CharField(_("gRPC address"), max_length=500, blank=True)  # KServe's gRPC route
     stopped = models.BooleanField(_("stopped"), default=False)
     requests = models.PositiveBigIntegerField(_("requests"), default=0)
     errors = models.PositiveBigIntegerField(_("errors"), default=0)

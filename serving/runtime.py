@@ -274,7 +274,7 @@ def _observed_roles(service: InferenceService, observation) -> dict[str, tuple[s
     """KServe's status as the roles' states: the newest revision is ready once it is the latest ready one."""
     if observation is None:
         return {}
-    updates = {"cluster_url": observation.url, "address": observation.address}
+    updates = {"cluster_url": observation.url, "address": observation.address, "grpc_address": observation.grpc_address}
     InferenceService.objects.filter(pk=service.pk).update(**{k: v[:500] for k, v in updates.items()})
     newest_ready = (
         observation.ready

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from serving import runtime, services, traffic
+from serving.api import grpc_of
 from serving.models import InferenceService
 from testing.fakekube import NS, make_cluster
 
@@ -31,7 +32,7 @@ def _spec(fake_kube) -> dict:
 def _ready(fake_kube, revision: str, traffic_split: list[tuple[str, int]], previous: str = "") -> None:
     fake_kube.set_inference_service(
         NS, "iris", ready=True, url=URL, address=ADDRESS, traffic=traffic_split,
-        latest_created=revision, latest_ready=revision, previous=previous,
+        latest_created=revision, latest_ready=revision, previous=previous, grpc_url="iris-grpc.example.com:443",
     )  # fmt: skip
 
 
@@ -64,6 +65,7 @@ def test_a_service_lives_its_whole_life_on_kubernetes(fake_kube, kube_cluster, f
     service = _fresh(service)
     assert service.state == "ready" and service.primary.version.number == 1
     assert (service.cluster_url, service.address) == (URL, ADDRESS)
+    assert grpc_of(service)["address"] == "iris-grpc.example.com:443"
     route = traffic.route_for(owner, "vision", "iris")
     assert route.choose().base == ADDRESS and not route.canary  # KServe splits the traffic itself
 
