@@ -527,6 +527,8 @@ EASYAI_SERVING_START_TIMEOUT = env_float("EASYAI_SERVING_START_TIMEOUT", 300.0, 
 # The image of a local revision's job on record (the local backend runs the model server from this host's
 # Python); on Kubernetes KServe picks the runtime for the format, and a custom format names its own image.
 EASYAI_MODEL_SERVER_IMAGE = env_str("EASYAI_MODEL_SERVER_IMAGE", "kserve/kserve-container:latest")
+# The largest body a call to a served model may have (its JSON or binary tensors), refused with 413 past it.
+EASYAI_SERVING_MAX_BODY_BYTES = env_int("EASYAI_SERVING_MAX_BODY_BYTES", 100 * 2**20, minimum=1024)
 # KServe's deployment mode for new InferenceServices: Serverless (Knative: canary traffic splits) or RawDeployment.
 EASYAI_KSERVE_DEPLOYMENT_MODE = env_str("EASYAI_KSERVE_DEPLOYMENT_MODE", "Serverless")
 

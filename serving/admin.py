@@ -116,7 +116,8 @@ class InferenceServiceAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
     list_select_related = ["team", "model", "cluster", "owner"]
     readonly_fields = [
         "team", "name", "cluster", "model", "version", "alias", "canary_version", "canary_percent", "primary",
-        "canary", "next", "message", "cluster_url", "address", "requests", "errors", "latency_ms_total", "owner",
+        "canary", "next", "message", "cluster_url", "address", "grpc_address", "requests", "errors",
+        "latency_ms_total", "owner",
         "created_at",
     ]  # fmt: skip
     fields = [*readonly_fields[:8], "cpu", "memory", "gpu", "min_replicas", "max_replicas", "public", *readonly_fields[8:]]

@@ -490,7 +490,10 @@ class VersionFileView(APIView):
             raise Http404(_("Not found.")) from None
         if relative not in {f["path"] for f in version.files}:
             raise Http404(_("Not found."))
-        handle = model_store().open(f"{version.prefix}/{relative}")
+        try:
+            handle = model_store().open(f"{version.prefix}/{relative}")
+        except FileNotFoundError:
+            raise Http404(_("The file is missing from the model store.")) from None
         return FileResponse(handle, as_attachment=True, filename=relative.rsplit("/", 1)[-1])
 
 

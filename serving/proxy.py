@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from endpoints import origin as endpoint_origin
 from endpoints.proxy import client_session
@@ -137,13 +138,26 @@ async def _answer(send: Any, status: int, message: str, extra: list | None = Non
     await send({"type": "http.response.body", "body": body})
 
 
+class BodyTooLarge(Exception):  # noqa: N818 - reads as what happened
+    pass
+
+
 async def _body(receive: Any) -> bytes | None:
-    chunks = []
+    """The whole request body (a predict call's), None when the client left; BodyTooLarge past the limit."""
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > settings.EASYAI_SERVING_MAX_BODY_BYTES:
+            while message.get("more_body"):  # drained, so that the answer can be read
+                message = await receive()
+                if message["type"] != "http.request":
+                    return None
+            raise BodyTooLarge
+        chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
 
@@ -178,7 +192,12 @@ class ServingProxy:
             await send({"type": "websocket.close", "code": 4404})
             return
         started = time.perf_counter()
-        body = await _body(receive)
+        try:
+            body = await _body(receive)
+        except BodyTooLarge:
+            limit = settings.EASYAI_SERVING_MAX_BODY_BYTES
+            await _answer(send, 413, f"A call's body may be at most {limit} bytes (EASYAI_SERVING_MAX_BODY_BYTES).")
+            return
         if body is None:
             return
         kwargs = scope["url_route"]["kwargs"]
