@@ -76,7 +76,10 @@ def start(revision_pk: int) -> None:
         return
     service = revision.service
     if not is_local(service.cluster):
-        apply(service.pk)
+        try:
+            apply(service.pk)
+        except BackendError as exc:  # the cluster failed for a moment: the next sync pass applies it again
+            log.warning("service %s could not be applied yet: %s", service, exc)
         return
     if revision.job_id:
         return
@@ -190,6 +193,11 @@ def settle(service_pk: int, observed: dict | None = None) -> None:
                 status, why = local_status(revision, now)
             else:
                 status, why = (observed or {}).get(role, ("starting", ""))
+                timeout = timedelta(seconds=settings.EASYAI_SERVING_START_TIMEOUT)
+                if status == "starting" and revision.state == RevisionState.STARTING and now - revision.created_at > timeout:
+                    status, why = "failed", _("KServe did not make it ready within %(s)s seconds.") % {
+                        "s": int(timeout.total_seconds())
+                    }
             if status == "ready" and revision.state == RevisionState.STARTING:
                 Revision.objects.filter(pk=revision.pk).update(state=RevisionState.READY, ready_at=now)
                 revision.state = RevisionState.READY
@@ -266,6 +274,12 @@ def sync_cluster(cluster: Cluster) -> int:
         return 0
     for service in InferenceService.objects.filter(pk__in=services).select_related("team", "next", "canary"):
         observation = seen.get((service.team.slug, service.name))
+        if observation is None and (service.next_id or service.canary_id or service.primary_id):
+            # Not on the cluster (a create that failed for a moment, or removed by hand): applied again.
+            try:
+                apply(service.pk)
+            except BackendError as exc:
+                log.warning("service %s could not be applied: %s", service, exc)
         settle(service.pk, observed=_observed_roles(service, observation))
     return len(services)
 

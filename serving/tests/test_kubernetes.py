@@ -114,3 +114,20 @@ def test_a_cluster_that_refuses_the_service_fails_the_revision_and_says_why(fake
     assert service.next is None and service.primary is None
     assert "refused" in service.message
     assert service.revisions.get().state == "failed"
+
+
+def test_a_create_that_fails_for_a_moment_is_applied_again_by_the_next_pass(
+    fake_kube, kube_cluster, finished_job, owner, team, settings
+):
+    services.version_register(user=owner, job=finished_job, name="iris", model_format="sklearn")
+    fake_kube.fail("POST", r"/inferenceservices$", 500)
+    service = services.service_create(user=owner, team=team, name="iris", model="iris", version=1, cluster="gpu-a")
+    assert fake_kube.get(*ISVC, NS, "iris") is None
+    assert _fresh(service).state == "starting"
+    runtime.sync_cluster(kube_cluster)  # not on the cluster: applied again
+    assert fake_kube.get(*ISVC, NS, "iris") is not None
+    # KServe never makes it ready: after the start timeout the revision failed, and says so.
+    settings.EASYAI_SERVING_START_TIMEOUT = 0
+    runtime.sync_cluster(kube_cluster)
+    service = _fresh(service)
+    assert service.next is None and "did not make it ready" in service.message
