@@ -152,9 +152,11 @@ def local_status(revision: Revision, now) -> tuple[str, str]:
         if tasks and all("http" in (t.ready_endpoints or []) for t in tasks):
             return "ready", ""  # every replica answers
     if revision.state == RevisionState.STARTING and now - revision.created_at > timeout:
-        return "failed", _("It did not answer its readiness check within %(s)s seconds.") % {
-            "s": int(timeout.total_seconds())
-        }
+        why = _("It did not answer its readiness check within %(s)s seconds.") % {"s": int(timeout.total_seconds())}
+        if job.state in (JobState.QUEUED, JobState.PENDING) and job.message:
+            # e.g. the team's quota is used up
+            why = _("%(why)s Its job is still waiting: %(message)s") % {"why": why, "message": job.message}
+        return "failed", why
     return "starting", ""
 
 
