@@ -15,12 +15,13 @@ what served, and its message says why.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django_q.tasks import async_task
 
@@ -38,6 +39,18 @@ from serving.store import model_store
 log = logging.getLogger(__name__)
 
 RESTARTS_PER_HOUR = 3  # a serving revision that dies is replaced at most this often
+
+
+def in_site_language(step):
+    """What a step writes for everyone to read (a revision's or service's message) is in the site's language,
+    whichever request or worker runs it."""
+
+    @functools.wraps(step)
+    def run(*args, **kwargs):
+        with translation.override(settings.LANGUAGE_CODE):
+            return step(*args, **kwargs)
+
+    return run
 
 
 def enqueue(name: str, *args) -> None:
@@ -64,6 +77,7 @@ def target_version(service: InferenceService) -> ModelVersion | None:
 # --- starting and retiring ----------------------------------------------------------------------------------
 
 
+@in_site_language
 def start(revision_pk: int) -> None:
     """Start a revision: its job locally (the version's files made readable on this host first), or apply the
     InferenceService on Kubernetes. Idempotent: a redelivered task finds the job already there."""
@@ -170,6 +184,7 @@ def _describe(revision: Revision) -> str:
     }
 
 
+@in_site_language
 def settle(service_pk: int, observed: dict | None = None) -> None:
     """Move the service's revisions on from what their jobs (locally) or the cluster (``observed``) say."""
     with transaction.atomic():
@@ -349,6 +364,7 @@ def description(service: InferenceService) -> ServiceDescription | None:
     )
 
 
+@in_site_language
 def apply(service_pk: int) -> None:
     """Bring the cluster's InferenceService to the service's revisions (Kubernetes; nothing to do locally)."""
     service = (

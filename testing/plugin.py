@@ -79,6 +79,16 @@ def _local_clusters_where_the_host_cannot_sandbox() -> Iterator[None]:
         resources.ISOLATION_DEFAULTS.update(before)
 
 
+@pytest.fixture(autouse=True)
+def _site_language_after_each_test() -> Iterator[None]:
+    """A request in another language (Accept-Language: zh-hans) leaves that language active in the test's
+    thread; the next test starts in the site's own again."""
+    yield
+    from django.utils import translation
+
+    translation.deactivate()
+
+
 @pytest.fixture
 def fake_kube() -> Iterator[FakeKube]:
     """A started fake Kubernetes API server with the team namespace "easyai-vision"."""
