@@ -87,3 +87,19 @@ def start_daphne(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, i
             if process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"daphne did not start: {process.stderr.read().decode()[-2000:]}") from None
             time.sleep(0.05)
+
+
+def local_team():
+    """On a freshly migrated database: a user "bench", admin of team "bench", and a default local cluster."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from clusters.models import Cluster
+    from teams.models import Membership, Team
+
+    call_command("migrate", verbosity=0)
+    user = get_user_model().objects.create_user("bench", "bench@example.com", "bench-pass-123")
+    team = Team.objects.create(name="Bench", slug="bench")
+    Membership.objects.create(team=team, user=user, role=Membership.Role.ADMIN)
+    cluster = Cluster.objects.create(name="local", kind="local", is_default=True, settings={"stop_grace": 2})
+    return user, team, cluster

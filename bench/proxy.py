@@ -47,31 +47,22 @@ os.environ.pop("REDIS_URL", None)
 
 import aiohttp  # noqa: E402
 import django  # noqa: E402
-from _setup import start_daphne  # noqa: E402
+from _setup import local_team, start_daphne  # noqa: E402
 
 from easyai_site.prepare import prepare  # noqa: E402
 
 prepare()  # var/ and its secret key, as the portal's entry points make them (the portal it starts shares them)
 django.setup()
 
-from django.core.management import call_command  # noqa: E402
 
 
 def start_notebook():
-    from django.contrib.auth import get_user_model
-
-    from clusters.models import Cluster
     from jobs import workers as job_workers
     from notebooks import services
     from notebooks.models import Notebook
-    from teams.models import Membership, Team
     from teams.services import token_create
 
-    call_command("migrate", verbosity=0)
-    user = get_user_model().objects.create_user("bench", "bench@example.com", "bench-pass-123")
-    team = Team.objects.create(name="Bench", slug="bench")
-    Membership.objects.create(team=team, user=user, role=Membership.Role.ADMIN)
-    cluster = Cluster.objects.create(name="local", kind="local", is_default=True, settings={"stop_grace": 2})
+    user, team, cluster = local_team()
     notebook = services.notebook_create(user=user, team=team, name="bench", cpu="1", memory="1Gi")
     deadline = time.monotonic() + 120
     while True:

@@ -43,14 +43,13 @@ os.environ.pop("REDIS_URL", None)
 
 import aiohttp  # noqa: E402
 import django  # noqa: E402
-from _setup import start_daphne  # noqa: E402
+from _setup import local_team, start_daphne  # noqa: E402
 
 from easyai_site.prepare import prepare  # noqa: E402
 
 prepare()
 django.setup()
 
-from django.core.management import call_command  # noqa: E402
 
 BODY = b'{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]}'
 
@@ -71,20 +70,12 @@ def model_archive() -> bytes:
 
 
 def start_service():
-    from django.contrib.auth import get_user_model
-
-    from clusters.models import Cluster
     from jobs.workers import sync as job_sync
     from serving import runtime, services
     from serving.models import InferenceService
-    from teams.models import Membership, Team
     from teams.services import token_create
 
-    call_command("migrate", verbosity=0)
-    user = get_user_model().objects.create_user("bench", "bench@example.com", "bench-pass-123")
-    team = Team.objects.create(name="Bench", slug="bench")
-    Membership.objects.create(team=team, user=user, role=Membership.Role.ADMIN)
-    cluster = Cluster.objects.create(name="local", kind="local", is_default=True, settings={"stop_grace": 2})
+    user, team, cluster = local_team()
     services.version_push(user=user, team=team, name="iris", archive=model_archive(), model_format="sklearn")
     service = services.service_create(user=user, team=team, name="iris", model="iris", memory="1Gi")
     deadline = time.monotonic() + 120

@@ -127,7 +127,7 @@ def open_file(path: Path) -> BinaryIO:
 # --- zip archives ---------------------------------------------------------------------
 
 
-class _ZipSink:
+class ZipSink:
     """A write-only, unseekable file: zipfile then writes data descriptors and we pass bytes on as they come."""
 
     def __init__(self) -> None:
@@ -155,7 +155,7 @@ def zip_stream(folders: list[tuple[str, Path]]) -> Iterator[bytes]:
     loops); files are read up to their size when found, so a file that a
     running task still writes does not corrupt the archive.
     """
-    sink = _ZipSink()
+    sink = ZipSink()
     # Deflate at level 1: model files are large and mostly incompressible, logs shrink well anyway.
     with zipfile.ZipFile(
         sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, strict_timestamps=False
@@ -184,7 +184,7 @@ def _set_fast_compression(info: zipfile.ZipInfo) -> None:
     setattr(info, "compress_level" if hasattr(info, "compress_level") else "_compresslevel", 1)
 
 
-def _zip_one(archive: zipfile.ZipFile, sink: _ZipSink, path: str, arcname: str, root_real: str) -> Iterator[bytes]:
+def _zip_one(archive: zipfile.ZipFile, sink: ZipSink, path: str, arcname: str, root_real: str) -> Iterator[bytes]:
     real = os.path.realpath(path)
     if not is_inside(real, root_real):
         return

@@ -8,7 +8,6 @@ user's token or session, or with a team's pull token (``Authorization: Bearer ea
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import urllib.error
@@ -31,6 +30,7 @@ from rest_framework.views import APIView
 
 from easyai_site.api import JSONParser
 from files.paths import PathRefused, parts_of
+from files.selectors import ZipSink
 from jobs.models import Job
 from serving import selectors, services, traffic
 from serving.models import FORMAT_CHOICES, InferenceService, ModelVersion, PullToken, RegisteredModel
@@ -497,26 +497,8 @@ class VersionFileView(APIView):
         return FileResponse(handle, as_attachment=True, filename=relative.rsplit("/", 1)[-1])
 
 
-class _ZipStream(io.RawIOBase):
-    """A write-only sink whose bytes are taken as they come: a zip archive streamed while it is written."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        self.chunks.append(bytes(data))
-        return len(data)
-
-    def take(self) -> bytes:
-        data, self.chunks = b"".join(self.chunks), []
-        return data
-
-
 def _zip_of(version: ModelVersion):
-    sink = _ZipStream()
+    sink = ZipSink()  # the files app's: bytes taken as zipfile writes them
     store = model_store()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for entry in version.files:

@@ -175,7 +175,6 @@ class ServiceState(models.TextChoices):
     READY = "ready", _("ready")  # a revision serves
     UPDATING = "updating", _("updating")  # serving, and a new revision is starting
     FAILED = "failed", _("failed")  # no revision serves, and the last one failed to load
-    STOPPED = "stopped", _("stopped")
 
 
 class InferenceService(models.Model):
@@ -215,7 +214,6 @@ class InferenceService(models.Model):
     cluster_url = models.CharField(_("cluster URL"), max_length=500, blank=True)  # KServe's status.url on Kubernetes
     address = models.CharField(_("address"), max_length=500, blank=True)  # where the proxy reaches it (Kubernetes)
     grpc_address = models.CharField(_("gRPC address"), max_length=500, blank=True)  # KServe's gRPC route
-    stopped = models.BooleanField(_("stopped"), default=False)
     requests = models.PositiveBigIntegerField(_("requests"), default=0)
     errors = models.PositiveBigIntegerField(_("errors"), default=0)
     latency_ms_total = models.FloatField(_("latency total (ms)"), default=0)
@@ -246,8 +244,6 @@ class InferenceService(models.Model):
 
     @property
     def state(self) -> str:
-        if self.stopped:
-            return ServiceState.STOPPED
         if self.primary_id:
             return ServiceState.UPDATING if self.next_id else ServiceState.READY
         if self.next_id:

@@ -245,7 +245,7 @@ def settle(service_pk: int, observed: dict | None = None) -> None:
             service.primary, service.next = nxt, None
             service.message = ""
             fields |= {"primary", "next", "message"}
-        if service.primary is None and service.next is None and not service.stopped and local:
+        if service.primary is None and service.next is None and local:
             _restart_if_due(service, now)
         if fields:
             service.save(update_fields=sorted(fields))
@@ -274,7 +274,7 @@ def _restart_if_due(service: InferenceService, now) -> None:
 def sync_cluster(cluster: Cluster) -> int:
     """Settle every service of a cluster: locally from its jobs (after the jobs' own pass), on Kubernetes from
     one ``observe_services`` call."""
-    services = list(InferenceService.objects.filter(cluster=cluster, stopped=False).values_list("pk", flat=True))
+    services = list(InferenceService.objects.filter(cluster=cluster).values_list("pk", flat=True))
     if not services:
         return 0
     if is_local(cluster):
@@ -297,6 +297,12 @@ def sync_cluster(cluster: Cluster) -> int:
                 apply(service.pk)
             except BackendError as exc:
                 log.warning("service %s could not be applied: %s", service, exc)
+        if observation is not None:
+            InferenceService.objects.filter(pk=service.pk).update(
+                cluster_url=observation.url[:500],
+                address=observation.address[:500],
+                grpc_address=observation.grpc_address[:500],
+            )
         settle(service.pk, observed=_observed_roles(service, observation))
     return len(services)
 
@@ -305,8 +311,6 @@ def _observed_roles(service: InferenceService, observation) -> dict[str, tuple[s
     """KServe's status as the roles' states: the newest revision is ready once it is the latest ready one."""
     if observation is None:
         return {}
-    updates = {"cluster_url": observation.url, "address": observation.address, "grpc_address": observation.grpc_address}
-    InferenceService.objects.filter(pk=service.pk).update(**{k: v[:500] for k, v in updates.items()})
     newest_ready = (
         observation.ready
         and observation.latest_created_revision

@@ -19,7 +19,7 @@ EVERY_S = 1.0  # at most; a Kubernetes cluster's own sync interval when longer
 
 def enqueue_due(last: dict) -> None:
     now = time.monotonic()
-    live = set(InferenceService.objects.filter(stopped=False).order_by().values_list("cluster_id", flat=True).distinct())
+    live = set(InferenceService.objects.order_by().values_list("cluster_id", flat=True).distinct())
     for cluster in Cluster.objects.filter(enabled=True, pk__in=live).only("pk", "kind", "settings"):
         every = EVERY_S if runtime.is_local(cluster) else max(EVERY_S, cluster.sync_interval)
         if now - last.get(("serving", cluster.pk), 0) >= every and cache.add(

@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -164,7 +164,9 @@ def model_update(*, user, model: RegisteredModel, description: Any = None, tags:
 
 
 def _services_using(versions) -> list[InferenceService]:
+    """Services that serve, start, or are set to one of the versions (directly, or through an alias they follow)."""
     ids = [v.pk for v in versions]
+    followed = ModelAlias.objects.filter(version__in=ids, model=OuterRef("model"), name=OuterRef("alias"))
     return list(
         InferenceService.objects.filter(
             Q(version__in=ids)
@@ -172,6 +174,7 @@ def _services_using(versions) -> list[InferenceService]:
             | Q(primary__version__in=ids)
             | Q(canary__version__in=ids)
             | Q(next__version__in=ids)
+            | Exists(followed)
         )
         .select_related("team")
         .distinct()
@@ -428,15 +431,6 @@ def version_delete(*, user, version: ModelVersion) -> None:
     with transaction.atomic():
         RegisteredModel.objects.select_for_update().get(pk=version.model_id)
         users = _services_using([version])
-        # A service following an alias that points here is set to this version, serving or not.
-        aliases = ModelAlias.objects.filter(version=version).values_list("name", flat=True)
-        users += [
-            s
-            for s in InferenceService.objects.filter(model_id=version.model_id, alias__in=list(aliases)).select_related(
-                "team"
-            )
-            if s not in users
-        ]
         if users:
             raise _in_use_refusal(users)
         for alias in ModelAlias.objects.filter(version=version):
@@ -492,7 +486,7 @@ def alias_set(*, user, model: RegisteredModel, alias: Any, number: Any) -> Model
         else:
             current.version = version
             current.save(update_fields=["version", "updated_at"])
-        for service in InferenceService.objects.filter(model=model, alias=alias, stopped=False):
+        for service in InferenceService.objects.filter(model=model, alias=alias):
             transaction.on_commit(lambda pk=service.pk: _enqueue_roll(pk))
     return current
 
@@ -719,8 +713,7 @@ def _start(service: InferenceService, version: ModelVersion | None, *, canary: b
         service.canary = revision
     else:
         service.next = revision
-    service.stopped = False
-    service.save(update_fields=["canary" if canary else "next", "stopped"])
+    service.save(update_fields=["canary" if canary else "next"])
     if old is not None:
         runtime.retire(old, message=_("Replaced by revision %(number)s.") % {"number": number})
     transaction.on_commit(lambda: runtime.enqueue_start(revision.pk))
@@ -735,8 +728,6 @@ def service_roll(service_pk: int) -> None:
     """Start a revision of the service's target version when neither what serves nor what starts has it."""
     with transaction.atomic():
         service = _lock(InferenceService(pk=service_pk))
-        if service.stopped:
-            return
         version = target_version(service)
         current = service.next or service.primary
         if version is not None and (current is None or current.version_id != version.pk):
@@ -832,8 +823,6 @@ def service_canary(*, user, service: InferenceService, version: Any, percent: An
         chosen = _version_of(service.model, version, errors)
         if errors:
             raise ValidationError(errors)
-        if service.stopped:
-            raise ServingActionRefused(_("The service is stopped."))
         service.canary_percent = share
         service.canary_version = chosen
         service.save(update_fields=["canary_percent", "canary_version"])

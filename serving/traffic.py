@@ -69,8 +69,6 @@ def route_for(user, team: str, name: str) -> Route:
             raise Refused(401, _("Sign in: send an API token in the Authorization header (Token <key>)."))
         if service is None or not permissions.can(user, service, permissions.Action.VIEW):
             raise Refused(404, _("No such service."))
-    if service.stopped:
-        raise Refused(503, _("The service is stopped."))
     if service.cluster.kind == "local":
         primary, canary = _local_upstreams(service.primary), _local_upstreams(service.canary)
     else:
