@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 .PHONY: run test lint setup
 
 $(VENV)/.installed: requirements.txt requirements-test.txt requirements-notebooks.txt requirements-serving.txt \
-		requirements-mysql.txt $(wildcard modelserver/pyproject.toml modelserver/easyai_modelserver/*.py)
+		requirements-apps.txt requirements-mysql.txt $(wildcard modelserver/pyproject.toml modelserver/easyai_modelserver/*.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt
@@ -15,6 +15,8 @@ $(VENV)/.installed: requirements.txt requirements-test.txt requirements-notebook
 	# a task's sandbox sees the environment but not the repository.
 	$(PY) -m pip install -q -r requirements-serving.txt
 	$(PY) -m pip install -q --force-reinstall --no-deps ./modelserver
+	# Streamlit and Gradio for apps on the local backend.
+	$(PY) -m pip install -q -r requirements-apps.txt
 	if [ -d cli ]; then $(PY) -m pip install -q -e ./cli; fi
 	# The MySQL driver only where MySQL is used: it needs the client headers (see the README).
 	case "$$DATABASE_URL" in mysql*|mariadb*) $(PY) -m pip install -q -r requirements-mysql.txt;; esac

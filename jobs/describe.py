@@ -23,7 +23,11 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
     root = settings.EASYAI_STORAGE_ROOT
     owner = job.owner.username
     pre_job_id = job.pre_job.public_id if job.pre_job_id else None
-    named = {"team": job.team.slug, "registered_model": spec.get("registered_model")}
+    named = {
+        "team": job.team.slug,
+        "registered_model": spec.get("registered_model"),
+        "app_source": spec.get("app_source"),
+    }
     roles = job_spec.role_resources(spec)
     tasks: list[TaskDescription] = []
     for role, index, replicas in _task_names(roles):

@@ -432,8 +432,13 @@ def validate(data: Any) -> dict[str, Any]:
         "registered_model",
         text(80, storage.REGISTERED_MODEL, "must be a registered model's version of the job's team, such as churn/3"),
     )
-    if spec["registered_model"] is None:
-        del spec["registered_model"]  # only a model server's job names one: other specs keep their shape
+    optional(
+        "app_source",
+        text(80, storage.APP_SOURCE, "must be a published revision of one of the team's apps, such as demo/2"),
+    )
+    for field in OPTIONAL_FIELDS:
+        if spec[field] is None:
+            del spec[field]  # only a model server's or an app's job names one: other specs keep their shape
     optional("volumes", _volumes(errs), [])
     optional("timeout", _timeout(errs))
     optional("max_retries", lambda value, path: _integer(value, path, errs, low=0, high=MAX_RETRIES), 0)

@@ -22,6 +22,7 @@ class Framework(models.TextChoices):
     NOTEBOOK = "notebook", _("notebook")
     TENSORBOARD = "tensorboard", "TensorBoard"
     SERVING = "serving", _("model server")
+    APP = "app", _("app")
 
 
 class Priority(models.TextChoices):
@@ -45,6 +46,7 @@ INTERNAL_FRAMEWORK_ROLES: dict[str, tuple[str, ...]] = {
     "notebook": ("notebook",),
     "tensorboard": ("tensorboard",),
     "serving": ("predictor",),  # a revision of an inference service on the local backend
+    "app": ("app",),  # a published Streamlit, Gradio or custom web app (apps/)
 }
 ALL_FRAMEWORK_ROLES: dict[str, tuple[str, ...] | None] = {**FRAMEWORK_ROLES, **INTERNAL_FRAMEWORK_ROLES}
 # Roles that have at most one task, and roles a framework cannot run without
@@ -58,6 +60,7 @@ SINGLE_ROLES: dict[str, tuple[str, ...]] = {
     "tensorflow": ("chief", "evaluator"),
     "notebook": ("notebook",),
     "tensorboard": ("tensorboard",),
+    "app": ("app",),
 }
 REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
     "pytorch": ("master",),
@@ -66,6 +69,7 @@ REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
     "notebook": ("notebook",),
     "tensorboard": ("tensorboard",),
     "serving": ("predictor",),
+    "app": ("app",),
 }
 # The role the simple form adds once next to its workers.
 LEADER_ROLE: dict[str, str | None] = {
@@ -78,6 +82,7 @@ LEADER_ROLE: dict[str, str | None] = {
     "notebook": "notebook",
     "tensorboard": "tensorboard",
     "serving": "predictor",
+    "app": "app",
 }
 PRIORITIES: tuple[str, ...] = tuple(Priority.values)
 # Set by the backends (the operators' contract and the storage places); a user value would break them.
@@ -85,6 +90,7 @@ RESERVED_ENV = frozenset(
     {
         "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TF_CONFIG", "LOCAL_RANK", "CUDA_VISIBLE_DEVICES",
         "summary_dir", "model_dir", "log_dir", "data_dir", "pre_model_dir", "share_dir", "registered_model_dir",
+        "app_dir",
     }
 )  # fmt: skip
 MAX_TASKS = 1000
@@ -101,8 +107,9 @@ FIELDS = (
     "name", "team", "experiment", "cluster", "framework", "image", "command", "working_dir", "env", "roles",
     "priority", "scheduling", "pre_job", "volumes", "timeout", "max_retries", "ports",
 )  # fmt: skip
-# Present only when given: a model server's job names the registered version it serves ("churn/3").
-OPTIONAL_FIELDS = ("registered_model",)
+# Present only when given: a model server's job names the registered version it serves ("churn/3"), an app's
+# job the published revision of its code it runs ("demo/2").
+OPTIONAL_FIELDS = ("registered_model", "app_source")
 ROLE_FIELDS = ("replicas", "cpu", "memory", "gpu", "image", "command", "env")
 SCHEDULING_FIELDS = ("node_selector", "tolerations", "queue", "gang", "oversell")
 TOLERATION_FIELDS = ("key", "operator", "value", "effect")

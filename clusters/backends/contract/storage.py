@@ -8,6 +8,7 @@
 | pre_model_dir | /pre_model_dir       | {prefix}/{pre_job_id}/model_dir             |
 | share_dir     | /share_dir           | {prefix}/{job_id}/share_dir                 |
 | registered_model_dir | /mnt/models (ro) | {prefix}/models/{team}/{model}/{version} |
+| app_dir       | /app (ro)            | {prefix}/apps/{team}/{app}/{revision}       |
 |               | /workspace/personal  | {prefix}/notebook/{owner}                   |
 |               | /workspace/public    | {prefix}/notebook/public                    |
 
@@ -48,6 +49,15 @@ def registry_version_dir(team: str, model_version: str) -> str:
     return f"models/{team}/{model_version}"
 
 
+# A published revision of an app's code, as the apps app keeps it ("{app}/{revision}"); /app in a pod.
+APP_SOURCE = REGISTERED_MODEL
+
+
+def app_source_dir(team: str, app_revision: str) -> str:
+    """Where a published revision ("{app}/{revision}") of a team's app lies under the storage prefix."""
+    return f"apps/{team}/{app_revision}"
+
+
 def places(
     job_id: str,
     task_name: str,
@@ -56,9 +66,10 @@ def places(
     *,
     team: str = "",
     registered_model: str | None = None,
+    app_source: str | None = None,
 ) -> list[Place]:
     """Every place a task of this job sees, in the order of the table; a registered model version
-    ("{model}/{version}" of the job's team) only when the job names one."""
+    ("{model}/{version}" of the job's team) and an app's code ("{app}/{revision}") only when the job names one."""
     result = [
         Place("summary_dir", "/summary_dir", f"{job_id}/{task_name}/summary_dir"),
         Place("model_dir", "/model_dir", f"{job_id}/model_dir"),
@@ -79,6 +90,8 @@ def places(
                 read_only=True,
             )
         )
+    if app_source and team:
+        result.append(Place("app_dir", "/app", app_source_dir(team, app_source), read_only=True))
     result += [
         Place("", "/workspace/personal", f"notebook/{owner}"),
         Place("", "/workspace/public", "notebook/public"),
@@ -89,7 +102,7 @@ def places(
 def local_env(
     root: Path, job_id: str, task_name: str, owner: str, pre_job_id: str | None = None, **named: str | None
 ) -> dict[str, str]:
-    """Variable -> real path under a local storage root (``named``: places()'s team and registered_model)."""
+    """Variable -> real path under a local storage root (``named``: places()'s team, registered_model and app_source)."""
     return {
         p.variable: str(root / p.relative)
         for p in places(job_id, task_name, owner, pre_job_id, **named)  # type: ignore[arg-type]

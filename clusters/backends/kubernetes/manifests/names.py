@@ -83,7 +83,7 @@ TRAINING_GROUP, TRAINING_VERSION = "kubeflow.org", "v1"
 VOLCANO_GROUP, VOLCANO_VERSION, VOLCANO_PLURAL = "batch.volcano.sh", "v1alpha1", "jobs"
 QUEUE_GROUP, QUEUE_VERSION, QUEUE_PLURAL = "scheduling.volcano.sh", "v1beta1", "queues"
 VOLCANO_FRAMEWORKS = ("batch",)
-POD_FRAMEWORKS = ("notebook", "tensorboard")
+POD_FRAMEWORKS = ("notebook", "tensorboard", "app")
 
 
 @dataclass(frozen=True)
