@@ -12,9 +12,7 @@ import json
 import logging
 import re
 import secrets
-import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from django.utils.translation import gettext_noop
 from clusters.backends.contract import storage
 from clusters.backends.contract.quantity import parse_cpu, parse_memory, whole_number
 from clusters.models import Cluster
+from files import folders
 from files.paths import PathRefused, parts_of
 from jobs.models import Job
 from serving import formats, runtime
@@ -368,29 +367,9 @@ def version_register(
 def _unzip(archive, into: Path) -> None:
     """A pushed zip archive's files under ``into``: no absolute paths, no '..', no links, bounded size."""
     try:
-        with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            if len(members) > formats.MAX_FILES:
-                raise ValidationError({"archive": [_("Too many files in the archive.")]})
-            if sum(m.file_size for m in members) > PUSH_MAX_BYTES:
-                raise ValidationError({"archive": [_("The archive unpacks to more than 10 GiB.")]})
-            for member in members:
-                if member.is_dir():
-                    continue
-                if (member.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise ValidationError({"archive": [_("%(name)s is a symbolic link.") % {"name": member.filename}]})
-                try:
-                    parts = parts_of(member.filename)
-                except PathRefused as exc:
-                    raise ValidationError({"archive": [f"{member.filename}: {exc}"]}) from None
-                if not parts:
-                    continue
-                target = into.joinpath(*parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as source, open(target, "wb") as sink:
-                    shutil.copyfileobj(source, sink, formats.CHUNK)
-    except zipfile.BadZipFile:
-        raise ValidationError({"archive": [_("Not a zip archive.")]}) from None
+        folders.unzip_into(archive, into, max_files=formats.MAX_FILES, max_bytes=PUSH_MAX_BYTES)
+    except folders.FolderRefused as exc:
+        raise ValidationError({"archive": [str(exc)]}) from None
 
 
 def version_push(
