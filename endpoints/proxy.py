@@ -158,37 +158,35 @@ def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
 _authorized: dict[tuple, tuple[float, Target]] = {}
 
 
-async def _authorize(scope: dict[str, Any]) -> Target:
+async def _authorize(site: EndpointProxy, scope: dict[str, Any]) -> Target:
     kwargs = scope["url_route"]["kwargs"]
     user = scope.get("user")
-    key = (getattr(user, "pk", None), kwargs["job_id"], kwargs["task"], kwargs["name"])
+    key = (getattr(user, "pk", None), site.key(kwargs))
     now = time.monotonic()
-    if key[0] is not None:
-        hit = _authorized.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-    target = await database_sync_to_async(authorize)(user, kwargs["job_id"], kwargs["task"], kwargs["name"])
+    hit = _authorized.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    target = await database_sync_to_async(site.authorize)(user, kwargs)
     if len(_authorized) > 10_000:  # many users and endpoints: start over rather than grow
         _authorized.clear()
     _authorized[key] = (now + AUTHORIZED_FOR_S, target)
     return target
 
 
-def _forget(scope: dict[str, Any]) -> None:
-    kwargs = scope["url_route"]["kwargs"]
-    _authorized.pop((getattr(scope.get("user"), "pk", None), kwargs["job_id"], kwargs["task"], kwargs["name"]), None)
+def _forget(site: EndpointProxy, scope: dict[str, Any]) -> None:
+    _authorized.pop((getattr(scope.get("user"), "pk", None), site.key(scope["url_route"]["kwargs"])), None)
 
 
 _credential_users: dict[str, tuple[float, Any]] = {}
 
 
-async def _identify(scope: dict[str, Any]) -> tuple[Any, str, bytes | None]:
+async def _identify(site: EndpointProxy, scope: dict[str, Any]) -> tuple[Any, str, bytes | None]:
     """Who sends this request, and how: ("token" or "cookie", and a renewed credential cookie when it is due)."""
     user = scope.get("user")
     if user is not None and user.is_authenticated:
         return user, "token", None
     kwargs = scope["url_route"]["kwargs"]
-    key = endpoint_origin.endpoint_key(kwargs["job_id"], kwargs["task"], kwargs["name"])
+    key = site.key(kwargs)
     for value in endpoint_origin.credentials_in(_header(scope, b"cookie")):
         payload = endpoint_origin.credential_read(value, key)
         if payload is None:
@@ -206,23 +204,22 @@ async def _identify(scope: dict[str, Any]) -> tuple[Any, str, bytes | None]:
             continue
         renew = None
         if time.time() - payload.get("t", 0) > endpoint_origin.CREDENTIAL_RENEW_AFTER_S:
-            prefix = f"/endpoints/{key}/"
-            renew = endpoint_origin.credential_cookie(endpoint_origin.credential_issue(payload), prefix)
+            renew = endpoint_origin.credential_cookie(endpoint_origin.credential_issue(payload), site.prefix(kwargs))
         return user, "cookie", renew
     return None, "", None
 
 
-def still_allowed(user_pk: Any, token_key: str, job_id: str, task_name: str, name: str) -> None:
+def still_allowed(site: EndpointProxy, user_pk: Any, token_key: str, kwargs: dict[str, Any]) -> None:
     """Refused unless the user, read afresh (and their API token, when the socket came with one), may still
     open this endpoint: an open socket's answer is not kept, a share revoked closes it."""
     from django.contrib.auth import get_user_model
 
     from teams.tokens import user_for_key
 
-    user = get_user_model().objects.filter(pk=user_pk, is_active=True).first()
+    user = get_user_model().objects.filter(pk=user_pk, is_active=True).first() if user_pk is not None else None
     if user is not None and token_key and getattr(user_for_key(token_key), "pk", None) != user.pk:
         user = None
-    authorize(user, job_id, task_name, name)
+    site.authorize(user, kwargs)
 
 
 def _token_key(scope: dict[str, Any]) -> str:
@@ -476,7 +473,44 @@ def _full_path(scope: dict[str, Any]) -> str:
 
 
 class EndpointProxy:
-    """ASGI app for ``http`` and ``websocket`` scopes of ENDPOINT_PATTERN (see the module docstring)."""
+    """ASGI app for ``http`` and ``websocket`` scopes of ENDPOINT_PATTERN (see the module docstring).
+
+    What it serves is said by a few methods, which an app above overrides for paths of its own (apps'
+    ``/apps/{team}/{name}/``): the credential key and path prefix of a request's URL kwargs, the host it must
+    come to, who may open it (``authorize``, synchronous: it asks the database), what a refusal looks like and
+    what a request records. The relay, the tickets and cookies and the socket checks are the same for all.
+    """
+
+    def key(self, kwargs: dict[str, Any]) -> str:
+        """What a ticket and a credential cookie are for (``endpoints/origin.py``)."""
+        return endpoint_origin.endpoint_key(kwargs["job_id"], kwargs["task"], kwargs["name"])
+
+    def prefix(self, kwargs: dict[str, Any]) -> str:
+        """The path everything of it is served under, with a trailing slash (its cookies' path)."""
+        return f"/endpoints/{self.key(kwargs)}/"
+
+    def fits(self, host: str, kwargs: dict[str, Any]) -> bool:
+        """Whether the request's Host is where it is served (under a wildcard origin: its own host)."""
+        return endpoint_origin.host_fits(host, kwargs["job_id"], kwargs["task"], kwargs["name"])
+
+    def authorize(self, user: Any, kwargs: dict[str, Any]) -> Target:
+        """Its address for this user, or Refused (with the HTTP status); called in a thread."""
+        return authorize(user, kwargs["job_id"], kwargs["task"], kwargs["name"])
+
+    async def refused(self, scope: dict[str, Any], send: Any, refused: Refused) -> None:
+        """The answer to a refused HTTP request that is not a browser sent to sign in."""
+        extra = [(b"retry-after", b"2")] if refused.status == 503 else []
+        if refused.status == 401:
+            extra.append((b"www-authenticate", b"Token"))
+        await _answer(scope, send, refused.status, refused.message, extra)
+
+    def sign_in_url(self, path_and_query: str) -> str:
+        """The portal's URL that signs a browser in and sends it back here with a ticket (the same path there)."""
+        return endpoint_origin.portal_url(path_and_query)
+
+    async def used(self, target: Target) -> None:
+        """A request or a socket message went through (activity tracking)."""
+        await _note_access(target.job_id)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -491,7 +525,7 @@ class EndpointProxy:
     async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kwargs = scope["url_route"]["kwargs"]
         host = _header(scope, b"host")
-        if not endpoint_origin.host_fits(host, kwargs["job_id"], kwargs["task"], kwargs["name"]):
+        if not self.fits(host, kwargs):
             await _drain(receive)
             await _answer(scope, send, 404, "This endpoint is served at a host of its own, not here.")
             return
@@ -510,7 +544,7 @@ class EndpointProxy:
             await _drain(receive)
             await self._exchange(scope, send, ticket)
             return
-        user, how, renew = await _identify(scope)
+        user, how, renew = await _identify(self, scope)
         scope = dict(scope, user=user)
         if how == "cookie":
             refusal = endpoint_origin.cross_site_refusal(
@@ -522,7 +556,7 @@ class EndpointProxy:
                 await _answer(scope, send, 403, refusal)
                 return
         try:
-            target = await _authorize(scope)
+            target = await _authorize(self, scope)
         except Refused as refused:
             await _drain(receive)
             if refused.status == 401 and _wants_html(scope):
@@ -530,23 +564,19 @@ class EndpointProxy:
                 # here with a ticket for this endpoint and the state this browser now keeps.
                 await self._to_portal(scope, send, refused.message)
             else:
-                extra = [(b"retry-after", b"2")] if refused.status == 503 else []
-                if refused.status == 401:
-                    extra.append((b"www-authenticate", b"Token"))
-                await _answer(scope, send, refused.status, refused.message, extra)
+                await self.refused(scope, send, refused)
             return
-        await _note_access(target.job_id)
+        await self.used(target)
         await self._relay(scope, receive, send, target, [(b"set-cookie", renew)] if renew else [])
 
     async def _to_portal(self, scope: dict[str, Any], send: Any, message: str) -> None:
-        kwargs = scope["url_route"]["kwargs"]
-        prefix = f"/endpoints/{endpoint_origin.endpoint_key(kwargs['job_id'], kwargs['task'], kwargs['name'])}/"
+        prefix = self.prefix(scope["url_route"]["kwargs"])
         query = endpoint_origin.without_ticket(scope.get("query_string", b"").decode("latin-1"))
         path = (scope.get("raw_path") or quote(scope["path"]).encode()).decode("latin-1") + (
             f"?{query}" if query else ""
         )
         state = endpoint_origin.state_new()
-        portal = endpoint_origin.with_param(endpoint_origin.portal_url(path), endpoint_origin.STATE_PARAM, state)
+        portal = endpoint_origin.with_param(self.sign_in_url(path), endpoint_origin.STATE_PARAM, state)
         headers = [
             (b"location", portal.encode("latin-1")),
             (b"set-cookie", endpoint_origin.state_cookie(state, prefix)),
@@ -556,7 +586,7 @@ class EndpointProxy:
     async def _exchange(self, scope: dict[str, Any], send: Any, ticket: str) -> None:
         """A ticket from the portal's redirect becomes this endpoint's credential cookie; then the clean URL."""
         kwargs = scope["url_route"]["kwargs"]
-        key = endpoint_origin.endpoint_key(kwargs["job_id"], kwargs["task"], kwargs["name"])
+        key, prefix = self.key(kwargs), self.prefix(kwargs)
         query = endpoint_origin.without_ticket(scope.get("query_string", b"").decode("latin-1"))
         clean = (scope.get("raw_path") or quote(scope["path"]).encode()).decode("latin-1") + (
             f"?{query}" if query else ""
@@ -574,11 +604,11 @@ class EndpointProxy:
             again = endpoint_origin.portal_url(clean)
             await _answer(scope, send, 403, f"{refused} Open it again from the portal: {again}")
             return
-        cookie = endpoint_origin.credential_cookie(endpoint_origin.credential_issue(payload), f"/endpoints/{key}/")
+        cookie = endpoint_origin.credential_cookie(endpoint_origin.credential_issue(payload), prefix)
         headers = [
             (b"location", clean.encode("latin-1")),
             (b"set-cookie", cookie),
-            (b"set-cookie", endpoint_origin.state_cookie("", f"/endpoints/{key}/")),  # spent
+            (b"set-cookie", endpoint_origin.state_cookie("", prefix)),  # spent
             (b"referrer-policy", b"no-referrer"),
         ]
         await _answer(scope, send, 302, "Signed in to this endpoint.", headers)
@@ -661,9 +691,9 @@ class EndpointProxy:
             return
         if isinstance(error, aiohttp.ClientConnectorError | ConnectionRefusedError):
             # Perhaps it ended a moment ago and the permission answer was reused: ask again before saying "starting".
-            _forget(scope)
+            _forget(self, scope)
             try:
-                await _authorize(scope)
+                await _authorize(self, scope)
             except Refused as refused:
                 await _answer(scope, send, refused.status, refused.message)
                 return
@@ -693,15 +723,15 @@ class EndpointProxy:
             if "rest" not in kwargs:
                 raise Refused(404, "No such endpoint path.")
             host = _header(scope, b"host")
-            if not endpoint_origin.host_fits(host, kwargs["job_id"], kwargs["task"], kwargs["name"]):
+            if not self.fits(host, kwargs):
                 raise Refused(404, "This endpoint is served at a host of its own, not here.")
-            user, how, _renew = await _identify(scope)
+            user, how, _renew = await _identify(self, scope)
             scope = dict(scope, user=user)
             if how == "cookie":
                 refusal = endpoint_origin.socket_origin_refusal(host, _header(scope, b"origin"))
                 if refusal:
                     raise Refused(403, refusal)
-            target = await _authorize(scope)
+            target = await _authorize(self, scope)
         except Refused as refused:
             # Closing before accepting answers the handshake with 403: a browser learns no more than that.
             code = {401: CLOSE_UNAUTHENTICATED, 403: CLOSE_FORBIDDEN, 503: CLOSE_UNAVAILABLE}.get(
@@ -710,7 +740,7 @@ class EndpointProxy:
             log.info("endpoint socket refused %s: %s", scope.get("path"), refused.message)
             await send({"type": "websocket.close", "code": code})
             return
-        await _note_access(target.job_id)
+        await self.used(target)
         try:
             upstream = await client_session().ws_connect(
                 URL(upstream_url(scope, target, websocket=True), encoded=True),
@@ -723,7 +753,7 @@ class EndpointProxy:
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             log.info("endpoint socket %s: upstream refused: %s", target.prefix, exc)
-            _forget(scope)  # the next attempt asks the permission module again (the job may have ended)
+            _forget(self, scope)  # the next attempt asks the permission module again (the job may have ended)
             await send({"type": "websocket.close", "code": CLOSE_UNAVAILABLE})
             return
         await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
@@ -736,7 +766,7 @@ class EndpointProxy:
                         await upstream.send_str(message["text"])
                     elif message.get("bytes") is not None:
                         await upstream.send_bytes(message["bytes"])
-                    await _note_access(target.job_id)
+                    await self.used(target)
                 elif message["type"] == "websocket.disconnect":
                     return int(message.get("code") or 1000)
 
@@ -758,9 +788,7 @@ class EndpointProxy:
             while True:
                 await asyncio.sleep(every)
                 try:
-                    await database_sync_to_async(still_allowed)(
-                        user.pk, token_key, kwargs["job_id"], kwargs["task"], kwargs["name"]
-                    )
+                    await database_sync_to_async(still_allowed)(self, getattr(user, "pk", None), token_key, kwargs)
                 except Refused as refused:
                     return refused.message
                 except Exception:  # the database is briefly away: keep the socket, ask again next time
@@ -779,7 +807,7 @@ class EndpointProxy:
                     task.cancel()
         if recheck in done and not recheck.cancelled() and recheck.exception() is None:
             log.info("endpoint socket %s closed: %s", target.prefix, recheck.result())
-            _forget(scope)
+            _forget(self, scope)
             await upstream.close()
             try:
                 await send({"type": "websocket.close", "code": CLOSE_REVOKED})
