@@ -100,6 +100,16 @@ def _decrypter(*, legacy: bool = True) -> MultiFernet:
     return MultiFernet(fernets)
 
 
+# (model label, field) of every column holding values encrypted with the field key: the clusters' kubeconfigs,
+# and what apps above register in their AppConfig.ready() (an app's secrets). rotate_field_key rewrites them all.
+ENCRYPTED_FIELDS: list[tuple[str, str]] = [("clusters.Cluster", "kubeconfig_encrypted")]
+
+
+def register_encrypted(model_label: str, field: str) -> None:
+    if (model_label, field) not in ENCRYPTED_FIELDS:
+        ENCRYPTED_FIELDS.append((model_label, field))
+
+
 def encrypt(text: str) -> str:
     return _fernet(current_keys()).encrypt(text.encode()).decode()
 
@@ -108,7 +118,7 @@ def decrypt(token: str) -> str:
     try:
         return _decrypter().decrypt(token.encode()).decode()
     except InvalidToken as exc:
-        raise ImproperlyConfigured("stored kubeconfig cannot be decrypted with the current key") from exc
+        raise ImproperlyConfigured("a stored encrypted value cannot be decrypted with the current key") from exc
 
 
 def needs_reencryption(token: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -10,6 +11,16 @@ from clusters.backends.base import JobDescription, TaskDescription
 from clusters.backends.contract import storage
 from jobs import spec as job_spec
 from jobs.models import Job, Volume
+
+# framework -> source(job) of environment variables a job's tasks get but its spec does not show (an app's
+# secrets): registered by the app that submits such jobs, in its AppConfig.ready(); read when the job is
+# described for its backend, never stored in the spec.
+EnvSource = Callable[[Job], dict[str, str]]
+_env_sources: dict[str, EnvSource] = {}
+
+
+def register_env(framework: str, source: EnvSource) -> None:
+    _env_sources[framework] = source
 
 
 def _task_names(roles: dict[str, dict]) -> list[tuple[str, int, int]]:
@@ -29,6 +40,7 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
         "app_source": spec.get("app_source"),
     }
     roles = job_spec.role_resources(spec)
+    hidden = _env_sources[job.framework](job) if job.framework in _env_sources else {}
     tasks: list[TaskDescription] = []
     for role, index, replicas in _task_names(roles):
         res = roles[role]
@@ -43,7 +55,7 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
             prefix = job.cluster.nfs_path or ""
             storage_map = {p.variable or p.container_path: storage.nfs_subpath(prefix, p) for p in places}
             workspace = "/workspace/personal"
-        env = {**res["env"], **paths}
+        env = {**res["env"], **hidden, **paths}
         if local:
             env.update({v.env_name: v.host_path for v in volumes or [] if v.host_path})
         tasks.append(

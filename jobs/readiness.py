@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.dispatch import Signal
+
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2.0  # a pass probes concurrently; one endpoint that hangs holds its pass this long at most
@@ -50,6 +52,10 @@ class Probe:
     path: str  # request target, e.g. /endpoints/j-…/notebook-0/jupyter/api/status
     headers: dict[str, str] = field(default_factory=dict)
 
+
+# Sent by the sync pass once an endpoint answered its check and was recorded ready: framework, job_id (public),
+# task, name. Receivers (an app that shows start-up times) must be quick and must not raise.
+endpoint_ready = Signal()
 
 # framework -> check: the Probe for an endpoint of a job of that framework, or None when it has no check.
 Check = Callable[[Endpoint], Probe | None]
@@ -107,3 +113,18 @@ def probe_all(probes: Iterable[tuple[Any, Probe]]) -> set[Any]:
     with ThreadPoolExecutor(max_workers=min(PROBE_THREADS, len(pending))) as pool:
         results = pool.map(lambda item: (item[0], answers(item[1])), pending)
         return {key for key, ok in results if ok}
+
+
+def mark_ready(job: Any, task: Any, names: list[str]) -> bool:
+    """Record that these endpoints of a running task answered their check (only while it still runs: a stop
+    recorded meanwhile leaves none marked ready), and say so to ``endpoint_ready``'s receivers."""
+    from jobs.models import Task
+
+    newly = [name for name in names if name not in (task.ready_endpoints or [])]
+    ready = sorted({*(task.ready_endpoints or []), *names})
+    if not Task.objects.filter(pk=task.pk, state=Task.State.RUNNING).update(ready_endpoints=ready):
+        return False
+    task.ready_endpoints = ready
+    for name in newly:
+        endpoint_ready.send(sender=None, framework=job.framework, job_id=job.public_id, task=task.name, name=name)
+    return True

@@ -11,7 +11,8 @@ The rules:
   admin or a platform admin may grant or revoke (``Action.SHARE``), and a
   change grant always comes with a view grant (teams.services.object_share);
 - what an object serves (its endpoints) is opened by whoever may view it (``Action.OPEN``), except a personal
-  object (a notebook, as its app registers), which its owner alone opens;
+  object (a notebook, as its app registers), which its owner alone opens, and by an object's own audience
+  where its app registers one (a public app: anyone; an app shared with named users: them too);
 - everyone else does not see the object at all: faces answer 404, not 403, so
   existence does not leak.
 
@@ -54,6 +55,19 @@ def register_personal(check: Callable[[Model], bool]) -> None:
 
 def is_personal(obj: Model) -> bool:
     return any(check(obj) for check in _personal)
+
+
+_audiences: list[Callable[[Model, object], bool]] = []
+
+
+def register_audience(check: Callable[[Model, object], bool]) -> None:
+    """An app says who else may open one of its objects (in its AppConfig.ready()): ``check(obj, user)`` is
+    True for a public object (anonymous visitors included) or a user it is shared with for opening only."""
+    _audiences.append(check)
+
+
+def in_audience(obj: Model, user) -> bool:
+    return any(check(obj, user) for check in _audiences)
 
 
 def _is_user(user) -> bool:
@@ -193,6 +207,8 @@ def can(user, obj: Model, action: Action = Action.VIEW) -> bool:
     if action == Action.OPEN:
         if is_personal(obj):
             return _is_user(user) and obj.owner_id == user.pk
+        if in_audience(obj, user):
+            return True
         action = Action.VIEW
     if is_platform_admin(user):
         return True

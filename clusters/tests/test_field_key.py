@@ -69,7 +69,7 @@ def test_rotate_field_key_reencrypts_every_kubeconfig_with_a_new_key_in_the_file
     out = io.StringIO()
     call_command("rotate_field_key", stdout=out)
 
-    assert "Re-encrypted 2 kubeconfig(s)" in out.getvalue()
+    assert "Re-encrypted 2 value(s)" in out.getvalue()
     new_key = key_file.read_text().strip()
     assert new_key != old_key and stat.S_IMODE(key_file.stat().st_mode) == 0o600
     for cluster in Cluster.objects.exclude(kubeconfig_encrypted=""):
@@ -110,7 +110,7 @@ def test_rotate_field_key_changes_nothing_when_a_kubeconfig_cannot_be_opened(key
     crypto.current_keys()
     before = key_file.read_text()
 
-    with pytest.raises(CommandError, match="no key in use opens the kubeconfig of lost"):
+    with pytest.raises(CommandError, match="no key in use opens the encrypted values of cluster lost"):
         call_command("rotate_field_key")
 
     assert key_file.read_text() == before

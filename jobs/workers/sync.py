@@ -189,10 +189,12 @@ def _run_times(job: Job, seen, tasks, now) -> tuple[Any, Any]:
 def _probe_endpoints(cluster: Cluster, jobs: list[Job], tasks_by_job: dict[int, dict[tuple[str, int], Task]]) -> None:
     """Probe the running tasks' endpoints that are not ready yet; record those that answered."""
     probes = []
+    job_of: dict[int, Job] = {}
     for job in jobs:
         if job.state in FINAL:
             continue
         for task in tasks_by_job.get(job.pk, {}).values():
+            job_of[task.pk] = job
             if task.state != Task.State.RUNNING:
                 continue
             for name, address in sorted((task.endpoints or {}).items()):
@@ -203,7 +205,4 @@ def _probe_endpoints(cluster: Cluster, jobs: list[Job], tasks_by_job: dict[int, 
                     probes.append(((task, name), probe))
     answered = readiness.probe_all(probes)
     for task in {task for task, _name in answered}:
-        ready = sorted({*(task.ready_endpoints or []), *(name for t, name in answered if t is task)})
-        # Only while it still runs: a stop recorded meanwhile leaves no endpoint marked ready.
-        if Task.objects.filter(pk=task.pk, state=Task.State.RUNNING).update(ready_endpoints=ready):
-            task.ready_endpoints = ready
+        readiness.mark_ready(job_of[task.pk], task, [name for t, name in answered if t is task])

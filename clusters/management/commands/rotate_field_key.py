@@ -1,21 +1,22 @@
-"""Re-encrypt every stored kubeconfig with a new field key (see clusters/crypto.py)."""
+"""Re-encrypt every value stored under the field key (kubeconfigs, apps' secrets) with a new key (clusters/crypto.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from cryptography.fernet import Fernet
+from django.apps import apps as django_apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from clusters import crypto
-from clusters.models import Cluster
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every cluster's kubeconfig with a new field key. With the key in its file (the default) a "
+        "Re-encrypt every cluster's kubeconfig (and every other value kept under the field key, such as apps' "
+        "secrets) with a new field key. With the key in its file (the default) a "
         "new key is made (or --new-key is used) and replaces the file. With EASYAI_FIELD_KEY in the "
         "environment, put the new key first there (EASYAI_FIELD_KEY=new,old), restart, run this, then drop "
         "the old key."
@@ -45,15 +46,17 @@ class Command(BaseCommand):
                 "without --new-key, then drop the old key."
             )
         unreadable = []
-        for cluster in Cluster.objects.exclude(kubeconfig_encrypted=""):
-            try:
-                crypto.decrypt(cluster.kubeconfig_encrypted)
-            except ImproperlyConfigured:
-                unreadable.append(cluster.name)
+        for model, field in self._fields():
+            for row in model.objects.exclude(**{field: ""}):
+                try:
+                    crypto.decrypt(getattr(row, field))
+                except ImproperlyConfigured:
+                    unreadable.append(f"{model._meta.verbose_name} {row}")
         if unreadable:
             raise CommandError(
-                f"no key in use opens the kubeconfig of {', '.join(unreadable)}: nothing was changed. "
-                "Upload those kubeconfigs again in the admin, or set the key that opens them first."
+                f"no key in use opens the encrypted values of {', '.join(unreadable)}: nothing was changed. "
+                "Upload those kubeconfigs (or set those secrets) again in the admin, or set the key that opens "
+                "them first."
             )
         if not from_environment:
             new_key = new_key or Fernet.generate_key().decode()
@@ -62,16 +65,19 @@ class Command(BaseCommand):
             crypto.write_key_file([new_key, *[k for k in old_keys if k != new_key]])
         count = 0
         with transaction.atomic():
-            for cluster in Cluster.objects.select_for_update().exclude(kubeconfig_encrypted=""):
-                Cluster.objects.filter(pk=cluster.pk).update(
-                    kubeconfig_encrypted=crypto.reencrypt(cluster.kubeconfig_encrypted)
-                )
-                count += 1
+            for model, field in self._fields():
+                for row in model.objects.select_for_update().exclude(**{field: ""}):
+                    model.objects.filter(pk=row.pk).update(**{field: crypto.reencrypt(getattr(row, field))})
+                    count += 1
         if not from_environment:
             crypto.write_key_file([new_key])
-            self.stdout.write(f"Re-encrypted {count} kubeconfig(s) with a new key, written to {crypto.key_file()}.")
+            self.stdout.write(f"Re-encrypted {count} value(s) with a new key, written to {crypto.key_file()}.")
         else:
             self.stdout.write(
-                f"Re-encrypted {count} kubeconfig(s) with the first key of EASYAI_FIELD_KEY; "
+                f"Re-encrypted {count} value(s) with the first key of EASYAI_FIELD_KEY; "
                 "the other keys there may now be dropped."
             )
+
+    @staticmethod
+    def _fields() -> list[tuple[Any, str]]:
+        return [(django_apps.get_model(label), field) for label, field in crypto.ENCRYPTED_FIELDS]

@@ -1,0 +1,65 @@
+"""The apps tests' shared helpers: the examples copied into a workspace, requests to the endpoint origin, and
+the site's clock's steps run by hand."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from apps.models import App
+from clusters.backends.contract import storage
+from endpoints.origin import origin
+from jobs.workers import sync as job_sync
+from testing.wait import wait_until
+from testing.web import fetch
+
+REPO = Path(settings.BASE_DIR)
+EXAMPLES = REPO / "examples" / "apps"
+
+
+def workspace_of(user) -> Path:
+    return storage.personal_workspace(Path(settings.EASYAI_STORAGE_ROOT), user.username)
+
+
+def put_example(user, example: str, where: str = "") -> str:
+    """Copy an example app into the user's personal workspace; the folder's name there (as a publish names it)."""
+    target = workspace_of(user) / (where or example)
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(EXAMPLES / example, target)
+    return where or example
+
+
+def put_files(user, folder: str, files: dict[str, str]) -> str:
+    target = workspace_of(user) / folder
+    target.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).write_text(text)
+    return folder
+
+
+def get(port: int, path: str, user=None, **headers: str):
+    """A request to the endpoint origin (the app's address)."""
+    headers.setdefault("Host", f"{origin().host}:{port}")
+    return fetch(port, path, user=user, **headers)
+
+
+def wait_ready(app: App, cluster, timeout: float = 120.0) -> App:
+    def ready():
+        job_sync.cluster_sync(cluster)
+        fresh = App.objects.select_related("job", "team").prefetch_related("job__tasks").get(pk=app.pk)
+        if fresh.job is not None and fresh.job.is_final:
+            raise AssertionError(f"the app's run ended: {fresh.job.state} {fresh.job.message}")
+        return fresh if fresh.ready else None
+
+    return wait_until(ready, timeout, f"app {app.name} to be healthy", every=0.3)
+
+
+@pytest.fixture
+def apps_on_origin(origins):
+    """The live server as the portal (127.0.0.1) and the endpoint origin (localhost), as the proxy tests use."""
+    return origins
