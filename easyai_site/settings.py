@@ -274,6 +274,7 @@ INSTALLED_APPS = [
     "endpoints",
     "notebooks",
     "serving",
+    "apps",
     "files",
 ]
 
@@ -531,6 +532,16 @@ EASYAI_MODEL_SERVER_IMAGE = env_str("EASYAI_MODEL_SERVER_IMAGE", "kserve/kserve-
 EASYAI_SERVING_MAX_BODY_BYTES = env_int("EASYAI_SERVING_MAX_BODY_BYTES", 100 * 2**20, minimum=1024)
 # KServe's deployment mode for new InferenceServices: Serverless (Knative: canary traffic splits) or RawDeployment.
 EASYAI_KSERVE_DEPLOYMENT_MODE = env_str("EASYAI_KSERVE_DEPLOYMENT_MODE", "Serverless")
+
+# Apps (Streamlit, Gradio, custom). The image of an app's pod on Kubernetes when the app names none: it must
+# bring Python with Streamlit and Gradio (locally they come from requirements-apps.txt).
+EASYAI_APP_IMAGE = env_str("EASYAI_APP_IMAGE", "python:3.11-slim")
+# How long a new app sleeps after its last request (its owner may change it; 0 never sleeps).
+EASYAI_APP_IDLE_MINUTES = env_int("EASYAI_APP_IDLE_MINUTES", 30, minimum=0)
+# A run that has not answered its health check in this long failed (the app shows its log's last lines).
+EASYAI_APP_START_TIMEOUT = env_float("EASYAI_APP_START_TIMEOUT", 300.0, minimum=1)
+# The most an app's folder may hold.
+EASYAI_APP_MAX_BYTES = env_int("EASYAI_APP_MAX_BYTES", 500 * 2**20, minimum=1024)
 
 EASYAI_UPLOAD_MAX_BYTES = env_int("EASYAI_UPLOAD_MAX_BYTES", 10 * 2**30, minimum=1)
 # Any other request body (forms, API calls, job specs), refused with 413 before it is read (easyai_site/limits.py).
