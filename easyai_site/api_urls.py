@@ -10,5 +10,6 @@ urlpatterns = [
     path("", include("clusters.api_urls")),
     path("", include("notebooks.api_urls")),
     path("", include("serving.api_urls")),
+    path("", include("apps.api_urls")),
     path("", include("files.api_urls")),
 ]

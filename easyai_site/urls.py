@@ -37,6 +37,7 @@ urlpatterns = [
     path("", include("endpoints.urls")),
     path("", include("notebooks.urls")),
     path("", include("serving.urls")),
+    path("", include("apps.urls")),
     path("", include("files.urls")),
 ]
 
