@@ -171,7 +171,7 @@ class App(models.Model):
             return AppState.SLEEPING
         if job is not None and job.state == JobState.FAILED:
             return AppState.FAILED
-        if self.status == AppStatus.ACTIVE and job is not None and job.reason == "app_unhealthy":
+        if self.status == AppStatus.ACTIVE and job is not None and job.reason == "unhealthy":
             return AppState.FAILED
         return AppState.STOPPED
 

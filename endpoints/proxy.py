@@ -614,7 +614,14 @@ class EndpointProxy:
         await _answer(scope, send, 302, "Signed in to this endpoint.", headers)
 
     async def _relay(
-        self, scope: dict[str, Any], receive: Any, send: Any, target: Target, extra: list | None = None
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        target: Target,
+        extra: list | None = None,
+        *,
+        retried: bool = False,
     ) -> None:
         import aiohttp
         from yarl import URL
@@ -693,9 +700,22 @@ class EndpointProxy:
             # Perhaps it ended a moment ago and the permission answer was reused: ask again before saying "starting".
             _forget(self, scope)
             try:
-                await _authorize(self, scope)
+                fresh = await _authorize(self, scope)
             except Refused as refused:
-                await _answer(scope, send, refused.status, refused.message)
+                await self.refused(scope, send, refused)
+                return
+            if fresh.address != target.address and not retried and not first.get("more_body"):
+                # It moved (a new run of an app): the request goes to where it is now, once.
+                replayed = False
+
+                async def again() -> dict[str, Any]:
+                    nonlocal replayed
+                    if not replayed:
+                        replayed = True
+                        return first
+                    return await receive()
+
+                await self._relay(scope, again, send, fresh, extra, retried=True)
                 return
             await _answer(
                 scope,

@@ -63,3 +63,60 @@ def wait_ready(app: App, cluster, timeout: float = 120.0) -> App:
 def apps_on_origin(origins):
     """The live server as the portal (127.0.0.1) and the endpoint origin (localhost), as the proxy tests use."""
     return origins
+
+
+@pytest.fixture
+def clock(local_cluster):
+    """The site's clock for a live test: a sync pass of the local cluster every 0.3 s, in a thread."""
+    import threading
+
+    from django.db import connection
+
+    stop = threading.Event()
+
+    def tick() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    job_sync.cluster_sync(local_cluster)
+                except Exception:  # a pass that met a row mid-change: the next one sees it settled
+                    pass
+                stop.wait(0.3)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=tick, name="test-clock", daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(timeout=10)
+
+
+CUSTOM_SERVER = '''"""A custom app: serves under $EASYAI_APP_BASE_PATH on $PORT, and shows what its task was given."""
+import json
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+BASE = os.environ["EASYAI_APP_BASE_PATH"]
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if not self.path.startswith(BASE + "/"):
+            self.send_error(404)
+            return
+        rest = self.path[len(BASE):]
+        body = json.dumps({"path": rest, "greeting": os.environ.get("GREETING", ""),
+                           "secret": os.environ.get("API_KEY", ""), "app_dir": os.environ.get("app_dir", "")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"])), Handler).serve_forever()
+'''
