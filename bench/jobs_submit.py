@@ -5,12 +5,16 @@ Two figures, as a deployment splits the work:
   (django-q2's ORM broker, as on the embedded defaults);
 - the submit worker: the hand-over to the backend and the queued -> pending transition.
 
-    .venv/bin/python bench/jobs_submit.py [--jobs 1000]
+    .venv/bin/python bench/jobs_submit.py [--jobs 1000] [--repeat 1]
+
+``--repeat N`` times the API N times over (N x --jobs submits, one after the other on the same database) and
+adds the median and the spread of the N figures: on a shared machine one run says little.
 """
 
 import argparse
 import json
 import os
+import statistics
 import time
 
 from _setup import database_label, django_up
@@ -34,6 +38,7 @@ class QueryCounter:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=1, help="time the API this many times (median and spread)")
     args = parser.parse_args()
     os.environ["EASYAI_Q_SYNC"] = "0"  # the API only enqueues; the worker step is timed on its own below
     teardown = django_up()
@@ -70,14 +75,18 @@ def main() -> None:
         }
         body = json.dumps(spec)
 
-        api_queries = QueryCounter()
-        with connection.execute_wrapper(api_queries):
-            start = time.perf_counter()
-            for i in range(args.jobs):
-                response = client.post("/api/v1/jobs/", body, content_type="application/json")
-                if response.status_code != 201:
-                    raise SystemExit(f"submit {i} answered {response.status_code}: {response.content[:300]!r}")
-            api_elapsed = time.perf_counter() - start
+        api_runs = []
+        for _run in range(max(args.repeat, 1)):
+            api_queries = QueryCounter()
+            with connection.execute_wrapper(api_queries):
+                start = time.perf_counter()
+                for i in range(args.jobs):
+                    response = client.post("/api/v1/jobs/", body, content_type="application/json")
+                    if response.status_code != 201:
+                        raise SystemExit(f"submit {i} answered {response.status_code}: {response.content[:300]!r}")
+                api_elapsed = time.perf_counter() - start
+            api_runs.append((api_elapsed, api_queries))
+        jobs = args.jobs * len(api_runs)
 
         worker_queries = QueryCounter()
         pks = list(Job.objects.order_by("pk").values_list("pk", flat=True))
@@ -88,18 +97,27 @@ def main() -> None:
             worker_elapsed = time.perf_counter() - start
 
         pending = Job.objects.filter(state="pending").count()
-        print(f"database: {database_label()}; cluster: {cluster.name} (fake backend); {args.jobs} jobs of 4 tasks")
+        print(f"database: {database_label()}; cluster: {cluster.name} (fake backend); {jobs} jobs of 4 tasks")
+        for api_elapsed, api_queries in api_runs:
+            print(
+                f"API: {args.jobs} submits in {api_elapsed:.2f} s: {args.jobs / api_elapsed:.1f} jobs/s, "
+                f"{api_elapsed / args.jobs * 1000:.1f} ms and {api_queries.count / args.jobs:.1f} queries per submit "
+                f"({(api_queries.count - api_queries.control) / args.jobs:.1f} besides BEGIN and savepoints)"
+            )
+        if len(api_runs) > 1:
+            rates = sorted(args.jobs / elapsed for elapsed, _queries in api_runs)
+            print(
+                f"API over {len(rates)} runs: median {statistics.median(rates):.1f} jobs/s "
+                f"({1000 / statistics.median(rates):.1f} ms per submit), min {rates[0]:.1f}, max {rates[-1]:.1f} jobs/s"
+            )
         print(
-            f"API: {args.jobs} submits in {api_elapsed:.2f} s: {args.jobs / api_elapsed:.1f} jobs/s, "
-            f"{api_elapsed / args.jobs * 1000:.1f} ms and {api_queries.count / args.jobs:.1f} queries per submit "
-            f"({(api_queries.count - api_queries.control) / args.jobs:.1f} besides BEGIN and savepoints)"
+            f"submit worker: {worker_elapsed:.2f} s: {jobs / worker_elapsed:.1f} jobs/s, "
+            f"{worker_queries.count / jobs:.1f} queries per job"
         )
+        total = sum(elapsed for elapsed, _queries in api_runs) + worker_elapsed
         print(
-            f"submit worker: {worker_elapsed:.2f} s: {args.jobs / worker_elapsed:.1f} jobs/s, "
-            f"{worker_queries.count / args.jobs:.1f} queries per job"
+            f"end to end: {jobs / total:.1f} jobs/s; pending afterwards: {pending}; backend submits: {backend.submits()}"
         )
-        total = api_elapsed + worker_elapsed
-        print(f"end to end: {args.jobs / total:.1f} jobs/s; pending afterwards: {pending}; backend submits: {backend.submits()}")
     finally:
         teardown()
 

@@ -16,6 +16,7 @@ from clusters.backends.contract.quantity import format_cpu, format_memory
 from clusters.models import Cluster, Quota
 from jobs.models import Job
 from jobs.state import HOLDS_RESOURCES
+from teams.prepared import PreparedRead, first_of
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,22 @@ def with_team_quota(clusters: QuerySet[Cluster], team_id: int) -> QuerySet[Clust
         team_quota_memory=F("team_quota__memory_bytes"),
         team_quota_gpu=F("team_quota__gpu"),
     )
+
+
+@PreparedRead
+def _default_cluster(team_id: int):
+    return first_of(with_team_quota(Cluster.objects.filter(enabled=True), team_id).order_by("-is_default", "pk"))
+
+
+@PreparedRead
+def _cluster_named(team_id: int, name: str):
+    return first_of(with_team_quota(Cluster.objects.filter(name=name), team_id))
+
+
+def cluster_with_team_quota(team_id: int, name: str = "") -> Cluster | None:
+    """The cluster of that name, or the default enabled one (else the first enabled), read with the team's quota
+    on it (quota_of reads it back); one query, compiled once per connection (every submit makes it)."""
+    return _cluster_named.first(team_id=team_id, name=name) if name else _default_cluster.first(team_id=team_id)
 
 
 def quota_of(cluster: Cluster, team_id: int) -> Quota | None:

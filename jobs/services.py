@@ -100,18 +100,16 @@ def _resolve(user, spec: dict) -> tuple[Team, Cluster, list[Volume], Job | None]
         if team is None:
             errors["team"] = [_("You are in no team: name one, or ask a team admin to add you.")]
 
-    # The team's quota on the cluster comes with it, in the same query (_check_quota reads it).
-    clusters = quotas.with_team_quota(Cluster.objects.all(), team.pk) if team is not None else Cluster.objects.all()
+    # The named cluster, else the default (else the first enabled), with the team's quota on it in the same query
+    # (_check_quota reads it). Without a team (refused above) its errors are still found: no team has id 0.
+    cluster = quotas.cluster_with_team_quota(team.pk if team is not None else 0, spec.get("cluster") or "")
     if spec.get("cluster"):
-        cluster = clusters.filter(name=spec["cluster"]).first()
         if cluster is None:
             errors["cluster"] = [_("No cluster %(cluster)r.") % {"cluster": spec["cluster"]}]
         elif not cluster.enabled:
             errors["cluster"] = [_("The cluster %(cluster)r is disabled.") % {"cluster": cluster.name}]
-    else:
-        cluster = clusters.filter(enabled=True).order_by("-is_default", "pk").first()  # the default, else the first
-        if cluster is None:
-            errors["cluster"] = [_("No cluster is enabled: ask a platform admin to add one.")]
+    elif cluster is None:
+        errors["cluster"] = [_("No cluster is enabled: ask a platform admin to add one.")]
 
     volumes: list[Volume] = []
     if spec.get("volumes"):

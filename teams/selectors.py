@@ -6,6 +6,20 @@ from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet
 
 from teams.models import Membership, Profile, Team
 from teams.permissions import visible_teams
+from teams.prepared import PreparedRead, first_of
+
+
+@PreparedRead
+def _current_membership(user_id: int):
+    """One query: the membership of the user's chosen team first, else of their first team by slug (read on
+    every API request: compiled once per connection, teams.prepared)."""
+    chosen = Profile.objects.filter(user_id=user_id, current_team=OuterRef("team"))
+    return first_of(
+        Membership.objects.filter(user_id=user_id)
+        .select_related("team")
+        .annotate(chosen=Exists(chosen))
+        .order_by("-chosen", "team__slug")
+    )
 
 
 def current_team_for(user) -> Team | None:
@@ -13,15 +27,7 @@ def current_team_for(user) -> Team | None:
     if not user.is_authenticated:
         return None
     if not user.is_staff:
-        # One query: the membership of the chosen team first, else the first team by slug.
-        chosen = Profile.objects.filter(user=user, current_team=OuterRef("team"))
-        membership = (
-            Membership.objects.filter(user=user)
-            .select_related("team")
-            .annotate(chosen=Exists(chosen))
-            .order_by("-chosen", "team__slug")
-            .first()
-        )
+        membership = _current_membership.first(user_id=user.pk)
         return membership.team if membership else None
     # A platform admin may have chosen a team they do not belong to.
     profile = Profile.objects.filter(user=user).select_related("current_team").first()

@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from teams.models import ApiToken
+from teams.prepared import PreparedRead, first_of
 
 KEY_PREFIX = "eai_"
 # What the profile page and the admin show: "eai_" and 8 characters of the key (48 bits, not enough to use).
@@ -39,12 +40,19 @@ def prefix_of(key: str) -> str:
     return key[:SHOWN_LENGTH] if key.startswith(KEY_PREFIX) else key[:8]
 
 
+@PreparedRead
+def _token_by_digest(digest: str):
+    return first_of(ApiToken.objects.select_related("user").filter(digest=digest))
+
+
 def token_for_key(key: str) -> ApiToken | None:
     """The live token with this key (its user loaded), or None: unknown, expired, or its user inactive."""
     if not key or len(key) > MAX_KEY_LENGTH:
         return None
     # Looked up by the hash: the database compares digests, never keys, so timing tells nothing of a key.
-    token = ApiToken.objects.select_related("user").filter(digest=digest_of(key)).first()
+    # Read on every API request: compiled once per connection (teams.prepared), never kept between requests,
+    # so a revoked token stops working at once.
+    token = _token_by_digest.first(digest=digest_of(key))
     if token is None or not token.user.is_active:
         return None
     now = timezone.now()
