@@ -57,10 +57,16 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
     portal = ctx.portal()
     job_id = resolve_job(ctx, portal, args.job)
     task, _job = pick_task(portal, job_id, args.task)
+    return print_log(portal, job_id, task, follow_it=args.follow, tail_lines=args.tail)
+
+
+def print_log(portal: Portal, job_id: str, task: str, *, follow_it: bool, tail_lines: int) -> int:
+    """The task's log on stdout: all of it, or its last ``tail_lines`` lines (when 0 or more); followed live
+    until the task ends with ``follow_it``."""
     out: BinaryIO = sys.stdout.buffer
-    if args.follow:
+    if follow_it:
         # The socket sends the tail itself (?tail=N) or the whole log from the start (?offset=0).
-        params = {"tail": args.tail} if args.tail >= 0 else {"offset": 0}
+        params = {"tail": tail_lines} if tail_lines >= 0 else {"offset": 0}
         return follow(portal, job_id, task, params, out)
     response = portal.request(
         "GET",
@@ -69,7 +75,7 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
         headers={"Accept": "text/plain"},
         what=f"job {job_id} task {task}",
     )
-    tail = _Tail(args.tail) if args.tail >= 0 else None
+    tail = _Tail(tail_lines) if tail_lines >= 0 else None
     with response:
         for chunk in response.iter_content(PAGE):
             if tail is not None:

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from easyai_cli import __version__, account, files, jobs, logs, models, shell, specs
+from easyai_cli import __version__, account, files, jobs, logs, models, shell, specs, webapps
 from easyai_cli import config as config_module
 from easyai_cli.client import CLIError
 from easyai_cli.context import Context
@@ -314,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _model_commands(sub)
     _serve_commands(sub)
+    _app_commands(sub)
     return parser
 
 
@@ -579,6 +580,149 @@ def _serve_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--team", help="the team the service is in (default: your current team)")
 
 
+APP_HELP = "the app's name in your current team (or TEAM/NAME)"
+
+
+def _app_settings(parser: argparse.ArgumentParser) -> None:
+    """The settings `app deploy` and `app set` share; none has a default, so only what is given is sent."""
+    parser.add_argument("--cpu", help="CPUs, e.g. 1 or 500m (the portal's default: 1)")
+    parser.add_argument("--memory", help="memory, e.g. 2Gi (the portal's default: 2Gi)")
+    parser.add_argument("--gpu", type=_not_negative, metavar="N", help="GPUs (default 0)")
+    parser.add_argument("--image", help="the container image (default: the portal's app image)")
+    parser.add_argument(
+        "--env", "-e", action="append", metavar="K=V", help="an environment variable; repeat for more (others kept)"
+    )
+    parser.add_argument(
+        "--secret", action="append", metavar="K=V", help="a secret variable: its value is never shown again; repeat"
+    )
+    parser.add_argument(
+        "--visibility",
+        choices=("team", "shared", "public"),
+        help="who may open it: the team (default), the team and the users named with --share, or anyone",
+    )
+    parser.add_argument(
+        "--share",
+        action="append",
+        metavar="USER",
+        help="share it with this user (repeat, or USER,USER); "
+        "implies --visibility shared; the list given replaces the one before",
+    )
+    parser.add_argument(
+        "--idle-minutes", type=_not_negative, metavar="N", help="sleep after N minutes without a request (0: never)"
+    )
+    parser.add_argument("--description", help="a line about the app")
+
+
+def _app_commands(sub: argparse._SubParsersAction) -> None:
+    p = _command(
+        sub,
+        "app",
+        _app_usage,
+        "web apps (Streamlit, Gradio or a custom server): deploy a folder, watch it, change it",
+        "easyai app deploy ./dashboard --kind streamlit --entry app.py --wait\n"
+        "easyai app list\n"
+        "easyai app logs dashboard -f\n"
+        "easyai app set dashboard --secret API_KEY=... --visibility public",
+    )
+    group = p.add_subparsers(title="app commands", metavar="COMMAND")
+
+    q = _command(
+        group,
+        "deploy",
+        webapps.app_deploy,
+        "deploy a local folder as an app: create it, or publish a new revision of it",
+        "easyai app deploy ./dashboard --kind streamlit                  # entry app.py, named dashboard\n"
+        "easyai app deploy ./demo --kind gradio --entry main.py --name demo --memory 4Gi --wait\n"
+        "easyai app deploy ./api --kind custom --command 'python server.py'\n"
+        "easyai app deploy ./dashboard                                   # again: revision 2",
+        description="Deploy a local folder as an app. The folder is zipped (without .git, __pycache__, .venv and "
+        "*.pyc; a symbolic link is refused) and uploaded.\n\nA new app is created with it as revision 1 and "
+        "started (--kind is then needed; a streamlit or gradio app's --entry defaults to app.py). An app that "
+        "exists gets a new revision that replaces the running one (its entry and command kept unless given), "
+        "then the settings given are changed.",
+    )
+    q.add_argument("dir", metavar="DIR", help="the folder holding the app's files")
+    q.add_argument("--kind", help="streamlit, gradio or custom (needed when the app is new)")
+    q.add_argument("--entry", help="the Python file it runs, in the folder (default for a new app: app.py)")
+    q.add_argument("--command", help="a custom app's command: it serves HTTP on $PORT, under $EASYAI_APP_BASE_PATH")
+    q.add_argument("--name", help="the app's name (or TEAM/NAME; default: the folder's name, lowercased)")
+    q.add_argument("--cluster", help="the cluster it runs on, when it is created (default: the portal's default)")
+    _app_settings(q)
+    q.add_argument("--wait", action="store_true", help="wait until it answers; exit 1 if it fails")
+    q.add_argument("--timeout", type=_positive, default=600, metavar="S", help="how long --wait waits (default 600)")
+    _team_option(q)
+
+    q = _command(
+        group,
+        "list",
+        webapps.app_list,
+        "your team's apps: state, address, owner, last request",
+        "easyai app list\neasyai app list -A",
+        aliases=["ls"],
+    )
+    _team_option(q, listing=True)
+
+    q = _command(
+        group,
+        "get",
+        webapps.app_get,
+        "show an app: its state, address, settings (secrets by name only) and revisions",
+        "easyai app get dashboard\neasyai app get vision/dashboard -o json",
+    )
+    q.add_argument("name", metavar="NAME", help=APP_HELP)
+    _team_option(q)
+
+    q = _command(
+        group,
+        "logs",
+        webapps.app_logs,
+        "print the log of the app's current run (its task app-0)",
+        "easyai app logs dashboard\neasyai app logs dashboard -f --tail 50",
+        description="Print the log of the app's current run (its job's one task, app-0). With -f it follows the "
+        "log live until the run ends.",
+    )
+    q.add_argument("name", metavar="NAME", help=APP_HELP)
+    q.add_argument("-f", "--follow", action="store_true", help="keep printing as the app writes, until its run ends")
+    q.add_argument("--tail", type=int, default=-1, metavar="N", help="only the last N lines (then follow with -f)")
+    q.add_argument("--team", help="the team the name is in (default: your current team)")
+
+    for name, handler, verb in (
+        ("start", webapps.app_start, "start a stopped, sleeping or failed app on its current revision"),
+        ("stop", webapps.app_stop, "stop an app until it is started again (a visit does not wake it)"),
+        ("restart", webapps.app_restart, "run the app's current revision afresh"),
+    ):
+        q = _command(group, name, handler, verb, f"easyai app {name} dashboard")
+        q.add_argument("name", metavar="NAME", help=APP_HELP)
+        _team_option(q)
+
+    q = _command(
+        group,
+        "set",
+        webapps.app_set,
+        "change an app's settings; a running app restarts when its resources, env or secrets change",
+        "easyai app set dashboard --env MODE=demo --secret API_KEY=s3cret\n"
+        "easyai app set dashboard --unset-secret API_KEY --unset-env MODE\n"
+        "easyai app set dashboard --visibility shared --share bob --share carol\n"
+        "easyai app set dashboard --idle-minutes 0 --cpu 2 --memory 4Gi",
+    )
+    q.add_argument("name", metavar="NAME", help=APP_HELP)
+    _app_settings(q)
+    q.add_argument("--unset-env", action="append", metavar="NAME", help="remove an environment variable; repeat")
+    q.add_argument("--unset-secret", action="append", metavar="NAME", help="remove a secret; repeat")
+    _team_option(q)
+
+    q = _command(
+        group,
+        "delete",
+        webapps.app_delete,
+        "stop and delete an app with its revisions (asks first unless --yes)",
+        "easyai app delete dashboard\neasyai app delete vision/dashboard --yes",
+    )
+    q.add_argument("name", metavar="NAME", help=APP_HELP)
+    q.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    q.add_argument("--team", help="the team the name is in (default: your current team)")
+
+
 def _team_usage(ctx: Context, args: argparse.Namespace) -> int:
     raise CLIError("say what to do with teams: easyai team list | easyai team use SLUG", code=2)
 
@@ -595,6 +739,14 @@ def _serve_usage(ctx: Context, args: argparse.Namespace) -> int:
     raise CLIError(
         "say what to do with services: easyai serve create | list | get | canary | promote | rollback | "
         "set | predict | delete (see easyai serve --help)",
+        code=2,
+    )
+
+
+def _app_usage(ctx: Context, args: argparse.Namespace) -> int:
+    raise CLIError(
+        "say what to do with apps: easyai app deploy | list | get | logs | start | stop | restart | set | delete "
+        "(see easyai app --help)",
         code=2,
     )
 

@@ -39,14 +39,14 @@ MODEL_REF = re.compile(r"(?P<name>[^:@\s]+)(?::(?P<version>[0-9]+)|@(?P<alias>[^
 # --- names ---------------------------------------------------------------------------------------------------
 
 
-def _team(ctx: Context, args: argparse.Namespace) -> str:
+def team_of(ctx: Context, args: argparse.Namespace) -> str:
     team = getattr(args, "team", None) or ctx.team()
     if not team:
         raise CLIError("no team to work in: run `easyai team use TEAM` or give --team", code=2)
     return team
 
 
-def _named(ctx: Context, args: argparse.Namespace, ref: str) -> tuple[str, str]:
+def named(ctx: Context, args: argparse.Namespace, ref: str) -> tuple[str, str]:
     """(team, name) of NAME in the team commands work in, or of TEAM/NAME as given."""
     if "/" in ref:
         team, _, name = ref.partition("/")
@@ -55,7 +55,7 @@ def _named(ctx: Context, args: argparse.Namespace, ref: str) -> tuple[str, str]:
         if getattr(args, "team", None) and args.team != team:
             raise CLIError(f"{ref!r} names team {team}, but --team says {args.team}", code=2)
         return team, name
-    return _team(ctx, args), ref
+    return team_of(ctx, args), ref
 
 
 def _q(text: str) -> str:
@@ -70,11 +70,11 @@ def service_path(team: str, name: str, suffix: str = "") -> str:
     return f"services/{_q(team)}/{_q(name)}/{suffix}"
 
 
-def _list_params(ctx: Context, args: argparse.Namespace) -> dict[str, str]:
-    return {} if args.all_teams else {"team": _team(ctx, args)}
+def list_params(ctx: Context, args: argparse.Namespace) -> dict[str, str]:
+    return {} if args.all_teams else {"team": team_of(ctx, args)}
 
 
-def _items(portal: Portal, path: str, params: dict[str, str]) -> list[dict]:
+def list_items(portal: Portal, path: str, params: dict[str, str]) -> list[dict]:
     body = portal.get(path, params=params)
     return list(portal.pages(path, params, first=body)) if isinstance(body, dict) else list(body or [])
 
@@ -109,8 +109,8 @@ def _metrics_text(metrics: dict | None) -> str:
 
 def model_list(ctx: Context, args: argparse.Namespace) -> int:
     portal = ctx.portal()
-    params = _list_params(ctx, args)
-    found = _items(portal, "models/", params)
+    params = list_params(ctx, args)
+    found = list_items(portal, "models/", params)
     if args.output:
         dump(found, args.output)
         return 0
@@ -138,7 +138,7 @@ def model_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def model_get(ctx: Context, args: argparse.Namespace) -> int:
     portal = ctx.portal()
-    team, name = _named(ctx, args, args.name)
+    team, name = named(ctx, args, args.name)
     if args.version:
         what = f"{team}/{name}:{args.version}"
         version = portal.get(model_path(team, name, f"versions/{args.version}/"), what=what)
@@ -160,7 +160,7 @@ def model_get(ctx: Context, args: argparse.Namespace) -> int:
         ("Updated", local_time(model.get("updated_at"))),
         ("Aliases", ", ".join(f"{alias} -> {number}" for alias, number in sorted(model.get("aliases", {}).items()))),
     ]
-    _fields(fields, optional=("Description", "Tags", "Aliases"))
+    print_fields(fields, optional=("Description", "Tags", "Aliases"))
     versions = sorted(model.get("version_list", []), key=lambda v: v["version"], reverse=True)
     print("\nVersions:")
     if versions:
@@ -201,7 +201,7 @@ def _source(version: dict) -> str:
     return "pushed"
 
 
-def _fields(fields: list[tuple[str, Any]], optional: tuple[str, ...] = ()) -> None:
+def print_fields(fields: list[tuple[str, Any]], optional: tuple[str, ...] = ()) -> None:
     width = max(len(label) for label, _ in fields) + 2
     for label, value in fields:
         if value in (None, "") and label in optional:
@@ -211,7 +211,7 @@ def _fields(fields: list[tuple[str, Any]], optional: tuple[str, ...] = ()) -> No
 
 def _print_version(version: dict) -> None:
     files = version.get("files") or []
-    _fields(
+    print_fields(
         [
             ("Model", f"{version['team']}/{version['model']}"),
             ("Version", version["version"]),
@@ -294,10 +294,12 @@ def _zip_folder(files: list[tuple[Path, str]], into: IO[bytes]) -> None:
             archive.write(path, relative)
 
 
-class _Multipart:
+class Multipart:
     """A multipart/form-data body read in chunks: the archive streams from its file, never whole in memory."""
 
-    def __init__(self, fields: dict[str, str], archive: IO[bytes], length: int, progress: Progress):
+    def __init__(
+        self, fields: dict[str, str], archive: IO[bytes], length: int, progress: Progress, filename: str = "model.zip"
+    ):
         self.boundary = uuid.uuid4().hex
         head = b"".join(
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'.encode()
@@ -306,7 +308,7 @@ class _Multipart:
             for key, value in fields.items()
         )
         head += (
-            f'--{self.boundary}\r\nContent-Disposition: form-data; name="archive"; filename="model.zip"\r\n'
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="archive"; filename="{filename}"\r\n'
             "Content-Type: application/zip\r\n\r\n"
         ).encode()
         tail = f"\r\n--{self.boundary}--\r\n".encode()
@@ -349,13 +351,13 @@ def model_push(ctx: Context, args: argparse.Namespace) -> int:
     if args.description is not None:
         fields["description"] = args.description
     portal = ctx.portal()
-    team, name = _named(ctx, args, args.name)
+    team, name = named(ctx, args, args.name)
     with tempfile.TemporaryFile(prefix="easyai-push-", suffix=".zip") as archive:
         _zip_folder(files, archive)
         length = archive.tell()
         archive.seek(0)
         progress = Progress(f"{args.dir} ({len(files)} files)", length)
-        body = _Multipart(fields, archive, length, progress)
+        body = Multipart(fields, archive, length, progress)
         version = portal.json(
             "POST",
             model_path(team, name, "versions/"),
@@ -397,7 +399,7 @@ def model_pull(ctx: Context, args: argparse.Namespace) -> int:
     if match is None or (match["version"] or "1").startswith("0"):
         raise CLIError(f"{args.ref!r}: give NAME, NAME:VERSION or NAME@ALIAS", code=2)
     portal = ctx.portal()
-    team, name = _named(ctx, args, match["name"])
+    team, name = named(ctx, args, match["name"])
     model = portal.get(model_path(team, name), what=f"model {team}/{name}")
     number = _pull_version(model, match["version"], match["alias"])
     what = f"{team}/{name}:{number}"
@@ -503,7 +505,7 @@ def _extract(zf: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path, entry: di
 
 def model_alias(ctx: Context, args: argparse.Namespace) -> int:
     portal = ctx.portal()
-    team, name = _named(ctx, args, args.name)
+    team, name = named(ctx, args, args.name)
     path = model_path(team, name, f"aliases/{_q(args.alias)}/")
     if args.delete:
         if args.version is not None:
@@ -520,7 +522,7 @@ def model_alias(ctx: Context, args: argparse.Namespace) -> int:
 
 def model_delete(ctx: Context, args: argparse.Namespace) -> int:
     portal = ctx.portal()
-    team, name = _named(ctx, args, args.name)
+    team, name = named(ctx, args, args.name)
     if args.version:
         portal.json("DELETE", model_path(team, name, f"versions/{args.version}/"), what=f"{team}/{name}:{args.version}")
         print(f"version {args.version} of {team}/{name} deleted")
@@ -553,7 +555,7 @@ def _latency(value: float | None) -> str:
 
 def serve_create(ctx: Context, args: argparse.Namespace) -> int:
     portal = ctx.portal()
-    team, name = _named(ctx, args, args.name)
+    team, name = named(ctx, args, args.name)
     body: dict[str, Any] = {
         "team": team,
         "name": name,
@@ -588,8 +590,8 @@ def serve_create(ctx: Context, args: argparse.Namespace) -> int:
 
 def serve_list(ctx: Context, args: argparse.Namespace) -> int:
     portal = ctx.portal()
-    params = _list_params(ctx, args)
-    found = _items(portal, "services/", params)
+    params = list_params(ctx, args)
+    found = list_items(portal, "services/", params)
     if args.output:
         dump(found, args.output)
         return 0
@@ -620,7 +622,7 @@ def serve_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def serve_get(ctx: Context, args: argparse.Namespace) -> int:
     portal = ctx.portal()
-    team, name = _named(ctx, args, args.name)
+    team, name = named(ctx, args, args.name)
     service = portal.get(service_path(team, name), what=f"service {team}/{name}")
     if args.output:
         dump(service, args.output)
@@ -636,7 +638,7 @@ def _print_service(service: dict) -> None:
         if service.get("canary_version")
         else ""
     )
-    _fields(
+    print_fields(
         [
             ("Service", f"{service['team']}/{service['name']}"),
             ("Model", service["model"]),
@@ -685,7 +687,7 @@ def _print_service(service: dict) -> None:
 
 def _serve_action(ctx: Context, args: argparse.Namespace, suffix: str, body: Any, done: str) -> int:
     portal = ctx.portal()
-    team, name = _named(ctx, args, args.name)
+    team, name = named(ctx, args, args.name)
     service = portal.post(service_path(team, name, suffix), body, what=f"service {team}/{name}")
     if args.output:
         dump(service, args.output)
@@ -716,7 +718,7 @@ def serve_set(ctx: Context, args: argparse.Namespace) -> int:
     if not changes:
         raise CLIError("say what to change: --version N or --alias A (or --cpu, --memory, --gpu, replicas)", code=2)
     portal = ctx.portal()
-    team, name = _named(ctx, args, args.name)
+    team, name = named(ctx, args, args.name)
     service = portal.json("PATCH", service_path(team, name), json=changes, what=f"service {team}/{name}")
     if args.output:
         dump(service, args.output)
@@ -730,7 +732,7 @@ def serve_set(ctx: Context, args: argparse.Namespace) -> int:
 def serve_predict(ctx: Context, args: argparse.Namespace) -> int:
     body = _json_option(args.data, "--data")
     portal = ctx.portal()
-    team, name = _named(ctx, args, args.name)
+    team, name = named(ctx, args, args.name)
     protocol = "v2" if args.v2 else "v1"
     answer = portal.post(
         service_path(team, name, "try/"), {"protocol": protocol, "body": body}, what=f"service {team}/{name}"
@@ -750,7 +752,7 @@ def serve_predict(ctx: Context, args: argparse.Namespace) -> int:
 
 def serve_delete(ctx: Context, args: argparse.Namespace) -> int:
     portal = ctx.portal()
-    team, name = _named(ctx, args, args.name)
+    team, name = named(ctx, args, args.name)
     portal.json("DELETE", service_path(team, name), what=f"service {team}/{name}")
     print(f"service {team}/{name} deleted")
     return 0
