@@ -115,6 +115,7 @@ class AppDetailSerializer(AppSerializer):
 
 
 class _Code(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=AppKind.choices, required=False, help_text="a new revision may change it")
     source = serializers.CharField(required=False, allow_blank=True, help_text="a folder of your personal workspace")
     archive = serializers.FileField(required=False, help_text="or a zip archive of the app's folder")
     entry = serializers.CharField(required=False, allow_blank=True, help_text="the entry file, such as app.py")
@@ -250,6 +251,7 @@ class RevisionListView(_Base):
                 archive=archive,
                 entry=fields.get("entry"),
                 command=fields.get("command"),
+                kind=fields.get("kind"),
             )
         except DjangoValidationError as exc:
             _raise_validation(exc)

@@ -14,11 +14,13 @@ host port locally, ``APP_PORT`` in a pod):
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
 from apps.models import APP_TASK, WEB_PORT, App, AppKind, AppRevision, app_path
+from clusters.backends.contract import storage
 from clusters.models import Cluster
 from jobs import readiness
 
@@ -55,8 +57,17 @@ def app_command(app: App, revision: AppRevision, cluster: Cluster) -> str:
     return start + f'PORT="$EASYAI_PORT_WEB" EASYAI_APP_BASE_PATH={base} HOST={host} exec {revision.command}'
 
 
+def code_dir(app: App, revision: AppRevision, cluster: Cluster) -> str:
+    """Where the run sees its code (``$app_dir``): the revision's folder locally, /app in a pod."""
+    if cluster.kind == Cluster.Kind.LOCAL:
+        root = Path(settings.EASYAI_STORAGE_ROOT)
+        return str(root / storage.app_source_dir(app.team.slug, revision.source_ref))
+    return "/app"
+
+
 def app_spec(app: App, revision: AppRevision, cluster: Cluster) -> dict[str, Any]:
-    """The job that runs one revision of the app."""
+    """The job that runs one revision of the app: in its code's folder, with its own /tmp as home (it sees
+    neither its owner's workspaces nor their data)."""
     return {
         "name": app.name,
         "team": app.team.slug,
@@ -64,7 +75,8 @@ def app_spec(app: App, revision: AppRevision, cluster: Cluster) -> dict[str, Any
         "framework": "app",
         "image": app.image or settings.EASYAI_APP_IMAGE,
         "command": app_command(app, revision, cluster),
-        "env": dict(app.env),
+        "working_dir": code_dir(app, revision, cluster),
+        "env": {"HOME": "/tmp", **app.env},
         "roles": {"app": {"replicas": 1, "cpu": app.cpu, "memory": app.memory, "gpu": app.gpu}},
         "ports": {WEB_PORT: APP_PORT},
         "app_source": revision.source_ref,

@@ -1,5 +1,6 @@
-"""Apps on a Kubernetes cluster: the Pod (and, with an ingress host, the Service and Ingress) an app's run is
-rendered as, validated strictly against the vendored schemas; an app's life on the fake API server; and the
+"""Apps on a Kubernetes cluster: the Pod an app's run is rendered as (never a Service or an Ingress, even on a
+cluster with an ingress host: a route there would serve the app past its visibility), validated strictly
+against the vendored schemas; an app's life on the fake API server; and the
 proxy's way to a running app, straight to its pod's IP.
 
 The real `kubernetes` client talks to the fake API server (testing/fakekube.py); the tests play the kubelet by
@@ -86,7 +87,7 @@ def test_an_app_renders_as_a_strict_pod_serving_under_its_path(kube, owner, team
     for obj in objects:
         assert validate_manifest(obj) == [], (obj["kind"], validate_manifest(obj))
     kinds = [obj["kind"] for obj in objects]
-    assert kinds == (["Pod", "Service", "Ingress"] if ingress else ["Pod"])
+    assert kinds == ["Pod"]
 
     pod = objects[0]
     assert pod["metadata"]["name"] == job.public_id and pod["metadata"]["namespace"] == NS
@@ -140,18 +141,10 @@ def test_an_app_renders_as_a_strict_pod_serving_under_its_path(kube, owner, team
     assert SECRET not in job_spec.to_yaml(stored.spec) and "API_KEY" not in job_spec.to_yaml(stored.spec)
     assert stored.spec["app_source"] == f"demo/{revision}"
 
-    if ingress:
-        service, ingress_obj = objects[1], objects[2]
-        assert service["spec"]["ports"] == [
-            {"name": WEB_PORT, "port": specs.APP_PORT, "targetPort": specs.APP_PORT, "protocol": "TCP"}
-        ]
-        assert service["spec"]["selector"][m.LABEL_JOB_ID] == job.public_id
-        (rule,) = ingress_obj["spec"]["rules"]
-        assert rule["host"] == "apps.example.org"
-        (path,) = rule["http"]["paths"]
-        assert path["backend"]["service"] == {"name": service["metadata"]["name"], "port": {"name": WEB_PORT}}
-        for obj in objects[1:]:
-            assert SECRET not in str(obj)
+    # It sees its code and its job's own folders: not its owner's workspaces or data.
+    assert "/workspace/personal" not in mounts and "/workspace/public" not in mounts and "/data_dir" not in mounts
+    assert "data_dir" not in env and env["HOME"] == "/tmp" and container.get("workingDir", "/app") == "/app"
+    assert SECRET not in str(objects[1:])
 
 
 # --- 2. an app's life on the fake API server ---------------------------------------------------------------------
@@ -294,7 +287,7 @@ def test_the_proxy_goes_straight_to_a_ready_apps_pod_ip(
     # What the cluster holds for it, and what a stop leaves: nothing.
     services_on_cluster = kube.of_kind("", "v1", "services")
     ingresses = kube.of_kind("networking.k8s.io", "v1", "ingresses")
-    assert len(services_on_cluster) == len(ingresses) == (1 if ingress else 0)
+    assert services_on_cluster == [] and ingresses == []  # an app's run is reached at its pod's address only
     with django_capture_on_commit_callbacks(execute=True):
         services.app_stop(user=owner, app=_fresh(app))
     assert _pods(kube) == [] and kube.of_kind("", "v1", "services") == []

@@ -69,13 +69,18 @@ def places(
     app_source: str | None = None,
 ) -> list[Place]:
     """Every place a task of this job sees, in the order of the table; a registered model version
-    ("{model}/{version}" of the job's team) and an app's code ("{app}/{revision}") only when the job names one."""
+    ("{model}/{version}" of the job's team) and an app's code ("{app}/{revision}") only when the job names one.
+
+    An app's run serves visitors (anyone, for a public app): it sees its code and its job's own folders, never
+    its owner's data_dir or workspaces."""
+    app = bool(app_source and team)
     result = [
         Place("summary_dir", "/summary_dir", f"{job_id}/{task_name}/summary_dir"),
         Place("model_dir", "/model_dir", f"{job_id}/model_dir"),
         Place("log_dir", "/log_dir", f"{job_id}/log_dir"),
-        Place("data_dir", "/data_dir", f"data/{owner}", read_only=True),
     ]
+    if not app:
+        result.append(Place("data_dir", "/data_dir", f"data/{owner}", read_only=True))
     if pre_job_id:
         result.append(Place("pre_model_dir", "/pre_model_dir", f"{pre_job_id}/model_dir"))
     result += [
@@ -90,8 +95,9 @@ def places(
                 read_only=True,
             )
         )
-    if app_source and team:
+    if app:
         result.append(Place("app_dir", "/app", app_source_dir(team, app_source), read_only=True))
+        return result
     result += [
         Place("", "/workspace/personal", f"notebook/{owner}"),
         Place("", "/workspace/public", "notebook/public"),

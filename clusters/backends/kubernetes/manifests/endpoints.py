@@ -114,8 +114,10 @@ def job_ingress(cluster: ClusterSettings, job: JobDescription) -> dict[str, Any]
 
 
 def endpoint_objects(cluster: ClusterSettings, job: JobDescription) -> list[dict[str, Any]]:
-    """A Service per task that serves named ports and the job's Ingress; none without an ingress host."""
-    if not ingress_address(cluster) or not any(task.ports for task in job.tasks):
+    """A Service per task that serves named ports and the job's Ingress; none without an ingress host, and none
+    for an app's run: the portal reaches it at its pod's address, and a route of the ingress would serve it to
+    whoever reaches the ingress, past the app's visibility."""
+    if not ingress_address(cluster) or not any(task.ports for task in job.tasks) or job.framework == "app":
         return []
     services = [task_service(cluster, job, task) for task in job.tasks if task.ports]
     return [*services, job_ingress(cluster, job)]
