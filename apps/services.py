@@ -280,7 +280,10 @@ def _check_entry(found: list[tuple[str, Path]], kind: str, entry: str, field: st
     if not found or not entry:
         return
     if entry not in {relative for relative, _full in found}:
-        errors["entry"] = [_("There is no file %(entry)s in the %(where)s.") % {"entry": entry, "where": field}]
+        if field == "archive":
+            errors["entry"] = [_("There is no file %(entry)s in the archive.") % {"entry": entry}]
+        else:
+            errors["entry"] = [_("There is no file %(entry)s in the folder.") % {"entry": entry}]
 
 
 def _copy(found: list[tuple[str, Path]], into: Path) -> tuple[list[dict], int, str]:

@@ -453,6 +453,7 @@ SPECTACULAR_SETTINGS = {
         "JobStateEnum": "jobs.state.JobState",
         "TaskStateEnum": "jobs.models.Task.State",
         "SharePermissionEnum": "teams.services.SHARE_PERMISSIONS",
+        "AppKindEnum": "apps.models.AppKind",
     },
 }
 

@@ -26,6 +26,7 @@ NAV = [
     ("notebook-list", gettext_noop("Notebooks")),
     ("model-list", gettext_noop("Models")),
     ("service-list", gettext_noop("Services")),
+    ("app-list", gettext_noop("Apps")),
     ("file-browser", gettext_noop("Files")),
 ]
 

@@ -146,8 +146,8 @@ def test_the_list_reads_a_fixed_number_of_queries(people, team, fake_backend):
 
 
 def test_the_nav_links_to_the_apps_page(people, app):
-    page = client_for(people["mate"]).get("/apps/").content.decode()
-    assert 'id="nav-apps"' in page and 'href="/apps/"' in element(page, "nav-apps")
+    page = client_for(people["mate"]).get("/").content.decode()
+    assert '<a class="nav-link" href="/apps/">Apps</a>' in page
 
 
 # --- an app's page ----------------------------------------------------------------------------------------
