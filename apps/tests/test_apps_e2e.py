@@ -281,3 +281,20 @@ def test_an_app_that_never_becomes_healthy_fails_with_its_log(origins, local_clu
 
     crash = wait_until(ended, 60, "the crash to be recorded")
     assert crash.state == "failed" and "no model file found" in crash.message
+
+
+def test_under_a_wildcard_origin_an_app_answers_at_a_host_of_its_own(wildcard, local_cluster, stop_all, people, team):
+    owner = people["owner"]
+    port = wildcard.port
+    put_files(owner, "apps/hello", {"serve.py": CUSTOM_SERVER})
+    app = services.app_deploy(
+        user=owner, team=team, name="hello", kind="custom", command="python serve.py", source="apps/hello",
+        cpu="500m", memory="256Mi",
+    )  # fmt: skip
+    app = wait_ready(app, local_cluster)
+    assert app.url == f"http://hello--{team.slug}--app.localhost:{port}/apps/{team.slug}/hello/"
+    own_host = f"hello--{team.slug}--app.localhost:{port}"
+    assert fetch(port, f"/apps/{team.slug}/hello/", user=owner, Host=own_host)[0] == 200
+    # Not at another app's host, nor at an endpoint's: its credential cookie is scoped to its own.
+    assert fetch(port, f"/apps/{team.slug}/hello/", user=owner, Host=f"other--{team.slug}--app.localhost:{port}")[0] == 404
+    assert fetch(port, f"/apps/{team.slug}/hello/", user=owner, Host=f"j-aaaaaaaa--main-0--web.localhost:{port}")[0] == 404
