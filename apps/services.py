@@ -570,35 +570,31 @@ def app_update(*, user, app: App, **changes: Any) -> App:
     return app
 
 
-def app_start(*, user, app: App) -> App:
-    """Start a stopped, sleeping or failed app on its current revision."""
+def _run_again(user, app: App, *, restart: bool) -> App:
     _must(user, app)
     with transaction.atomic():
         locked = _lock(app)
-        if locked.job is not None and locked.job.state in ACTIVE:
+        if not restart and locked.job is not None and locked.job.state in ACTIVE:
             raise AppActionRefused(_("The app is already running."))
         if locked.revision is None:
             raise AppActionRefused(_("The app has no revision: publish it first."))
+        if restart:
+            _stop_run(locked, actor=user, reason="restarted", message=_("Restarted by %(user)s.") % {"user": user})
         App.objects.filter(pk=locked.pk).update(status=AppStatus.ACTIVE)
         locked.status = AppStatus.ACTIVE
         _run(locked, locked.revision)
     app.refresh_from_db()
     return app
+
+
+def app_start(*, user, app: App) -> App:
+    """Start a stopped, sleeping or failed app on its current revision."""
+    return _run_again(user, app, restart=False)
 
 
 def app_restart(*, user, app: App) -> App:
     """A fresh run of the current revision (the running one stops)."""
-    _must(user, app)
-    with transaction.atomic():
-        locked = _lock(app)
-        if locked.revision is None:
-            raise AppActionRefused(_("The app has no revision: publish it first."))
-        _stop_run(locked, actor=user, reason="restarted", message=_("Restarted by %(user)s.") % {"user": user})
-        App.objects.filter(pk=locked.pk).update(status=AppStatus.ACTIVE)
-        locked.status = AppStatus.ACTIVE
-        _run(locked, locked.revision)
-    app.refresh_from_db()
-    return app
+    return _run_again(user, app, restart=True)
 
 
 def app_stop(*, user, app: App) -> App:

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +46,7 @@ os.environ.pop("EASYAI_Q_SYNC", None)
 
 import aiohttp  # noqa: E402
 import django  # noqa: E402
+from _load import concurrent, sequential  # noqa: E402
 from _setup import free_port, local_team  # noqa: E402
 
 from easyai_site.prepare import prepare  # noqa: E402
@@ -89,34 +91,6 @@ async def one(session: aiohttp.ClientSession, url: str, headers: dict) -> float:
         if response.status != 200:
             raise SystemExit(f"{url}: {response.status}")
     return time.perf_counter() - start
-
-
-def summary(samples: list[float], elapsed: float) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "rps": len(samples) / elapsed,
-        "p50_ms": statistics.median(ordered) * 1000,
-        "p95_ms": ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000,
-    }
-
-
-async def sequential(session, url: str, headers: dict, count: int) -> dict[str, float]:
-    started = time.perf_counter()
-    samples = [await one(session, url, headers) for _ in range(count)]
-    return summary(samples, time.perf_counter() - started)
-
-
-async def concurrent(session, url: str, headers: dict, count: int, clients: int) -> dict[str, float]:
-    samples: list[float] = []
-    left = iter(range(count))
-
-    async def client() -> None:
-        for _ in left:
-            samples.append(await one(session, url, headers))
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return summary(samples, time.perf_counter() - started)
 
 
 def app_row(name: str):
@@ -173,10 +147,10 @@ async def bench_app(session, args, api: str, token: str, endpoints: str, name: s
         for url, headers in ((plain_url, plain_headers), (proxied_url, proxied_headers)):
             for _ in range(20):
                 await one(session, url, headers)
-        seq_plain = await sequential(session, plain_url, plain_headers, args.requests)
-        seq_proxy = await sequential(session, proxied_url, proxied_headers, args.requests)
-        con_plain = await concurrent(session, plain_url, plain_headers, args.concurrent, args.clients)
-        con_proxy = await concurrent(session, proxied_url, proxied_headers, args.concurrent, args.clients)
+        seq_plain = await sequential(partial(one, session, plain_url, plain_headers), args.requests)
+        seq_proxy = await sequential(partial(one, session, proxied_url, proxied_headers), args.requests)
+        con_plain = await concurrent(partial(one, session, plain_url, plain_headers), args.concurrent, args.clients)
+        con_proxy = await concurrent(partial(one, session, proxied_url, proxied_headers), args.concurrent, args.clients)
         results.append((what, seq_plain, seq_proxy, con_plain, con_proxy))
     return [name, kind, publish_s, wakes, results]
 

@@ -25,12 +25,12 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +47,7 @@ os.environ.pop("REDIS_URL", None)
 
 import aiohttp  # noqa: E402
 import django  # noqa: E402
+from _load import concurrent, sequential, summary  # noqa: E402
 from _setup import local_team, start_daphne  # noqa: E402
 
 from easyai_site.prepare import prepare  # noqa: E402
@@ -97,36 +98,6 @@ async def one(session: aiohttp.ClientSession, url: str, headers: dict) -> float:
         if response.status != 200:
             raise SystemExit(f"{url}: {response.status}")
     return time.perf_counter() - start
-
-
-async def sequential(session: aiohttp.ClientSession, url: str, headers: dict, count: int) -> dict[str, float]:
-    started = time.perf_counter()
-    samples = [await one(session, url, headers) for _ in range(count)]
-    return summary(samples, time.perf_counter() - started)
-
-
-async def concurrent(
-    session: aiohttp.ClientSession, url: str, headers: dict, count: int, clients: int
-) -> dict[str, float]:
-    samples: list[float] = []
-    left = iter(range(count))
-
-    async def client() -> None:
-        for _ in left:
-            samples.append(await one(session, url, headers))
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return summary(samples, time.perf_counter() - started)
-
-
-def summary(samples: list[float], elapsed: float) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "rps": len(samples) / elapsed,
-        "p50_ms": statistics.median(ordered) * 1000,
-        "p95_ms": ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000,
-    }
 
 
 def credential_cookie(notebook) -> str:
@@ -216,9 +187,9 @@ async def measure(paths: list[tuple[str, str, dict]], args: argparse.Namespace) 
                 await one(session, url, headers)
         rows = []
         for label, url, headers in paths:
-            rows.append((label, "sequential", await sequential(session, url, headers, args.requests)))
+            rows.append((label, "sequential", await sequential(partial(one, session, url, headers), args.requests)))
         for label, url, headers in paths:
-            result = await concurrent(session, url, headers, args.concurrent, args.clients)
+            result = await concurrent(partial(one, session, url, headers), args.concurrent, args.clients)
             rows.append((label, f"{args.clients} clients", result))
     rows += await measure_sockets(paths, args)
     print(f"{'path':22} {'run':14} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8}")
