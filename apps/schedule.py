@@ -27,7 +27,8 @@ def access_key(app_pk: int) -> str:
     return f"easyai:app-request:{app_pk}"
 
 
-def enqueue_due() -> bool:
+def enqueue_due(last: dict) -> bool:
+    """The clock's periodic work (``AppsConfig.ready()``): a scan at most every SCAN_EVERY_S seconds."""
     if not cache.add("easyai:apps-scan", 1, timeout=SCAN_EVERY_S):
         return False
     from django_q.tasks import async_task

@@ -298,3 +298,14 @@ def test_under_a_wildcard_origin_an_app_answers_at_a_host_of_its_own(wildcard, l
     # Not at another app's host, nor at an endpoint's: its credential cookie is scoped to its own.
     assert fetch(port, f"/apps/{team.slug}/hello/", user=owner, Host=f"other--{team.slug}--app.localhost:{port}")[0] == 404
     assert fetch(port, f"/apps/{team.slug}/hello/", user=owner, Host=f"j-aaaaaaaa--main-0--web.localhost:{port}")[0] == 404
+
+
+def test_the_clock_enqueues_the_apps_scan_once_per_period(db, settings):
+    from django.core.cache import cache
+
+    from easyai_site.management.commands.scheduler import periodic_work
+
+    cache.delete("easyai:apps-scan")
+    work = dict(periodic_work())
+    assert work["apps"]({}) is True  # the scan is enqueued (run inline here)
+    assert work["apps"]({}) is False  # not again within its period
