@@ -22,6 +22,9 @@ from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
 _stand_ins = count(1)
+# Where each read keeps its plan on a connection: a number never given twice (an id() is, once a read made in a
+# test is gone, and the next one would find the old read's plan).
+_keys = count(1)
 
 
 def _stand_in(kind: type) -> int | str:
@@ -64,11 +67,12 @@ class _Plan:
 
 
 class PreparedRead:
-    """A read to prepare (used as a decorator on ``build``). ``build(**values)`` returns the queryset (a model queryset, sliced if it should be); ``first(**values)``
-    runs it and returns its first object or None, ``all(**values)`` every object, as the queryset would.
+    """A read to prepare, made by decorating ``build``: ``build(**values)`` returns the model queryset (sliced
+    if it should be); ``first(**values)`` runs it and returns its first object or None, ``all(**values)`` every
+    object, as the queryset would.
 
-    Values are coerced as their fields would (``str`` for text, ``int`` for numbers and keys); the type of each
-    is given by ``build``'s annotations (``int`` or ``str``)."""
+    Each value's type is ``build``'s annotation of it (``int`` or ``str``), and a value is coerced to it as its
+    field would coerce it."""
 
     def __init__(self, build: Callable[..., QuerySet]):
         self.build = build
@@ -78,7 +82,7 @@ class PreparedRead:
             if parameter.annotation not in kinds:
                 raise TypeError(f"prepared read: {name!r} must be annotated int or str")
             self.kinds[name] = kinds[parameter.annotation]
-        self.key = f"_easyai_prepared_{id(self)}"
+        self.key = f"_easyai_prepared_{next(_keys)}"  # where its plan is kept on each connection
         self.model = None
 
     def _plan(self) -> _Plan:
