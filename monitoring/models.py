@@ -81,6 +81,10 @@ class JobUsage(models.Model):
     gib_hours_used = models.FloatField(default=0)
     gpu_hours_requested = models.FloatField(default=0)
     gpu_hours_used = models.FloatField(default=0)  # GPU-hours × mean utilisation
+    # What the samples used above the request, interval by interval (Σ interval × max(0, used − requested)):
+    # charged on top of the request, so cost = (requested + over) × price, kept incrementally.
+    core_hours_over = models.FloatField(default=0)
+    gib_hours_over = models.FloatField(default=0)
     cost = models.DecimalField(_("cost"), max_digits=16, decimal_places=6, default=0)
     currency = models.CharField(_("currency"), max_length=8, default="USD")
     # Mean used ÷ requested over the job's life (None: nothing requested or nothing sampled yet).
@@ -98,4 +102,6 @@ class JobUsage(models.Model):
             models.Index(fields=["team", "day"], name="jobusage_team_day"),
             models.Index(fields=["day"], name="jobusage_day"),
             models.Index(fields=["owner", "day"], name="jobusage_owner_day"),
+            # The accounting pass reads the open rows only: it does not grow with the finished jobs.
+            models.Index(fields=["closed"], name="jobusage_closed"),
         ]
