@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from clusters.backends.contract.quantity import format_cpu, format_memory
 from clusters.models import Cluster
 from jobs import forms as spec_forms
-from jobs import selectors, services
+from jobs import panels, selectors, services
 from jobs import spec as job_spec
 from jobs.forms import SPEC_FORM_FIELDS, ExperimentForm, JobSpecForm
 from jobs.models import Experiment, Framework, Job
@@ -174,6 +174,7 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "can_delete": can_change,
         "can_rerun": services.can_rerun(request.user, job),
         "active": job.state in ACTIVE,
+        "panels": panels.panels_for(request, job),
     }
     return render(request, "jobs/job_detail.html", context)
 
