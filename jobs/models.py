@@ -264,3 +264,32 @@ class ShellSession(models.Model):
         from django.utils import timezone
 
         return (self.closed_at or timezone.now()) - self.opened_at
+
+
+class JobClusterEvent(models.Model):
+    """A cluster's event about a job's objects (a Kubernetes Event on its pods or its training job).
+
+    Kept after the cluster drops it (Kubernetes keeps events an hour) and after the job's objects are deleted:
+    the "why did it wait / fail" record. A repeated event is one row whose count and time go up.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="cluster_events")
+    task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="cluster_events")
+    uid = models.CharField(_("uid"), max_length=64)  # the event's uid on the cluster
+    type = models.CharField(_("type"), max_length=16)  # Normal or Warning
+    reason = models.CharField(_("reason"), max_length=100, blank=True)
+    message = models.TextField(_("message"), blank=True)
+    count = models.PositiveIntegerField(_("count"), default=1)
+    object = models.CharField(_("object"), max_length=300, blank=True)  # "Pod/j-ab12cd34-worker-0"
+    first_at = models.DateTimeField(_("first seen"), null=True, blank=True)
+    at = models.DateTimeField(_("last seen"))
+
+    class Meta:
+        ordering = ["at", "id"]
+        verbose_name = _("cluster event")
+        verbose_name_plural = _("cluster events")
+        constraints = [models.UniqueConstraint(fields=["job", "uid"], name="cluster_event_once_per_job")]
+        indexes = [models.Index(fields=["job", "at"], name="cluster_event_job_at")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}: {self.type} {self.reason}"

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from django.db.models import Prefetch, Q, QuerySet
 
 from clusters.backends.contract.quantity import whole_number
-from jobs.models import Experiment, Job, JobEvent, Task
+from jobs.models import Experiment, Job, JobClusterEvent, JobEvent, Task
 from jobs.state import JobState
 from teams import permissions
 
@@ -62,16 +62,25 @@ def experiments_visible(user) -> QuerySet[Experiment]:
     return permissions.restrict(Experiment.objects.select_related("team", "owner"), user)
 
 
+CLUSTER_EVENTS_SHOWN = 100
+
+
+def cluster_events_of(job: Job) -> list[JobClusterEvent]:
+    """The job's latest cluster events (Kubernetes Events on its pods and objects), oldest first."""
+    latest = job.cluster_events.select_related("task").order_by("-at", "-id")[:CLUSTER_EVENTS_SHOWN]
+    return list(reversed(latest))
+
+
 def why_waiting(job: Job) -> str:
     """The "why is my job waiting" line: the backend's reason, the team's quota, the cluster's capacity."""
     if job.state not in (JobState.QUEUED, JobState.PENDING, JobState.UNKNOWN):
         return ""
-    from clusters.backends.base import BackendError
+    from clusters.backends.base import WAITING_REASONS, BackendError
     from clusters.backends.contract.quantity import format_cpu, format_memory
     from jobs import quota
 
     parts = []
-    if job.message and job.reason in {"waiting", "submit_retry", "Unschedulable", "unschedulable"}:
+    if job.message and (job.reason in WAITING_REASONS or job.reason in {"submit_retry", "unschedulable"}):
         parts.append(job.message)
     if used := quota.usage_line(job):
         parts.append(used)

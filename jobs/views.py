@@ -165,6 +165,8 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "job": job,
         "tasks": list(job.tasks.all()),
         "events": list(job.events.all()),
+        # The cluster's own events (Kubernetes Events on the job's pods and objects), the latest ones.
+        "cluster_events": selectors.cluster_events_of(job),
         "reruns": list(job.reruns.filter(deleted=False).order_by("created_at").values_list("public_id", flat=True)),
         "spec_yaml": job_spec.to_yaml(job.spec),
         "waiting": waiting,

@@ -7,7 +7,7 @@ equality, comma-separated; ``status.phase!=X`` field selectors; across
 namespaces), replace, merge-patch (status and spec), delete (the
 propagationPolicy is recorded), pod logs (canned, followable), pod exec over a
 websocket (an echoing shell that records resizes), ``/version``, discovery and
-the CustomResourceDefinition list. Every request goes into a journal, and
+the CustomResourceDefinition list, core/v1 Events (``add_event``). Every request goes into a journal, and
 faults can be injected: the next N requests matching a method and a path
 pattern answer with a status, or hang past the client's timeout.
 
@@ -46,7 +46,7 @@ KINDS = {"pods": "Pod", "namespaces": "Namespace", "resourcequotas": "ResourceQu
          "pytorchjobs": "PyTorchJob", "tfjobs": "TFJob", "mpijobs": "MPIJob", "xgboostjobs": "XGBoostJob",
          "paddlejobs": "PaddleJob", "jobs": "Job", "queues": "Queue", "priorityclasses": "PriorityClass",
          "customresourcedefinitions": "CustomResourceDefinition", "services": "Service",
-         "ingresses": "Ingress", "inferenceservices": "InferenceService"}  # fmt: skip
+         "ingresses": "Ingress", "inferenceservices": "InferenceService", "events": "Event"}  # fmt: skip
 # The CRDs each operator installs, as check-connection looks for them.
 OPERATOR_CRDS = {
     "training-operator": [("kubeflow.org", p, "v1") for p in ("pytorchjobs", "tfjobs", "mpijobs", "xgboostjobs",
@@ -335,6 +335,7 @@ class FakeKube:
         annotations: dict[str, str] | None = None,
         requests: dict[str, str] | None = None,
         log: bytes | None = None,
+        conditions: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         pod = {
             "metadata": {"name": name, "labels": labels, "annotations": annotations or {}},
@@ -352,9 +353,40 @@ class FakeKube:
                 ],
             },
         }  # fmt: skip
+        if conditions is not None:
+            pod["status"]["conditions"] = conditions
         if log is not None:
             self.logs[(namespace, name)] = log
         return self.put("", "v1", "pods", namespace, pod)
+
+    def add_event(
+        self,
+        namespace: str,
+        involved: dict[str, Any],
+        reason: str,
+        message: str,
+        *,
+        type: str = "Warning",
+        count: int = 1,
+        name: str = "",
+    ) -> dict[str, Any]:
+        """Play the scheduler or the kubelet: a core/v1 Event about an object (its kind and name); again with the
+        same name, the event repeats (its count and lastTimestamp change, as the API server's aggregation does)."""
+        name = name or f"{involved['name']}.{uuid.uuid4().hex[:12]}"
+        key = ("", "v1", "events", namespace, name)
+        existing = self.objects.get(key)
+        event = {
+            "metadata": {"name": name, **({"uid": existing["metadata"]["uid"]} if existing else {})},
+            "involvedObject": {"namespace": namespace, **involved},
+            "reason": reason,
+            "message": message,
+            "type": type,
+            "count": count,
+            "firstTimestamp": existing["firstTimestamp"] if existing else now_iso(),
+            "lastTimestamp": now_iso(),
+            "source": {"component": "default-scheduler" if reason == "FailedScheduling" else "kubelet"},
+        }
+        return self.put("", "v1", "events", namespace, event)
 
     def add_node(self, name: str, allocatable: dict[str, str], unschedulable: bool = False) -> None:
         node = {

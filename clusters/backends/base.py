@@ -177,6 +177,30 @@ class TaskObservation:
     endpoints: dict[str, str] = field(default_factory=dict)
 
 
+# Why a task cannot start, as a backend reports it in a task's reason: it cannot be placed (the scheduler's
+# message says why, e.g. "0/12 nodes are available: 4 Insufficient nvidia.com/gpu"), or its image cannot be
+# pulled or its container made. A pending job's waiting line shows these.
+WAITING_REASONS = frozenset({
+    "waiting", "Unschedulable", "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+    "CreateContainerConfigError", "CreateContainerError",
+})  # fmt: skip
+
+
+@dataclass
+class EventObservation:
+    """One cluster event about a job's objects (a Kubernetes Event on its pods or its training job)."""
+
+    uid: str  # stable while the cluster keeps the event; a repeat of it raises count, not a new uid
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+    count: int = 1
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    object: str = ""  # "Pod/j-ab12cd34-worker-0", "PyTorchJob/j-ab12cd34"
+    task: str = ""  # the task's name ("worker-0") when the event is about one task's pod
+
+
 @dataclass
 class JobObservation:
     job_id: str
@@ -186,6 +210,9 @@ class JobObservation:
     tasks: list[TaskObservation] = field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Cluster events about the job's objects seen this pass that the backend had not reported before (a
+    # backend without events reports none); the sync pass keeps them.
+    events: list[EventObservation] = field(default_factory=list)
 
 
 @dataclass

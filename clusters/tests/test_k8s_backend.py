@@ -249,8 +249,10 @@ def test_a_sync_pass_costs_the_same_for_10_jobs_as_for_1000(fake_kube):
     calls_for_thousand = [(r.method, r.path) for r in fake_kube.journal]
     assert len(seen) == 1000 and seen["j-00000999"].tasks[0].state == ObservedState.RUNNING
     assert calls_for_thousand == calls_for_ten
-    assert len(calls_for_ten) == 7  # 5 training-operator kinds + Volcano jobs + one pod list
-    assert all(method == "GET" and "/namespaces/" not in path for method, path in calls_for_ten)
+    # 5 training-operator kinds + Volcano jobs + one pod list + the Events of the one namespace the jobs are in
+    assert len(calls_for_ten) == 8
+    assert all(method == "GET" for method, _path in calls_for_ten)
+    assert [path for _method, path in calls_for_ten if "/namespaces/" in path] == [f"/api/v1/namespaces/{NS}/events"]
 
 
 def test_observe_500_is_retryable_and_a_vanished_job_is_missing(fake_kube):

@@ -12,7 +12,7 @@ from django.utils import timezone
 from clusters.backends.base import ObservedState
 from clusters.models import Cluster
 from jobs import readiness
-from jobs.models import Job, Task
+from jobs.models import Job, JobClusterEvent, Task
 from jobs.services import job_apply_path, job_transition
 from jobs.state import FINAL, HOLDS_RESOURCES, Input, JobState
 
@@ -150,6 +150,7 @@ def cluster_sync(cluster: Cluster) -> dict[str, int]:
     # The tasks first: a worker that dies after a job's final transition must not leave its tasks unrecorded.
     if changed_tasks:
         Task.objects.bulk_update(changed_tasks, _TASK_FIELDS, batch_size=500)
+    _keep_events(seen_jobs, tasks_by_job, now)
     for job, seen in seen_jobs:
         started_at, finished_at = _run_times(job, seen, tasks_by_job.get(job.pk, {}).values(), now)
         if job_apply_path(
@@ -167,6 +168,41 @@ def cluster_sync(cluster: Cluster) -> dict[str, int]:
     Job.objects.filter(pk__in=[j.pk for j in jobs]).update(last_synced_at=now)
     _probe_endpoints(cluster, [job for job, _seen in seen_jobs], tasks_by_job)
     return counts
+
+
+def _keep_events(seen_jobs: list, tasks_by_job: dict[int, dict[tuple[str, int], Task]], now) -> None:
+    """Keep the cluster events the backend reported: new ones created, repeats counted; a few queries in all."""
+    reported = [(job, event) for job, seen in seen_jobs for event in seen.events]
+    if not reported:
+        return
+    known = {
+        (job_id, uid): (pk, count)
+        for pk, job_id, uid, count in JobClusterEvent.objects.filter(
+            job__in={job.pk for job, _event in reported}, uid__in={event.uid for _job, event in reported}
+        ).values_list("pk", "job_id", "uid", "count")
+    }
+    new, repeated = {}, {}
+    for job, event in reported:
+        at = event.last_at or now
+        row = JobClusterEvent(
+            job_id=job.pk, uid=event.uid[:64], type=event.type[:16], reason=event.reason[:100], message=event.message,
+            count=max(event.count, 1), object=event.object[:300], first_at=event.first_at or at, at=at,
+        )  # fmt: skip
+        if event.task:
+            role, _dash, index = event.task.rpartition("-")
+            task = tasks_by_job.get(job.pk, {}).get((role, int(index))) if index.isdigit() else None
+            row.task_id = task.pk if task is not None else None
+        found = known.get((job.pk, row.uid))
+        if found is None:
+            new[(job.pk, row.uid)] = row
+        elif found[1] != row.count:
+            row.pk = found[0]
+            repeated[row.pk] = row
+    if new:
+        # Another worker's pass may have kept the same event a moment ago: once is enough.
+        JobClusterEvent.objects.bulk_create(new.values(), batch_size=500, ignore_conflicts=True)
+    if repeated:
+        JobClusterEvent.objects.bulk_update(repeated.values(), ["count", "message", "at"], batch_size=500)
 
 
 def _run_times(job: Job, seen, tasks, now) -> tuple[Any, Any]:

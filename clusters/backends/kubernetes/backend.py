@@ -2,7 +2,9 @@
 
 A sync pass costs a constant number of API calls: one list per custom kind
 installed on the cluster (label selector ``app.kubernetes.io/managed-by=easyai``)
-and one pod list with the same selector, whatever the number of jobs. Lists are
+and one pod list with the same selector, whatever the number of jobs, plus one
+Event list per namespace the jobs live in (why a pod waits: the scheduler's and
+the kubelet's words, kept by the portal after the cluster drops them). Lists are
 parsed from raw JSON: the client's model deserialisation would cost more than
 the request for thousands of pods.
 
@@ -47,7 +49,7 @@ from clusters.backends.contract.storage import task_log_path
 from clusters.backends.kubernetes import manifests as m
 from clusters.backends.kubernetes import provisioning
 from clusters.backends.kubernetes.client import ConflictError, Connection, NotFoundError, gc_paused, new_api_client
-from clusters.backends.kubernetes.observe import FINAL, job_observation, pod_task
+from clusters.backends.kubernetes.observe import FINAL, event_observation, job_observation, pod_task
 from clusters.backends.kubernetes.shell import KubernetesShellSession
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DISCOVERY_TTL = 600.0  # seconds a CRD list is trusted: operators are installed rarely
+EVENTS_REMEMBERED = 100_000  # events reported already, so a pass reports only new ones (forgotten past this)
 FOLLOW_READ_TIMEOUT = 3600.0  # a quiet training may print nothing for long; the stream is reopened then
 DEFAULT_SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi"]
 DELETE_OPTIONS = {"propagation_policy": "Foreground"}
@@ -74,6 +77,8 @@ class KubernetesBackend:
         self._where: dict[str, tuple[m.ObjectKind, str]] = {}  # job id -> (kind, namespace)
         self._pods: dict[tuple[str, str], tuple[str, str, str]] = {}  # (job, task) -> (namespace, pod, container)
         self._logs_saved: set[str] = set()
+        # (job id, event uid) -> (count, last seen) of the events reported already: a pass reports what changed.
+        self._events_seen: dict[tuple[str, str], tuple[int, datetime | None]] = {}
         self._lock = threading.Lock()
 
     # --- settings ----------------------------------------------------------------------
@@ -295,7 +300,50 @@ class KubernetesBackend:
             if observation.state in FINAL:
                 self._finish(job_id, observation, pods)
             result[job_id] = observation
+        self._collect_events(objects, pods_by_job, result)
         return result
+
+    def _collect_events(
+        self,
+        objects: dict[str, tuple[m.ObjectKind, dict[str, Any]]],
+        pods_by_job: dict[str, list[dict[str, Any]]],
+        result: dict[str, JobObservation],
+    ) -> None:
+        """The Events about the jobs' objects and pods, new since the last pass: one list per namespace they are in.
+
+        Events carry no labels of ours: they are matched by the object they are about. A namespace whose events
+        may not be read (RBAC) is skipped, leaving the cluster's health alone: the events are a nicety.
+        """
+        about: dict[tuple[str, str, str], tuple[str, str]] = {}  # (namespace, kind, name) -> (job id, task)
+        for job_id, (kind, obj) in objects.items():
+            meta = obj.get("metadata") or {}
+            about[(meta.get("namespace", ""), kind.kind, meta.get("name", ""))] = (job_id, "")
+        for job_id, pods in pods_by_job.items():
+            for pod in pods:
+                meta = pod.get("metadata") or {}
+                role, index = pod_task(pod)
+                about[(meta.get("namespace", ""), "Pod", meta.get("name", ""))] = (job_id, f"{role}-{index}")
+        if len(self._events_seen) > EVENTS_REMEMBERED:
+            self._events_seen.clear()  # reported again once: the sync pass keeps each event once anyway
+        for namespace in sorted({namespace for namespace, _kind, _name in about if namespace}):
+            try:
+                data = self.conn.raw_json(f"list events {namespace}", self.conn.core.list_namespaced_event,
+                                          namespace, mark_refusal=False)  # fmt: skip
+            except BackendError as exc:
+                log.info("events of %s on %s not read: %s", namespace, self.cluster.name, exc)
+                continue
+            for event in data.get("items") or []:
+                involved = event.get("involvedObject") or {}
+                found = about.get((namespace, involved.get("kind", ""), involved.get("name", "")))
+                if found is None:
+                    continue
+                job_id, task = found
+                seen = event_observation(event, task)
+                key, mark = (job_id, seen.uid), (seen.count, seen.last_at)
+                if not seen.uid or self._events_seen.get(key) == mark:
+                    continue
+                self._events_seen[key] = mark
+                result[job_id].events.append(seen)
 
     def _finish(self, job_id: str, observation: JobObservation, pods: list[dict[str, Any]]) -> None:
         """A final job: keep its pods' logs, then remove its objects once kept long enough."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from clusters.backends.base import JobObservation, ObservedState, TaskObservation
+from clusters.backends.base import WAITING_REASONS, EventObservation, JobObservation, ObservedState, TaskObservation
 from clusters.backends.kubernetes import manifests as m
 
 # Volcano Job phases (batch.volcano.sh/v1alpha1 JobPhase).
@@ -100,6 +100,11 @@ def task_observation(pod: dict[str, Any]) -> TaskObservation:
         message=status.get("message") or "",
         started_at=parse_time(status.get("startTime")),
     )
+    scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
+    if scheduled is not None and scheduled.get("status") == "False" and not observation.reason:
+        # Not placed: the scheduler says why ("0/12 nodes are available: 4 Insufficient nvidia.com/gpu…").
+        observation.reason = scheduled.get("reason") or "Unschedulable"
+        observation.message = scheduled.get("message") or ""
     cstate = container.get("state") or {}
     if "waiting" in cstate:
         waiting = cstate["waiting"] or {}
@@ -207,7 +212,38 @@ def job_observation(job_id: str, obj: dict[str, Any] | None, pods: list[dict[str
             task = TaskObservation(role=role, index=index, state=state if state in FINAL else ObservedState.PENDING)
         tasks.append(task)
     tasks += observed.values()  # pods beyond the spec (a scaled job): still report them
+    if state == ObservedState.PENDING:
+        # The operator only says the job was created: a task that cannot start says why the job waits.
+        stuck = next((t for t in tasks if t.reason in WAITING_REASONS and t.message), None)
+        if stuck is not None:
+            reason, message = stuck.reason, f"{stuck.role}-{stuck.index}: {stuck.message}"
     return JobObservation(
         job_id=job_id, state=state, reason=reason, message=message, tasks=tasks, started_at=started,
         finished_at=finished,
     )  # fmt: skip
+
+
+def event_observation(event: dict[str, Any], task: str = "") -> EventObservation:
+    """A core/v1 Event as the sync pass keeps it (``count``, ``series`` and the two timestamp styles read alike)."""
+    meta = event.get("metadata") or {}
+    involved = event.get("involvedObject") or {}
+    series = event.get("series") or {}
+    last = (
+        parse_time(series.get("lastObservedTime"))
+        or parse_time(event.get("lastTimestamp"))
+        or parse_time(event.get("eventTime"))
+        or parse_time(meta.get("creationTimestamp"))
+    )
+    first = parse_time(event.get("firstTimestamp")) or parse_time(event.get("eventTime")) or last
+    count = event.get("count") or series.get("count") or 1
+    return EventObservation(
+        uid=str(meta.get("uid") or meta.get("name") or ""),
+        type=str(event.get("type") or "Normal"),
+        reason=str(event.get("reason") or ""),
+        message=str(event.get("message") or event.get("note") or ""),
+        count=int(count) if isinstance(count, int) else 1,
+        first_at=first,
+        last_at=last,
+        object=f"{involved.get('kind', '')}/{involved.get('name', '')}",
+        task=task,
+    )
