@@ -5,3 +5,10 @@ from django.utils.translation import gettext_lazy as _
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     verbose_name = _("Monitoring and cost")
+
+    def ready(self) -> None:
+        from monitoring import accounting
+
+        # Each job's accounting and cost: a pass a minute (monitoring/accounting.py). Appended, so the other
+        # periodic work of this app (the sampler, retention) stays.
+        self.periodic_work = (*getattr(self, "periodic_work", ()), accounting.enqueue_due)
