@@ -545,6 +545,9 @@ EASYAI_APP_START_TIMEOUT = env_float("EASYAI_APP_START_TIMEOUT", 300.0, minimum=
 # The most an app's folder may hold.
 EASYAI_APP_MAX_BYTES = env_int("EASYAI_APP_MAX_BYTES", 500 * 2**20, minimum=1024)
 
+# A job using less than this share of what it requested (CPU, memory or GPU) is flagged on its page.
+EASYAI_LOW_EFFICIENCY = env_float("EASYAI_LOW_EFFICIENCY", 0.3, minimum=0)
+
 EASYAI_UPLOAD_MAX_BYTES = env_int("EASYAI_UPLOAD_MAX_BYTES", 10 * 2**30, minimum=1)
 # Any other request body (forms, API calls, job specs), refused with 413 before it is read (easyai_site/limits.py).
 EASYAI_MAX_BODY_BYTES = env_int("EASYAI_MAX_BODY_BYTES", 5 * 2**20, minimum=1024)

@@ -33,6 +33,7 @@ urlpatterns = [
     path("api/v1/", include("easyai_site.api_urls")),
     path("", include("teams.urls")),
     path("", include("jobs.urls")),
+    path("", include("monitoring.job_urls")),
     path("", include("clusters.urls")),
     path("", include("endpoints.urls")),
     path("", include("notebooks.urls")),
