@@ -105,3 +105,42 @@ class JobUsage(models.Model):
             # The accounting pass reads the open rows only: it does not grow with the finished jobs.
             models.Index(fields=["closed"], name="jobusage_closed"),
         ]
+
+
+class Alert(models.Model):
+    """An alert that was sent, kept so that it is sent once (monitoring/alerts.py).
+
+    A job's alert of a kind is sent once in its life (a unique row is claimed before anything is sent). A
+    cluster's sync alert stays open until the cluster recovers (``resolved_at``); a later outage opens a new one.
+    """
+
+    class Kind(models.TextChoices):
+        IDLE_GPU = "idle_gpu", _("GPU idle")
+        PENDING = "pending", _("waiting too long")
+        SYNC_FAILING = "sync_failing", _("cluster sync failing")
+
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    cluster = models.ForeignKey("clusters.Cluster", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    message = models.TextField(_("message"), blank=True)
+    action = models.CharField(_("action"), max_length=20, blank=True)  # "stopped": the idle job was stopped
+    sent_at = models.DateTimeField(_("sent"))
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-sent_at", "-id"]
+        verbose_name = _("alert")
+        verbose_name_plural = _("alerts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "job"], condition=models.Q(job__isnull=False), name="alert_once_per_job"
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "cluster"],
+                condition=models.Q(cluster__isnull=False, resolved_at__isnull=True),
+                name="alert_one_open_per_cluster",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.job_id or self.cluster_id} at {self.sent_at:%Y-%m-%d %H:%M}"
