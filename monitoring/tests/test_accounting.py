@@ -265,3 +265,16 @@ def test_the_monitoring_app_offers_the_pass_to_the_clock():
     from easyai_site.management.commands.scheduler import periodic_work
 
     assert ("monitoring", accounting.enqueue_due) in periodic_work()
+
+
+def test_account_usage_accounts_past_jobs_since_a_day_and_refuses_a_bad_date(make_job, price):
+    from django.core.management import CommandError, call_command
+
+    jobs = [make_job({"worker": {"cpu": "1", "memory": "1Gi"}}) for _ in range(2)]
+    Job.objects.filter(pk=jobs[0].pk).update(created_at=T0 - timedelta(days=30))
+
+    call_command("account_usage", "--since", (T0 - timedelta(days=1)).date().isoformat())
+
+    assert list(JobUsage.objects.values_list("job_id", "cost")) == [(jobs[1].pk, Decimal("0.240000"))]
+    with pytest.raises(CommandError, match="--since: 'yesterday' is not a date"):
+        call_command("account_usage", "--since", "yesterday")
