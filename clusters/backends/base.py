@@ -323,3 +323,40 @@ class ServingBackend(Protocol):
 
     def observe_services(self) -> dict[tuple[str, str], ServiceObservation]:
         """Every service the portal made on this cluster, by (team, name): one list call, whatever their number."""
+
+
+# --- what tasks use -----------------------------------------------------------------
+
+
+@dataclass
+class TaskUsage:
+    """What one running task uses, as a backend measures it at ``at``.
+
+    CPU comes as one of two figures, by what the backend can measure. A backend that reads counters (the
+    local one: the CPU seconds of the task's whole process tree since it started, as cAdvisor's
+    ``container_cpu_usage_seconds_total``) gives ``cpu_seconds_total``; a rate needs two readings, and the
+    sampler (``monitoring/sampler.py``) keeps the previous one and divides. A backend that asks something which
+    already averages (Prometheus's ``rate()`` on Kubernetes) gives ``cpu_cores``. Memory is what the task holds
+    now: resident bytes locally, the working set on Kubernetes. GPU figures are None where the task has no GPU
+    or they cannot be measured.
+    """
+
+    job_id: str
+    task: str  # the task's name ("worker-0"); "" when the backend cannot tell (a single-task job's pod)
+    at: datetime
+    memory_bytes: int
+    cpu_seconds_total: float | None = None  # a counter: CPU seconds since the task started
+    cpu_cores: float | None = None  # a rate: cores used, averaged by the backend
+    gpu_util: float | None = None  # 0-100, the mean over the task's GPUs
+    gpu_memory_bytes: int | None = None  # used, summed over the task's GPUs
+    # Labels the task's usage carries in Prometheus, as a pod of it would: namespace, pod, container.
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class UsageBackend(Protocol):
+    """A backend that can tell what its running tasks use (optional: a backend without it is not sampled)."""
+
+    def usage(self, job_ids: list[str]) -> list[TaskUsage]:
+        """What the running tasks of these jobs use now, one reading per task it could measure (the others
+        are left out). One pass over the cluster, whatever the number of jobs; a failure raises BackendError."""

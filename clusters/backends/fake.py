@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from clusters.backends.base import (
@@ -18,6 +19,7 @@ from clusters.backends.base import (
     ServiceDescription,
     ServiceObservation,
     TaskObservation,
+    TaskUsage,
     TeamDescription,
     TrafficObservation,
 )
@@ -39,6 +41,9 @@ class FakeBackend:
         self.service_states: dict[tuple[str, str], ServiceObservation] = {}
         self.fail_apply: Exception | None = None  # raised by apply_service while set
         self.fail_observe_services: Exception | None = None  # raised by observe_services while set
+        # What tasks use, as a test sets it: (job id, task name) -> the reading usage() answers with.
+        self.task_usage: dict[tuple[str, str], TaskUsage] = {}
+        self.fail_usage: Exception | None = None  # raised by usage while set
 
     # --- what tests call -------------------------------------------------------
 
@@ -201,6 +206,26 @@ class FakeBackend:
         if self.fail_observe_services is not None:
             raise self.fail_observe_services
         return {key: copy.deepcopy(state) for key, state in self.service_states.items()}
+
+    # --- usage (the UsageBackend protocol) ----------------------------------------------
+
+    def set_usage(self, job_id: str, task: str, *, memory_bytes: int = 0, at=None, **figures) -> TaskUsage:
+        """What a task uses from now on: cpu_seconds_total (a counter) or cpu_cores, gpu_util, gpu_memory_bytes;
+        ``at`` fixed, or the time of each usage() call when None."""
+        reading = TaskUsage(job_id=job_id, task=task, at=at, memory_bytes=memory_bytes, **figures)
+        self.task_usage[(job_id, task)] = reading
+        return reading
+
+    def usage(self, job_ids: list[str]) -> list[TaskUsage]:
+        self.calls.append(("usage", len(job_ids)))
+        if self.fail_usage is not None:
+            raise self.fail_usage
+        wanted, now = set(job_ids), datetime.now(UTC)
+        return [
+            replace(reading, at=reading.at or now, labels=dict(reading.labels))
+            for (job_id, _task), reading in self.task_usage.items()
+            if job_id in wanted
+        ]
 
 
 __all__ = ["FakeBackend", "BackendError", "BackendRejected"]

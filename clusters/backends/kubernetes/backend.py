@@ -48,6 +48,7 @@ from clusters.backends.contract.quantity import parse_quantity
 from clusters.backends.contract.storage import task_log_path
 from clusters.backends.kubernetes import manifests as m
 from clusters.backends.kubernetes import provisioning
+from clusters.backends.kubernetes import usage as prometheus_usage
 from clusters.backends.kubernetes.client import ConflictError, Connection, NotFoundError, gc_paused, new_api_client
 from clusters.backends.kubernetes.observe import FINAL, event_observation, job_observation, pod_task
 from clusters.backends.kubernetes.shell import KubernetesShellSession
@@ -465,6 +466,10 @@ class KubernetesBackend:
     def provision_team(self, team: TeamDescription) -> None:
         """The team's namespace, ResourceQuota and (with Volcano) queue on this cluster; see provisioning.py."""
         provisioning.provision_team(self.conn, team)
+
+    def usage(self, job_ids: list[str]) -> list[prometheus_usage.TaskUsage]:
+        """What the running tasks use, asked of the cluster's Prometheus (settings.prometheus_url; usage.py)."""
+        return prometheus_usage.usage(self.cluster.settings, job_ids)
 
     def open_shell(self, job_id: str, task_name: str, command: list[str] | None = None) -> ShellSession:
         pod = self._find_pod(job_id, task_name)

@@ -30,10 +30,11 @@ from clusters.backends.base import (
     JobObservation,
     ObservedState,
     TaskDescription,
+    TaskUsage,
     TeamDescription,
 )
 from clusters.backends.contract import storage
-from clusters.backends.local import contract, isolation, launch, passes, placement, sandbox, shell
+from clusters.backends.local import contract, isolation, launch, passes, placement, sandbox, shell, usage
 from clusters.backends.local import observe as reading
 from clusters.backends.local.passes import SUPERVISOR_KILL_AFTER_S
 from clusters.backends.local.records import ENDED, HOLDING, WAITING, RecordStore, new_record
@@ -209,6 +210,10 @@ class LocalBackend:
             free_memory_bytes=max(0, config.capacity.memory_bytes - held.memory_bytes),
             free_gpu=sum(1 for g in total_gpus if g not in held_gpus),
         )
+
+    def usage(self, job_ids: list[str]) -> list[TaskUsage]:
+        """Each running task's process tree: CPU seconds, resident memory, GPUs (usage.py); reads, no lock."""
+        return usage.usage(self.records, job_ids)
 
     def read_log(self, job_id: str, task_name: str, offset: int = 0, limit: int | None = None) -> tuple[bytes, int]:
         return reading.read_log(self.records, self.storage_root, job_id, task_name, offset, limit)
