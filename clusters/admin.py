@@ -143,7 +143,9 @@ class ClusterAdmin(admin.ModelAdmin):
                     "sandbox_read_only (more host paths tasks see read-only), allow_unisolated (default false: "
                     "where tasks cannot be isolated only platform admins may submit). Kubernetes: "
                     "keep_finished_minutes (how long finished jobs' objects stay, default 0), request_timeout "
-                    "(seconds, default 30)."
+                    "(seconds, default 30). Alerts, both kinds: idle_gpu_threshold (percent, default 5), "
+                    "idle_gpu_minutes (default 30; 0: off), idle_gpu_action (alert, or stop: the idle job is "
+                    "stopped too), pending_alert_minutes (default 30; 0: off)."
                 ),
             },
         ),

@@ -59,6 +59,14 @@ class Cluster(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from clusters.alert_settings import problems
+
+        if found := problems(self.settings):
+            raise ValidationError({"settings": found})
+
     @property
     def kubeconfig(self) -> str:
         return crypto.decrypt(self.kubeconfig_encrypted) if self.kubeconfig_encrypted else ""

@@ -565,6 +565,18 @@ EASYAI_MISSING_GRACE = env_float("EASYAI_MISSING_GRACE", 60.0, minimum=0)
 # How long a finished job's backend records (process state files, cluster objects) are kept for debugging.
 EASYAI_CLEANUP_AFTER = env_float("EASYAI_CLEANUP_AFTER", 3600.0, minimum=0)
 
+# Monitoring: what tasks use (monitoring/sampler.py, retention.py) and the portal's /metrics (metrics.py).
+# Each cluster with running tasks is sampled this often (seconds): one backend call per cluster and pass.
+EASYAI_USAGE_SAMPLE_SECONDS = env_float("EASYAI_USAGE_SAMPLE_SECONDS", 10.0, minimum=1)
+# Raw samples are kept this many hours, then become one-minute points; those are kept this many days, then
+# become hourly points, kept this many days (0: for ever). Downsampling runs every EASYAI_USAGE_RETENTION_SECONDS.
+EASYAI_USAGE_RAW_HOURS = env_float("EASYAI_USAGE_RAW_HOURS", 24.0, minimum=0.1)
+EASYAI_USAGE_MINUTE_DAYS = env_float("EASYAI_USAGE_MINUTE_DAYS", 7.0, minimum=0.1)
+EASYAI_USAGE_HOURLY_DAYS = env_float("EASYAI_USAGE_HOURLY_DAYS", 400.0, minimum=0)
+EASYAI_USAGE_RETENTION_SECONDS = env_float("EASYAI_USAGE_RETENTION_SECONDS", 3600.0, minimum=10)
+# /metrics answers a caller with "Authorization: Bearer <token>"; without a token set, loopback callers only.
+EASYAI_METRICS_TOKEN = env_str("EASYAI_METRICS_TOKEN")
+
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)

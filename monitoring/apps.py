@@ -19,3 +19,8 @@ class MonitoringConfig(AppConfig):
 
         # The job page's Usage panel: the jobs app may not import monitoring, so monitoring plugs in.
         panels.register("usage", "monitoring/job_usage_panel.html", job_views.usage_panel)
+
+        from monitoring import alert_tasks
+
+        # Alerts (idle GPU jobs, jobs waiting too long, clusters whose sync keeps failing): a pass a minute.
+        self.periodic_work = (*getattr(self, "periodic_work", ()), alert_tasks.enqueue_due)
