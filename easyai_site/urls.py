@@ -34,6 +34,7 @@ urlpatterns = [
     path("", include("teams.urls")),
     path("", include("jobs.urls")),
     path("", include("monitoring.job_urls")),
+    path("", include("monitoring.urls")),  # /metrics
     path("", include("clusters.urls")),
     path("", include("endpoints.urls")),
     path("", include("notebooks.urls")),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from django.core.cache import cache
 
 from clusters.models import Cluster
 from jobs import notify as notifications
 from jobs import workers
+from jobs.signals import sync_pass_finished
 
 
 def submit_job(job_pk: int) -> None:
@@ -18,7 +21,12 @@ def sync_cluster(cluster_pk: int) -> dict | None:
     cluster = Cluster.objects.filter(pk=cluster_pk, enabled=True).first()
     if cluster is None:
         return None
-    result = workers.cluster_sync(cluster)
+    began, result = time.perf_counter(), {"error": 1}
+    try:
+        result = workers.cluster_sync(cluster)
+    finally:  # a pass that raised failed too
+        seconds, failed = time.perf_counter() - began, bool(result.get("error"))
+        sync_pass_finished.send(Cluster, cluster=cluster, seconds=seconds, failed=failed, jobs=result.get("jobs", 0))
     failures_key = f"easyai:sync-failures:{cluster_pk}"
     if result.get("error"):
         # The scheduler leaves this cluster alone until its back-off has passed.

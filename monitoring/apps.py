@@ -7,16 +7,15 @@ class MonitoringConfig(AppConfig):
     verbose_name = _("Monitoring and cost")
 
     def ready(self) -> None:
-        from monitoring import accounting
-
-        # Each job's accounting and cost: a pass a minute (monitoring/accounting.py). Appended, so the other
-        # periodic work of this app (the sampler, retention) stays.
-        self.periodic_work = (*getattr(self, "periodic_work", ()), accounting.enqueue_due)
-
-    def ready(self) -> None:
         from jobs import panels
-        from monitoring import job_views
+        from jobs.signals import sync_pass_finished
+        from monitoring import accounting, job_views, metrics, schedule
 
+        # The clock's periodic work: sampling passes and retention (schedule.py), each job's accounting and
+        # cost (accounting.py).
+        self.periodic_work = (schedule.enqueue_due, accounting.enqueue_due)
+        # Sync passes run in the workers: each one's duration and outcome go to the cache, where /metrics reads them.
+        sync_pass_finished.connect(metrics.sync_pass_received, dispatch_uid="monitoring.sync_pass_received")
         # The job page's Usage panel: the jobs app may not import monitoring, so monitoring plugs in.
         panels.register("usage", "monitoring/job_usage_panel.html", job_views.usage_panel)
 
