@@ -47,7 +47,7 @@ def test_opening_a_notebook_from_its_page_loads_jupyterlab(
 
 
 PORTAL_PAGES = ["home", "job-list", "job-submit", "experiment-list", "notebook-list", "tensorboard-list",
-                "file-browser", "team-list", "profile", "api-docs", "admin:index"]  # fmt: skip
+                "file-browser", "team-list", "profile", "api-docs", "admin:index", "app-list", "app-create"]  # fmt: skip
 
 
 def test_the_portals_pages_run_under_their_content_security_policy(page: Page, asgi_server, people, team):
