@@ -17,6 +17,7 @@ from clusters.models import Cluster, Quota
 from jobs.models import Job
 from jobs.state import HOLDS_RESOURCES
 from teams.prepared import PreparedRead, first_of
+from teams.quota_usage import Held
 
 
 @dataclass(frozen=True)
@@ -138,3 +139,14 @@ def usage_line(job: Job) -> str:
         f"{format_memory(used.memory_bytes)} of {format_memory(quota.memory_bytes)} memory, "
         f"{used.gpu} of {quota.gpu} GPU"
     )
+
+
+def team_held(team) -> dict[int, Held]:
+    """What the team's jobs hold now on each cluster, by cluster id (one query): the team page's "used"."""
+    rows = (
+        Job.objects.filter(team=team, state__in=HOLDS_RESOURCES)
+        .order_by()
+        .values("cluster_id")
+        .annotate(cpu=Sum("cpu_milli"), memory=Sum("memory_bytes"), gpu=Sum("gpu"))
+    )
+    return {row["cluster_id"]: Held(row["cpu"] or 0, row["memory"] or 0, row["gpu"] or 0) for row in rows}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet
 
+from teams import quota_usage
 from teams.models import Membership, Profile, Team
 from teams.permissions import visible_teams
 from teams.prepared import PreparedRead, first_of
@@ -64,6 +65,15 @@ def _quota_rows() -> QuerySet:
 def quotas_of(team: Team) -> QuerySet:
     """The team's quota on each cluster, by cluster name."""
     return _quota_rows().filter(team=team)
+
+
+def quotas_with_use(team: Team) -> list:
+    """The team's quotas, each with ``used``: what its jobs hold on that cluster now (None when nobody tells)."""
+    quotas = list(quotas_of(team))
+    held = quota_usage.held(team)
+    for quota in quotas:
+        quota.used = None if held is None else held.get(quota.cluster_id, quota_usage.Held(0, 0, 0))
+    return quotas
 
 
 def memberships_of(user) -> QuerySet[Membership]:

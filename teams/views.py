@@ -101,7 +101,7 @@ def _render_team(
     context = {
         "team": team,
         "members": selectors.members_of(team),
-        "quotas": selectors.quotas_of(team),
+        "quotas": selectors.quotas_with_use(team),
         "is_team_admin": is_admin,
         "my_role": team_role(request.user, team),
         "row_errors": row_errors or {},
