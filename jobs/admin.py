@@ -14,7 +14,7 @@ from django.utils.translation import ngettext
 
 from easyai_site.admin_utils import CappedCountPaginator, SharingAdminMixin
 from jobs import services
-from jobs.models import Experiment, Job, JobEvent, Task, Volume
+from jobs.models import Experiment, Job, JobClusterEvent, JobEvent, Task, Volume
 
 
 @admin.register(Experiment)
@@ -151,6 +151,26 @@ class JobEventAdmin(admin.ModelAdmin):
     search_fields = ["job__public_id", "reason"]
     raw_id_fields = ["job", "actor"]
     readonly_fields = ["job", "from_state", "to_state", "reason", "message", "actor", "created_at", "notified_at"]
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(JobClusterEvent)
+class JobClusterEventAdmin(admin.ModelAdmin):
+    """The clusters' events about jobs (Kubernetes Events), as the sync pass kept them: read-only."""
+
+    list_display = ["at", "job", "task", "type", "reason", "count", "object"]
+    list_select_related = ["job", "task"]
+    list_filter = ["type"]
+    search_fields = ["job__public_id", "reason"]
+    raw_id_fields = ["job", "task"]
+    readonly_fields = ["job", "task", "uid", "type", "reason", "message", "count", "object", "first_at", "at"]
     paginator = CappedCountPaginator
     show_full_result_count = False
 

@@ -123,3 +123,14 @@ def test_a_pass_lists_events_once_per_namespace_whatever_the_number_of_jobs(
     lists = [r.path for r in kube.requests("GET", r"/events$")]
     assert sorted(lists) == ["/api/v1/namespaces/easyai-speech/events", f"/api/v1/namespaces/{NS}/events"]
     assert third.team == speech
+
+
+def test_operators_read_the_kept_events_in_the_admin(client, make_user, kube, cluster, submitted):
+    job = submitted()
+    kube.add_event(NS, {"kind": "PyTorchJob", "name": job.public_id}, "FailedCreatePod", "quota exceeded")
+    tasks.sync_cluster(cluster.pk)
+    client.force_login(make_user("root", is_staff=True, is_superuser=True))
+    listing = client.get("/admin/jobs/jobclusterevent/")
+    assert listing.status_code == 200 and "FailedCreatePod" in listing.content.decode()
+    event = JobClusterEvent.objects.get(job=job)
+    assert client.get(f"/admin/jobs/jobclusterevent/{event.pk}/change/").status_code == 200
