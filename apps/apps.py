@@ -7,10 +7,11 @@ class AppsConfig(AppConfig):
     verbose_name = _("Apps")
 
     def ready(self) -> None:
-        from apps import access, schedule, specs
+        from apps import access, dashboard, schedule, specs
         from clusters import crypto
         from endpoints import registry
         from jobs import describe, readiness
+        from teams import dashboard as home
         from teams import permissions
 
         # A run is opened only once its app answers its health check (see jobs/readiness.py).
@@ -25,3 +26,6 @@ class AppsConfig(AppConfig):
         # Idle apps sleep, and runs that never become healthy fail: the site's clock calls this every tick.
         self.periodic_work = (schedule.enqueue_due,)
         crypto.register_encrypted("apps.App", "secrets_encrypted")
+
+        # The user's apps on the home page (teams.dashboard), beside the clusters.
+        home.register("apps", home.LIST_TEMPLATE, dashboard.my_apps, column=home.SIDE)

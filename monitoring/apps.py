@@ -23,3 +23,12 @@ class MonitoringConfig(AppConfig):
 
         # Alerts (idle GPU jobs, jobs waiting too long, clusters whose sync keeps failing): a pass a minute.
         self.periodic_work = (*getattr(self, "periodic_work", ()), alert_tasks.enqueue_due)
+
+        from monitoring import dashboard
+        from teams import dashboard as home
+
+        # The home page's panels: the team's jobs, usage against quota, failures; clusters' capacity aside.
+        home.register("jobs", "monitoring/dashboard_jobs.html", dashboard.jobs_panel)
+        home.register("usage", "monitoring/dashboard_usage.html", dashboard.usage_panel)
+        home.register("failures", "monitoring/dashboard_failures.html", dashboard.failures_panel)
+        home.register("clusters", "monitoring/dashboard_clusters.html", dashboard.clusters_panel, column=home.SIDE)

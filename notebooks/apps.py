@@ -7,9 +7,10 @@ class NotebooksConfig(AppConfig):
     def ready(self) -> None:
         from endpoints import registry
         from jobs import readiness
-        from notebooks import endpoint_access, schedule
+        from notebooks import dashboard, endpoint_access, schedule
         from notebooks.models import Notebook
         from notebooks.workers import endpoint_readiness
+        from teams import dashboard as home
         from teams import permissions, sharing
 
         # A notebook or TensorBoard is opened only once its server answers (see jobs/readiness.py).
@@ -23,3 +24,6 @@ class NotebooksConfig(AppConfig):
         registry.register_access("notebook", endpoint_access.notebook_access)
         registry.register_access("tensorboard", endpoint_access.tensorboard_access)
         registry.endpoint_used.connect(endpoint_access.note_access, dispatch_uid="notebooks.note_access")
+
+        # The user's notebooks on the home page (teams.dashboard), beside the clusters.
+        home.register("notebooks", home.LIST_TEMPLATE, dashboard.my_notebooks, column=home.SIDE)

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from teams import selectors, services
+from teams import dashboard, selectors, services
 from teams.forms import (
     MemberAddForm,
     MemberRoleForm,
@@ -39,6 +39,10 @@ def home(request: HttpRequest) -> HttpResponse:
         context["members"] = selectors.members_of(team)
         context["quotas"] = selectors.quotas_of(team)
         context["is_team_admin"] = can_admin_team(request.user, team)
+        # The dashboard: what the apps above show for the team (running jobs, usage, clusters, notebooks...).
+        panels = dashboard.panels_for(request, team)
+        context["main_panels"] = [panel for panel in panels if panel.column == dashboard.MAIN]
+        context["side_panels"] = [panel for panel in panels if panel.column == dashboard.SIDE]
     return render(request, "teams/home.html", context)
 
 
