@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("serving.api_urls")),
     path("", include("apps.api_urls")),
     path("", include("files.api_urls")),
+    path("", include("monitoring.api_urls")),
 ]
