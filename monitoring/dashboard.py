@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import F, FloatField, Q, Sum
+from django.db.models import Count, F, FloatField, Q, Sum
 from django.db.models.functions import TruncHour
 from django.http import HttpRequest
 from django.urls import reverse
@@ -48,7 +48,7 @@ def active_jobs(request: HttpRequest, team: Team) -> dict[str, Any]:
     """The team's running and waiting jobs the user may see, newest first, and how many of each (two queries)."""
     visible = jobs_visible(request.user).filter(team=team).exclude(state__in=FINAL)
     counts = visible.order_by().aggregate(
-        running=Sum(1, filter=Q(state=JobState.RUNNING)), waiting=Sum(1, filter=Q(state__in=WAITING))
+        running=Count("id", filter=Q(state=JobState.RUNNING)), waiting=Count("id", filter=Q(state__in=WAITING))
     )
     jobs = list(visible.select_related(None).select_related("owner", "cluster").order_by("-created_at")[:ACTIVE_SHOWN])
     for job in jobs:

@@ -11,10 +11,10 @@ peaks), stamped with the end of its last sample.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, FloatField, Max, Q, Sum
+from django.db.models import Count, DateTimeField, ExpressionWrapper, F, FloatField, Max, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
@@ -100,8 +100,11 @@ def _points(job: Job, grouping: tuple[str, int, Any]) -> dict[int, list[tuple]]:
         for task_id, *point in rows:
             by_task.setdefault(task_id, []).append(tuple(point))
         return by_task
+    # A sample belongs to the minute (hour, day) its interval ends in, one ending on the boundary to the one
+    # before: as retention.py stamps its points (at the end of their minute or hour).
+    ends = ExpressionWrapper(F("at") - timedelta(microseconds=1), output_field=DateTimeField())
     rows = (
-        samples.annotate(bucket=trunc("at"))
+        samples.annotate(bucket=trunc(ends))
         .order_by()
         .values("task_id", "bucket")
         .annotate(

@@ -133,9 +133,12 @@ def test_a_job_of_hours_gets_minute_points_each_a_weighted_mean_and_a_peak(owner
     data = usage_of(owner, job).json()
     assert data["resolution"] == {"name": "minute", "seconds": 60}
     points = data["tasks"][0]
-    assert 590 <= len(points["t"]) <= 601
-    assert all(value == pytest.approx(0.5) for value in points["cpu"][1:-1])
-    assert all(value == GIB for value in points["memory"][1:-1])
+    # A sample belongs to the minute its interval ends in (the one ending on the minute too), as retention's
+    # minute points do: each point holds three samples and is stamped with the last one's end.
+    assert len(points["t"]) == 600
+    assert points["t"][0] == round((start + timedelta(seconds=60)).timestamp() * 1000)
+    assert all(value == pytest.approx(0.5) for value in points["cpu"])
+    assert all(value == GIB for value in points["memory"])
     assert points["t"] == sorted(points["t"])
 
 
