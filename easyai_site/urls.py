@@ -35,6 +35,7 @@ urlpatterns = [
     path("", include("jobs.urls")),
     path("", include("monitoring.job_urls")),
     path("", include("monitoring.urls")),  # /metrics
+    path("", include("monitoring.usage_urls")),  # /usage/
     path("", include("clusters.urls")),
     path("", include("endpoints.urls")),
     path("", include("notebooks.urls")),

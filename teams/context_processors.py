@@ -28,6 +28,7 @@ NAV = [
     ("service-list", gettext_noop("Services")),
     ("app-list", gettext_noop("Apps")),
     ("file-browser", gettext_noop("Files")),
+    ("usage", gettext_noop("Usage")),
 ]
 
 
