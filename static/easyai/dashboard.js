@@ -14,7 +14,7 @@
   var data = JSON.parse(source.textContent);
 
   function hour(ms) {
-    return new Date(ms).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+    return new Date(ms).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
   }
 
   new Chart(canvas, {

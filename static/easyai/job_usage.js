@@ -31,10 +31,16 @@
     return (i === 0 ? value.toFixed(0) : value.toFixed(1)) + " " + units[i];
   }
 
+  var spanMs = 0;  // the charts' time span: a day or more shows dates, less the time of day alone
+
   function clock(ms) {
     var at = new Date(ms);
-    return at.toLocaleDateString([], {month: "short", day: "numeric"}) + " " +
-      at.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+    var time = at.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
+    if (spanMs < 86400000) {
+      return time;
+    }
+    var day = at.toLocaleDateString([], {month: "short", day: "numeric"});
+    return spanMs < 7 * 86400000 ? day + " " + time : day;
   }
 
   function chart(id, yFormat, yMax) {
@@ -53,13 +59,13 @@
         interaction: {mode: "nearest", axis: "x", intersect: false},
         elements: {point: {radius: 0}, line: {borderWidth: 1.5}},
         scales: {
-          x: {type: "linear", ticks: {maxTicksLimit: 6, callback: clock}},
+          x: {type: "linear", bounds: "data", ticks: {maxTicksLimit: 6, callback: clock}},
           y: {beginAtZero: true, suggestedMax: yMax, ticks: {callback: yFormat}}
         },
         plugins: {
           legend: {labels: {boxWidth: 12}},
           tooltip: {callbacks: {
-            title: function (items) { return items.length ? clock(items[0].parsed.x) : ""; },
+            title: function (items) { return items.length ? new Date(items[0].parsed.x).toLocaleString() : ""; },
             label: function (item) { return item.dataset.label + ": " + yFormat(item.parsed.y); }
           }}
         }
@@ -130,6 +136,14 @@
     var cores = function (v) { return (Math.round(v * 100) / 100) + " " + label("cores"); };
     var percent = function (v) { return Math.round(v) + "%"; };
     var sampled = data.tasks.some(function (task) { return task.t.length > 0; });
+    var first = Infinity, last = -Infinity;
+    data.tasks.forEach(function (task) {
+      if (task.t.length) {
+        first = Math.min(first, task.t[0]);
+        last = Math.max(last, task.t[task.t.length - 1]);
+      }
+    });
+    spanMs = sampled ? last - first : 0;
     document.getElementById("job-usage-empty").classList.toggle("d-none", sampled);
     document.getElementById("job-usage-resolution").textContent = data.resolution_label || "";
     draw("usage-cpu", data, "cpu", function (task) { return task.request.cpu; }, cores);
