@@ -88,12 +88,14 @@ def per_task_totals(job: Job) -> dict[int, dict[str, Any]]:
     return {row["task_id"]: row for row in rows}
 
 
-def _points(job: Job, grouping: tuple[str, int, Any]) -> dict[int, list[tuple]]:
-    """task id -> [(at, cpu, memory, gpu_util, gpu_memory)], oldest first."""
+def _points(job: Job, grouping: tuple[str, int, Any], after: datetime | None = None) -> dict[int, list[tuple]]:
+    """task id -> [(at, cpu, memory, gpu_util, gpu_memory)], oldest first (raw: only those after ``after``)."""
     samples = UsageSample.objects.filter(job=job)
     by_task: dict[int, list[tuple]] = {}
     name, _seconds, trunc = grouping
     if trunc is None:
+        if after is not None:
+            samples = samples.filter(at__gt=after)
         rows = samples.order_by("at", "id").values_list(
             "task_id", "at", "cpu_cores", "memory_bytes", "gpu_util", "gpu_memory_bytes"
         )
@@ -186,16 +188,22 @@ def _ms(at: datetime) -> int:
     return round(at.timestamp() * 1000)
 
 
-def job_usage(job: Job, *, threshold: float, now: datetime | None = None) -> dict[str, Any]:
+def job_usage(
+    job: Job, *, threshold: float, after: datetime | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """The job's usage as its page's charts read it (JSON-ready): each task's request and series, the
-    resolution served and the efficiency per resource. Four queries whatever the job's size."""
+    resolution served and the efficiency per resource. Four queries whatever the job's size.
+
+    With ``after`` (the newest point a poller has) raw series hold only the samples since (``incremental``);
+    grouped series are always whole, their last point growing as samples come in."""
     now = now or timezone.now()
     tasks = list(job.tasks.order_by("role", "index"))
     requests = task_requests(job, tasks)
     totals = per_task_totals(job)
     most_raw = max((row["n"] for row in totals.values()), default=0)
     grouping = grouping_for(_span_seconds(job, now), most_raw)
-    points = _points(job, grouping) if totals else {}
+    incremental = after is not None and grouping[2] is None
+    points = _points(job, grouping, after if incremental else None) if totals else {}
     series = []
     for task in tasks:
         request = requests[task.pk]
@@ -217,6 +225,7 @@ def job_usage(job: Job, *, threshold: float, now: datetime | None = None) -> dic
         "job": job.public_id,
         "state": job.state,
         "resolution": {"name": grouping[0], "seconds": grouping[1]},
+        "incremental": incremental,
         "max_points": MAX_POINTS,
         "has_gpu": has_gpu,
         "tasks": series,

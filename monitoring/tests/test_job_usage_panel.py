@@ -164,6 +164,32 @@ def test_a_series_is_cut_to_its_last_points_past_the_bound(owner, fake_backend):
     assert points[-1] == pytest.approx((job.started_at + timedelta(days=1450)).timestamp() * 1000, abs=1)
 
 
+def test_a_poll_gets_only_the_raw_samples_after_the_newest_it_has(owner, job):
+    master = task_named(job, "master-0")
+    inject(master, start=job.started_at, count=5, every=10, cpu_cores=lambda i: float(i))
+    client = client_for(owner)
+    whole = client.get(f"/jobs/{job.public_id}/usage.json").json()
+    assert whole["incremental"] is False and whole["poll_seconds"] == 5
+    third = whole["tasks"][0]["t"][2]
+    data = client.get(f"/jobs/{job.public_id}/usage.json?after={third}").json()
+    assert data["incremental"] is True
+    assert data["tasks"][0]["cpu"] == [3.0, 4.0]
+    assert data["tasks"][0]["t"] == whole["tasks"][0]["t"][3:]
+    response = client.get(f"/jobs/{job.public_id}/usage.json?after=yesterday")
+    assert response.status_code == 400 and "after" in response.json()
+
+
+def test_grouped_series_come_whole_and_are_polled_less_often(owner, fake_backend):
+    job = running_job(owner, started_ago=timedelta(hours=10))
+    inject(task_named(job, "master-0"), start=job.started_at, count=1200, every=20)
+    client = client_for(owner)
+    after = round(timezone.now().timestamp() * 1000) - 60_000
+    data = client.get(f"/jobs/{job.public_id}/usage.json?after={after}").json()
+    assert data["resolution"]["name"] == "minute"
+    assert data["incremental"] is False and 400 <= len(data["tasks"][0]["t"]) <= 401
+    assert data["poll_seconds"] == 30
+
+
 def test_an_ended_job_keeps_its_charts_and_stops_polling(owner, job):
     inject(task_named(job, "master-0"), start=job.started_at, count=3, every=10)
     Job.objects.filter(pk=job.pk).update(state="success", finished_at=timezone.now())

@@ -2,8 +2,9 @@
  *
  * #job-usage carries data-url, which answers the job's series (monitoring/job_views.py): each task's request
  * and points ({t: [ms], cpu, memory, gpu_util, gpu_memory}), the resolution served, the efficiency per
- * resource and poll_seconds (0 once the job has ended: the charts stay as they are). Polling pauses while the
- * tab is hidden and backs off when the portal does not answer.
+ * resource and poll_seconds (0 once the job has ended: the charts stay as they are). A poll sends ?after= the
+ * newest point held: raw series then come back with the new samples only (incremental), grouped ones whole.
+ * Polling pauses while the tab is hidden and backs off when the portal does not answer.
  */
 (function () {
   "use strict";
@@ -16,9 +17,12 @@
   var label = function (name) { return panel.getAttribute("data-label-" + name) || name; };
   var COLOURS = ["#0d6efd", "#198754", "#d63384", "#fd7e14", "#6f42c1", "#20c997", "#dc3545", "#6c757d"];
   var MAX_DELAY_MS = 60000;
+  var LATE_MS = 60000;
   var charts = {};
   var timer = null;
   var delay = 0;
+  var held = null;  // the series drawn so far, by task name: a raw answer with ?after= only adds to them
+  var KEYS = ["t", "cpu", "memory", "gpu_util", "gpu_memory"];
 
   function bytes(value) {
     var units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -156,6 +160,40 @@
     showEfficiency(data.efficiency);
   }
 
+  // An incremental answer's points appended to what is held (each series cut to its newest max_points).
+  function merge(data) {
+    if (!data.incremental || !held) {
+      held = {};
+    }
+    data.tasks.forEach(function (task) {
+      var before = held[task.name];
+      if (before) {
+        // The poll asks from a margin before the newest point: keep only what this task does not have yet.
+        var last = before.t.length ? before.t[before.t.length - 1] : -Infinity;
+        var fresh = 0;
+        while (fresh < task.t.length && task.t[fresh] <= last) {
+          fresh += 1;
+        }
+        KEYS.forEach(function (key) {
+          task[key] = before[key].concat(task[key].slice(fresh)).slice(-data.max_points);
+        });
+      }
+      held[task.name] = task;
+    });
+    return data;
+  }
+
+  function newest() {
+    var last = 0;
+    Object.keys(held || {}).forEach(function (name) {
+      var t = held[name].t;
+      if (t.length) {
+        last = Math.max(last, t[t.length - 1]);
+      }
+    });
+    return last;
+  }
+
   function schedule(ms) {
     clearTimeout(timer);
     timer = ms > 0 ? setTimeout(load, ms) : null;
@@ -166,7 +204,9 @@
       schedule(1000);
       return;
     }
-    fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}})
+    // A margin before the newest point held: a task's sample written a little late is still fetched.
+    var since = newest() - LATE_MS;
+    fetch(since > 0 ? url + "?after=" + since : url, {credentials: "same-origin", headers: {Accept: "application/json"}})
       .then(function (response) {
         if (!response.ok) {
           throw new Error(response.status);
@@ -175,7 +215,7 @@
       })
       .then(function (data) {
         delay = 0;
-        render(data);
+        render(merge(data));
         panel.setAttribute("data-loaded", "1");
         schedule(1000 * (data.poll_seconds || 0));
       })
