@@ -38,9 +38,14 @@ _WINDOW = re.compile(r"^[0-9]+(ms|s|m|h)$")
 _CONTAINER = 'container!="",container!="POD"'
 
 
+_RE2_SPECIAL = re.compile(r"([\\.^$|?*+()\[\]{}])")
+
+
 def pod_pattern(job_ids: list[str]) -> str:
-    """A regular expression (RE2, anchored by Prometheus) for every pod of these jobs."""
-    return "(" + "|".join(re.escape(j) for j in sorted(job_ids)) + ")(-.+)?"
+    """A regular expression (RE2, anchored by Prometheus) for every pod of these jobs, as a PromQL string's
+    content: RE2's metacharacters escaped, then the string's own backslashes and quotes."""
+    pattern = "(" + "|".join(_RE2_SPECIAL.sub(r"\\\1", j) for j in sorted(job_ids)) + ")(-.+)?"
+    return pattern.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _task_of(pod: str, job_ids: set[str]) -> tuple[str, str] | None:
@@ -131,7 +136,7 @@ def usage_from_prometheus(
                 task=owner[1],
                 at=at,
                 memory_bytes=0,
-                cpu_cores=0.0,
+                cpu_cores=None,  # not known until the CPU query names the pod (its rate needs two scrapes)
                 labels={"namespace": labels.get(namespace_key) or "", "pod": pod},
             )
         return found[owner]
