@@ -31,4 +31,6 @@ class MonitoringConfig(AppConfig):
         home.register("jobs", "monitoring/dashboard_jobs.html", dashboard.jobs_panel)
         home.register("usage", "monitoring/dashboard_usage.html", dashboard.usage_panel)
         home.register("failures", "monitoring/dashboard_failures.html", dashboard.failures_panel)
-        home.register("clusters", "monitoring/dashboard_clusters.html", dashboard.clusters_panel, column=home.SIDE)
+        home.register(
+            "clusters", "monitoring/dashboard_clusters.html", dashboard.clusters_panel, column=home.SIDE, order=10
+        )

@@ -3,7 +3,8 @@ clusters, notebooks, services, apps).
 
 The teams app serves the home page but may not import those apps: each registers its panels in its
 ``AppConfig.ready()`` with a template and a function that gives the template its context for the user's current
-team (or None to show nothing). The page renders them in the order registered, each in its column. A panel that
+team (or None to show nothing). The page renders them in their column by ``order``, then in the order
+registered. A panel that
 only lists things may use ``LIST_TEMPLATE`` with ``list_panel``'s context instead of a template of its own.
 A panel's context reads a bounded number of rows in a fixed number of queries: the page asserts its count.
 """
@@ -29,6 +30,7 @@ class Panel:
     template: str
     context: PanelContext
     column: str
+    order: int
 
 
 @dataclass(frozen=True)
@@ -44,11 +46,11 @@ class RenderedPanel:
 _panels: dict[str, Panel] = {}
 
 
-def register(name: str, template: str, context: PanelContext, *, column: str = MAIN) -> None:
+def register(name: str, template: str, context: PanelContext, *, column: str = MAIN, order: int = 100) -> None:
     """Add a panel to the home page (registering a name again replaces that panel in its place)."""
     if column not in (MAIN, SIDE):
         raise ValueError(f"column must be {MAIN!r} or {SIDE!r}, not {column!r}")
-    _panels[name] = Panel(name, template, context, column)
+    _panels[name] = Panel(name, template, context, column, order)
 
 
 def unregister(name: str) -> None:
@@ -58,7 +60,7 @@ def unregister(name: str) -> None:
 def panels_for(request: HttpRequest, team: Team) -> list[RenderedPanel]:
     """The panels to show the user for their current team, in order."""
     rendered = []
-    for panel in _panels.values():
+    for panel in sorted(_panels.values(), key=lambda panel: panel.order):
         context = panel.context(request, team)
         if context is not None:
             rendered.append(RenderedPanel(panel.name, panel.template, context, panel.column))

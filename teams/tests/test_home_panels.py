@@ -33,6 +33,7 @@ def test_home_renders_the_registered_panels_in_their_columns_for_the_current_tea
 
     dashboard.register("first", panel_templates, main)
     dashboard.register("aside", panel_templates, lambda request, team: {"text": "aside"}, column=dashboard.SIDE)
+    dashboard.register("top", panel_templates, lambda request, team: {"text": "top"}, column=dashboard.SIDE, order=1)
     dashboard.register("second", panel_templates, lambda request, team: {"text": "second"})
     dashboard.register("nothing", panel_templates, lambda request, team: None)
     content = page(people["mate"]).get("/").content.decode()
@@ -40,6 +41,7 @@ def test_home_renders_the_registered_panels_in_their_columns_for_the_current_tea
     assert (
         content.index('id="dashboard-first"')
         < content.index('id="dashboard-second"')
+        < content.index('id="dashboard-top"')
         < content.index('id="dashboard-aside"')
     )
     assert 'id="dashboard-nothing"' not in content
