@@ -27,6 +27,7 @@ from jobs.state import path as transition_path
 from teams import permissions
 from teams.exceptions import ActionRefused
 from teams.models import Team
+from teams.prepared import PreparedRead, first_of
 from teams.selectors import current_team_for
 
 log = logging.getLogger(__name__)
@@ -234,10 +235,18 @@ def job_submit(*, user, data: Any, rerun_of: Job | None = None, attempt: int = 1
     return job
 
 
+@PreparedRead
+def _experiment_named(team_id: int, name: str):
+    return first_of(Experiment.objects.filter(team_id=team_id, name=name))
+
+
 def _experiment_for(team: Team, name: str, user) -> Experiment:
-    """The team's experiment of that name, made on first use."""
-    experiment = Experiment.objects.filter(team=team, name=name).first()
-    return experiment or Experiment.objects.create(team=team, name=name, owner=user)
+    """The team's experiment of that name, made on first use (read compiled once per connection)."""
+    experiment = _experiment_named.first(team_id=team.pk, name=name)
+    if experiment is None:
+        return Experiment.objects.create(team=team, name=name, owner=user)
+    experiment.team = team  # as filter(team=team) would have it: the team known, not read again
+    return experiment
 
 
 def can_rerun(user, job: Job) -> bool:

@@ -163,3 +163,15 @@ def test_a_prepared_read_refuses_what_it_cannot_give_again():
 
     with pytest.raises(ValueError, match="changed"):
         exact_or_pattern._plan()
+
+
+@pytest.mark.django_db
+def test_an_experiment_is_found_in_the_jobs_team_and_made_on_first_use(api, owner, outsider, team, fake_backend):
+    from jobs.models import Experiment
+
+    first = submit(api(owner), spec(experiment="sweep")).json()
+    again = submit(api(owner), spec(experiment="sweep")).json()
+    assert first["experiment"] == again["experiment"] == "sweep"
+    assert Experiment.objects.get().team == team and Job.objects.filter(experiment__name="sweep").count() == 2
+    assert submit(api(outsider), spec(experiment="sweep")).status_code == 201  # their team's own
+    assert sorted(Experiment.objects.values_list("team__slug", flat=True)) == ["speech", "vision"]
