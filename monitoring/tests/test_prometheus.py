@@ -15,6 +15,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -211,6 +213,24 @@ def test_a_scrape_without_the_token_is_refused(prometheus, transactional_db):
     assert targets["easyai"]["health"] == "up"
     assert targets["easyai-without-token"]["health"] == "down"
     assert "401" in targets["easyai-without-token"]["lastError"]
+
+
+@pytest.mark.slow
+def test_the_grafana_dashboards_queries_are_promql_prometheus_takes(prometheus, transactional_db):
+    dashboard = json.loads((Path(__file__).resolve().parents[1] / "grafana" / "easyai.json").read_text())
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    assert len(queries) > 15
+    for query in queries:
+        concrete = query.replace("$__all", ".*")
+        for name in ("cluster", "namespace", "pod", "job"):
+            concrete = concrete.replace(f"${name}", ".*")
+        body = urllib.parse.urlencode({"query": concrete}).encode()
+        try:
+            with urllib.request.urlopen(f"{prometheus}/api/v1/query", data=body, timeout=5) as response:
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            pytest.fail(f"{query}: {exc.read().decode()}")
+        assert answer["status"] == "success", query
 
 
 # --- the usage path against canned answers -------------------------------------------------------------------

@@ -79,14 +79,18 @@ def _supervisor(store: RecordStore, job_id: str, name: str, task: dict[str, Any]
     return pid if pid and is_alive(pid, starttime) else None
 
 
-def _children_map() -> dict[int, list[int]]:
-    """Parent pid -> child pids, over every process of the host, from one walk of /proc."""
+def _host_processes() -> tuple[dict[int, list[int]], dict[int, psutil.Process]]:
+    """Parent pid -> child pids, and the Process objects, of every process on the host: one walk of /proc.
+
+    psutil keeps its Process objects from one walk to the next, so the tasks' own are not made again."""
     children: dict[int, list[int]] = {}
+    processes: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter(["ppid"]):
         ppid = proc.info.get("ppid")
         if ppid is not None:
             children.setdefault(ppid, []).append(proc.pid)
-    return children
+            processes[proc.pid] = proc
+    return children, processes
 
 
 def _descendants(root: int, children: dict[int, list[int]]) -> list[int]:
@@ -98,12 +102,14 @@ def _descendants(root: int, children: dict[int, list[int]]) -> list[int]:
     return found
 
 
-def _tree_figures(pids: list[int]) -> tuple[float, int]:
+def _tree_figures(pids: list[int], processes: dict[int, psutil.Process]) -> tuple[float, int]:
     """(CPU seconds, resident bytes) of these processes; ones that ended meanwhile count nothing."""
     cpu, rss = 0.0, 0
     for pid in pids:
+        proc = processes.get(pid)
+        if proc is None:
+            continue
         try:
-            proc = psutil.Process(pid)
             with proc.oneshot():
                 times = proc.cpu_times()
                 memory = proc.memory_info()
@@ -119,7 +125,7 @@ def usage(store: RecordStore, job_ids: list[str]) -> list[TaskUsage]:
     tasks = _running_tasks(store, job_ids)
     if not tasks:
         return []
-    children = _children_map()
+    children, processes = _host_processes()
     gpus = gpu_usage()
     readings = []
     for record, name, task in tasks:
@@ -130,7 +136,7 @@ def usage(store: RecordStore, job_ids: list[str]) -> list[TaskUsage]:
         if not pids:
             continue
         at = datetime.now(UTC)
-        cpu, rss = _tree_figures(pids)
+        cpu, rss = _tree_figures(pids, processes)
         role, _, index = name.rpartition("-")
         reading = TaskUsage(
             job_id=record["job_id"],
