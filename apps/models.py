@@ -56,10 +56,14 @@ class AppState(models.TextChoices):
 
 
 def app_host_label(team: str, name: str) -> str:
-    """The DNS label of an app's own host under a wildcard endpoint origin (at most 63 characters)."""
-    label = f"{name}--{team}--app"
-    if len(label) > 63:
-        label = f"app--{hashlib.sha256(f'{team}/{name}'.encode()).hexdigest()[:24]}"
+    """The DNS label of an app's own host under a wildcard endpoint origin (at most 63 characters).
+
+    ``app--{name}--{team}`` where that is unambiguous, else ``app-`` and a digest: a name or a team with "--" in
+    it could make two apps' labels alike (``x--y`` of team ``z``, ``x`` of team ``y--z``). Never an endpoint's
+    (those begin with the job id, ``j-``) nor the serving host's."""
+    label = f"app--{name}--{team}"
+    if "--" in name or "--" in team or len(label) > 63:
+        label = f"app-{hashlib.sha256(f'{team}/{name}'.encode()).hexdigest()[:32]}"
     return label
 
 

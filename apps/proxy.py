@@ -14,6 +14,7 @@ An anonymous visitor of an app that is not public is sent to sign in through the
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from html import escape
@@ -32,8 +33,11 @@ from teams import permissions
 
 _LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
 APP_PATTERN = rf"^apps/(?P<team>{_LABEL})/(?P<app>{_LABEL})(?P<rest>/.*)?$"
+log = logging.getLogger(__name__)
+
 RECORD_EVERY_S = 10.0  # how often an app's last request is noted (its idle time counts from it)
 PROBE_TIMEOUT_S = 0.5
+PROBE_EVERY_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,18 @@ class Waking(Refused):
         self.name = name
 
 
+_probed: dict[str, float] = {}
+
+
 def _probe(app: App) -> bool:
-    """Ask the run's health check now (a visitor is waiting); record it ready if it answered."""
+    """Ask the run's health check now (a visitor is waiting; at most every PROBE_EVERY_S per run, however many
+    wait); record it ready if it answered."""
+    now = time.monotonic()
+    if now - _probed.get(app.job.public_id, -PROBE_EVERY_S) < PROBE_EVERY_S:
+        return False
+    if len(_probed) > 10_000:
+        _probed.clear()
+    _probed[app.job.public_id] = now
     task = app._task()
     address = (task.endpoints or {}).get(WEB_PORT, "") if task is not None else ""
     if not address or task.state != "running":
@@ -63,7 +77,19 @@ def _probe(app: App) -> bool:
     return readiness.mark_ready(app.job, task, [WEB_PORT])
 
 
-def authorize(user: Any, team: str, name: str) -> AppTarget:
+def wakes(scope: dict[str, Any] | None) -> bool:
+    """Whether a request may wake a sleeping app: a page opened in a browser (a navigation) or a script's call
+    with a token. An open tab's own traffic (its health pings, its socket reconnecting) does not: else a tab
+    left open would keep waking an app that went to sleep."""
+    if scope is None or scope.get("type") != "http" or scope.get("method") not in ("GET", "HEAD", "POST"):
+        return False
+    mode = _header(scope, b"sec-fetch-mode")
+    if mode:
+        return mode == "navigate"
+    return bool(_header(scope, b"authorization")) or "text/html" in _header(scope, b"accept")
+
+
+def authorize(user: Any, team: str, name: str, *, wake: bool = False) -> AppTarget:
     """Where this user's request for the app goes, or Refused (404, 401 to be sent to sign in, 503)."""
     app = (
         App.objects.filter(team__slug=team, name=name)
@@ -79,12 +105,21 @@ def authorize(user: Any, team: str, name: str) -> AppTarget:
     job = app.job
     if job is None or job.state not in ACTIVE:
         if app.status == AppStatus.SLEEPING:
-            services.app_wake(app=app)
+            if not wake:
+                raise Refused(503, _("The app %(name)s is asleep: open it to wake it.") % {"name": app.name})
+            try:
+                woke = services.app_wake(app=app)
+            except Exception:  # the cluster or the database failed it: said, never a 500
+                log.exception("app %s/%s could not wake", team, name)
+                raise Refused(503, _("The app %(name)s could not wake; try again.") % {"name": app.name}) from None
+            if not woke:
+                app.refresh_from_db(fields=["status", "message", "job"])
+                if app.status == AppStatus.SLEEPING and app.message:
+                    raise Refused(503, _public_message(app, user))
             raise Waking(_("The app %(name)s is waking up.") % {"name": app.name}, app.name)
         if app.status == AppStatus.STOPPED:
             raise Refused(503, _("The app %(name)s is stopped; its owner can start it.") % {"name": app.name})
-        why = app.message.splitlines()[0] if app.message else _("its last run ended")
-        raise Refused(503, _("The app %(name)s is not running: %(why)s") % {"name": app.name, "why": why})
+        raise Refused(503, _public_message(app, user))
     address = ""
     if job.state == JobState.RUNNING:
         task = app._task()
@@ -96,6 +131,13 @@ def authorize(user: Any, team: str, name: str) -> AppTarget:
     # Straight to the run (its pod's IP on Kubernetes): an ingress routes only /endpoints/… paths.
     address, _host = upstream_of(app.cluster, address, strip_prefix=True)
     return AppTarget(address, job.public_id, app_path(team, name), False, app_pk=app.pk)
+
+
+def _public_message(app: App, user: Any) -> str:
+    """Why the app is not running: the reason itself to its team, no details to anyone else."""
+    if app.message and permissions.can(user, app, permissions.Action.VIEW):
+        return _("The app %(name)s is not running: %(why)s") % {"name": app.name, "why": app.message.splitlines()[0]}
+    return _("The app %(name)s is not running.") % {"name": app.name}
 
 
 _STARTING_PAGE = """<!doctype html>
@@ -124,8 +166,10 @@ class AppProxy(EndpointProxy):
         hostname = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host
         return hostname == f"{app_host_label(kwargs['team'], kwargs['app'])}.{where.host}"
 
-    def authorize(self, user: Any, kwargs: dict[str, Any]) -> Target:
-        return authorize(user, kwargs["team"], kwargs["app"])
+    thread_sensitive = False  # a starting app's health check may wait on the network: not on the shared thread
+
+    def authorize(self, user: Any, kwargs: dict[str, Any], scope: dict[str, Any] | None = None) -> Target:
+        return authorize(user, kwargs["team"], kwargs["app"], wake=wakes(scope))
 
     def sign_in_url(self, path_and_query: str) -> str:
         """The portal's page that signs a browser in and sends it back with a ticket for the app."""

@@ -66,6 +66,5 @@ def scan(now: datetime | None = None) -> dict[str, int]:
             slept += 1
     # Runs that ended on their own since the last scan: the app says why, with its log's last lines.
     for app in App.objects.filter(status=AppStatus.ACTIVE, job__state__in=FINAL, message="").select_related("job"):
-        services.app_run_ended(app=app)
-        ended += 1
+        ended += services.app_run_ended(app=app)
     return {"slept": slept, "failed": failed, "ended": ended}

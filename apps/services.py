@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import re
 import shutil
 import tempfile
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -31,8 +33,9 @@ from apps.models import APP_TASK, App, AppKind, AppRevision, AppStatus, Visibili
 from clusters.backends.contract import storage
 from clusters.backends.contract.quantity import whole_number
 from clusters.models import Cluster
+from endpoints import origin as endpoint_origin
 from files import folders
-from files.paths import PathRefused, parts_of
+from files.paths import PathRefused, parts_of, safe_join
 from jobs import services as job_services
 from jobs.models import Job
 from jobs.spec.vocabulary import RESERVED_ENV
@@ -144,6 +147,15 @@ def _visibility(value: Any, shared_with: Any, team: Team, errors: dict) -> tuple
     if value not in Visibility.values:
         errors["visibility"] = [_("One of %(choices)s.") % {"choices": ", ".join(Visibility.values)}]
         return Visibility.TEAM, []
+    if value != Visibility.TEAM and not endpoint_origin.origin().wildcard:
+        errors["visibility"] = [
+            _(
+                "A public or shared app needs a host of its own: on the one host all endpoints share, its scripts "
+                "could reach its visitors' notebooks and their team's apps. A platform admin sets a wildcard "
+                "endpoint origin (EASYAI_ENDPOINTS_URL=https://*.endpoints.example.com) to allow it."
+            )
+        ]
+        return Visibility.TEAM, []
     if value != Visibility.SHARED:
         if shared_with:
             errors["shared_with"] = [_("Only an app whose visibility is 'shared' is shared with named users.")]
@@ -245,111 +257,102 @@ def _resources(user, team: Team, cluster: Any, image: Any, cpu: Any, memory: Any
 
 
 def _workspace_folder(user, source: Any, errors: dict) -> Path | None:
-    """A folder of the user's personal workspace (``demo`` or ``apps/demo``), as the Files page names it."""
+    """A folder of the user's personal workspace (``demo`` or ``apps/demo``), as the Files page names it; a link
+    on the way may not lead out of the workspace."""
     if not isinstance(source, str) or not source.strip():
         errors["source"] = [_("A folder of your personal workspace, such as apps/demo.")]
         return None
+    root = storage.personal_workspace(Path(settings.EASYAI_STORAGE_ROOT), user.username)
     try:
-        parts = parts_of(source.strip().strip("/"))
+        return safe_join(root, source.strip().strip("/"))
     except PathRefused as exc:
         errors["source"] = [str(exc)]
         return None
-    root = storage.personal_workspace(Path(settings.EASYAI_STORAGE_ROOT), user.username)
-    return root.joinpath(*parts)
 
 
-def _collect(folder: Path, field: str, errors: dict) -> list[tuple[str, Path]]:
-    try:
-        found = folders.walk(
-            folder,
-            max_files=MAX_FILES,
-            too_many=_("More than %(max)s files: publish the app's own folder.") % {"max": MAX_FILES},
-        )
-    except folders.FolderRefused as exc:
-        errors[field] = [str(exc)]
-        return []
-    if not found:
-        errors[field] = [_("The folder is empty.")]
-    elif sum(full.stat().st_size for _r, full in found) > max_bytes():
-        errors[field] = [_("The folder holds more than %(n)s bytes.") % {"n": f"{max_bytes():,}"}]
-        return []
-    return found
-
-
-def _check_entry(found: list[tuple[str, Path]], kind: str, entry: str, field: str, errors: dict) -> None:
-    if not found or not entry:
+def _check_entry(files: list[dict], entry: str, field: str, errors: dict) -> None:
+    if not files or not entry or entry in {item["path"] for item in files}:
         return
-    if entry not in {relative for relative, _full in found}:
-        if field == "archive":
-            errors["entry"] = [_("There is no file %(entry)s in the archive.") % {"entry": entry}]
-        else:
-            errors["entry"] = [_("There is no file %(entry)s in the folder.") % {"entry": entry}]
+    if field == "archive":
+        errors["entry"] = [_("There is no file %(entry)s in the archive.") % {"entry": entry}]
+    else:
+        errors["entry"] = [_("There is no file %(entry)s in the folder.") % {"entry": entry}]
 
 
-def _copy(found: list[tuple[str, Path]], into: Path) -> tuple[list[dict], int, str]:
-    """Copy the files into a new revision's folder: (file entries, size, digest over paths and contents)."""
-    into.mkdir(parents=True)
-    folders.copy_tree(found, into)
-    entries = []
+def _digest(files: list[dict]) -> str:
     total = hashlib.sha256()
-    for relative, _full in found:
-        size, digest = folders.sha256_of(into / relative)
-        entries.append({"path": relative, "size": size, "sha256": digest})
-        total.update(f"{relative}\0{digest}\n".encode())
-    return entries, sum(e["size"] for e in entries), total.hexdigest()
+    for item in files:
+        total.update(f"{item['path']}\0{item['sha256']}\n".encode())
+    return total.hexdigest()
 
 
-class _Folder:
-    """Where a publish's files come from: a workspace folder, or an archive unpacked into a temporary one."""
+class _Staged:
+    """A publish's files, copied (and summed) into a staging folder beside the app's revisions before anything is
+    recorded: from a workspace folder, or an archive unpacked into a temporary one. ``files`` stays empty and
+    ``errors`` says why when the folder cannot be taken."""
 
-    def __init__(self, user, source: Any, archive: Any, errors: dict) -> None:
-        self._tmp: tempfile.TemporaryDirectory | None = None
-        self.field, self.label, self.found = "source", "", []
+    def __init__(self, user, team: str, name: str, source: Any, archive: Any, errors: dict) -> None:
+        self.field, self.label, self.files, self.path = "source", "", [], None
         if archive is not None and source not in (None, ""):
             errors["source"] = [_("Give a workspace folder or an archive, not both.")]
             return
-        if archive is not None:
-            self.field, self.label = "archive", "archive"
-            self._tmp = tempfile.TemporaryDirectory(prefix="easyai-app-")
-            folder = Path(self._tmp.name) / "app"
-            folder.mkdir()
+        if "name" in errors:
+            return  # nowhere to stage it
+        with tempfile.TemporaryDirectory(prefix="easyai-app-") as tmp:
+            if archive is not None:
+                self.field, self.label = "archive", "archive"
+                folder = Path(tmp) / "app"
+                folder.mkdir()
+                try:
+                    folders.unzip_into(
+                        io.BytesIO(archive) if isinstance(archive, bytes) else archive,
+                        folder,
+                        max_files=MAX_FILES,
+                        max_bytes=max_bytes(),
+                    )
+                except folders.FolderRefused as exc:
+                    errors["archive"] = [str(exc)]
+                    return
+            else:
+                folder = _workspace_folder(user, source, errors)
+                if folder is None:
+                    return
+                self.label = source.strip().strip("/")
+            self.path = app_dir(team, name) / f".staging-{uuid.uuid4().hex}"
             try:
-                folders.unzip_into(
-                    io.BytesIO(archive) if isinstance(archive, bytes) else archive,
+                self.files = folders.copy_folder(
                     folder,
+                    self.path,
                     max_files=MAX_FILES,
                     max_bytes=max_bytes(),
+                    too_many=_("More than %(max)s files: publish the app's own folder.") % {"max": MAX_FILES},
                 )
             except folders.FolderRefused as exc:
-                errors["archive"] = [str(exc)]
+                errors[self.field] = [str(exc)]
+                self.discard()
                 return
-        else:
-            folder = _workspace_folder(user, source, errors)
-            if folder is None:
-                return
-            self.label = source.strip().strip("/")
-        self.found = _collect(folder, self.field, errors)
+        if not self.files:
+            errors[self.field] = [_("The folder is empty.")]
 
-    def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
+    def discard(self) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
 
 
-# --- publishing and running ----------------------------------------------------------------------------
-
-
-def _new_revision(
-    app: App, user, folder: _Folder, kind: str, entry: str, command: str, created: list[Path]
-) -> AppRevision:
+def _new_revision(app: App, user, staged: _Staged, kind: str, entry: str, command: str, created: list[Path]) -> AppRevision:
+    """The staged files become the app's next revision (inside the caller's transaction, the app locked)."""
     number = (app.revisions.aggregate(top=Max("number"))["top"] or 0) + 1
     target = revision_dir(app.team.slug, app.name, number)
-    if target.exists():  # left by a publish that failed after its copy: never a live revision's
+    if target.exists():  # left by a publish that failed after its move: never a live revision's
         shutil.rmtree(target)
+    os.replace(staged.path, target)
+    staged.path = None
     created.append(target)  # removed by the caller if the publish fails after this
-    entries, size, digest = _copy(folder.found, target)
     return AppRevision.objects.create(
-        app=app, number=number, kind=kind, entry=entry, command=command, source=folder.label,
-        files=entries, size=size, digest=digest, created_by=user,
+        app=app, number=number, kind=kind, entry=entry, command=command, source=staged.label,
+        files=staged.files, size=sum(item["size"] for item in staged.files), digest=_digest(staged.files),
+        created_by=user,
     )  # fmt: skip
 
 
@@ -379,13 +382,18 @@ def _stop_run(app: App, *, actor=None, reason: str, message: str = "", event: st
         return False
     try:
         job_services.job_stop(job=job, actor=actor, event=event, reason=reason, message=message)
-    except job_services.JobActionRefused:
+    except job_services.JobActionRefused as exc:
+        job.refresh_from_db()
+        if job.state in ACTIVE:  # not stopped: a second run beside it would be no app's
+            raise AppActionRefused(str(exc)) from None
         return False  # it ended meanwhile
     return True
 
 
 def _lock(app: App) -> App:
-    return App.objects.select_for_update().select_related("team", "owner", "cluster", "job", "revision").get(pk=app.pk)
+    """The app's row, locked alone (a join would lock the team, the owner, the cluster and the job too)."""
+    App.objects.select_for_update().filter(pk=app.pk).values_list("pk", flat=True).get()
+    return App.objects.select_related("team", "owner", "cluster", "job", "revision").get(pk=app.pk)
 
 
 def app_deploy(
@@ -430,9 +438,9 @@ def app_deploy(
     resolved, image, gpu = _resources(user, team, cluster, image, cpu, memory, gpu, errors)
     if kind:
         _check_program(kind, resolved, errors)
-    folder = _Folder(user, source, archive, errors)
+    staged = _Staged(user, team.slug, name, source, archive, errors)
     try:
-        _check_entry(folder.found, kind, entry, folder.field, errors)
+        _check_entry(staged.files, entry, staged.field, errors)
         if errors:
             raise ValidationError(errors)
         created: list[Path] = []
@@ -446,13 +454,16 @@ def app_deploy(
                 app.secrets = secrets
                 app.save()
                 app.shared_with.set(users)
-                revision = _new_revision(app, user, folder, kind, entry, command, created)
+                revision = _new_revision(app, user, staged, kind, entry, command, created)
                 _run(app, revision)
+        except IntegrityError:  # the same name taken by a publish that committed a moment before
+            _remove(created)
+            raise ValidationError({"name": [_("The team already has an app named %(name)r.") % {"name": name}]}) from None
         except BaseException:
             _remove(created)
             raise
     finally:
-        folder.close()
+        staged.discard()
     return app
 
 
@@ -470,13 +481,16 @@ def app_publish(
     if kind:
         _check_program(kind, app.cluster, errors)
     if source in (None, "") and archive is None:
-        source = current.source if current and current.source != "archive" else source
-        if source in (None, ""):
+        # The folder the current revision came from, in the workspace of whoever published it: only they
+        # publish from it again without naming it (another's workspace is not theirs to read).
+        if current and current.source != "archive" and current.created_by_id == user.pk:
+            source = current.source
+        else:
             errors["source"] = [_("A folder of your personal workspace, or an archive.")]
-    folder = _Folder(user, source, archive, errors) if not errors.get("source") else None
+    staged = _Staged(user, app.team.slug, app.name, source, archive, errors) if not errors.get("source") else None
     try:
-        if folder is not None:
-            _check_entry(folder.found, kind, entry, folder.field, errors)
+        if staged is not None:
+            _check_entry(staged.files, entry, staged.field, errors)
         if errors:
             raise ValidationError(errors)
         created: list[Path] = []
@@ -486,7 +500,7 @@ def app_publish(
                 if locked.kind != kind:
                     App.objects.filter(pk=locked.pk).update(kind=kind)
                     locked.kind = kind
-                revision = _new_revision(locked, user, folder, kind, entry, command, created)
+                revision = _new_revision(locked, user, staged, kind, entry, command, created)
                 published = _("Revision %(n)s was published.") % {"n": revision.number}
                 _stop_run(locked, actor=user, reason="replaced", message=published)
                 App.objects.filter(pk=locked.pk).update(status=AppStatus.ACTIVE)
@@ -496,13 +510,13 @@ def app_publish(
             _remove(created)
             raise
     finally:
-        if folder is not None:
-            folder.close()
+        if staged is not None:
+            staged.discard()
     app.refresh_from_db()
     return revision
 
 
-_RESTARTING_FIELDS = ("cpu", "memory", "gpu", "image", "env", "secrets")
+_RESTARTING_FIELDS = ("cpu", "memory", "gpu", "image", "env")
 
 
 def app_update(*, user, app: App, **changes: Any) -> App:
@@ -535,8 +549,12 @@ def app_update(*, user, app: App, **changes: Any) -> App:
         secrets = dict(locked.secrets)
         if "secrets" in changes:
             secrets.update(_variables(changes["secrets"], "secrets", errors))
-        for gone in changes.get("unset_secrets") or []:
-            secrets.pop(gone, None)
+        gone = changes.get("unset_secrets") or []
+        if not isinstance(gone, list | tuple) or not all(isinstance(name, str) for name in gone):
+            errors["unset_secrets"] = [_("A list of the secrets' names.")]
+            gone = []
+        for name in gone:
+            secrets.pop(name, None)
         clash = sorted(set(env) & set(secrets))
         if clash:
             errors["secrets"] = [_("%(names)s is both a variable and a secret.") % {"names": ", ".join(clash)}]
@@ -554,10 +572,12 @@ def app_update(*, user, app: App, **changes: Any) -> App:
             fields["idle_minutes"] = _idle_minutes(changes["idle_minutes"], errors)
         if errors:
             raise ValidationError(errors)
-        if "secrets" in changes or "unset_secrets" in changes:
+        # What the run uses and changed: only then does a running app restart (a same value changes nothing).
+        restart = any(getattr(locked, key) != fields[key] for key in _RESTARTING_FIELDS if key in fields)
+        if secrets != locked.secrets:
             locked.secrets = secrets
             fields["secrets_encrypted"] = locked.secrets_encrypted
-        restart = any(k in changes for k in _RESTARTING_FIELDS) or "unset_secrets" in changes
+            restart = True
         for key, value in fields.items():
             setattr(locked, key, value)
         locked.save(update_fields=[*fields, "updated_at"])
@@ -688,16 +708,19 @@ def app_fail_unhealthy(*, app: App, now=None) -> bool:
     return stopped
 
 
-def app_run_ended(*, app: App) -> None:
-    """Its run ended on its own (the command exited): the app records why, with the last lines of its log."""
+def app_run_ended(*, app: App) -> bool:
+    """Its run ended without the app's say (its command exited, or someone stopped its job on the jobs page): the
+    app records why, with the last lines of its log; a run stopped from outside leaves the app stopped."""
     job = app.job
     if job is None or job.state not in FINAL or app.message:
-        return
-    if job.reason in ("idle", "stopped", "replaced", "restarted", "deleted", "unhealthy"):
-        return
-    tail = log_tail(job)
+        return False
     why = job.message or job.get_state_display()
+    if job.state == JobState.STOPPED:
+        App.objects.filter(pk=app.pk, job=job).update(status=AppStatus.STOPPED, message=why[:4000])
+        return True
+    tail = log_tail(job)
     App.objects.filter(pk=app.pk, job=job).update(message=(f"{why}\n{tail}" if tail else why)[:4000])
+    return True
 
 
 def record_request(app_pk: int, when) -> None:

@@ -32,7 +32,9 @@ def app_open(request: HttpRequest) -> HttpResponse:
     app = App.objects.filter(team__slug=team, name=name).select_related("team").first()
     if app is None or not permissions.can(request.user, app, permissions.Action.OPEN):
         raise Http404(_("No such app."))
-    target = app_origin(team, name) + wanted
+    path, _sep, query = wanted.partition("?")
+    query = endpoint_origin.without_ticket(query)
+    target = app_origin(team, name) + path + (f"?{query}" if query else "")
     state = endpoint_origin.state_in(request.META.get("QUERY_STRING", ""))
     if not state:  # the endpoint origin gives the browser a state first, and sends it back here with it
         return HttpResponseRedirect(target)

@@ -54,7 +54,12 @@ def app_command(app: App, revision: AppRevision, cluster: Cluster) -> str:
             f'GRADIO_SERVER_NAME={host} GRADIO_SERVER_PORT="$EASYAI_PORT_WEB" GRADIO_ROOT_PATH={base} '
             f"GRADIO_ANALYTICS_ENABLED=False exec python {shlex.quote(revision.entry)}"
         )
-    return start + f'PORT="$EASYAI_PORT_WEB" EASYAI_APP_BASE_PATH={base} HOST={host} exec {revision.command}'
+    # Exported first, so that the command's own words may use them ("--port $PORT"), and run by a shell of its
+    # own, so that a command of several parts ("a && b") is the command as written.
+    return start + (
+        f'export PORT="$EASYAI_PORT_WEB" EASYAI_APP_BASE_PATH={base} HOST={host}; '
+        f"exec /bin/sh -c {shlex.quote(revision.command)}"
+    )
 
 
 def code_dir(app: App, revision: AppRevision, cluster: Cluster) -> str:

@@ -166,7 +166,7 @@ async def _authorize(site: EndpointProxy, scope: dict[str, Any]) -> Target:
     hit = _authorized.get(key)
     if hit is not None and hit[0] > now:
         return hit[1]
-    target = await database_sync_to_async(site.authorize)(user, kwargs)
+    target = await database_sync_to_async(site.authorize, thread_sensitive=site.thread_sensitive)(user, kwargs, scope)
     if len(_authorized) > 10_000:  # many users and endpoints: start over rather than grow
         _authorized.clear()
     _authorized[key] = (now + AUTHORIZED_FOR_S, target)
@@ -493,8 +493,13 @@ class EndpointProxy:
         """Whether the request's Host is where it is served (under a wildcard origin: its own host)."""
         return endpoint_origin.host_fits(host, kwargs["job_id"], kwargs["task"], kwargs["name"])
 
-    def authorize(self, user: Any, kwargs: dict[str, Any]) -> Target:
-        """Its address for this user, or Refused (with the HTTP status); called in a thread."""
+    # Whether ``authorize`` runs on the one thread database calls share (quick reads) or on a thread of its own
+    # (a site whose answer may wait on the network: an app's health check while it starts).
+    thread_sensitive = True
+
+    def authorize(self, user: Any, kwargs: dict[str, Any], scope: dict[str, Any] | None = None) -> Target:
+        """Its address for this user, or Refused (with the HTTP status); called in a thread. ``scope``: the
+        request asking (None when an open socket is asked about again)."""
         return authorize(user, kwargs["job_id"], kwargs["task"], kwargs["name"])
 
     async def refused(self, scope: dict[str, Any], send: Any, refused: Refused) -> None:

@@ -221,7 +221,10 @@ def _source_folder(user, job: Job | None, path: Any) -> tuple[Path, str]:
     if not parts or parts[0] not in outputs:
         raise ValidationError({"path": [_("A folder of the job's model_dir or share_dir, such as model_dir/best.")]})
     root = Path(settings.EASYAI_STORAGE_ROOT)
-    folder = storage.output_dir(root, job.public_id, parts[0]).joinpath(*parts[1:])
+    try:  # a job owns its folders: a link on the way down could lead anywhere on the portal's host
+        folder = folders.no_link_below(storage.output_dir(root, job.public_id, parts[0]), parts[1:])
+    except folders.FolderRefused as exc:
+        raise ValidationError({"path": [str(exc)]}) from None
     return folder, "/".join(parts)
 
 

@@ -60,6 +60,12 @@ def wait_ready(app: App, cluster, timeout: float = 120.0) -> App:
 
 
 @pytest.fixture
+def wildcard_origin(settings):
+    """An endpoint origin with a host per app (public and shared apps need one), for tests without a live server."""
+    settings.EASYAI_ENDPOINTS_URL = "http://*.localhost:8001"
+
+
+@pytest.fixture
 def apps_on_origin(origins):
     """The live server as the portal (127.0.0.1) and the endpoint origin (localhost), as the proxy tests use."""
     return origins

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from apps import schedule, services
@@ -24,6 +25,18 @@ from testing.wait import wait_until
 from testing.web import fetch
 
 pytestmark = pytest.mark.slow
+
+
+BOUNDARY = "easyai-test-boundary"
+
+
+def _multipart(fields: dict, archive: bytes) -> tuple[str, bytes]:
+    parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()]
+    parts.append(
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="archive"; filename="app.zip"\r\n'
+        "Content-Type: application/zip\r\n\r\n".encode() + archive + b"\r\n"
+    )
+    return f"multipart/form-data; boundary={BOUNDARY}", b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
 def _api(port: int, method: str, path: str, user, body: dict | None = None):
@@ -70,6 +83,14 @@ def test_a_streamlit_app_is_published_served_sleeps_and_wakes(origins, local_clu
     first_job = app.job
     assert first_job.state == "stopped" and first_job.reason == "idle"
 
+    # An open tab's own traffic (a health ping, an XHR) does not wake it: only opening it does.
+    status, _headers, body = get(port, f"/apps/{team.slug}/iris/_stcore/health", None, Sec_Fetch_Mode="cors")
+    assert status == 404  # anonymous, of a team app
+    status, _headers, body = get(port, f"/apps/{team.slug}/iris/_stcore/health", mate, Sec_Fetch_Mode="cors")
+    assert status == 503 and b"asleep" in body
+    app.refresh_from_db()
+    assert app.status == AppStatus.SLEEPING and app.job == first_job
+
     # The next request wakes it: 503 with Retry-After meanwhile, then the app.
     started = time.monotonic()
     status, headers, _body = get(port, f"/apps/{team.slug}/iris/_stcore/health", mate)
@@ -100,10 +121,10 @@ def test_a_streamlit_app_is_published_served_sleeps_and_wakes(origins, local_clu
     assert app.status == AppStatus.STOPPED and app.job.state not in ("queued", "pending", "running")
 
 
-def test_who_may_open_a_team_a_shared_and_a_public_app(origins, local_cluster, stop_all, people, team, make_user):
+def test_who_may_open_a_team_a_shared_and_a_public_app(wildcard, local_cluster, stop_all, people, team, make_user):
     owner, mate, outsider, admin = people["owner"], people["mate"], people["outsider"], people["team_admin"]
     friend = make_user("friend")
-    port = origins.port
+    port = wildcard.port
     put_files(owner, "apps/hello", {"serve.py": CUSTOM_SERVER})
     app = services.app_deploy(
         user=owner, team=team, name="hello", kind="custom", command="python serve.py", source="apps/hello",
@@ -111,25 +132,29 @@ def test_who_may_open_a_team_a_shared_and_a_public_app(origins, local_cluster, s
     )  # fmt: skip
     wait_ready(app, local_cluster)
     path = f"/apps/{team.slug}/hello/x"
+    host = app.url.split("/")[2]
+
+    def at(user, **headers):
+        return fetch(port, path, user=user, Host=host, **headers)
 
     # A team app: its team opens it; an outsider and an anonymous script get 404; an anonymous browser is
     # sent to sign in through the portal.
     for user in (owner, mate, admin):
-        assert get(port, path, user)[0] == 200
-    assert get(port, path, outsider)[0] == 404
-    assert get(port, path, None)[0] == 404
-    status, headers, _body = get(port, path, None, Accept="text/html")
+        assert at(user)[0] == 200
+    assert at(outsider)[0] == 404
+    assert at(None)[0] == 404
+    status, headers, _body = at(None, Accept="text/html")
     assert status == 302 and headers["Location"].startswith(f"http://127.0.0.1:{port}/apps/open/?next=")
     # The portal's half of that sign-in: an outsider gets 404 there too.
     from django.test import Client
 
     client = Client()
     client.force_login(outsider)
-    assert client.get("/apps/open/", {"next": f"/apps/{team.slug}/hello/x"}).status_code == 404
+    assert client.get("/apps/open/", {"next": path}).status_code == 404
     client.force_login(mate)
-    answer = client.get("/apps/open/", {"next": f"/apps/{team.slug}/hello/x", "_easyai_state": "s" * 32})
-    assert answer.status_code == 302 and "_easyai_ticket=" in answer["Location"]
-    assert answer["Location"].startswith(f"http://localhost:{port}/apps/{team.slug}/hello/x?")
+    answer = client.get("/apps/open/", {"next": path + "?a=1&_easyai_ticket=old", "_easyai_state": "s" * 32})
+    assert answer.status_code == 302 and answer["Location"].count("_easyai_ticket=") == 1
+    assert answer["Location"].startswith(f"http://{host}{path}?a=1&_easyai_ticket=")
     # Not a way elsewhere: only paths of an app.
     assert client.get("/apps/open/", {"next": "https://evil.example/apps/a/b/"}).status_code == 404
     assert client.get("/apps/open/", {"next": "/admin/"}).status_code == 404
@@ -137,18 +162,18 @@ def test_who_may_open_a_team_a_shared_and_a_public_app(origins, local_cluster, s
     # Shared with a named user: they open it, another outsider still cannot; a team-mate still can.
     services.app_update(user=owner, app=app, visibility="shared", shared_with=[friend.username])
     time.sleep(5.1)  # past the proxy's reuse of permission answers
-    assert get(port, path, friend)[0] == 200
-    assert get(port, path, outsider)[0] == 404
-    assert get(port, path, mate)[0] == 200
+    assert at(friend)[0] == 200
+    assert at(outsider)[0] == 404
+    assert at(mate)[0] == 200
     # Public: anyone, anonymous included.
     services.app_update(user=admin, app=app, visibility="public")
-    assert get(port, path, None)[0] == 200
-    assert get(port, path, outsider)[0] == 200
+    assert at(None)[0] == 200
+    assert at(outsider)[0] == 200
     # Back to the team: the friend's access ends within seconds.
     services.app_update(user=owner, app=app, visibility="team")
     time.sleep(5.1)
-    assert get(port, path, friend)[0] == 404
-    assert get(port, path, None)[0] == 404
+    assert at(friend)[0] == 404
+    assert at(None)[0] == 404
 
     # A team-mate may not change it; an outsider does not see it at all.
     assert _api(port, "POST", f"/api/v1/apps/{team.slug}/hello/stop/", mate)[0] == 403
@@ -158,13 +183,30 @@ def test_who_may_open_a_team_a_shared_and_a_public_app(origins, local_cluster, s
     assert app.status == AppStatus.ACTIVE
 
 
+def test_on_one_shared_endpoint_host_an_app_stays_with_its_team(origins, local_cluster, stop_all, people, team):
+    owner = people["owner"]
+    put_files(owner, "apps/hello", {"serve.py": CUSTOM_SERVER})
+    app = services.app_deploy(
+        user=owner, team=team, name="hello", kind="custom", command="python serve.py", source="apps/hello",
+        cpu="500m", memory="256Mi",
+    )  # fmt: skip
+    # On the one host all endpoints share, an app's scripts would run beside its visitors' notebooks.
+    for visibility, shared in (("public", None), ("shared", [people["outsider"].username])):
+        with pytest.raises(ValidationError) as refused:
+            services.app_update(user=owner, app=app, visibility=visibility, shared_with=shared)
+        assert "wildcard" in refused.value.message_dict["visibility"][0]
+    app.refresh_from_db()
+    assert app.visibility == "team"
+
+
 def test_a_custom_app_gets_its_base_path_port_environment_and_secrets(origins, local_cluster, stop_all, people, team):
     owner = people["owner"]
     port = origins.port
     put_files(owner, "apps/hello", {"serve.py": CUSTOM_SERVER})
     status, answer = _api(
         port, "POST", "/api/v1/apps/", owner,
-        {"team": team.slug, "name": "hello", "kind": "custom", "command": "python serve.py", "source": "apps/hello",
+        {"team": team.slug, "name": "hello", "kind": "custom", "source": "apps/hello",
+         "command": "echo port=$PORT base=$EASYAI_APP_BASE_PATH && python serve.py",
          "cpu": "500m", "memory": "256Mi", "env": {"GREETING": "hi"}, "secrets": {"API_KEY": "s3cr3t-value"}},
     )  # fmt: skip
     assert status == 201, answer
@@ -176,6 +218,9 @@ def test_a_custom_app_gets_its_base_path_port_environment_and_secrets(origins, l
     assert seen["secret"] == "s3cr3t-value"  # in the task's environment...
     assert "s3cr3t-value" not in json.dumps(app.job.spec)  # ...never in its job's spec
     assert seen["app_dir"].endswith(f"apps/{team.slug}/hello/1")
+    # Its command's own words may use them, and a command of several parts runs whole.
+    logged = services.log_tail(app.job)
+    assert f"base=/apps/{team.slug}/hello" in logged and "port=" in logged and "port= " not in logged, logged
     # The API never gives the value back; a listing neither.
     status, listing = _api(port, "GET", f"/api/v1/apps/?team={team.slug}", owner)
     assert status == 200 and "s3cr3t-value" not in json.dumps(listing)
@@ -223,23 +268,47 @@ def test_bad_input_is_refused_naming_the_field_and_leaves_nothing(origins, local
     refused({**base, "kind": "custom", "entry": ""}, "command")  # a custom app needs its command
     refused({**base, "env": {"EASYAI_JOB_ID": "x"}}, "env")
     refused({**base, "gpu": 10_000}, "gpu")
-    refused({**base, "visibility": "shared"}, "shared_with")
+    refused({**base, "visibility": "shared"}, "visibility")  # on one shared endpoint host (see below)
     assert not App.objects.exists() and Job.objects.count() == jobs_before
     assert not (Path(settings.EASYAI_STORAGE_ROOT) / "apps").exists() or not any(
         (Path(settings.EASYAI_STORAGE_ROOT) / "apps").rglob("*.py")
     )
 
-    # A link in the folder is refused: nothing is followed.
+    # A link in the folder is refused: nothing is followed; nor one on the way to it that leads out.
     workspace = Path(settings.EASYAI_STORAGE_ROOT) / "notebook" / owner.username / "apps" / "demo"
     (workspace / "secrets").symlink_to("/etc/passwd")
     refused(base, "source")
     (workspace / "secrets").unlink()
+    outside = Path(settings.EASYAI_STORAGE_ROOT) / "elsewhere" / "sub"
+    outside.mkdir(parents=True)
+    (outside / "app.py").write_text("print('not yours')\n")
+    (workspace.parent / "door").symlink_to(outside.parent)
+    refused({**base, "source": "apps/door/sub"}, "source")
+    # An archive it cannot unpack whole: a file and a folder of one name.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "x")
+        archive.writestr("app.py/inner.py", "y")
+    status, headers, raw = fetch(
+        port, "/api/v1/apps/", method="POST", user=owner, body=_multipart(
+            {"team": team.slug, "name": "demo", "kind": "streamlit", "entry": "app.py"}, buffer.getvalue()
+        )[1], Content_Type=_multipart({}, b"")[0],
+    )  # fmt: skip
+    assert status == 400 and b"archive" in raw, raw
 
     # A name taken.
     status, answer = _api(port, "POST", "/api/v1/apps/", owner, {"team": team.slug, **base})
     assert status == 201, answer
     refused(base, "name")
     assert App.objects.count() == 1 and AppRevision.objects.count() == 1
+    # A change that is not what it says: refused naming it, nothing changed.
+    status, answer = _api(port, "PATCH", f"/api/v1/apps/{team.slug}/demo/", owner, {"unset_secrets": [{}]})
+    assert status == 400 and "unset_secrets" in answer, answer
+    # Labels of apps' own hosts never meet, whatever "--" their names hold.
+    from apps.models import app_host_label
+
+    assert app_host_label("z", "x--y") != app_host_label("y--z", "x")
+    assert app_host_label("vision", "demo") == "app--demo--vision"
 
 
 def test_an_app_that_never_becomes_healthy_fails_with_its_log(origins, local_cluster, stop_all, people, team, settings):
@@ -292,11 +361,11 @@ def test_under_a_wildcard_origin_an_app_answers_at_a_host_of_its_own(wildcard, l
         cpu="500m", memory="256Mi",
     )  # fmt: skip
     app = wait_ready(app, local_cluster)
-    assert app.url == f"http://hello--{team.slug}--app.localhost:{port}/apps/{team.slug}/hello/"
-    own_host = f"hello--{team.slug}--app.localhost:{port}"
+    assert app.url == f"http://app--hello--{team.slug}.localhost:{port}/apps/{team.slug}/hello/"
+    own_host = f"app--hello--{team.slug}.localhost:{port}"
     assert fetch(port, f"/apps/{team.slug}/hello/", user=owner, Host=own_host)[0] == 200
     # Not at another app's host, nor at an endpoint's: its credential cookie is scoped to its own.
-    assert fetch(port, f"/apps/{team.slug}/hello/", user=owner, Host=f"other--{team.slug}--app.localhost:{port}")[0] == 404
+    assert fetch(port, f"/apps/{team.slug}/hello/", user=owner, Host=f"app--other--{team.slug}.localhost:{port}")[0] == 404
     assert fetch(port, f"/apps/{team.slug}/hello/", user=owner, Host=f"j-aaaaaaaa--main-0--web.localhost:{port}")[0] == 404
 
 

@@ -65,8 +65,10 @@ def test_a_gradio_app_answers_a_click(page: Page, asgi_server, origins, local_cl
 
 
 def test_a_sleeping_app_wakes_for_its_visitor_and_a_public_one_opens_for_anyone(
-    page: Page, browser, asgi_server, origins, local_cluster, stop_all, clock, people, team
+    page: Page, browser, asgi_server, wildcard, local_cluster, stop_all, clock, people, team
 ):
+    # A public app needs a host of its own (its scripts must not share an origin with its visitors' other
+    # endpoints): the endpoint origin is a wildcard here, each app at app--{name}--{team}.localhost.
     owner, admin = people["owner"], people["team_admin"]
     folder = put_example(owner, "streamlit-demo", "apps/iris")
     app = services.app_deploy(
@@ -89,6 +91,7 @@ def test_a_sleeping_app_wakes_for_its_visitor_and_a_public_one_opens_for_anyone(
 
     # The visitor sees the starting page, which turns into the app by itself.
     signed_in(page, asgi_server, owner)
+    assert app.url.startswith(f"http://app--iris--{team.slug}.localhost:")
     page.goto(app.url)
     expect(page.locator("#easyai-app-starting")).to_be_visible()
     expect(page.get_by_text("Prediction: setosa")).to_be_visible(timeout=120_000)

@@ -281,7 +281,7 @@ def test_saving_unchanged_settings_does_not_restart_the_app(people, app):
     assert fresh(app).job_id == job
 
 
-def test_settings_change_visibility_sharing_and_secrets(people, app, make_user):
+def test_settings_change_visibility_sharing_and_secrets(people, app, make_user, wildcard_origin):
     make_user("guest")
     client = client_for(people["owner"])
     response = client.post(f"{PAGE}settings/", _settings_of(app, visibility="shared", shared_with="guest"))
@@ -297,7 +297,7 @@ def test_settings_change_visibility_sharing_and_secrets(people, app, make_user):
     assert changed.secrets == {"TOKEN": "abc"} and changed.job_id != job  # a running app restarts
 
 
-def test_settings_errors_are_shown_at_their_fields(people, app):
+def test_settings_errors_are_shown_at_their_fields(people, app, wildcard_origin):
     before = snapshot()
     response = client_for(people["owner"]).post(
         f"{PAGE}settings/", _settings_of(app, visibility="shared", shared_with="nobody-here", env="PORT=1")
@@ -363,7 +363,7 @@ def test_the_create_form_publishes_an_app(people, team, fake_backend):
     assert app.idle_minutes == 15 and app.revision.entry == "app.py" and app.job.state in ACTIVE
 
 
-def test_the_create_form_shows_the_services_errors_at_their_fields(people, team, fake_backend):
+def test_the_create_form_shows_the_services_errors_at_their_fields(people, team, fake_backend, wildcard_origin):
     owner = people["owner"]
     put_files(owner, "apps/demo", {"main.py": "print(1)\n"})
     before = snapshot()

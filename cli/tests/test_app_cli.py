@@ -201,7 +201,8 @@ def test_a_secret_is_set_by_name_and_its_value_never_shown(logged_in, demo):
     assert nothing.code == 2 and nothing.err.startswith("say what to change")
 
 
-def test_bad_input_prints_the_portals_field_error_and_creates_nothing(logged_in, demo, fake_backend):
+def test_bad_input_prints_the_portals_field_error_and_creates_nothing(logged_in, demo, fake_backend, settings):
+    settings.EASYAI_ENDPOINTS_URL = "http://*.localhost:8001"  # where an app may be shared with named users
     bad_kind = run("app", "deploy", str(demo), "--kind", "flask")
     assert bad_kind.code == 1, bad_kind
     assert bad_kind.err.startswith("kind: ")
