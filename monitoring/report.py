@@ -161,31 +161,49 @@ def figures(sums: Mapping) -> dict:
     return row
 
 
-def totals(query: UsageQuery) -> tuple[dict, str | None]:
+def day_sums(query: UsageQuery) -> list[dict]:
+    """The sums of each day that has jobs, oldest first, with the day's currencies: one scan of the range, from
+    which the totals, the days and the months are all added up (a few hundred rows, not one per job)."""
+    return list(
+        query.rows()
+        .values("day")
+        .annotate(**AGGREGATES, first_currency=Min("currency"), last_currency=Max("currency"))
+        .order_by("day")
+    )
+
+
+def _added(rows: list[dict]) -> dict:
+    sums: dict = {}
+    for row in rows:
+        for name in AGGREGATES:
+            sums[name] = (sums.get(name) or 0) + (row[name] or 0)
+    return sums
+
+
+def totals(query: UsageQuery, days: list[dict] | None = None) -> tuple[dict, str | None]:
     """The figures over everything in scope, and the currency (None when the rows mix currencies or none)."""
-    sums = query.rows().aggregate(**AGGREGATES, first_currency=Min("currency"), last_currency=Max("currency"))
-    currency = sums["first_currency"] if sums["first_currency"] == sums["last_currency"] else None
-    return figures(sums), currency
+    days = day_sums(query) if days is None else days
+    currencies = {row["first_currency"] for row in days} | {row["last_currency"] for row in days}
+    return figures(_added(days)), currencies.pop() if len(currencies) == 1 else None
 
 
 def _usernames(ids) -> dict[int, str]:
     return dict(get_user_model().objects.filter(pk__in=set(ids)).values_list("pk", "username"))
 
 
-def by_day(query: UsageQuery) -> list[dict]:
+def by_day(query: UsageQuery, days: list[dict] | None = None) -> list[dict]:
     """One row per day that has jobs, oldest first."""
-    rows = query.rows().values("day").annotate(**AGGREGATES).order_by("day")
-    return [{"day": row["day"].isoformat(), **figures(row)} for row in rows]
+    days = day_sums(query) if days is None else days
+    return [{"day": row["day"].isoformat(), **figures(row)} for row in days]
 
 
-def by_month(query: UsageQuery) -> list[dict]:
-    """One row per month that has jobs: the days' sums added up (a few hundred at most, not one per job)."""
-    months: dict[str, dict] = {}
-    for row in query.rows().values("day").annotate(**AGGREGATES).order_by("day"):
-        month = months.setdefault(row["day"].strftime("%Y-%m"), {})
-        for name in AGGREGATES:
-            month[name] = (month.get(name) or 0) + (row[name] or 0)
-    return [{"month": month, **figures(sums)} for month, sums in months.items()]
+def by_month(query: UsageQuery, days: list[dict] | None = None) -> list[dict]:
+    """One row per month that has jobs: its days' sums added up."""
+    days = day_sums(query) if days is None else days
+    months: dict[str, list[dict]] = {}
+    for row in days:
+        months.setdefault(row["day"].strftime("%Y-%m"), []).append(row)
+    return [{"month": month, **figures(_added(rows))} for month, rows in months.items()]
 
 
 def by_user(query: UsageQuery) -> list[dict]:
@@ -225,17 +243,20 @@ def by_job(query: UsageQuery, limit: int | None = JOB_ROWS) -> list[dict]:
     return result
 
 
-GROUPERS = {"day": by_day, "month": by_month, "user": by_user, "job": by_job}
-
-
-def grouped(query: UsageQuery) -> list[dict]:
-    return GROUPERS[query.group_by](query)
+def grouped(query: UsageQuery, days: list[dict] | None = None) -> list[dict]:
+    """The rows of the query's grouping (``days``: its day sums, when already read)."""
+    if query.group_by == "day":
+        return by_day(query, days)
+    if query.group_by == "month":
+        return by_month(query, days)
+    return by_user(query) if query.group_by == "user" else by_job(query)
 
 
 def report(query: UsageQuery) -> dict:
     """The API's answer: the query, the totals and one row per group."""
-    total, currency = totals(query)
-    rows = grouped(query)
+    days = day_sums(query)
+    total, currency = totals(query, days)
+    rows = grouped(query, days)
     return {
         "team": query.team_label,
         "from": query.start.isoformat(),

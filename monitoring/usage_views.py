@@ -7,11 +7,14 @@ The view parses the query, asks ``monitoring.report`` and renders; the charts ar
 
 from __future__ import annotations
 
+import html
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
@@ -32,6 +35,55 @@ def _chart_row(label: str, row: dict) -> dict:
         "gpu_hours_requested": row["gpu_hours_requested"],
         "gpu_hours_used": row["gpu_hours_used"],
     }
+
+
+LOW_EFFICIENCY = 0.5  # below this, an efficiency is flagged
+
+
+def _efficiency(value: float | None) -> str:
+    return "–" if value is None else f"{round(value * 100)} %"
+
+
+def _low(*values: float | None) -> bool:
+    return any(value is not None and value < LOW_EFFICIENCY for value in values)
+
+
+def _cell(text: str, css: str = "text-end", href: str = "") -> str:
+    # The standard library's escape: Django's (lazy-aware) costs more than the rest of a row.
+    content = f'<a href="{html.escape(href)}">{html.escape(text)}</a>' if href else html.escape(text)
+    return f'<td class="{css}">{content}</td>' if css else f"<td>{content}</td>"
+
+
+def table(rows: list[dict], kind: str) -> list[SafeString]:
+    """Each row of a table as its HTML, made here (a few hundred groups at most): a template node per cell costs
+    more than the sums themselves."""
+    job_url = reverse("job-detail", args=["JOB"])
+    result = []
+    for row in rows:
+        if kind == "job":
+            cells = [
+                _cell(row["job"], "", job_url.replace("JOB", row["job"])),
+                _cell(row["name"], ""),
+                _cell(row["team"], ""),
+                _cell(row["owner"], ""),
+                _cell(row["day"], ""),
+            ]
+        else:
+            cells = [_cell(str(row[kind]), ""), _cell(str(row["jobs"]))]
+        efficiencies = [row["cpu_efficiency"], row["memory_efficiency"], row["gpu_efficiency"]]
+        cells += [
+            _cell(f"{row['running_hours']:.1f}"),
+            _cell(f"{row['core_hours_used']:.1f} / {row['core_hours_requested']:.1f}"),
+            _cell(f"{row['gib_hours_used']:.1f} / {row['gib_hours_requested']:.1f}"),
+            _cell(f"{row['gpu_hours_used']:.1f} / {row['gpu_hours_requested']:.1f}"),
+            _cell(
+                " · ".join(_efficiency(value) for value in efficiencies),
+                "text-end text-warning" if _low(*efficiencies) else "text-end",
+            ),
+            _cell(f"{row['cost']:.2f}", "text-end usage-cost"),
+        ]
+        result.append(mark_safe("<tr>" + "".join(cells) + "</tr>"))  # every cell is escaped by _cell
+    return result
 
 
 @login_required
@@ -61,8 +113,9 @@ def usage_page(request: HttpRequest) -> HttpResponse:
         response["Content-Disposition"] = f'attachment; filename="{report.csv_filename(query)}"'
         return response
 
-    total, currency = report.totals(query)
-    days = report.by_month(query) if query.group_by == "month" else report.by_day(query)
+    sums = report.day_sums(query)
+    total, currency = report.totals(query, sums)
+    days = report.by_month(query, sums) if query.group_by == "month" else report.by_day(query, sums)
     users = report.by_user(query)
     if query.group_by == "job":
         rows = report.by_job(query, limit=PAGE_JOB_ROWS)
@@ -79,7 +132,7 @@ def usage_page(request: HttpRequest) -> HttpResponse:
             "query": query,
             "totals": total,
             "currency": currency,
-            "rows": rows,
+            "rows": table(rows, query.group_by),
             "group_heading": {
                 "day": _("By day"),
                 "month": _("By month"),
@@ -87,7 +140,7 @@ def usage_page(request: HttpRequest) -> HttpResponse:
                 "job": _("By job"),
             }[query.group_by],  # fmt: skip
             "rows_cut": query.group_by == "job" and total["jobs"] > len(rows),
-            "top_jobs": top,
+            "top_jobs": table(top, "job"),
             "quota": report.quota_now(query.team) if query.team else [],
             "chart_data": {
                 "currency": currency or "",
