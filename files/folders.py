@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
 import zipfile
 import zlib
@@ -166,13 +165,3 @@ def copy_folder(
                     sink.write(chunk)
             entries.append({"path": relative, "size": size, "sha256": digest.hexdigest()})
     return sorted(entries, key=lambda entry: entry["path"])
-
-
-def copy_tree(found: list[tuple[str, Path]], into: Path) -> None:
-    """Copy walked files (``walk``'s list) under ``into``, keeping their relative paths; links never followed."""
-    for relative, full in found:
-        target = into / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as source, open(target, "wb") as sink:
-            shutil.copyfileobj(source, sink, CHUNK)
