@@ -588,6 +588,15 @@ EASYAI_NOTIFY_EMAIL = env_bool("EASYAI_NOTIFY_EMAIL", False)
 EASYAI_NOTIFY_WEBHOOKS = env_bool("EASYAI_NOTIFY_WEBHOOKS", False)
 # Team webhooks go to public addresses only; a platform admin may allow networks here (CIDRs).
 EASYAI_WEBHOOK_ALLOWED_NETWORKS = env_networks("EASYAI_WEBHOOK_ALLOWED_NETWORKS", [])
+# Alerts (monitoring/alerts.py), through the e-mail and webhook channels above. A cluster's settings may
+# change the first three (idle_gpu_threshold, idle_gpu_minutes, pending_alert_minutes; 0 minutes: off).
+EASYAI_IDLE_GPU_THRESHOLD = env_float("EASYAI_IDLE_GPU_THRESHOLD", 5.0, minimum=0)
+EASYAI_IDLE_GPU_MINUTES = env_float("EASYAI_IDLE_GPU_MINUTES", 30.0, minimum=0)
+EASYAI_PENDING_ALERT_MINUTES = env_float("EASYAI_PENDING_ALERT_MINUTES", 30.0, minimum=0)
+# Platform admins hear of a cluster once its sync has failed this many passes in a row, and when it recovers.
+EASYAI_SYNC_ALERT_FAILURES = env_int("EASYAI_SYNC_ALERT_FAILURES", 3, minimum=1)
+# How often the alerts pass runs (seconds).
+EASYAI_ALERT_SCAN_SECONDS = env_float("EASYAI_ALERT_SCAN_SECONDS", 60.0, minimum=1)
 
 if not DEBUG:
     # Secure cookies when the portal is served over HTTPS; a laptop's http://127.0.0.1 would otherwise lose them.
