@@ -9,24 +9,16 @@ class MonitoringConfig(AppConfig):
     def ready(self) -> None:
         from jobs import panels
         from jobs.signals import sync_pass_finished
-        from monitoring import accounting, job_views, metrics, schedule
+        from monitoring import accounting, alert_tasks, dashboard, job_views, metrics, schedule
+        from teams import dashboard as home
 
         # The clock's periodic work: sampling passes and retention (schedule.py), each job's accounting and
-        # cost (accounting.py).
-        self.periodic_work = (schedule.enqueue_due, accounting.enqueue_due)
+        # cost (accounting.py), alerts (idle GPU jobs, jobs waiting too long, clusters whose sync keeps failing).
+        self.periodic_work = (schedule.enqueue_due, accounting.enqueue_due, alert_tasks.enqueue_due)
         # Sync passes run in the workers: each one's duration and outcome go to the cache, where /metrics reads them.
         sync_pass_finished.connect(metrics.sync_pass_received, dispatch_uid="monitoring.sync_pass_received")
         # The job page's Usage panel: the jobs app may not import monitoring, so monitoring plugs in.
         panels.register("usage", "monitoring/job_usage_panel.html", job_views.usage_panel)
-
-        from monitoring import alert_tasks
-
-        # Alerts (idle GPU jobs, jobs waiting too long, clusters whose sync keeps failing): a pass a minute.
-        self.periodic_work = (*getattr(self, "periodic_work", ()), alert_tasks.enqueue_due)
-
-        from monitoring import dashboard
-        from teams import dashboard as home
-
         # The home page's panels: the team's jobs, usage against quota, failures; clusters' capacity aside.
         home.register("jobs", "monitoring/dashboard_jobs.html", dashboard.jobs_panel)
         home.register("usage", "monitoring/dashboard_usage.html", dashboard.usage_panel)
