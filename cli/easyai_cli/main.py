@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from easyai_cli import __version__, account, files, jobs, logs, models, shell, specs, webapps
+from easyai_cli import __version__, account, files, jobs, logs, models, shell, specs, usage, webapps
 from easyai_cli import config as config_module
 from easyai_cli.client import CLIError
 from easyai_cli.context import Context
@@ -315,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_commands(sub)
     _serve_commands(sub)
     _app_commands(sub)
+    _usage_commands(sub)
     return parser
 
 
@@ -721,6 +722,40 @@ def _app_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("name", metavar="NAME", help=APP_HELP)
     q.add_argument("-y", "--yes", action="store_true", help="do not ask")
     q.add_argument("--team", help="the team the name is in (default: your current team)")
+
+
+def _usage_commands(sub: argparse._SubParsersAction) -> None:
+    p = _command(
+        sub,
+        "usage",
+        usage.usage,
+        "what your team's jobs used and cost, by day, month, user or job",
+        "easyai usage                                 # the last 30 days, by day\n"
+        "easyai usage --from 2026-01-01 --to 2026-03-31 --group-by user\n"
+        "easyai usage --group-by month -o csv > usage.csv\n"
+        "easyai usage -A --group-by job -o json",
+        description="What the jobs of your team (or of every team you may see, with -A) used and cost over a range "
+        "of days, by the day each job started: core-, GiB- and GPU-hours used and requested, efficiency (used ÷ "
+        "requested) and cost (Σ interval × max(requested, used) × the cluster's price; GPUs by request).",
+    )
+    _team_option(p, listing=True, output=False)
+    p.add_argument("--from", dest="from_", metavar="YYYY-MM-DD", help="the first day (default: 30 days back)")
+    p.add_argument("--to", metavar="YYYY-MM-DD", help="the last day (default: today)")
+    p.add_argument("--group-by", choices=("day", "month", "user", "job"), help="rows by (default: day)")
+    p.add_argument("-o", "--output", choices=("table", "csv", "json", "yaml"), default="table")
+
+    p = _command(
+        sub,
+        "top",
+        usage.top,
+        "running tasks with their live CPU, memory and GPU, like arena top job",
+        "easyai top\neasyai top --watch 5\neasyai top -A -o json",
+        description="Each running task of your team's running jobs (or every team's you may see, with -A): what it "
+        "uses now (its newest sample, from the last 5 minutes) against what it requested.",
+    )
+    _team_option(p, listing=True, output=False)
+    p.add_argument("--watch", type=_positive, metavar="N", help="show it again every N seconds until Ctrl-C")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
 
 
 def _team_usage(ctx: Context, args: argparse.Namespace) -> int:
