@@ -1,0 +1,163 @@
+"""The Usage page and API with 100,000 jobs accounted over a year: median milliseconds and query count.
+
+    .venv/bin/python bench/usage.py [--jobs 100000] [--repeat 20] [--profile]
+
+Five teams, ten users; each job has its JobUsage row (a day in the last year, figures and a cost). The viewer is
+a member of one team (a fifth of the jobs); a platform admin asks for every team.
+"""
+
+import argparse
+import random
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+from _setup import database_label, django_up, median_ms, timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--profile", action="store_true", help="print where one call of each case spends its time")
+    args = parser.parse_args()
+    teardown = django_up()
+    try:
+        from django.contrib.auth import get_user_model
+        from django.db import connection
+        from django.test import Client
+        from django.utils import timezone
+        from rest_framework.test import APIClient
+
+        from clusters.models import Cluster
+        from jobs.models import Job
+        from monitoring.models import JobUsage
+        from teams.models import Membership, Team
+        from teams.services import token_create
+
+        cluster = Cluster.objects.create(name="local", kind="local", is_default=True)
+        users = [get_user_model().objects.create_user(f"user{i}", password="x") for i in range(10)]
+        teams = [Team.objects.create(name=f"Team {i}", slug=f"team-{i}") for i in range(5)]
+        for i, user in enumerate(users):
+            Membership.objects.create(team=teams[i % 5], user=user, role="member")
+        viewer = users[0]
+        admin = get_user_model().objects.create_user("admin", password="x", is_staff=True)
+        random.seed(16)
+        today = timezone.localdate()
+        start = time.perf_counter()
+        batch: list = []
+        for i in range(args.jobs):
+            batch.append(
+                Job(
+                    public_id=f"j-{i:08x}",
+                    name=f"job-{i}",
+                    team=teams[i % 5],
+                    owner=users[i % 10],
+                    cluster=cluster,
+                    framework="pytorch",
+                    spec={},
+                    state="success",
+                )  # fmt: skip
+            )
+            if len(batch) == 5000:
+                Job.objects.bulk_create(batch)
+                batch = []
+        Job.objects.bulk_create(batch)
+        batch = []
+        for job_id, team_id, owner_id in Job.objects.order_by("pk").values_list("pk", "team_id", "owner_id"):
+            cores = random.choice((1, 2, 4, 8))
+            hours = random.uniform(0.1, 24)
+            gpus = random.choice((0, 0, 0, 1, 2, 8))
+            batch.append(
+                JobUsage(
+                    job_id=job_id,
+                    team_id=team_id,
+                    owner_id=owner_id,
+                    cluster=cluster,
+                    day=today - timedelta(days=random.randrange(365)),
+                    running_seconds=hours * 3600,
+                    core_hours_requested=cores * hours,
+                    core_hours_used=cores * hours * random.random(),
+                    gib_hours_requested=4 * cores * hours,
+                    gib_hours_used=3 * cores * hours * random.random(),
+                    gpu_hours_requested=gpus * hours,
+                    gpu_hours_used=gpus * hours * random.random(),
+                    cost=Decimal(f"{cores * hours * 0.05 + gpus * hours * 2:.6f}"),
+                    currency="USD",
+                    closed=True,
+                )  # fmt: skip
+            )
+            if len(batch) == 5000:
+                JobUsage.objects.bulk_create(batch)
+                batch = []
+        JobUsage.objects.bulk_create(batch)
+        print(
+            f"database: {database_label()}; {JobUsage.objects.count()} jobs with their accounting created in "
+            f"{time.perf_counter() - start:.1f} s"
+        )
+        print(f"the viewer's team has {JobUsage.objects.filter(team=teams[0]).count()} of them (one team of five)")
+
+        year = f"from={(today - timedelta(days=364)).isoformat()}&to={today.isoformat()}"
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {token_create(user=viewer)[1]}")
+        admin_api = APIClient()
+        admin_api.credentials(HTTP_AUTHORIZATION=f"Token {token_create(user=admin)[1]}")
+        page = Client()
+        page.force_login(viewer)
+        admin_page = Client()
+        admin_page.force_login(admin)
+        cases = {
+            "GET /api/v1/usage/?group_by=day (a year, one team)": lambda: api.get(
+                f"/api/v1/usage/?{year}&group_by=day"
+            ),
+            "GET /api/v1/usage/?group_by=user (a year, one team)": lambda: api.get(
+                f"/api/v1/usage/?{year}&group_by=user"
+            ),
+            "GET /api/v1/usage/?group_by=month (a year, one team)": lambda: api.get(
+                f"/api/v1/usage/?{year}&group_by=month"
+            ),
+            "GET /api/v1/usage/?group_by=job (a year, one team: 1,000 rows)": lambda: api.get(
+                f"/api/v1/usage/?{year}&group_by=job"
+            ),
+            "GET /api/v1/usage/?group_by=day (30 days, one team)": lambda: api.get("/api/v1/usage/?group_by=day"),
+            "GET /api/v1/usage/?team=all&group_by=day (a year, admin, every team)": lambda: admin_api.get(
+                f"/api/v1/usage/?team=all&{year}&group_by=day"
+            ),
+            "GET /api/v1/usage/?team=all&group_by=user (a year, admin, every team)": lambda: admin_api.get(
+                f"/api/v1/usage/?team=all&{year}&group_by=user"
+            ),
+            "GET /usage/?group_by=day (page, a year, one team)": lambda: page.get(f"/usage/?{year}&group_by=day"),
+            "GET /usage/?group_by=user (page, a year, one team)": lambda: page.get(f"/usage/?{year}&group_by=user"),
+            "GET /usage/ (page, 30 days, one team)": lambda: page.get("/usage/"),
+            "GET /usage/?team=all&group_by=day (page, a year, admin, every team)": lambda: admin_page.get(
+                f"/usage/?team=all&{year}&group_by=day"
+            ),
+        }
+        for name, call in cases.items():
+            response = call()
+            if response.status_code != 200:
+                print(f"{name}: answered {response.status_code}, skipped")
+                continue
+            queries: list[str] = []
+
+            def record(execute, sql, *rest, queries=queries):
+                queries.append(sql)
+                return execute(sql, *rest)
+
+            with connection.execute_wrapper(record):
+                call()
+            samples = timed(call, args.repeat)
+            print(f"{name}: median {median_ms(samples):.1f} ms over {args.repeat}, {len(queries)} queries")
+            if args.profile:
+                import cProfile
+                import pstats
+
+                profiler = cProfile.Profile()
+                profiler.runcall(call)
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    finally:
+        teardown()
+
+
+if __name__ == "__main__":
+    main()
