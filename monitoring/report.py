@@ -13,7 +13,7 @@ import csv
 import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Max, Min, QuerySet, Sum
@@ -110,11 +110,11 @@ def parse_query(params: Mapping[str, str], user, *, default_team: Team | None) -
     start = _date(params, "from")
     if start is None:
         if group_by == "month":
-            # The first day of the twelfth month back, this one included.
-            months = end.year * 12 + end.month - 1 - 11
+            # The first day of the twelfth month back, this one included (no earlier than the calendar's first).
+            months = max(end.year * 12 + end.month - 1 - 11, 12)
             start = date(months // 12, months % 12 + 1, 1)
         else:
-            start = end - timedelta(days=DEFAULT_DAYS - 1)
+            start = date.fromordinal(max(end.toordinal() - (DEFAULT_DAYS - 1), 1))
     if start > end:
         raise QueryError(
             "from", _("%(start)s is after %(end)s (to).") % {"start": start.isoformat(), "end": end.isoformat()}
@@ -274,11 +274,9 @@ def daily_series(query: UsageQuery, rows: list[dict]) -> list[dict]:
     present = {row["day"]: row for row in rows}
     empty = figures({})
     series = []
-    day = query.start
-    while day <= query.end:
-        key = day.isoformat()
+    for ordinal in range(query.start.toordinal(), query.end.toordinal() + 1):  # to 9999-12-31 without overflowing
+        key = date.fromordinal(ordinal).isoformat()
         series.append(present.get(key) or {"day": key, **empty})
-        day += timedelta(days=1)
     return series
 
 
@@ -307,7 +305,17 @@ def csv_lines(query: UsageQuery) -> Iterator[str]:
     else:
         rows = iter(grouped(query))
     for row in rows:
-        yield line(["" if row.get(name) is None else row[name] for name in columns])
+        yield line([_cell(row.get(name)) for name in columns])
+
+
+def _cell(value) -> object:
+    # A spreadsheet runs a cell that starts with one of these as a formula: a username such as "-x" or "@x" (Django
+    # allows them) must stay text.
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
 
 
 def _all_jobs(query: UsageQuery) -> Iterator[dict]:

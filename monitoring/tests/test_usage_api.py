@@ -261,3 +261,26 @@ def test_top_takes_the_same_queries_for_many_tasks(api, owner, team, cluster, ru
     with CaptureQueriesContext(connection) as many:
         assert len(client.get("/api/v1/usage/top/?team=vision").json()["tasks"]) == 12
     assert len(many) == len(one)
+
+
+@pytest.mark.parametrize(
+    "query", ["to=9999-12-31", "to=0001-01-05", "to=0001-01-05&group_by=month", "from=0001-01-01&to=0001-01-01"]
+)
+def test_the_calendars_ends_are_answered_not_a_server_error(api, owner, usage, query):
+    response = api(owner).get(f"/api/v1/usage/?{query}")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["totals"]["jobs"] == 0
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_stays_text(api, make_user, team, add_usage):
+    from teams.models import Membership
+
+    sly = make_user("-2+3")  # Django lets a username start with - + or @
+    Membership.objects.create(team=team, user=sly, role=Membership.Role.MEMBER)
+    add_usage(sly, team, DAY1, "1.00")
+
+    response = api(sly).get(f"/api/v1/usage/?{RANGE}&group_by=user&format=csv")
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [row["user"] for row in rows] == ["'-2+3"]

@@ -297,3 +297,10 @@ def test_the_charts_draw_the_figures_in_a_browser(page, asgi_server, owner, usag
     )
     assert drawn["time"] == [1.5, 20.25] and drawn["users"] == ["mate", "owner"]
     assert drawn["width"] > 100 and drawn["height"] > 100
+
+
+@pytest.mark.parametrize("query", ["to=9999-12-31", "from=0001-01-01&to=0001-01-03", "to=0001-01-05&group_by=month"])
+def test_the_calendars_ends_show_an_empty_page_not_a_server_error(owner, usage, query):
+    response = signed_in(owner).get(f"/usage/?{query}")
+    assert response.status_code == 200
+    assert 'id="usage-rows-empty"' in response.content.decode()
