@@ -7,6 +7,7 @@ a member of one team (a fifth of the jobs); a platform admin asks for every team
 """
 
 import argparse
+import os
 import random
 import time
 from datetime import timedelta
@@ -155,8 +156,87 @@ def main() -> None:
                 profiler = cProfile.Profile()
                 profiler.runcall(call)
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        accounting_pass(cluster, teams, users, connection)
     finally:
         teardown()
+
+
+def accounting_pass(cluster, teams, users, connection) -> None:
+    """An accounting pass beside the 100,000 closed rows: 100 running jobs of 2 tasks, each with a minute of
+    new 5-second samples since the last pass (what the clock asks every minute)."""
+    from datetime import timedelta
+
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from jobs import spec as job_spec
+    from jobs.models import Job, Task
+    from monitoring import accounting
+    from monitoring.models import UsageSample
+
+    spec = job_spec.validate(
+        {
+            "name": "live", "framework": "batch", "image": "python:3.12", "command": "true",
+            "roles": {"worker": {"replicas": 2, "cpu": "2", "memory": "4Gi", "gpu": 1}},
+        }
+    )  # fmt: skip
+    now = timezone.now()
+    started = now - timedelta(minutes=10)
+    jobs = Job.objects.bulk_create(
+        Job(
+            public_id=f"j-run{i:05d}", name=f"live-{i}", team=teams[i % 5], owner=users[i % 10], cluster=cluster,
+            framework="batch", spec=spec, state="running", started_at=started, cpu_milli=4000, memory_bytes=8 << 30,
+            gpu=2,
+        )
+        for i in range(100)
+    )  # fmt: skip
+    tasks = Task.objects.bulk_create(
+        Task(job=job, role="worker", index=index, state="running", node="n", started_at=started)
+        for job in jobs
+        for index in range(2)
+    )
+
+    def samples(since, count: int) -> None:
+        UsageSample.objects.bulk_create(
+            UsageSample(
+                task=task, job_id=task.job_id, at=since + timedelta(seconds=5 * (n + 1)), seconds=5, cpu_cores=1.5,
+                memory_bytes=3 << 30, gpu_util=60,
+            )
+            for task in tasks
+            for n in range(count)
+        )  # fmt: skip
+
+    samples(started, 96)  # eight minutes, counted by a first pass
+    cache.clear()
+    first = time.perf_counter()
+    accounting.account_pass(now=now)
+    first = time.perf_counter() - first
+    samples(started + timedelta(minutes=8), 12)  # the minute since
+    cache.clear()
+    queries: list[str] = []
+
+    def record(execute, sql, *rest):
+        queries.append(sql)
+        return execute(sql, *rest)
+
+    later = now + timedelta(minutes=1)
+    start = time.perf_counter()
+    with connection.execute_wrapper(record):
+        written = accounting.account_pass(now=later)
+    elapsed = time.perf_counter() - start
+    if os.environ.get("BENCH_PROFILE_PASS"):
+        import cProfile
+        import pstats
+
+        samples(started + timedelta(minutes=9), 12)
+        cache.clear()
+        profiler = cProfile.Profile()
+        profiler.runcall(accounting.account_pass, now=later + timedelta(minutes=1))
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(20)
+    print(
+        f"accounting pass (100 running jobs of 2 tasks, 100,000 closed rows): first {first * 1000:.0f} ms; "
+        f"a minute later {elapsed * 1000:.0f} ms, {len(queries)} queries, {written} rows written"
+    )
 
 
 if __name__ == "__main__":
