@@ -156,13 +156,13 @@ def main() -> None:
                 profiler = cProfile.Profile()
                 profiler.runcall(call)
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
-        accounting_pass(cluster, teams, users, connection)
+        accounting_pass(cluster, teams, users, connection, args.jobs)
     finally:
         teardown()
 
 
-def accounting_pass(cluster, teams, users, connection) -> None:
-    """An accounting pass beside the 100,000 closed rows: 100 running jobs of 2 tasks, each with a minute of
+def accounting_pass(cluster, teams, users, connection, closed: int) -> None:
+    """An accounting pass beside the closed rows: 100 running jobs of 2 tasks, each with a minute of
     new 5-second samples since the last pass (what the clock asks every minute)."""
     from datetime import timedelta
 
@@ -234,7 +234,7 @@ def accounting_pass(cluster, teams, users, connection) -> None:
         profiler.runcall(accounting.account_pass, now=later + timedelta(minutes=1))
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(20)
     print(
-        f"accounting pass (100 running jobs of 2 tasks, 100,000 closed rows): first {first * 1000:.0f} ms; "
+        f"accounting pass (100 running jobs of 2 tasks, {closed:,} closed rows): first {first * 1000:.0f} ms; "
         f"a minute later {elapsed * 1000:.0f} ms, {len(queries)} queries, {written} rows written"
     )
 
