@@ -281,8 +281,16 @@ def test_the_charts_draw_the_figures_in_a_browser(page, asgi_server, owner, usag
 
     from testing.asgi import signed_in as browser_signed_in
 
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda message: problems.append(message.text) if "Content Security Policy" in message.text else None,
+    )
+    page.on("response", lambda answer: problems.append(answer.url) if answer.status >= 400 else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
     browser_signed_in(page, asgi_server, owner)
-    page.goto(f"{asgi_server.http_url}/usage/?{RANGE}")
+    response = page.goto(f"{asgi_server.http_url}/usage/?{RANGE}")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
 
     expect(page.locator("#usage-time-chart")).to_be_visible()
     page.wait_for_function("window.easyaiUsageCharts && window.easyaiUsageCharts.time !== null")
@@ -297,6 +305,7 @@ def test_the_charts_draw_the_figures_in_a_browser(page, asgi_server, owner, usag
     )
     assert drawn["time"] == [1.5, 20.25] and drawn["users"] == ["mate", "owner"]
     assert drawn["width"] > 100 and drawn["height"] > 100
+    assert problems == []  # nothing refused by the Content-Security-Policy, no script error, no file missing
 
 
 @pytest.mark.parametrize("query", ["to=9999-12-31", "from=0001-01-01&to=0001-01-03", "to=0001-01-05&group_by=month"])
