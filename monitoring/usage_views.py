@@ -41,16 +41,17 @@ LOW_EFFICIENCY = 0.5  # below this, an efficiency is flagged
 
 
 def _efficiency(value: float | None) -> str:
-    return "–" if value is None else f"{round(value * 100)} %"
+    """One efficiency as HTML: a percentage, flagged when low; a dash when nothing was asked or sampled."""
+    if value is None:
+        return "–"
+    text = f"{round(value * 100)} %"
+    return f'<span class="text-warning">{text}</span>' if value < LOW_EFFICIENCY else text
 
 
-def _low(*values: float | None) -> bool:
-    return any(value is not None and value < LOW_EFFICIENCY for value in values)
-
-
-def _cell(text: str, css: str = "text-end", href: str = "") -> str:
-    # The standard library's escape: Django's (lazy-aware) costs more than the rest of a row.
-    content = f'<a href="{html.escape(href)}">{html.escape(text)}</a>' if href else html.escape(text)
+def _cell(text: str, css: str = "text-end", href: str = "", *, markup: str = "") -> str:
+    # The standard library's escape: Django's (lazy-aware) costs more than the rest of a row. ``markup`` is HTML
+    # made here from numbers alone.
+    content = markup or (f'<a href="{html.escape(href)}">{html.escape(text)}</a>' if href else html.escape(text))
     return f'<td class="{css}">{content}</td>' if css else f"<td>{content}</td>"
 
 
@@ -62,24 +63,21 @@ def table(rows: list[dict], kind: str) -> list[SafeString]:
     for row in rows:
         if kind == "job":
             cells = [
-                _cell(row["job"], "", job_url.replace("JOB", row["job"])),
+                _cell(row["job"], "text-nowrap", job_url.replace("JOB", row["job"])),
                 _cell(row["name"], ""),
                 _cell(row["team"], ""),
                 _cell(row["owner"], ""),
-                _cell(row["day"], ""),
+                _cell(row["day"], "text-nowrap"),
             ]
         else:
-            cells = [_cell(str(row[kind]), ""), _cell(str(row["jobs"]))]
+            cells = [_cell(str(row[kind]), "text-nowrap"), _cell(str(row["jobs"]))]
         efficiencies = [row["cpu_efficiency"], row["memory_efficiency"], row["gpu_efficiency"]]
         cells += [
             _cell(f"{row['running_hours']:.1f}"),
             _cell(f"{row['core_hours_used']:.1f} / {row['core_hours_requested']:.1f}"),
             _cell(f"{row['gib_hours_used']:.1f} / {row['gib_hours_requested']:.1f}"),
             _cell(f"{row['gpu_hours_used']:.1f} / {row['gpu_hours_requested']:.1f}"),
-            _cell(
-                " · ".join(_efficiency(value) for value in efficiencies),
-                "text-end text-warning" if _low(*efficiencies) else "text-end",
-            ),
+            _cell("", "text-end text-nowrap", markup=" · ".join(_efficiency(value) for value in efficiencies)),
             _cell(f"{row['cost']:.2f}", "text-end usage-cost"),
         ]
         result.append(mark_safe("<tr>" + "".join(cells) + "</tr>"))  # every cell is escaped by _cell

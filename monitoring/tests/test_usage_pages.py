@@ -313,3 +313,11 @@ def test_the_calendars_ends_show_an_empty_page_not_a_server_error(owner, usage, 
     response = signed_in(owner).get(f"/usage/?{query}")
     assert response.status_code == 200
     assert 'id="usage-rows-empty"' in response.content.decode()
+
+
+def test_a_low_efficiency_is_flagged_on_its_own(owner, usage):
+    text = signed_in(owner).get(f"/usage/?{RANGE}&group_by=user").content.decode()
+
+    rows = text.split('id="usage-rows"', 1)[1]
+    # CPU used 1 of 4 core-hours (25 %): flagged; memory 6 of 8 and GPU 1.5 of 2 (75 %): not.
+    assert '<span class="text-warning">25 %</span> · 75 % · 75 %' in rows

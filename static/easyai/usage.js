@@ -25,12 +25,12 @@
       {type: "bar", label: costLabel, data: column(rows, "cost"), backgroundColor: "rgba(13, 110, 253, 0.6)",
        yAxisID: horizontal ? undefined : "y", xAxisID: horizontal ? "x" : undefined},
       {type: horizontal ? "bar" : "line", label: labels.core_hours_used, data: column(rows, "core_hours_used"),
-       borderColor: "#198754", backgroundColor: "rgba(25, 135, 84, 0.5)", tension: 0.2, pointRadius: 2,
+       borderColor: "#198754", backgroundColor: "rgba(25, 135, 84, 0.5)", pointRadius: 2,
        yAxisID: horizontal ? undefined : "y1", xAxisID: horizontal ? "x1" : undefined},
     ];
     if (!horizontal && rows.some(function (row) { return row.gpu_hours_requested > 0; })) {
       datasets.push({type: "line", label: labels.gpu_hours_requested, data: column(rows, "gpu_hours_requested"),
-        borderColor: "#fd7e14", backgroundColor: "#fd7e14", tension: 0.2, pointRadius: 2, yAxisID: "y1"});
+        borderColor: "#fd7e14", backgroundColor: "#fd7e14", pointRadius: 2, yAxisID: "y1"});
     }
     var scales = {};
     scales[valueAxis] = {beginAtZero: true, position: horizontal ? "top" : "left",
