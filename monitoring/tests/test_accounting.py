@@ -278,3 +278,53 @@ def test_account_usage_accounts_past_jobs_since_a_day_and_refuses_a_bad_date(mak
     assert list(JobUsage.objects.values_list("job_id", "cost")) == [(jobs[1].pk, Decimal("0.240000"))]
     with pytest.raises(CommandError, match="--since: 'yesterday' is not a date"):
         call_command("account_usage", "--since", "yesterday")
+
+
+def test_a_job_through_the_sampler_is_accounted_from_its_samples(fake_backend, owner):
+    """The whole path: a job submitted and run on the fake backend, sampled by the sampler (3 cores of the 2 it
+    asked, 512 MiB of 1 GiB), then ended; the pass after it closes counts each sample once."""
+    from datetime import UTC, datetime
+
+    from clusters.backends.base import ObservedState
+    from jobs import services as job_services
+    from jobs.workers.submit import job_submit_to_backend
+    from jobs.workers.sync import cluster_sync
+    from monitoring import sampler
+
+    Price.objects.create(cluster=fake_backend.cluster, core_hour=Decimal("0.10"), gib_hour=Decimal("0.02"))
+    job = job_services.job_submit(
+        user=owner,
+        data={
+            "name": "e2e",
+            "framework": "batch",
+            "command": "train",
+            "roles": {"main": {"cpu": "2", "memory": "1Gi"}},
+        },
+    )
+    job_submit_to_backend(job.pk)
+    started = datetime.now(UTC) - timedelta(seconds=120)
+    fake_backend.set_state(job.public_id, ObservedState.RUNNING, started_at=started)
+    cluster_sync(fake_backend.cluster)
+    for seconds in (60, 90):
+        fake_backend.set_usage(
+            job.public_id, "main-0", cpu_cores=3.0, memory_bytes=512 << 20, at=started + timedelta(seconds=seconds)
+        )
+        assert sampler.sample_cluster(fake_backend.cluster)["samples"] == 1
+    finished = started + timedelta(seconds=100)
+    fake_backend.set_state(job.public_id, ObservedState.SUCCEEDED, exit_code=0, finished_at=finished)
+    cluster_sync(fake_backend.cluster)
+    job.refresh_from_db()
+    assert job.state == "success"
+
+    usage = account(job, now=timezone.now() + timedelta(seconds=accounting.CLOSE_AFTER_S + 1))
+
+    task = job.tasks.get()
+    ran_h = (task.finished_at - task.started_at).total_seconds() / 3600
+    sampled_h = sum(UsageSample.objects.filter(job=job).values_list("seconds", flat=True)) / 3600
+    assert usage.closed and ran_h > 0 and sampled_h > 0
+    assert usage.core_hours_requested == pytest.approx(2 * ran_h)
+    assert usage.core_hours_used == pytest.approx(3 * sampled_h)
+    assert usage.core_hours_over == pytest.approx(1 * sampled_h)  # one core above the request
+    assert usage.gib_hours_used == pytest.approx(0.5 * sampled_h) and usage.gib_hours_over == 0
+    expected = (2 * ran_h + sampled_h) * 0.10 + 1 * ran_h * 0.02  # memory: its request
+    assert float(usage.cost) == pytest.approx(expected, abs=1e-6)
