@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.models import Job, Task
+from jobs.state import JobState
 from monitoring import report
 from monitoring.accounting import GIB, task_requests
 from monitoring.models import UsageSample
@@ -189,7 +190,7 @@ class UsageTopView(_UsageAPIView):
 
 def running_tasks(query: report.UsageQuery) -> list[dict]:
     """The running tasks in the query's teams, oldest job first, each with its request and latest live sample."""
-    jobs = Job.objects.filter(state="running")
+    jobs = Job.objects.filter(state=JobState.RUNNING)
     if query.team is not None:
         jobs = jobs.filter(team_id=query.team.pk)
     elif query.team_ids is not None:
