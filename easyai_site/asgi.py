@@ -34,6 +34,7 @@ from easyai_site.limits import limit_request_body  # noqa: E402
 from easyai_site.ws_auth import TokenAuthMiddleware, TokenOrSessionAuthMiddlewareStack, token_from_scope  # noqa: E402
 from endpoints import origin as endpoint_origin  # noqa: E402
 from endpoints.proxy import AUTHORIZED_FOR_S  # noqa: E402
+from monitoring.metrics import socket_closed, socket_opened  # noqa: E402
 
 if endpoint_origin.cookie_domain_problem():  # set in EASYAI_SETTINGS_FILE, perhaps: refused at start
     raise ImproperlyConfigured(endpoint_origin.cookie_domain_problem())
@@ -139,6 +140,16 @@ def _origin_host(scope) -> str:
 
 
 async def socket_entry(scope, receive, send):
+    """Every websocket, counted while it lasts (monitoring's ``easyai_websockets_open``)."""
+    origin = "endpoints" if endpoint_origin.serves(_host(scope)) else "portal"
+    socket_opened(origin)
+    try:
+        return await _socket_entry(scope, receive, send)
+    finally:
+        socket_closed(origin)
+
+
+async def _socket_entry(scope, receive, send):
     if endpoint_origin.serves(_host(scope)):
         return await endpoint_app(scope, receive, send)
     if endpoint_origin.serves(_origin_host(scope)):

@@ -20,8 +20,9 @@ The portal's health is read when Prometheus asks, from the database and the shar
 - ``easyai_backend_errors{cluster,operation}``: jobs whose last submit or stop the backend failed, retrying;
   ``easyai_cluster_healthy{cluster}``;
 - ``easyai_worker_queue_depth``: tasks waiting in django-q2's queue;
-- ``easyai_shell_sessions_open``: shell sockets open (the audit rows not closed). Log sockets and the endpoint
-  proxy's sockets keep no row and are not counted;
+- ``easyai_shell_sessions_open``: shell sockets open (the audit rows not closed);
+  ``easyai_websockets_open{origin}``: every websocket this process holds open now, the portal's (logs,
+  shells) and the endpoint origin's (notebooks' kernels, apps), counted by the ASGI entry (``socket_opened``);
 - the answering process's own ``process_*`` figures.
 
 Closed to the world (``refused``): a caller must send ``Authorization: Bearer $EASYAI_METRICS_TOKEN``; without
@@ -243,6 +244,22 @@ class PortalCollector:
         shells = GaugeMetricFamily("easyai_shell_sessions_open", "Shell sockets open into tasks")
         shells.add_metric([], ShellSession.objects.filter(closed_at__isnull=True).count())
         yield shells
+        sockets = GaugeMetricFamily("easyai_websockets_open", "Websockets this process holds open", labels=["origin"])
+        for origin in ("portal", "endpoints"):
+            sockets.add_metric([origin], _open_sockets.get(origin, 0))
+        yield sockets
+
+
+# origin ("portal" or "endpoints") -> websockets open in this process now; the ASGI entry counts them.
+_open_sockets: dict[str, int] = {}
+
+
+def socket_opened(origin: str) -> None:
+    _open_sockets[origin] = _open_sockets.get(origin, 0) + 1
+
+
+def socket_closed(origin: str) -> None:
+    _open_sockets[origin] = max(0, _open_sockets.get(origin, 0) - 1)
 
 
 REGISTRY = CollectorRegistry()

@@ -126,3 +126,29 @@ def test_the_portals_health(fake_backend, owner, client, django_assert_max_num_q
     assert series[("easyai_worker_queue_depth", ())] >= 0
     assert series[("easyai_shell_sessions_open", ())] == 0
     assert ("process_cpu_seconds_total", ()) in series
+
+
+@pytest.mark.django_db
+def test_websockets_are_counted_while_they_last(client, settings, monkeypatch):
+    import asyncio
+
+    from easyai_site import asgi
+    from monitoring import metrics
+
+    settings.EASYAI_METRICS_TOKEN = ""
+    seen: list[dict[str, int]] = []
+
+    async def held(scope, receive, send):  # a socket that is open while the counts are read
+        seen.append(dict(metrics._open_sockets))
+
+    monkeypatch.setattr(asgi, "_socket_entry", held)
+    before = dict(metrics._open_sockets)
+    endpoint_host = f"{settings.EASYAI_ENDPOINTS_URL.split('//')[1]}".encode()
+    for host in (b"127.0.0.1:8000", endpoint_host):
+        asyncio.run(asgi.socket_entry({"type": "websocket", "headers": [(b"host", host)]}, None, None))
+    assert seen[0].get("portal", 0) == before.get("portal", 0) + 1
+    assert seen[1].get("endpoints", 0) == before.get("endpoints", 0) + 1
+    assert metrics._open_sockets.get("portal", 0) == before.get("portal", 0)  # closed: no longer counted
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").content.decode())}
+    origins = {sample.labels["origin"] for sample in families["easyai_websockets_open"].samples}
+    assert origins == {"portal", "endpoints"}
