@@ -103,3 +103,19 @@ def local_team():
     Membership.objects.create(team=team, user=user, role=Membership.Role.ADMIN)
     cluster = Cluster.objects.create(name="local", kind="local", is_default=True, settings={"stop_grace": 2})
     return user, team, cluster
+
+
+def people_and_teams():
+    """On a fresh test database: a default local cluster, ten users in five teams (user0 in team-0, user1 in
+    team-1, …): the population the list and usage benchmarks spread their jobs over."""
+    from django.contrib.auth import get_user_model
+
+    from clusters.models import Cluster
+    from teams.models import Membership, Team
+
+    cluster = Cluster.objects.create(name="local", kind="local", is_default=True)
+    users = [get_user_model().objects.create_user(f"user{i}", password="x") for i in range(10)]
+    teams = [Team.objects.create(name=f"Team {i}", slug=f"team-{i}") for i in range(5)]
+    for i, user in enumerate(users):
+        Membership.objects.create(team=teams[i % 5], user=user, role="member")
+    return cluster, users, teams

@@ -6,7 +6,7 @@
 import argparse
 import time
 
-from _setup import database_label, django_up, median_ms, timed
+from _setup import database_label, django_up, median_ms, people_and_teams, timed
 
 
 def main() -> None:
@@ -17,21 +17,14 @@ def main() -> None:
     args = parser.parse_args()
     teardown = django_up()
     try:
-        from django.contrib.auth import get_user_model
         from django.db import connection
         from django.test import Client
         from rest_framework.test import APIClient
 
-        from clusters.models import Cluster
         from jobs.models import Job
-        from teams.models import Membership, Team
         from teams.services import token_create
 
-        cluster = Cluster.objects.create(name="local", kind="local", is_default=True)
-        users = [get_user_model().objects.create_user(f"user{i}", password="x") for i in range(10)]
-        teams = [Team.objects.create(name=f"Team {i}", slug=f"team-{i}") for i in range(5)]
-        for i, user in enumerate(users):
-            Membership.objects.create(team=teams[i % 5], user=user, role="member")
+        cluster, users, teams = people_and_teams()
         viewer = users[0]
         start = time.perf_counter()
         states = ["queued", "pending", "running", "success", "failed", "stopped"]

@@ -13,7 +13,7 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
-from _setup import database_label, django_up, median_ms, timed
+from _setup import database_label, django_up, median_ms, people_and_teams, timed
 
 
 def main() -> None:
@@ -30,17 +30,11 @@ def main() -> None:
         from django.utils import timezone
         from rest_framework.test import APIClient
 
-        from clusters.models import Cluster
         from jobs.models import Job
         from monitoring.models import JobUsage
-        from teams.models import Membership, Team
         from teams.services import token_create
 
-        cluster = Cluster.objects.create(name="local", kind="local", is_default=True)
-        users = [get_user_model().objects.create_user(f"user{i}", password="x") for i in range(10)]
-        teams = [Team.objects.create(name=f"Team {i}", slug=f"team-{i}") for i in range(5)]
-        for i, user in enumerate(users):
-            Membership.objects.create(team=teams[i % 5], user=user, role="member")
+        cluster, users, teams = people_and_teams()
         viewer = users[0]
         admin = get_user_model().objects.create_user("admin", password="x", is_staff=True)
         random.seed(16)
