@@ -131,6 +131,7 @@ def test_the_portals_health(fake_backend, owner, client, django_assert_max_num_q
 @pytest.mark.django_db
 def test_websockets_are_counted_while_they_last(client, settings, monkeypatch):
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from easyai_site import asgi
     from monitoring import metrics
@@ -145,7 +146,10 @@ def test_websockets_are_counted_while_they_last(client, settings, monkeypatch):
     before = dict(metrics._open_sockets)
     endpoint_host = f"{settings.EASYAI_ENDPOINTS_URL.split('//')[1]}".encode()
     for host in (b"127.0.0.1:8000", endpoint_host):
-        asyncio.run(asgi.socket_entry({"type": "websocket", "headers": [(b"host", host)]}, None, None))
+        scope = {"type": "websocket", "headers": [(b"host", host)]}
+        # In a thread of its own: a browser test's loop may be running in this one.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, asgi.socket_entry(scope, None, None)).result()
     assert seen[0].get("portal", 0) == before.get("portal", 0) + 1
     assert seen[1].get("endpoints", 0) == before.get("endpoints", 0) + 1
     assert metrics._open_sockets.get("portal", 0) == before.get("portal", 0)  # closed: no longer counted
