@@ -104,7 +104,10 @@ def _visibility_field() -> forms.ChoiceField:
         label=_("Who may open it"),
         choices=Visibility.choices,
         initial=Visibility.TEAM,
-        help_text=_("team: the team's members; shared: and the users named below; public: anyone, signed in or not."),
+        help_text=_(
+            "team: the team's members; shared: and the users named below; public: anyone, signed in or not. "
+            "Shared and public apps need a wildcard endpoint origin (a platform admin sets it)."
+        ),
     )
 
 

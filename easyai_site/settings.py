@@ -608,7 +608,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("EASYAI_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # The workers' queue says "Enqueued", "processing" and "Processed" for every task (several a second from
+        # the clock's passes): warnings and failures only, unless asked.
+        "django-q": {"level": env_str("EASYAI_QUEUE_LOG_LEVEL", "WARNING")},
+    },
 }
 
 
