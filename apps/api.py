@@ -26,12 +26,10 @@ from rest_framework.views import APIView
 from apps import selectors, services
 from apps.models import App, AppKind, AppRevision, Visibility
 from easyai_site.api import JSONParser
+from easyai_site.api import raise_validation as _raise_validation
+from easyai_site.api import team_named as _team_of
 from teams import permissions
 from teams.permissions import Action
-
-
-def _raise_validation(exc: DjangoValidationError):
-    raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
@@ -152,14 +150,6 @@ class AppUpdateSerializer(serializers.Serializer):
     shared_with = JSONValue(kind=list, required=False)
     idle_minutes = serializers.IntegerField(required=False, min_value=0, max_value=10_080)
 
-
-def _team_of(request, slug: str | None):
-    if slug:
-        team = permissions.visible_teams(request.user).filter(slug=slug).first()
-        if team is None:
-            raise ValidationError({"team": [_("No team %(slug)r that you belong to.") % {"slug": slug}]})
-        return team
-    return request.team
 
 
 class _Base(APIView):

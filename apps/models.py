@@ -16,6 +16,7 @@ person: it stays down until started).
 from __future__ import annotations
 
 import hashlib
+import json
 
 from django.conf import settings
 from django.db import models
@@ -139,14 +140,10 @@ class App(models.Model):
     def secrets(self) -> dict[str, str]:
         if not self.secrets_encrypted:
             return {}
-        import json
-
         return json.loads(crypto.decrypt(self.secrets_encrypted))
 
     @secrets.setter
     def secrets(self, value: dict[str, str]) -> None:
-        import json
-
         self.secrets_encrypted = crypto.encrypt(json.dumps(value, sort_keys=True)) if value else ""
 
     @property

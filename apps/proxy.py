@@ -19,8 +19,10 @@ import time
 from dataclasses import dataclass
 from html import escape
 from typing import Any
+from urllib.parse import urlencode
 
 from channels.db import database_sync_to_async
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from apps import schedule, services, specs
@@ -173,8 +175,6 @@ class AppProxy(EndpointProxy):
 
     def sign_in_url(self, path_and_query: str) -> str:
         """The portal's page that signs a browser in and sends it back with a ticket for the app."""
-        from urllib.parse import urlencode
-
         return endpoint_origin.portal_url("/apps/open/?" + urlencode({"next": path_and_query}))
 
     async def refused(self, scope: dict[str, Any], send: Any, refused: Refused) -> None:
@@ -192,8 +192,6 @@ class AppProxy(EndpointProxy):
             hint = _("This page turns into the app as soon as it is up.")
         else:
             title, hint = str(refused.status), ""
-        from django.utils import translation
-
         body = _STARTING_PAGE.format(
             lang=escape(translation.get_language() or "en"),
             title=escape(title),

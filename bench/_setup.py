@@ -119,3 +119,32 @@ def people_and_teams():
     for i, user in enumerate(users):
         Membership.objects.create(team=teams[i % 5], user=user, role="member")
     return cluster, users, teams
+
+
+def time_cases(cases: dict, repeat: int, *, profile: bool = False) -> None:
+    """Each case (name -> a call answering an HTTP response): its median time and its query count, printed; with
+    ``profile``, where one call spends its time."""
+    from django.db import connection
+
+    for name, call in cases.items():
+        response = call()
+        if response.status_code != 200:
+            print(f"{name}: answered {response.status_code}, skipped")
+            continue
+        queries: list[str] = []
+
+        def record(execute, sql, *rest, queries=queries):
+            queries.append(sql)
+            return execute(sql, *rest)
+
+        with connection.execute_wrapper(record):
+            call()
+        samples = timed(call, repeat)
+        print(f"{name}: median {median_ms(samples):.1f} ms over {repeat}, {len(queries)} queries")
+        if profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.runcall(call)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)

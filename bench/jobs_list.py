@@ -6,7 +6,7 @@
 import argparse
 import time
 
-from _setup import database_label, django_up, median_ms, people_and_teams, timed
+from _setup import database_label, django_up, people_and_teams, time_cases
 
 
 def main() -> None:
@@ -17,7 +17,6 @@ def main() -> None:
     args = parser.parse_args()
     teardown = django_up()
     try:
-        from django.db import connection
         from django.test import Client
         from rest_framework.test import APIClient
 
@@ -54,28 +53,7 @@ def main() -> None:
             "GET /jobs/ (page)": lambda: page.get("/jobs/"),
             "GET /jobs/?state=running (page)": lambda: page.get("/jobs/?state=running"),
         }
-        for name, call in cases.items():
-            response = call()
-            if response.status_code != 200:
-                print(f"{name}: answered {response.status_code}, skipped")
-                continue
-            queries: list[str] = []
-
-            def record(execute, sql, *rest, queries=queries):
-                queries.append(sql)
-                return execute(sql, *rest)
-
-            with connection.execute_wrapper(record):
-                call()
-            samples = timed(call, args.repeat)
-            print(f"{name}: median {median_ms(samples):.1f} ms over {args.repeat}, {len(queries)} queries")
-            if args.profile:
-                import cProfile
-                import pstats
-
-                profiler = cProfile.Profile()
-                profiler.runcall(call)
-                pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        time_cases(cases, args.repeat, profile=args.profile)
     finally:
         teardown()
 

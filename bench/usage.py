@@ -13,7 +13,7 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
-from _setup import database_label, django_up, median_ms, people_and_teams, timed
+from _setup import database_label, django_up, people_and_teams, time_cases
 
 
 def main() -> None:
@@ -128,28 +128,7 @@ def main() -> None:
                 f"/usage/?team=all&{year}&group_by=day"
             ),
         }
-        for name, call in cases.items():
-            response = call()
-            if response.status_code != 200:
-                print(f"{name}: answered {response.status_code}, skipped")
-                continue
-            queries: list[str] = []
-
-            def record(execute, sql, *rest, queries=queries):
-                queries.append(sql)
-                return execute(sql, *rest)
-
-            with connection.execute_wrapper(record):
-                call()
-            samples = timed(call, args.repeat)
-            print(f"{name}: median {median_ms(samples):.1f} ms over {args.repeat}, {len(queries)} queries")
-            if args.profile:
-                import cProfile
-                import pstats
-
-                profiler = cProfile.Profile()
-                profiler.runcall(call)
-                pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        time_cases(cases, args.repeat, profile=args.profile)
         accounting_pass(cluster, teams, users, connection, args.jobs)
     finally:
         teardown()

@@ -15,9 +15,25 @@ from rest_framework.response import Response
 
 from jobs.spec import document_problem
 from jobs.spec.text import strict_json_loads
+from teams import permissions
 from teams.exceptions import ActionRefused
 
 log = logging.getLogger(__name__)
+
+def raise_validation(exc: DjangoValidationError):
+    """A service's ValidationError as the API's 400: the messages under their fields, or under "detail"."""
+    raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
+
+
+def team_named(request, slug: str | None):
+    """The team a request body names (one the caller may see), or the caller's current team when it names none."""
+    if slug:
+        team = permissions.visible_teams(request.user).filter(slug=slug).first()
+        if team is None:
+            raise ValidationError({"team": [_("No team %(slug)r that you belong to.") % {"slug": slug}]})
+        return team
+    return request.team
+
 
 # Seconds a client is asked to wait when the database is unavailable: a restart or a failover takes about that.
 RETRY_AFTER_S = 5

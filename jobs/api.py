@@ -15,6 +15,7 @@ from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 
 from easyai_site.api import BuiltOnceFields
+from easyai_site.api import raise_validation as _raise_validation
 from jobs import selectors, services
 from jobs import spec as job_spec
 from jobs.models import Experiment, Job, JobEvent, Task
@@ -156,9 +157,6 @@ class JobDetailSerializer(JobSerializer):
 
 # --- views -------------------------------------------------------------------------
 
-
-def _raise_validation(exc: DjangoValidationError):
-    raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
 
 
 class ExperimentViewSet(

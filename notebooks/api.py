@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from easyai_site.api import raise_validation as _raise_validation
 from endpoints import origin as endpoint_origin
 from notebooks import selectors, services
 from notebooks.models import NOTEBOOK_TASK, TENSORBOARD_TASK, Notebook, TensorBoard
@@ -23,9 +24,6 @@ from teams.permissions import Action
 MAX_GPU = 2**31 - 1
 ID_PATTERN = "[0-9]{1,18}"
 
-
-def _raise_validation(exc: DjangoValidationError):
-    raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
 
 
 class NotebookSerializer(serializers.ModelSerializer):

@@ -22,13 +22,14 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
-from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from easyai_site.api import JSONParser
+from easyai_site.api import raise_validation as _raise_validation
+from easyai_site.api import team_named as _team_of
 from files.paths import PathRefused, parts_of
 from files.selectors import ZipSink
 from jobs.models import Job
@@ -38,20 +39,6 @@ from serving.store import model_store
 from teams import permissions
 from teams.authentication import TokenAuthentication
 from teams.permissions import Action
-
-
-def _raise_validation(exc: DjangoValidationError):
-    raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
-
-
-def _team_of(request, slug: str | None):
-    if slug:
-        team = permissions.visible_teams(request.user).filter(slug=slug).first()
-        if team is None:
-            raise ValidationError({"team": [_("No team %(slug)r that you belong to.") % {"slug": slug}]})
-        return team
-    return request.team
-
 
 # --- serializers ---------------------------------------------------------------------------------------------
 
