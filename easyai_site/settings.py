@@ -275,6 +275,7 @@ INSTALLED_APPS = [
     "notebooks",
     "serving",
     "apps",
+    "pipelines",
     "monitoring",
     "files",
 ]
