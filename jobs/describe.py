@@ -38,6 +38,7 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
         "team": job.team.slug,
         "registered_model": spec.get("registered_model"),
         "app_source": spec.get("app_source"),
+        "inputs": spec.get("inputs"),
     }
     roles = job_spec.role_resources(spec)
     hidden = _env_sources[job.framework](job) if job.framework in _env_sources else {}

@@ -128,6 +128,18 @@ def _resolve(user, spec: dict) -> tuple[Team, Cluster, list[Volume], Job | None]
         if pre_job is None:
             errors["pre_job"] = [_("No job %(job)r that you can see.") % {"job": spec["pre_job"]}]
 
+    if spec.get("inputs"):
+        # Another job's output is read only by someone who may see that job (as pre_job's model_dir).
+        wanted = {name: source.split("/", 1)[0] for name, source in spec["inputs"].items()}
+        seen = set(
+            permissions.restrict(Job.objects.all(), user)
+            .filter(public_id__in=set(wanted.values()))
+            .values_list("public_id", flat=True)
+        )
+        for name, job_id in wanted.items():
+            if job_id not in seen:
+                errors[f"inputs.{name}"] = [_("No job %(job)r that you can see.") % {"job": job_id}]
+
     if errors:
         raise ValidationError(errors)
     return team, cluster, volumes, pre_job

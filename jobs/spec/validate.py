@@ -390,7 +390,10 @@ def validate(data: Any) -> dict[str, Any]:
     problem = document_problem(data)
     if problem is not None:  # before anything is recorded: such text would fail on its way out (JSON, MySQL)
         raise SpecError({problem[0]: [problem[1]]})
-    if _fields(data, "", (*FIELDS, *OPTIONAL_FIELDS), errs, "a mapping of fields (name, framework, roles, ...)") is None:
+    if (
+        _fields(data, "", (*FIELDS, *OPTIONAL_FIELDS), errs, "a mapping of fields (name, framework, roles, ...)")
+        is None
+    ):
         raise SpecError(errs.errors)
     spec: dict[str, Any] = dict.fromkeys(FIELDS)
 
@@ -436,6 +439,7 @@ def validate(data: Any) -> dict[str, Any]:
         "app_source",
         text(80, storage.APP_SOURCE, "must be a published revision of one of the team's apps, such as demo/2"),
     )
+    optional("inputs", _inputs(errs))
     for field in OPTIONAL_FIELDS:
         if spec[field] is None:
             del spec[field]  # only a model server's or an app's job names one: other specs keep their shape
@@ -446,6 +450,31 @@ def validate(data: Any) -> dict[str, Any]:
     if errs.errors:
         raise SpecError(errs.errors)
     return spec
+
+
+def _inputs(errs: _Errors) -> Any:
+    def check(value: Any, path: str) -> dict[str, str] | None:
+        if not isinstance(value, Mapping):
+            errs.add(path, f"must be a mapping of names to job outputs, not {_type_name(value)}")
+            return None
+        if len(value) > storage.MAX_INPUTS:
+            errs.add(path, f"at most {storage.MAX_INPUTS}")
+            return None
+        result: dict[str, str] = {}
+        for name, where in value.items():
+            item = _join(path, name)
+            if not (isinstance(name, str) and storage.INPUT_NAME.fullmatch(name)):
+                errs.add(item, "must be a name of lowercase letters, digits and '_', starting with a letter")
+                continue
+            text = _string(
+                where, item, errs, max_len=500, pattern=storage.INPUT_SOURCE,
+                message="must be a job's output folder such as j-3k9x2m4q/model_dir or j-3k9x2m4q/share_dir/data",
+            )  # fmt: skip
+            if text is not None:
+                result[name] = text
+        return result or None
+
+    return check
 
 
 def _volumes(errs: _Errors) -> Any:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,22 @@ TENSORBOARD_SOURCE = re.compile(r"^(j-[a-z0-9]{8})/([a-z0-9]([-a-z0-9]*[a-z0-9])
 
 # A registered model version's files, as the model registry keeps them (KServe's /mnt/models in a pod).
 REGISTERED_MODEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[1-9][0-9]{0,8}$")
+
+
+# A job's inputs: earlier jobs' output folders it reads (spec "inputs": name -> "j-…/model_dir[/sub/path]"),
+# read-only at /inputs/{name}, in $EASYAI_INPUT_{NAME}. Only model_dir and share_dir, never a workspace.
+MAX_INPUTS = 20
+INPUT_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}", re.ASCII)
+INPUT_SOURCE = re.compile(r"j-[a-z0-9]{8}/(model_dir|share_dir)(/(?!\.\.?(/|$))[^/\x00]+)*", re.ASCII)
+
+
+def input_variable(name: str) -> str:
+    return "EASYAI_INPUT_" + name.upper()
+
+
+def is_foreign(place: Place) -> bool:
+    """A place that is another job's output (a previous job's model_dir, an input): read, never made or changed."""
+    return place.variable == "pre_model_dir" or place.variable.startswith("EASYAI_INPUT_")
 
 
 def registry_version_dir(team: str, model_version: str) -> str:
@@ -67,6 +84,7 @@ def places(
     team: str = "",
     registered_model: str | None = None,
     app_source: str | None = None,
+    inputs: dict[str, str] | None = None,
 ) -> list[Place]:
     """Every place a task of this job sees, in the order of the table; a registered model version
     ("{model}/{version}" of the job's team) and an app's code ("{app}/{revision}") only when the job names one.
@@ -95,6 +113,8 @@ def places(
                 read_only=True,
             )
         )
+    for name, source in sorted((inputs or {}).items()):
+        result.append(Place(input_variable(name), f"/inputs/{name}", source, read_only=True))
     if app:
         result.append(Place("app_dir", "/app", app_source_dir(team, app_source), read_only=True))
         return result
@@ -106,9 +126,10 @@ def places(
 
 
 def local_env(
-    root: Path, job_id: str, task_name: str, owner: str, pre_job_id: str | None = None, **named: str | None
+    root: Path, job_id: str, task_name: str, owner: str, pre_job_id: str | None = None, **named: Any
 ) -> dict[str, str]:
-    """Variable -> real path under a local storage root (``named``: places()'s team, registered_model and app_source)."""
+    """Variable -> real path under a local storage root (``named``: places()'s team, registered_model, app_source
+    and inputs)."""
     return {
         p.variable: str(root / p.relative)
         for p in places(job_id, task_name, owner, pre_job_id, **named)  # type: ignore[arg-type]
@@ -117,7 +138,7 @@ def local_env(
 
 
 def container_env(
-    job_id: str, task_name: str, owner: str, pre_job_id: str | None = None, **named: str | None
+    job_id: str, task_name: str, owner: str, pre_job_id: str | None = None, **named: Any
 ) -> dict[str, str]:
     """Variable -> path inside a container."""
     return {
@@ -157,4 +178,3 @@ def output_dir(root: Path, job_id: str, output: str, task_name: str | None = Non
             raise ValueError("summary_dir belongs to a task: name the task")
         return root / job_id / task_name / "summary_dir"
     return root / job_id / output
-

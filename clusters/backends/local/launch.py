@@ -41,11 +41,14 @@ def visible(storage_root: Path, job: JobDescription, task: TaskDescription) -> l
     mounts = [
         sandbox.Mount(str(storage_root / place.relative), not place.read_only)
         for place in task.places_seen(job)
-        if place.variable != "pre_model_dir"
+        if not storage.is_foreign(place)
     ]
-    if task.storage.get("pre_model_dir"):
-        # Another job's output: read, never changed from here.
-        mounts.append(sandbox.Mount(task.storage["pre_model_dir"], False))
+    # Other jobs' outputs (a previous job's model_dir, inputs): read, never changed from here.
+    mounts += [
+        sandbox.Mount(task.storage[place.variable], False)
+        for place in task.places_seen(job)
+        if storage.is_foreign(place) and task.storage.get(place.variable)
+    ]
     if job.framework == "tensorboard":
         # The summary_dirs it shows, read-only, as a TensorBoard pod mounts them (only the notebooks app
         # starts these jobs, over jobs their user may see).
@@ -121,10 +124,7 @@ def start(
     root = backend.storage_root
     # The job's own places, never a previous job's model_dir: another job's output is not created for it.
     own = {
-        root / place.relative
-        for task in job.tasks
-        for place in task.places_seen(job)
-        if place.variable != "pre_model_dir"
+        root / place.relative for task in job.tasks for place in task.places_seen(job) if not storage.is_foreign(place)
     }
     for path in sorted(own):
         path.mkdir(parents=True, exist_ok=True)
