@@ -15,7 +15,9 @@ Tests play the operator: ``set_status`` on a job, ``add_pod`` for its pods, ``ru
 job's pods; KServe: ``install("kserve")`` serves ``serving.kserve.io/v1beta1`` InferenceServices, and
 ``set_inference_service`` writes one's status as KServe reports it. As the API server does, an object's
 ``metadata.generation`` starts at 1 and grows with each change of its spec, and KServe's status records the
-generation it saw. The ``fake_kube`` fixture (also named ``kube``) is in ``testing.plugin``.
+generation it saw. Argo: ``install("argo")`` serves ``argoproj.io/v1alpha1`` Workflows, and ``set_workflow``
+writes one's status (phase, nodes) as Argo's controller does. The ``fake_kube`` fixture (also named ``kube``) is
+in ``testing.plugin``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ KINDS = {"pods": "Pod", "namespaces": "Namespace", "resourcequotas": "ResourceQu
          "pytorchjobs": "PyTorchJob", "tfjobs": "TFJob", "mpijobs": "MPIJob", "xgboostjobs": "XGBoostJob",
          "paddlejobs": "PaddleJob", "jobs": "Job", "queues": "Queue", "priorityclasses": "PriorityClass",
          "customresourcedefinitions": "CustomResourceDefinition", "services": "Service",
-         "ingresses": "Ingress", "inferenceservices": "InferenceService", "events": "Event"}  # fmt: skip
+         "ingresses": "Ingress", "inferenceservices": "InferenceService", "events": "Event",
+         "workflows": "Workflow"}  # fmt: skip
 # The CRDs each operator installs, as check-connection looks for them.
 OPERATOR_CRDS = {
     "training-operator": [("kubeflow.org", p, "v1") for p in ("pytorchjobs", "tfjobs", "mpijobs", "xgboostjobs",
@@ -54,7 +57,9 @@ OPERATOR_CRDS = {
     "volcano": [("batch.volcano.sh", "jobs", "v1alpha1"), ("scheduling.volcano.sh", "queues", "v1beta1"),
                 ("scheduling.volcano.sh", "podgroups", "v1beta1")],
     "kserve": [("serving.kserve.io", "inferenceservices", "v1beta1")],
+    "argo": [("argoproj.io", "workflows", "v1alpha1")],
 }  # fmt: skip
+ARGO_WORKFLOWS = ("argoproj.io", "v1alpha1", "workflows")
 WS_MAGIC = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -262,6 +267,19 @@ class FakeKube:
         with self._lock:
             obj = self.objects[(group, version, plural, namespace, name)]
             obj["status"] = merge_patch(obj.get("status") or {}, status)
+            obj["metadata"]["resourceVersion"] = self.next_rv()
+
+    def set_workflow(self, namespace: str, name: str, *, phase: str, nodes: dict[str, dict[str, Any]],
+                     message: str = "") -> None:  # fmt: skip
+        """Play Argo's controller: a Workflow's status (its phase and its nodes by id), replacing the one before."""
+        status: dict[str, Any] = {"phase": phase, "nodes": nodes, "startedAt": now_iso()}
+        if phase in ("Succeeded", "Failed", "Error"):
+            status["finishedAt"] = now_iso()
+        if message:
+            status["message"] = message
+        with self._lock:
+            obj = self.objects[(*ARGO_WORKFLOWS, namespace, name)]
+            obj["status"] = status
             obj["metadata"]["resourceVersion"] = self.next_rv()
 
     def set_inference_service(

@@ -249,6 +249,8 @@ def validate_manifest(obj: dict[str, Any]) -> list[str]:
         problems += _pod_spec_rules("spec", obj.get("spec") or {}, None)
     elif (api_version, kind) == ("serving.kserve.io/v1beta1", "InferenceService"):
         problems += _inference_service_rules(obj)
+    elif (api_version, kind) == ("argoproj.io/v1alpha1", "Workflow"):
+        problems += _workflow_rules(obj)
     return problems
 
 
@@ -422,4 +424,208 @@ def _inference_service_rules(obj: dict[str, Any]) -> list[str]:
     canary = predictor.get("canaryTrafficPercent")
     if isinstance(canary, int) and not isinstance(canary, bool) and not 0 <= canary <= 100:
         problems.append(f"spec.predictor.canaryTrafficPercent: {canary} is not between 0 and 100")
+    return problems
+
+
+# --- Argo Workflows: the CEL rules of the CRD and what the controller refuses --------------------------------------
+
+ARGO_TEMPLATE_KINDS = ("container", "script", "dag", "steps", "resource", "suspend", "containerSet", "data", "http",
+                       "plugin")  # fmt: skip
+ARGO_ARTIFACT_LOCATIONS = ("s3", "git", "http", "artifactory", "hdfs", "raw", "oss", "gcs", "azure", "plugin")
+# A task's result in a DAG ``depends`` expression (Argo's enhanced depends logic).
+ARGO_TASK_RESULTS = ("Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned", "AnySucceeded", "AllFailed")
+_ARGO_DEPENDS_TOKEN = re.compile(r"\s*(?:(&&|\|\||!|\(|\))|([A-Za-z0-9_-]+)(?:\.([A-Za-z]+))?)")
+
+
+def _argo_depends_names(text: str) -> tuple[list[str], str]:
+    """The task names a ``depends`` expression reads, and what is wrong with it ("" when nothing)."""
+    names: list[str] = []
+    position, depth, expect_operand = 0, 0, True
+    text = text.rstrip()
+    while position < len(text):
+        match = _ARGO_DEPENDS_TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            return names, f"cannot read {text[position:].strip()!r}"
+        operator, name, result = match.groups()
+        position = match.end()
+        if name is not None:
+            if not expect_operand:
+                return names, f"an operator is missing before {name!r}"
+            if result is not None and result not in ARGO_TASK_RESULTS:
+                return names, f"{name}.{result}: {result!r} is not one of {', '.join(ARGO_TASK_RESULTS)}"
+            names.append(name)
+            expect_operand = False
+        elif operator in ("&&", "||"):
+            if expect_operand:
+                return names, f"{operator!r} has nothing on its left"
+            expect_operand = True
+        elif operator == "!":
+            if not expect_operand:
+                return names, "'!' follows an operand"
+        elif operator == "(":
+            if not expect_operand:
+                return names, "'(' follows an operand"
+            depth += 1
+        else:
+            depth -= 1
+            if depth < 0 or expect_operand:
+                return names, "unbalanced ')'"
+    if depth or (expect_operand and names):
+        return names, "the expression is incomplete"
+    return names, ""
+
+
+def _argo_artifact_rules(where: str, artifacts: Any) -> list[str]:
+    problems: list[str] = []
+    for i, artifact in enumerate(artifacts or []):
+        if isinstance(artifact, dict):
+            found = [key for key in ARGO_ARTIFACT_LOCATIONS if key in artifact]
+            if len(found) > 1:
+                problems.append(
+                    f"{where}.{i}: at most one artifact location can be specified (found {', '.join(found)})"
+                )
+    return problems
+
+
+def _argo_parameter_rules(where: str, parameters: Any) -> list[str]:
+    problems: list[str] = []
+    for i, parameter in enumerate(parameters or []):
+        if not isinstance(parameter, dict):
+            continue
+        for key in ("value", "default"):
+            if key in parameter and not isinstance(parameter[key], str):
+                problems.append(f"{where}.{i}.{key}: a parameter's {key} is a string, not {parameter[key]!r}")
+    return problems
+
+
+def _argo_io_rules(where: str, section: Any) -> list[str]:
+    if not isinstance(section, dict):
+        return []
+    return _argo_parameter_rules(f"{where}.parameters", section.get("parameters")) + _argo_artifact_rules(
+        f"{where}.artifacts", section.get("artifacts")
+    )
+
+
+def _argo_call_rules(where: str, call: dict[str, Any], templates: set[str]) -> list[str]:
+    """A DAG task or a step: the template it calls, its arguments, withSequence."""
+    problems = _argo_io_rules(f"{where}.arguments", call.get("arguments"))
+    if "template" in call and call["template"] not in templates and "templateRef" not in call:
+        problems.append(f"{where}.template: no template named {call['template']!r}")
+    sequence = call.get("withSequence")
+    if isinstance(sequence, dict) and "count" in sequence and "end" in sequence:
+        problems.append(f"{where}.withSequence: only one of count or end can be defined")
+    loops = [key for key in ("withItems", "withParam", "withSequence") if key in call]
+    if len(loops) > 1:
+        problems.append(f"{where}: only one of {', '.join(loops)} can be used")
+    return problems
+
+
+def _argo_dag_rules(where: str, dag: dict[str, Any], templates: set[str]) -> list[str]:
+    problems: list[str] = []
+    tasks = [t for t in dag.get("tasks") or [] if isinstance(t, dict)]
+    names = [t.get("name") for t in tasks]
+    graph: dict[str, list[str]] = {}
+    for i, task in enumerate(tasks):
+        at, name = f"{where}.tasks.{i}", task.get("name")
+        if names.count(name) > 1:
+            problems.append(f"{at}.name: the task name {name!r} is used twice")
+        if "depends" in task and "dependencies" in task:
+            problems.append(f"{at}: cannot use both 'depends' and 'dependencies'")
+        if "depends" in task and "continueOn" in task:
+            problems.append(f"{at}: cannot use 'continueOn' when using 'depends'")
+        if ("depends" in task or "dependencies" in task) and isinstance(name, str) and name[:1].isdigit():
+            problems.append(f"{at}.name: task name cannot begin with a digit when using 'depends' or 'dependencies'")
+        needs: list[str] = []
+        if isinstance(task.get("depends"), str):
+            found, problem = _argo_depends_names(task["depends"])
+            if problem:
+                problems.append(f"{at}.depends: {problem}")
+            needs += found
+        needs += [d for d in task.get("dependencies") or [] if isinstance(d, str)]
+        for needed in dict.fromkeys(needs):
+            if needed not in names:
+                problems.append(f"{at}: depends on the unknown task {needed!r}")
+        if isinstance(name, str):
+            graph[name] = [n for n in needs if n in names]
+        problems += _argo_call_rules(at, task, templates)
+    if "target" in dag:
+        for target in str(dag["target"]).split():
+            if target not in names:
+                problems.append(f"{where}.target: no task named {target!r}")
+    if cycle := _argo_cycle(graph):
+        problems.append(f"{where}.tasks: the dependencies make a cycle: {' -> '.join(cycle)}")
+    return problems
+
+
+def _argo_cycle(graph: dict[str, list[str]]) -> list[str]:
+    """One cycle of the graph (task -> what it needs), as the path around it; [] when it has none."""
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for needed in graph.get(node, []):
+            if state.get(needed) == 1:
+                return path[path.index(needed) :] + [needed]
+            if needed not in state and (found := visit(needed)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in graph:
+        if node not in state and (found := visit(node)):
+            return found
+    return []
+
+
+def _workflow_rules(obj: dict[str, Any]) -> list[str]:
+    """Argo's CEL rules (x-kubernetes-validations, which the schema check skips) and the controller's own checks:
+    one template kind per template, depends xor dependencies, no continueOn with depends, task names not starting
+    with a digit, timeouts on leaf templates only, parameter values and defaults as strings, at most one location
+    per artifact, withSequence's count xor end, no unknown dependency or template, no cycle, an entrypoint."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return []
+    problems: list[str] = []
+    templates = [t for t in spec.get("templates") or [] if isinstance(t, dict)]
+    names = [t.get("name") for t in templates]
+    known = {n for n in names if isinstance(n, str)}
+    if not spec.get("workflowTemplateRef"):
+        entrypoint = spec.get("entrypoint")
+        if not entrypoint:
+            problems.append("spec.entrypoint: required (or a workflowTemplateRef)")
+        elif entrypoint not in known:
+            problems.append(f"spec.entrypoint: no template named {entrypoint!r}")
+    if spec.get("onExit") and spec["onExit"] not in known:
+        problems.append(f"spec.onExit: no template named {spec['onExit']!r}")
+    problems += _argo_io_rules("spec.arguments", spec.get("arguments"))
+    for i, template in enumerate(templates):
+        where = f"spec.templates.{i}"
+        if names.count(template.get("name")) > 1:
+            problems.append(f"{where}.name: the template name {template.get('name')!r} is used twice")
+        kinds = [k for k in ARGO_TEMPLATE_KINDS if k in template]
+        if len(kinds) != 1:
+            problems.append(
+                f"{where}: a template has exactly one of {', '.join(ARGO_TEMPLATE_KINDS)} (found {', '.join(kinds) or 'none'})"
+            )
+        if "steps" in template or "dag" in template:
+            if template.get("timeout") not in (None, ""):
+                problems.append(f"{where}.timeout: timeout cannot be applied to steps or dag templates")
+            if "activeDeadlineSeconds" in template:
+                problems.append(
+                    f"{where}.activeDeadlineSeconds: activeDeadlineSeconds is only valid for leaf templates"
+                )
+        problems += _argo_io_rules(f"{where}.inputs", template.get("inputs"))
+        problems += _argo_io_rules(f"{where}.outputs", template.get("outputs"))
+        resource = template.get("resource")
+        if isinstance(resource, dict) and "manifest" in resource and "manifestFrom" in resource:
+            problems.append(f"{where}.resource: only one of manifest or manifestFrom can be specified")
+        if isinstance(template.get("dag"), dict):
+            problems += _argo_dag_rules(f"{where}.dag", template["dag"], known)
+        for j, group in enumerate(template.get("steps") or []):
+            for k, step in enumerate(group if isinstance(group, list) else []):
+                if isinstance(step, dict):
+                    problems += _argo_call_rules(f"{where}.steps.{j}.{k}", step, known)
     return problems
