@@ -15,8 +15,8 @@ from __future__ import annotations
 from jobs.spec import SpecError
 from jobs.spec import parse as parse
 from pipelines.spec.expressions import ExpressionError
-from pipelines.spec.templating import RenderError, classify, references, render
-from pipelines.spec.validate import BUILTIN_OUTPUTS, FIELDS, PARAM_TYPES, STEP_FIELDS, param_sample, validate
+from pipelines.spec.templating import RenderError, classify, references, render, render_job
+from pipelines.spec.validate import BUILTIN_OUTPUTS, FIELDS, PARAM_TYPES, STEP_FIELDS, param_sample, to_text, validate
 
 PipelineSpecError = SpecError
 
@@ -34,5 +34,7 @@ __all__ = [
     "parse",
     "references",
     "render",
+    "render_job",
+    "to_text",
     "validate",
 ]

@@ -43,7 +43,7 @@ _TOKEN = re.compile(
     (?P<space>\s+)
     |(?P<template>\{\{\s*(?P<inner>[^{}]*?)\s*\}\})
     |(?P<number>-?(\d+(\.\d+)?|\.\d+)([eE][+-]?\d+)?(?![A-Za-z0-9_.]))
-    |(?P<word>[A-Za-z_][A-Za-z0-9_.\-]*)
+    |(?P<word>[A-Za-z0-9_][A-Za-z0-9_.\-]*)  # after number: "1a" is a word, named as no step or ref
     |(?P<op>&&|\|\||==|!=|<=|>=|<|>|!|\(|\))
     |(?P<string>'|")
     """,

@@ -110,3 +110,58 @@ def render(value: Any, lookup: Callable[[str], Any]) -> Any:
         return item
 
     return walk(value)
+
+
+# Where in a job spec a whole template keeps a value that is not text: the job spec's numbers and booleans, and
+# its lists and mappings. Anywhere else (env values, command items, image, pre_job, ...) the job spec wants text,
+# so a value there becomes its text: ``VERBOSE: "{{params.verbose}}"`` is "true", not a boolean the job spec
+# refuses. In step with jobs.spec's fields.
+_TYPED_IN_JOB = frozenset(
+    {
+        ("roles", "*", "replicas"), ("roles", "*", "gpu"), ("roles", "*", "cpu"), ("roles", "*", "memory"),
+        ("max_retries",), ("timeout",), ("ports", "*"), ("scheduling", "gang"), ("scheduling", "oversell"),
+    }
+)  # fmt: skip
+_STRUCTURE_IN_JOB = frozenset(
+    {
+        ("command",), ("env",), ("roles",), ("roles", "*"), ("roles", "*", "command"), ("roles", "*", "env"),
+        ("scheduling",), ("scheduling", "node_selector"), ("scheduling", "tolerations"),
+        ("scheduling", "tolerations", "*"), ("volumes",), ("ports",), ("inputs",),
+    }
+)  # fmt: skip
+
+
+def _position(path: tuple[Any, ...], table: frozenset[tuple[str, ...]]) -> bool:
+    return any(
+        len(path) == len(pattern) and all(p == "*" or p == part for p, part in zip(pattern, path, strict=True))
+        for pattern in table
+    )
+
+
+def render_job(job: Mapping[str, Any], lookup: Callable[[str], Any]) -> dict[str, Any]:
+    """A step's job with its templates filled in, as ``render`` does, except that a whole template where the job
+    spec wants text gives text (numbers, booleans, lists and mappings as ``as_text`` writes them). The engine
+    renders with it, and validation checks each step's job with it, so both see the same job."""
+
+    def walk(item: Any, path: tuple[Any, ...]) -> Any:
+        if isinstance(item, str):
+            whole = TEMPLATE.fullmatch(item)
+            if not whole:
+                return render(item, lookup)
+            value = render(item, lookup)
+            if isinstance(value, str):
+                return value
+            if value is None:
+                return "" if not (_position(path, _TYPED_IN_JOB) or _position(path, _STRUCTURE_IN_JOB)) else None
+            if isinstance(value, bool | int | float) and _position(path, _TYPED_IN_JOB):
+                return value
+            if isinstance(value, list | tuple | Mapping) and _position(path, _STRUCTURE_IN_JOB):
+                return value
+            return as_text(value)
+        if isinstance(item, Mapping):
+            return {key: walk(inner, (*path, key)) for key, inner in item.items()}
+        if isinstance(item, list | tuple):
+            return [walk(inner, (*path, i)) for i, inner in enumerate(item)]
+        return item
+
+    return walk(job, ())

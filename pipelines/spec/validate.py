@@ -15,10 +15,12 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import yaml
+
 from clusters.backends.contract.quantity import parse_duration
 from jobs.spec import SpecError
 from jobs.spec import validate as validate_job
-from jobs.spec.text import document_problem
+from jobs.spec.text import _Dumper, document_problem
 from jobs.spec.validate import _Errors, _fields, _integer, _string
 from jobs.spec.vocabulary import _DNS_LABEL, _LABEL_MESSAGE, _absent, _join, _type_name
 from pipelines.spec.expressions import (
@@ -30,7 +32,7 @@ from pipelines.spec.expressions import (
     parse_when,
     when_references,
 )
-from pipelines.spec.templating import REF_FORMS, TEMPLATE, classify, references, render
+from pipelines.spec.templating import REF_FORMS, TEMPLATE, classify, references, render_job
 
 # Stable, human order: also the order of the normalized spec's keys.
 FIELDS = ("name", "team", "description", "params", "steps")
@@ -635,7 +637,7 @@ class _Steps:
             return
         path = f"steps.{i}.job"
         body = {key: value for key, value in job.items() if key not in SET_BY_PIPELINE}
-        rendered = render(body, self._sample(i, step))
+        rendered = render_job(body, self._sample(i, step))
         try:
             validate_job({**rendered, "name": "x", "team": None})
         except SpecError as exc:
@@ -644,3 +646,43 @@ class _Steps:
                 note = "; checked with sample values in place of its templates" if templated else ""
                 for message in messages:
                     self.errs.add(path if where == "spec" else _join(path, where), message + note)
+
+
+# --- text out --------------------------------------------------------------------------------
+
+
+def to_text(spec: Mapping[str, Any]) -> str:
+    """A normalized spec as block-style YAML, leaving out what is empty or default; it validates back to the same
+    spec. Each step's job is written as it was given."""
+    out: dict[str, Any] = {"name": spec["name"]}
+    if spec.get("team"):
+        out["team"] = spec["team"]
+    if spec.get("description"):
+        out["description"] = spec["description"]
+    params: dict[str, Any] = {}
+    for name, param in (spec.get("params") or {}).items():
+        default = param.get("default")
+        bare = default is not None and _infer_type(default) == param["type"]
+        params[name] = default if bare else {key: value for key, value in param.items() if value is not None}
+    if params:
+        out["params"] = params
+    steps: list[dict[str, Any]] = []
+    for step in spec["steps"]:
+        body: dict[str, Any] = {"name": step["name"]}
+        for field in ("depends", "when", "foreach"):
+            if not _absent(step.get(field)):
+                body[field] = step[field]
+        body["job"] = step["job"]
+        outputs = {kind: named for kind, named in (step.get("outputs") or {}).items() if named}
+        if outputs:
+            body["outputs"] = outputs
+        retry = {key: value for key, value in (step.get("retry") or {}).items() if value}
+        if retry:
+            body["retry"] = retry
+        if step.get("timeout"):
+            body["timeout"] = step["timeout"]
+        if step.get("cache"):
+            body["cache"] = True if step["cache"] == "true" else step["cache"]
+        steps.append(body)
+    out["steps"] = steps
+    return yaml.dump(out, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
