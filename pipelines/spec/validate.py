@@ -66,6 +66,8 @@ _PATH_PART = re.compile(r"(?!\.\.?$)[^/\x00]+")
 
 _STEP_NAME_MESSAGE = "must be lowercase letters, digits and '-', starting with a letter, at most 40 characters"
 _NAME_MESSAGE = "must be lowercase letters, digits and '_', not starting with a digit, at most 63 characters"
+_DEPENDS_ITEM_MESSAGE = "must be a step name, or a step name and .succeeded, .failed, .skipped or .completed"
+_DEPENDS_MESSAGE = "must be a list of step names or an expression such as 'a && b.failed'"
 
 # What a step's job is checked with in place of its templates' values (the run's come only at run time).
 SAMPLE_JOB_ID = "j-aaaaaaaa"
@@ -282,8 +284,8 @@ class _Steps:
         self.param_names = param_names  # every name written, valid or not: only a missing one is "unknown"
         self.errs = errs
         self.steps: list[dict[str, Any]] = []
-        self.raw: list[Mapping] = []
         self.index: dict[str, int] = {}  # step name -> its position, first of a name only
+        self.written: set[Any] = set()  # every step name written, valid or not: only a missing one is "unknown"
         self.output_names: dict[int, dict[str, set[Any]]] = {}  # as written: only a missing one is "unknown"
         self.depends_nodes: dict[int, Any] = {}
         if _absent(value):
@@ -313,10 +315,10 @@ class _Steps:
         errs = self.errs
         if _fields(body, path, STEP_FIELDS, errs) is None:
             self.steps.append({})
-            self.raw.append({})
             return
-        self.raw.append(body)
         step: dict[str, Any] = dict.fromkeys(STEP_FIELDS)
+        if isinstance(body.get("name"), str):
+            self.written.add(body["name"])
         if _absent(body.get("name")):
             errs.add(_join(path, "name"), "required")
         else:
@@ -330,7 +332,7 @@ class _Steps:
             step["name"] = name
         step["job"] = self._job_fields(body.get("job"), _join(path, "job"))
         step["depends"] = self._depends(i, body.get("depends"), _join(path, "depends"))
-        step["requires"] = []
+        step["requires"] = []  # derived from depends in pass 2: what the input says is not read
         step["when"] = self._when(body.get("when"), _join(path, "when"))
         step["outputs"] = self._outputs(i, body.get("outputs"), _join(path, "outputs"))
         step["retry"] = self._retry(body.get("retry"), _join(path, "retry"))
@@ -362,21 +364,20 @@ class _Steps:
             ok = True
             for n, item in enumerate(value):
                 if not isinstance(item, str) or not _DEPENDS_ITEM.fullmatch(item):
-                    self.errs.add(_join(path, n), "must be a step name, or a step name and .succeeded, .failed, "
-                                  ".skipped or .completed")  # fmt: skip
+                    self.errs.add(_join(path, n), _DEPENDS_ITEM_MESSAGE)
                     ok = False
             if not ok:
                 return ""
             value = " && ".join(value)
         elif not isinstance(value, str):
-            self.errs.add(path, f"must be a list of step names or an expression such as 'a && b.failed', not "
-                          f"{_type_name(value)}")  # fmt: skip
+            self.errs.add(path, f"{_DEPENDS_MESSAGE}, not {_type_name(value)}")
             return ""
         text = value.strip()
-        try:
-            self.depends_nodes[i] = parse_depends(text)
-        except ExpressionError as exc:
-            self.errs.add(path, str(exc))
+        if text:
+            try:
+                self.depends_nodes[i] = parse_depends(text)
+            except ExpressionError as exc:
+                self.errs.add(path, str(exc))
         return text
 
     def _when(self, value: Any, path: str) -> str:
@@ -388,10 +389,11 @@ class _Steps:
             self.errs.add(path, f"must be a condition such as 'params.x > 1', not {_type_name(value)}")
             return ""
         text = value.strip()
-        try:
-            parse_when(text)
-        except ExpressionError as exc:
-            self.errs.add(path, str(exc))
+        if text:
+            try:
+                parse_when(text)
+            except ExpressionError as exc:
+                self.errs.add(path, str(exc))
         return text
 
     def _outputs(self, i: int, value: Any, path: str) -> dict[str, dict[str, str]]:
@@ -489,7 +491,7 @@ class _Steps:
         for i, node in self.depends_nodes.items():
             names = depends_names(node)
             for name in names:
-                if name not in order:
+                if name not in order and name not in self.written:
                     self.errs.add(f"steps.{i}.depends", f"unknown step {name!r}{_did_you_mean(name, order)}")
             self.steps[i]["requires"] = sorted((name for name in names if name in order), key=order.__getitem__)
         self.ancestors: dict[int, set[int]] = {}
@@ -566,7 +568,7 @@ class _Steps:
         elif kind[0] == "step":
             name = kind[1]
             if name not in self.index:
-                return f"unknown step {name!r}{_did_you_mean(name, self.index)}"
+                return None if name in self.written else f"unknown step {name!r}{_did_you_mean(name, self.index)}"
             j = self.index[name]
             if j == i:
                 return "a step cannot refer to itself"

@@ -723,3 +723,19 @@ def test_to_text_reads_back_to_the_same_spec_and_leaves_defaults_out():
 def test_to_text_keeps_float_params_floats():
     spec = validate(pipeline(step("a"), params={"f": {"type": "float", "default": 1}, "g": 1e-05, "s": "1"}))
     assert validate(parse(to_text(spec))) == spec
+
+
+def test_a_step_with_a_bad_name_is_not_also_unknown_where_it_is_named():
+    long = "a" * 41
+    errors = errors_of(pipeline(step(long), step("b", batch(f"{{{{steps.{long}.job_id}}}}"), depends=[long])))
+    assert errors == {"steps.0.name": ["must be at most 40 characters"], "steps.1.depends.0": [
+        "must be a step name, or a step name and .succeeded, .failed, .skipped or .completed"
+    ]}  # fmt: skip
+    errors = errors_of(pipeline(step("x" * 41), step("b", batch("{{steps.xx.job_id}}"), depends="a")))
+    assert errors["steps.1.depends"] == ["unknown step 'a'"]
+    assert errors["steps.1.job.command"] == ["{{steps.xx.job_id}}: unknown step 'xx'"]
+
+
+def test_blank_depends_and_when_are_not_given():
+    spec = validate(pipeline(step("a", depends="  ", when=" \n")))
+    assert (spec["steps"][0]["depends"], spec["steps"][0]["when"]) == ("", "")
