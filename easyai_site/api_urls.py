@@ -6,6 +6,7 @@ import easyai_site.schema  # noqa: F401 - registers the schema's extensions befo
 
 urlpatterns = [
     path("", include("teams.api_urls")),
+    path("", include("accounts.api_urls")),
     path("", include("jobs.api_urls")),
     path("", include("clusters.api_urls")),
     path("", include("notebooks.api_urls")),

@@ -269,6 +269,7 @@ INSTALLED_APPS = [
     "channels",
     "easyai_site",
     "teams",
+    "accounts",
     "clusters",
     "jobs",
     "endpoints",
@@ -616,6 +617,25 @@ LOGGING = {
         "django-q": {"level": env_str("EASYAI_QUEUE_LOG_LEVEL", "WARNING")},
     },
 }
+
+
+# --- sign-on (LDAP, OIDC, directory groups) ---
+# The backends come from EASYAI_AUTH_BACKENDS (accounts.ldap.LDAPBackend, accounts.oidc.OIDCBackend) and their
+# AUTH_LDAP_* / OIDC_* settings from EASYAI_SETTINGS_FILE (read below, so it may change any of these defaults).
+# How often the clock runs the LDAP directory sync (seconds; 0: only at sign-in): accounts/schedule.py.
+EASYAI_DIRECTORY_SYNC_SECONDS = env_int("EASYAI_DIRECTORY_SYNC_SECONDS", 900, minimum=0)
+# The name on the sign-in page's button ("Sign in with Company SSO").
+EASYAI_OIDC_PROVIDER_NAME = env_str("EASYAI_OIDC_PROVIDER_NAME", "")
+# mozilla-django-oidc: PKCE on, the ID token kept in the session (sign-out ends the provider's session with it),
+# scopes that carry name, e-mail and groups, timeouts so a provider that hangs cannot hold a sign-in for ever.
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_STORE_ID_TOKEN = True
+OIDC_RP_SCOPES = "openid email profile groups"
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_TIMEOUT = 10
+OIDC_GROUPS_CLAIM = "groups"
+# --- end of sign-on ---
 
 
 # --- site-specific settings ----------------------------------------------------

@@ -31,6 +31,7 @@ urlpatterns = [
     # The split view serves its start-up script as a file: the Content-Security-Policy allows no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("easyai_site.api_urls")),
+    path("", include("accounts.urls")),  # `easyai login --sso`'s page
     path("", include("teams.urls")),
     path("", include("jobs.urls")),
     path("", include("monitoring.job_urls")),
@@ -45,8 +46,15 @@ urlpatterns = [
 ]
 
 if _uses_oidc(_authentication_backends()):
-    # mozilla-django-oidc's sign-in, callback (register <site>/oidc/callback/ with the provider) and sign-out.
-    urlpatterns.insert(0, path("oidc/", include("mozilla_django_oidc.urls")))
+    from accounts.views import sign_out
+
+    # mozilla-django-oidc's sign-in, callback (register <site>/oidc/callback/ with the provider) and sign-out,
+    # the callback answering an unreachable provider with a clear page (accounts/oidc_urls.py); the portal's
+    # sign-out also ends the provider's session when it offers an end-session endpoint.
+    urlpatterns[:0] = [
+        path("oidc/", include("accounts.oidc_urls")),
+        path("accounts/logout/", sign_out, name="logout"),
+    ]
 
 if settings.DEBUG:
     from django.contrib.staticfiles.urls import staticfiles_urlpatterns

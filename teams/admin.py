@@ -88,8 +88,8 @@ class MembershipOfUserInline(admin.TabularInline):
     fk_name = "user"
     extra = 0
     autocomplete_fields = ["team"]
-    fields = ["team", "role", "created_at"]
-    readonly_fields = ["created_at"]
+    fields = ["team", "role", "source", "created_at"]
+    readonly_fields = ["source", "created_at"]
 
 
 class MembershipOfTeamInline(admin.TabularInline):
@@ -98,8 +98,8 @@ class MembershipOfTeamInline(admin.TabularInline):
     fk_name = "team"
     extra = 0
     autocomplete_fields = ["user"]
-    fields = ["user", "role", "created_at"]
-    readonly_fields = ["created_at"]
+    fields = ["user", "role", "source", "created_at"]
+    readonly_fields = ["source", "created_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
         return super().get_queryset(request).select_related("user")
@@ -201,12 +201,13 @@ class TeamAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
-    list_display = ["team", "user", "role", "created_at"]
-    list_filter = ["role", "team"]
+    list_display = ["team", "user", "role", "source", "created_at"]
+    list_filter = ["role", "source", "team"]
     list_select_related = ["team", "user"]
     search_fields = ["team__slug", "team__name", "user__username", "user__email"]
     autocomplete_fields = ["team", "user"]
-    readonly_fields = ["created_at"]
+    # Directory sync owns what a group mapping granted; an operator's change here makes the membership hand-made.
+    readonly_fields = ["source", "created_at"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Membership | None = None) -> list[str]:
         # A membership is one user in one team; another pairing is a removal and an addition.

@@ -58,9 +58,17 @@ class Membership(models.Model):
         ADMIN = "admin", _("admin")
         MEMBER = "member", _("member")
 
+    class Source(models.TextChoices):
+        # Made or last changed by a person (a team admin, a platform admin, the API): directory sync never
+        # touches it.
+        HAND = "hand", _("by hand")
+        # Granted by a mapping of a directory group (LDAP, OIDC): directory sync adds, changes and removes it.
+        DIRECTORY = "directory", _("directory group")
+
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MEMBER)
+    source = models.CharField(_("source"), max_length=10, choices=Source.choices, default=Source.HAND)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

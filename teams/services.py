@@ -115,10 +115,21 @@ def team_update(*, team: Team, **fields: object) -> Team:
     return team
 
 
+def _check_source(source: object) -> str:
+    if source not in Membership.Source.values:
+        raise ValidationError(
+            {"source": _("Choose one of: %(sources)s.") % {"sources": ", ".join(Membership.Source.values)}}
+        )
+    return str(source)
+
+
 @transaction.atomic
-def membership_add(*, team: Team, username: str, role: str = Membership.Role.MEMBER) -> Membership:
-    """Add an existing user to the team with a role."""
+def membership_add(
+    *, team: Team, username: str, role: str = Membership.Role.MEMBER, source: str = Membership.Source.HAND
+) -> Membership:
+    """Add an existing user to the team with a role (``source``: by hand, or granted by a directory group)."""
     role = _check_role(role)
+    source = _check_source(source)
     user = get_user_model().objects.filter(username=username, is_active=True).first()
     if user is None:
         raise ValidationError({"username": _("There is no user %(username)s.") % {"username": username}})
@@ -127,7 +138,7 @@ def membership_add(*, team: Team, username: str, role: str = Membership.Role.MEM
         raise ValidationError(
             {"username": _("%(username)s is already a member of this team.") % {"username": username}}
         )
-    membership = Membership.objects.create(team=team, user=user, role=role)
+    membership = Membership.objects.create(team=team, user=user, role=role, source=source)
     forget_roles(user)
     return membership
 
@@ -140,26 +151,39 @@ def _membership(team: Team, username: str) -> Membership:
 
 
 @transaction.atomic
-def membership_change_role(*, team: Team, username: str, role: str) -> Membership:
-    """Make a member an admin or an admin a member; the last admin stays an admin."""
+def membership_change_role(
+    *, team: Team, username: str, role: str, source: str = Membership.Source.HAND, only_source: str | None = None
+) -> Membership:
+    """Make a member an admin or an admin a member; the last admin stays an admin.
+
+    A person's change makes the membership theirs (``source`` hand): directory sync leaves it alone from then
+    on. ``only_source``: change it only while it still has that source (directory sync's compare-and-set).
+    """
     role = _check_role(role)
+    source = _check_source(source)
     team = _lock_team(team)
     membership = _membership(team, username)
+    if only_source is not None and membership.source != only_source:
+        raise ValidationError({"source": _("This membership was changed by hand; it is left as it is.")})
     if membership.role == role:
         return membership
     if membership.role == Membership.Role.ADMIN and _admin_count(team) <= 1:
         raise ValidationError({"role": _("The team's last admin cannot be demoted; make someone else admin first.")})
     membership.role = role
-    membership.save(update_fields=["role"])
+    membership.source = source
+    membership.save(update_fields=["role", "source"])
     forget_roles(membership.user)
     return membership
 
 
 @transaction.atomic
-def membership_remove(*, team: Team, username: str) -> None:
-    """Take a user out of the team; the last admin cannot be removed."""
+def membership_remove(*, team: Team, username: str, only_source: str | None = None) -> None:
+    """Take a user out of the team; the last admin cannot be removed. ``only_source``: remove it only while it
+    still has that source (directory sync never takes away a membership made by hand)."""
     team = _lock_team(team)
     membership = _membership(team, username)
+    if only_source is not None and membership.source != only_source:
+        raise ValidationError({"source": _("This membership was made by hand; it is left as it is.")})
     if membership.role == Membership.Role.ADMIN and _admin_count(team) <= 1:
         raise ValidationError(
             {"username": _("The team's last admin cannot be removed; make someone else admin first.")}
@@ -264,6 +288,13 @@ def token_revoke(*, user, token_id: int) -> None:
     deleted, _rows = ApiToken.objects.filter(user=user, pk=token_id).delete()
     if not deleted:
         raise ValidationError({"token": _("There is no such token.")})
+
+
+@transaction.atomic
+def tokens_revoke_all(*, user) -> int:
+    """Delete every API token of the user (they left the directory, say); returns how many there were."""
+    deleted, _rows = ApiToken.objects.filter(user=user).delete()
+    return deleted
 
 
 # --- sharing one object -------------------------------------------------------------------
