@@ -12,6 +12,7 @@ urlpatterns = [
     path("", include("notebooks.api_urls")),
     path("", include("serving.api_urls")),
     path("", include("apps.api_urls")),
+    path("", include("pipelines.api_urls")),
     path("", include("files.api_urls")),
     path("", include("monitoring.api_urls")),
 ]

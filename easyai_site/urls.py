@@ -42,6 +42,7 @@ urlpatterns = [
     path("", include("notebooks.urls")),
     path("", include("serving.urls")),
     path("", include("apps.urls")),
+    path("", include("pipelines.urls")),
     path("", include("files.urls")),
 ]
 

@@ -416,7 +416,7 @@ def _items(step_spec: dict, context: _Context) -> list | None:
 
 
 def _job_data(run, step_spec: dict, context: _Context, item: Any, index: int | None) -> dict:
-    data = templating.render(step_spec["job"], context.lookup(item))
+    data = templating.render_job(step_spec["job"], context.lookup(item))
     name = f"{run.pipeline.name}-{step_spec['name']}"
     suffix = f"-{index}" if index is not None else ""
     name = name[: 63 - len(suffix)].rstrip("-") + suffix

@@ -1,0 +1,3 @@
+"""The pipelines API under /api/v1/."""
+
+urlpatterns: list = []

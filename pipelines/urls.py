@@ -1,0 +1,3 @@
+"""The pipelines pages."""
+
+urlpatterns: list = []
