@@ -15,6 +15,7 @@ import logging
 import threading
 
 import ldap
+from django.conf import settings
 from django_auth_ldap.backend import LDAPBackend as _LDAPBackend
 from django_auth_ldap.backend import ldap_error
 from django_auth_ldap.config import LDAPGroupQuery
@@ -59,7 +60,8 @@ def _check_reachable(backend: LDAPBackend) -> None:
     config = backend.settings
     connection = ldap.initialize(config.SERVER_URI)
     try:
-        for option, value in {**config.GLOBAL_OPTIONS, **config.CONNECTION_OPTIONS}.items():
+        options = {**(getattr(settings, "AUTH_LDAP_GLOBAL_OPTIONS", None) or {}), **config.CONNECTION_OPTIONS}
+        for option, value in options.items():
             connection.set_option(option, value)
         if config.START_TLS:
             connection.start_tls_s()

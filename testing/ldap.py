@@ -60,7 +60,8 @@ def password_of(uid: str) -> str:
 
 def _group(dn: str, members: list[str]) -> str:
     cn = dn.split(",", 1)[0].split("=", 1)[1]
-    lines = [f"dn: {dn}", "objectClass: groupOfNames", f"cn: {cn}"]
+    # groupOfNames needs a member: the directory's administrator keeps each group valid when tests empty it.
+    lines = [f"dn: {dn}", "objectClass: groupOfNames", f"cn: {cn}", f"member: {ADMIN_DN}"]
     lines += [f"member: {person_dn(uid)}" for uid in members]
     return "\n".join(lines)
 
