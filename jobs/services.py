@@ -406,3 +406,42 @@ def shell_session_close(*, session: ShellSession, exit_code: int | None) -> None
     session.closed_at = timezone.now()
     session.exit_code = exit_code
     session.save(update_fields=["closed_at", "exit_code"])
+
+
+def job_record_submitted(*, user, data: Any, public_id: str) -> Job:
+    """Record a job that something else already created on its cluster (an Argo Workflow's step), as unknown.
+
+    Validated like ``job_submit`` (the spec, its names, the quota, the backend's check); the job and its tasks are
+    written in state unknown with a queued→unknown event (reason ``SubmittedByWorkflow``), so the cluster's sync pass
+    observes it by its id from then on. Nothing is enqueued: no submit, and no retry of the job's own (its
+    ``max_retries`` is 0; whoever submitted it retries). A second call for the same id returns the job recorded."""
+    existing = Job.objects.filter(public_id=public_id).first()
+    if existing is not None:
+        return existing
+    spec, team, cluster, volumes, pre_job = job_prepare(user=user, data=data)
+    job = _new_job(user, spec, team, cluster, pre_job, rerun_of=None, attempt=1)
+    job.public_id = public_id
+    job.max_retries = 0
+    job.created_at = timezone.now()
+    job.state, job.reason = JobState.UNKNOWN, "SubmittedByWorkflow"
+    description = describe(job, volumes=volumes)
+    problems = cluster.backend().check(description)
+    if problems:
+        raise ValidationError({"cluster": problems})
+    try:
+        with transaction.atomic():
+            if spec.get("experiment"):
+                job.experiment = _experiment_for(team, spec["experiment"], user)
+            job.save()
+            Task.objects.bulk_create([Task(job=job, role=t.role, index=t.index) for t in description.tasks])
+            JobEvent.objects.create(
+                job=job, from_state=JobState.QUEUED, to_state=JobState.UNKNOWN, reason="SubmittedByWorkflow",
+                message=_("Created on the cluster by its workflow."),
+            )  # fmt: skip
+    except IntegrityError:
+        # Recorded meanwhile by another pass (the same id): that record stands.
+        found = Job.objects.filter(public_id=public_id).first()
+        if found is None:
+            raise
+        return found
+    return job
