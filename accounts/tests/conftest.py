@@ -92,3 +92,23 @@ def oidc_site(settings, asgi_server) -> Iterator[oidc_provider.OidcProvider]:
         provider.stop()
         settings.AUTHENTICATION_BACKENDS = [MODEL_BACKEND, GUARDIAN]
         _reload_urls()
+
+
+@pytest.fixture
+def oidc_routes(settings) -> Iterator[None]:
+    """The portal's OIDC routes and backend, configured for a provider at a port where nothing listens."""
+    try:
+        import mozilla_django_oidc  # noqa: F401
+    except ImportError:
+        oidc_provider.require()
+    dead = f"http://127.0.0.1:{test_ldap.free_port()}"
+    settings.OIDC_RP_CLIENT_ID = oidc_provider.CLIENT_ID
+    settings.OIDC_RP_CLIENT_SECRET = oidc_provider.CLIENT_SECRET
+    settings.OIDC_OP_ISSUER = dead
+    for name, path in (("AUTHORIZATION", "auth"), ("TOKEN", "token"), ("USER", "me"), ("JWKS", "jwks")):
+        setattr(settings, f"OIDC_OP_{name}_ENDPOINT", f"{dead}/{path}")
+    settings.AUTHENTICATION_BACKENDS = ["accounts.oidc.OIDCBackend", MODEL_BACKEND, GUARDIAN]
+    _reload_urls()
+    yield
+    settings.AUTHENTICATION_BACKENDS = [MODEL_BACKEND, GUARDIAN]
+    _reload_urls()
