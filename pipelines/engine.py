@@ -31,7 +31,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count
+from django.db.models import Count, Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 3600
 MAX_ITEMS = 200
-_specs: dict[int, dict] = {}  # a version's spec never changes: read once per process
+_specs: dict[int, dict] = {}  # the specs of the runs of the tick under way, by version
 
 
 @dataclass
@@ -77,10 +77,9 @@ def _spec(version_id: int) -> dict:
 
 
 def _load_specs(version_ids: set[int]) -> None:
-    missing = version_ids - set(_specs)
-    if missing:
-        for pk, spec in PipelineVersion.objects.filter(pk__in=missing).values_list("pk", "spec"):
-            _specs[pk] = spec
+    """The tick's specs, in one query (a version's spec never changes, but a process may outlive a database)."""
+    _specs.clear()
+    _specs.update(PipelineVersion.objects.filter(pk__in=version_ids).values_list("pk", "spec"))
 
 
 def advance(now=None) -> Tick:
@@ -128,8 +127,8 @@ def advance(now=None) -> Tick:
 def _active_by_schedule(runs: list[PipelineRun]) -> dict[int, int]:
     counts: dict[int, int] = defaultdict(int)
     for run in runs:
-        if run.schedule_id and run.state == RunState.RUNNING:
-            counts[run.schedule_id] += 1
+        if run.schedule_id and run.state == RunState.RUNNING and not run.stop_requested:
+            counts[run.schedule_id] += 1  # a run being stopped (replaced) no longer counts
     return counts
 
 
@@ -295,8 +294,10 @@ def _settle(run, step: RunStep, step_spec: dict, spec: dict, by_name, now, tick:
         )  # fmt: skip
     if not step_update(step, state=StepState.RUNNING, items=items, cache_key=key, message="", expect=StepState.WAITING):
         return False
+    # A step retried by hand numbers its attempts on from its earlier jobs.
+    first = 1 + (StepJob.objects.filter(step=step).aggregate(n=Max("attempt"))["n"] or 0)
     for index, data in enumerate(datas):
-        problem = _start(run, step, index, 1, data)
+        problem = _start(run, step, index, first, data)
         if problem:
             step_update(step, state=StepState.FAILED, message=problem)
             stop_jobs_of_step(step)
