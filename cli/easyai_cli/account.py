@@ -8,6 +8,7 @@ import socket
 import sys
 
 from easyai_cli import config as config_module
+from easyai_cli import sso
 from easyai_cli.client import CLIError, Portal, RefusedError
 from easyai_cli.context import Context
 from easyai_cli.output import dump, table
@@ -15,6 +16,12 @@ from easyai_cli.output import dump, table
 
 def login(ctx: Context, args: argparse.Namespace) -> int:
     url = (args.url or ctx.url).rstrip("/")
+    if getattr(args, "sso", False):
+        if args.username or args.password_stdin:
+            raise CLIError("--sso signs in through the browser: give neither --username nor --password-stdin", code=2)
+        name = f"easyai login --sso on {socket.gethostname()}"[:100]
+        body = sso.sso_token(url, name=name)
+        return _save_login(ctx, url, str(body.get("username") or ""), body["token"])
     interactive = sys.stdin.isatty()
     username = args.username or ""
     if not username:
@@ -42,6 +49,10 @@ def login(ctx: Context, args: argparse.Namespace) -> int:
     token = (body or {}).get("token") if isinstance(body, dict) else None
     if not token:
         raise CLIError(f"the portal at {url} answered without a token: is this the address of an EasyAI portal?")
+    return _save_login(ctx, url, username, token)
+
+
+def _save_login(ctx: Context, url: str, username: str, token: str) -> int:
     config = ctx.config
     if config.url.rstrip("/") != url or config.username != username:
         config.team = ""  # a team chosen on another portal or as another user means nothing here

@@ -120,11 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
         account.login,
         "log in: exchange your username and password for an API token, saved in the config",
         "easyai login --url https://easyai.example.com --username alice\n"
-        'echo "$PASSWORD" | easyai login --url http://localhost:8000 --username alice --password-stdin',
+        'echo "$PASSWORD" | easyai login --url http://localhost:8000 --username alice --password-stdin\n'
+        "easyai login --url https://easyai.example.com --sso",
     )
     p.add_argument("--url", help="the portal's address (default: the saved one, $EASYAI_URL, or http://localhost:8000)")
     p.add_argument("--username", "-u", help="your username (asked when not given)")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input (one line)")
+    p.add_argument(
+        "--sso",
+        action="store_true",
+        help="sign in through the portal in your browser (single sign-on): no password is typed here",
+    )
 
     p = _command(
         sub, "whoami", account.whoami, "show who you are logged in as, on which portal and team", "easyai whoami"
