@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 .PHONY: run test lint setup
 
 $(VENV)/.installed: requirements.txt requirements-test.txt requirements-notebooks.txt requirements-serving.txt \
-		requirements-apps.txt requirements-mysql.txt $(wildcard modelserver/pyproject.toml modelserver/easyai_modelserver/*.py)
+		requirements-apps.txt requirements-mysql.txt requirements-sso.txt $(wildcard modelserver/pyproject.toml modelserver/easyai_modelserver/*.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt
@@ -18,6 +18,11 @@ $(VENV)/.installed: requirements.txt requirements-test.txt requirements-notebook
 	# Streamlit and Gradio for apps on the local backend.
 	$(PY) -m pip install -q -r requirements-apps.txt
 	if [ -d cli ]; then $(PY) -m pip install -q -e ./cli; fi
+	# Sign-on (LDAP, OIDC) where OpenLDAP's headers are installed (python-ldap compiles against them: see the
+	# README); without them the portal runs with local accounts and the sign-on tests skip, saying why.
+	if pkg-config --exists ldap 2>/dev/null || [ -f /usr/include/ldap.h ]; then $(PY) -m pip install -q -r requirements-sso.txt; fi
+	# The test OpenID provider's one package (node-oidc-provider) where npm is installed.
+	if command -v npm >/dev/null 2>&1; then npm ci --silent --no-audit --no-fund --prefix testing/oidc || true; fi
 	# The MySQL driver only where MySQL is used: it needs the client headers (see the README).
 	case "$$DATABASE_URL" in mysql*|mariadb*) $(PY) -m pip install -q -r requirements-mysql.txt;; esac
 	touch $@
