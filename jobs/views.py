@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from clusters.backends.contract.quantity import format_cpu, format_memory
 from clusters.models import Cluster
 from jobs import forms as spec_forms
-from jobs import panels, selectors, services
+from jobs import origins, panels, selectors, services
 from jobs import spec as job_spec
 from jobs.forms import SPEC_FORM_FIELDS, ExperimentForm, JobSpecForm
 from jobs.models import Experiment, Framework, Job
@@ -43,6 +43,7 @@ def _page(request: HttpRequest, queryset) -> Any:
 def _with_durations(jobs) -> None:
     for job in jobs:
         job.duration_text = format_duration(job.duration)
+    origins.attach(jobs)  # a pipeline run's step, say: the row links back to it
 
 
 def _current_team(request: HttpRequest):

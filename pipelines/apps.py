@@ -7,7 +7,11 @@ class PipelinesConfig(AppConfig):
     verbose_name = _("Pipelines")
 
     def ready(self) -> None:
-        from pipelines import schedule
+        from jobs import origins, panels
+        from pipelines import links, schedule
 
         # Active runs move on, and due schedules make their runs: the site's clock calls this every tick.
         self.periodic_work = (schedule.enqueue_due,)
+        # A step's job links back to its run in the jobs lists, and its page says which run and step it is.
+        origins.register(links.origins_of)
+        panels.register("pipeline", "pipelines/_job_panel.html", links.job_panel)

@@ -84,3 +84,11 @@ def test_prepare_train_evaluate_register(owner, local_cluster, stop_all, thresho
         assert (Path(settings.EASYAI_STORAGE_ROOT) / register.public_id / "model_dir" / "model.pt").stat().st_size > 0
     else:
         assert jobs_of(run, "register") == []
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_pipeline_example_validates_to_itself(path):
+    from pipelines import spec
+
+    normalized = spec.validate(spec.parse(path.read_text()))
+    assert spec.validate(normalized) == normalized
