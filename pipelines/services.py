@@ -346,6 +346,8 @@ def run_stop(*, run: PipelineRun, user=None) -> PipelineRun:
         from pipelines import argo
 
         argo.stop(run)
+        # Argo's shutdown leaves what its resource templates made (training jobs): they are stopped as jobs.
+        stop_jobs(run, actor=user)
     return run
 
 

@@ -62,9 +62,14 @@ def pod_task(pod: dict[str, Any]) -> tuple[str, int]:
     return role, index
 
 
+ARGO_WORKFLOW_LABEL = "workflows.argoproj.io/workflow"
+
+
 def main_container_status(pod: dict[str, Any]) -> dict[str, Any]:
     containers = (pod.get("spec") or {}).get("containers") or []
     main = containers[0].get("name") if containers else None
+    if ARGO_WORKFLOW_LABEL in ((pod.get("metadata") or {}).get("labels") or {}):
+        main = "main"  # Argo's pod: its executor's "wait" container beside the step's own "main"
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     for status in statuses:
         if status.get("name") == main:
@@ -174,7 +179,12 @@ def expected_tasks(obj: dict[str, Any]) -> list[tuple[str, int]]:
 def job_observation(job_id: str, obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobObservation:
     """One job from its object (None: a plain pod job, or gone) and its pods."""
     if obj is None:
-        single = [p for p in pods if (p.get("metadata") or {}).get("name") == job_id]
+        single = [p for p in pods if (p.get("metadata") or {}).get("name") == job_id] or [
+            # A one-task step of a pipeline run on Argo: Argo names the pod, which carries the job's labels.
+            p
+            for p in pods
+            if ARGO_WORKFLOW_LABEL in ((p.get("metadata") or {}).get("labels") or {})
+        ][:1]
         if not single:
             return JobObservation(job_id=job_id, state=ObservedState.MISSING, reason="NotFound",
                                   message="the cluster has no object for this job")  # fmt: skip
