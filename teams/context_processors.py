@@ -27,6 +27,7 @@ NAV = [
     ("model-list", gettext_noop("Models")),
     ("service-list", gettext_noop("Services")),
     ("app-list", gettext_noop("Apps")),
+    ("pipeline-list", gettext_noop("Pipelines")),
     ("file-browser", gettext_noop("Files")),
     ("usage", gettext_noop("Usage")),
 ]
