@@ -26,7 +26,10 @@ def sync_cluster(cluster_pk: int) -> dict | None:
         result = workers.cluster_sync(cluster)
     finally:  # a pass that raised failed too
         seconds, failed = time.perf_counter() - began, bool(result.get("error"))
-        sync_pass_finished.send(Cluster, cluster=cluster, seconds=seconds, failed=failed, jobs=result.get("jobs", 0))
+        sync_pass_finished.send(
+            Cluster, cluster=cluster, seconds=seconds, failed=failed, jobs=result.get("jobs", 0),
+            moved=result.get("moved", 0),
+        )  # fmt: skip
     failures_key = f"easyai:sync-failures:{cluster_pk}"
     if result.get("error"):
         # The scheduler leaves this cluster alone until its back-off has passed.

@@ -65,6 +65,13 @@ def enqueue_due(last: dict) -> bool:
     return busy and enqueue_advance()
 
 
+def after_sync_pass(sender, *, moved: int = 0, **kwargs) -> None:
+    """``jobs.signals.sync_pass_finished``: a pass that moved jobs may have ended a step's job: tick now, so its
+    successor starts without waiting for the clock's next look."""
+    if moved and PipelineRun.objects.filter(state__in=RUN_ACTIVE).exists():
+        enqueue_advance()
+
+
 # --- cron -------------------------------------------------------------------------------
 
 

@@ -356,3 +356,16 @@ def test_stop_a_run_stops_its_jobs(owner, mate, drive):
     assert pretrain.stop_requested or pretrain.state == "stopped"
     with pytest.raises(services.PipelineActionRefused):
         services.run_stop(run=run, user=owner)
+
+
+def test_a_sync_pass_that_moved_jobs_ticks_the_engine_at_once(owner, drive):
+    from clusters.models import Cluster
+    from jobs.signals import sync_pass_finished
+
+    run = services.run_submit(user=owner, pipeline=save(owner, CHAIN).pipeline)
+    drive.tick()
+    drive.end(jobs_of(run, "pretrain")[0], files={"model_dir/loss.txt": "1"})
+    sync_pass_finished.send(Cluster, cluster=drive.backend.cluster, seconds=0.1, failed=False, jobs=1, moved=0)
+    assert states(run)["pretrain"] == "running"  # nothing moved: no tick
+    sync_pass_finished.send(Cluster, cluster=drive.backend.cluster, seconds=0.1, failed=False, jobs=1, moved=1)
+    assert states(run) == {"pretrain": "success", "finetune": "running"}  # the tick ran (tasks run inline here)
