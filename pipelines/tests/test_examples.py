@@ -16,6 +16,7 @@ from jobs.workers import sync as job_sync
 from pipelines import engine, services
 from pipelines.models import PipelineRun, RunState
 from pipelines.tests.conftest import jobs_of, states, step_of
+from testing.isolation import needs_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +93,37 @@ def test_every_pipeline_example_validates_to_itself(path):
 
     normalized = spec.validate(spec.parse(path.read_text()))
     assert spec.validate(normalized) == normalized
+
+
+READ_ONLY = """
+name: read-only
+steps:
+  - name: make
+    outputs: {artifacts: {data: share_dir/data}}
+    job:
+      framework: batch
+      command: mkdir -p "$share_dir/data" && echo rows > "$share_dir/data/part-0"
+      roles: {main: {cpu: "0.5", memory: 256Mi}}
+  - name: use
+    depends: [make]
+    outputs: {parameters: {seen: model_dir/seen}}
+    job:
+      framework: batch
+      command: |
+        cat "{{steps.make.outputs.artifacts.data}}/part-0" > "$model_dir/seen"
+        test "$EASYAI_INPUT_MAKE_DATA" = "{{steps.make.outputs.artifacts.data}}"
+        if echo changed > "$EASYAI_INPUT_MAKE_DATA/part-0"; then echo "wrote into an input" >&2; exit 1; fi
+      roles: {main: {cpu: "0.5", memory: 256Mi}}
+"""
+
+
+@needs_sandbox
+def test_an_artifact_is_read_only_in_the_steps_after_it(owner, local_cluster, stop_all):
+    pipeline = services.pipeline_save(user=owner, data=READ_ONLY, source=READ_ONLY).pipeline
+    run = _until_final(services.run_submit(user=owner, pipeline=pipeline), local_cluster)
+    assert run.state == RunState.SUCCESS, (run.message, states(run), step_of(run, "use").message)
+    assert step_of(run, "use").outputs["parameters"]["seen"] == "rows"
+    [make] = jobs_of(run, "make")
+    assert (
+        Path(settings.EASYAI_STORAGE_ROOT) / make.public_id / "share_dir" / "data" / "part-0"
+    ).read_text() == "rows\n"
