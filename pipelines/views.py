@@ -203,6 +203,8 @@ def pipeline_edit(request: HttpRequest, pk: int) -> HttpResponse:
     versions = pipeline.versions.all()
     number = request.GET.get("version", "")
     version = versions.filter(number=int(number)).first() if number.isdigit() else versions.first()
+    if version is None and number:
+        raise Http404(_("Not found."))
     return _editor(request, SourceForm(initial={"source": _source_of(version)}), pipeline)
 
 
@@ -366,6 +368,7 @@ def run_state(run: PipelineRun) -> dict[str, Any]:
                     "id": job.public_id if job else "",
                     "url": reverse("job-detail", kwargs={"public_id": job.public_id}) if job else "",
                     "state": job.state if job else "",
+                    "label": job.get_state_display() if job else "",
                 }
             )
         payload_steps[step.name] = {

@@ -86,6 +86,7 @@ def test_the_editor_draws_the_dag_and_shows_a_problem_as_you_type(page: Page, as
     # The example it starts with, checked and drawn.
     expect(page.locator("#pipeline-graph[data-nodes='4']")).to_have_count(1, timeout=15_000)
     expect(page.locator("#spec-status")).to_have_attribute("data-state", "ok")
+    expect(page.locator("#spec-status")).to_have_text("Valid: 4 steps.")
     assert node_ids(page) == ["prepare", "train", "register", "report"]
     assert page.evaluate(f"() => {GRAPH}.edges().length") == 4
 

@@ -98,6 +98,19 @@ def test_an_outsider_gets_404_on_every_page_and_json_view(client, outsider, pipe
     assert not run.stop_requested
 
 
+def test_unknown_numbers_and_ids_are_404_not_errors(client, owner, pipeline, run):
+    client_for(client, owner)
+    big = "9" * 25
+    for url in (
+        f"/pipelines/{big}/",
+        f"/pipelines/{pipeline.pk}/versions/{big}/",
+        f"/pipelines/{pipeline.pk}/edit/?version={big}",
+        "/pipelines/runs/r-nowhere/state.json",
+    ):
+        assert client.get(url).status_code == 404, url
+    assert client.post(f"/pipelines/{pipeline.pk}/schedules/{big}/pause/").status_code == 404
+
+
 def test_anonymous_visitors_are_sent_to_sign_in(client, pipeline, run):
     response = client.get(reverse("pipeline-run-state", args=[run.public_id]))
     assert response.status_code == 302 and "login" in response["Location"]

@@ -74,12 +74,12 @@
           showProblems({});
           container.classList.remove("stale");
           window.EasyAIPipelineGraph.draw(container, answer.graph);
-          setStatus("ok", text("valid").replace("%(n)s", String(answer.steps.length)));
+          setStatus("ok", text("valid").replace("{n}", String(answer.steps.length)));
         } else {
           showProblems(answer.errors);
           container.classList.add("stale");
           var count = Object.keys(answer.errors || {}).length;
-          setStatus("bad", text("problems").replace("%(n)s", String(count)));
+          setStatus("bad", text("problems").replace("{n}", String(count)));
         }
       })
       .catch(function () {

@@ -51,7 +51,7 @@
       }
       var note = document.createElement("span");
       note.className = "text-muted small ms-2";
-      note.textContent = job.state + (job.attempt > 1 ? " · " + panel.getAttribute("data-attempt") + " " + job.attempt : "");
+      note.textContent = (job.label || job.state) + (job.attempt > 1 ? " · " + panel.getAttribute("data-attempt") + " " + job.attempt : "");
       item.appendChild(note);
       list.appendChild(item);
     });
