@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from easyai_cli import __version__, account, files, jobs, logs, models, shell, specs, usage, webapps
+from easyai_cli import __version__, account, files, jobs, logs, models, pipelines, shell, specs, usage, webapps
 from easyai_cli import config as config_module
 from easyai_cli.client import CLIError
 from easyai_cli.context import Context
@@ -322,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_commands(sub)
     _app_commands(sub)
     _usage_commands(sub)
+    pipelines.add_commands(sub, _command)
     return parser
 
 
