@@ -12,7 +12,7 @@ from pipelines.models import StepJob
 
 def run_url(public_id: str) -> str:
     try:
-        return reverse("pipeline-run", args=[public_id])
+        return reverse("pipeline-run-detail", args=[public_id])
     except NoReverseMatch:  # the pages not wired (an API-only deployment): the API's view of it
         return f"/api/v1/pipeline-runs/{public_id}/"
 

@@ -14,7 +14,7 @@ def test_the_jobs_list_links_a_step_job_back_to_its_run(owner, mate, outsider, c
     client.force_login(mate)
     page = client.get("/jobs/").content.decode()
     assert "pipeline chain · pretrain" in page
-    assert f'href="{services_run_url(run)}"' in page
+    assert f'href="/pipelines/runs/{run.public_id}/"' in page
     detail = client.get(f"/jobs/{pretrain.public_id}/").content.decode()
     assert 'id="pipeline-panel"' in detail and run.public_id in detail and "<strong>pretrain</strong>" in detail
     client.force_login(outsider)
@@ -30,9 +30,3 @@ def test_a_retried_job_says_its_attempt(owner, client, drive):
     second = jobs_of(run, "fetch")[1]
     client.force_login(owner)
     assert "attempt 2" in client.get(f"/jobs/{second.public_id}/").content.decode()
-
-
-def services_run_url(run) -> str:
-    from pipelines.links import run_url
-
-    return run_url(run.public_id)
