@@ -19,7 +19,7 @@ from easyai_cli.main import main
 
 from conftest import token_key_for
 from pipelines.models import Pipeline, PipelineRun, PipelineVersion, RunState, Schedule
-from pipelines.tests.conftest import Driver, jobs_of, states
+from testing.pipelines import Driver, jobs_of, states
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

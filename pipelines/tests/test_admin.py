@@ -8,7 +8,7 @@ from django.test import Client
 
 from pipelines import services
 from pipelines.models import PipelineRun, Schedule
-from pipelines.tests.conftest import jobs_of, save
+from testing.pipelines import jobs_of, save
 
 SPEC = """
 name: chain

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from pipelines import services
 from pipelines.models import Pipeline, PipelineRun, PipelineVersion, RunState, RunStep, Schedule, StepJob
-from pipelines.tests.conftest import jobs_of, save, states
+from testing.pipelines import jobs_of, save, states
 
 CHAIN = """
 name: chain
@@ -435,3 +435,17 @@ def test_odd_bodies_are_answered_400_never_500(api, owner, chain):
     assert client.get("/api/v1/pipelines/999999999/").status_code == 404
     assert client.get("/api/v1/pipeline-runs/r-00000000/").status_code == 404
     assert json.loads(client.get("/api/v1/pipelines/?team=").content) != []
+
+
+def test_the_pipelines_list_answers_in_a_fixed_number_of_queries(api, owner, team_admin, fake_backend):
+    client = api(owner)
+    save(owner, CHAIN)
+    client.get("/api/v1/pipelines/")
+    with CaptureQueriesContext(connection) as one:
+        assert len(client.get("/api/v1/pipelines/").json()) == 1
+    for name in ("second", "third", "fourth"):
+        save(team_admin, CHAIN.replace("name: chain", f"name: {name}"))
+    with CaptureQueriesContext(connection) as four:
+        body = client.get("/api/v1/pipelines/").json()
+    assert [(p["name"], p["owner"]) for p in body][:2] == [("chain", "owner"), ("fourth", "teamadmin")]
+    assert len(four) == len(one)

@@ -11,8 +11,8 @@ from playwright.sync_api import Page, expect
 
 from pipelines import services
 from pipelines.models import Pipeline
-from pipelines.tests.conftest import jobs_of, save
 from testing.asgi import signed_in
+from testing.pipelines import jobs_of, save
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from jobs.models import Job
 from pipelines import engine, services
 from pipelines.models import Pipeline, PipelineRun, RunState, StepJob, StepState
-from pipelines.tests.conftest import jobs_of, save, states, step_of
+from testing.pipelines import jobs_of, save, states, step_of
 
 CHAIN = """
 name: chain

@@ -15,8 +15,8 @@ from clusters.backends.contract import storage
 from jobs.workers import sync as job_sync
 from pipelines import engine, services
 from pipelines.models import PipelineRun, RunState
-from pipelines.tests.conftest import jobs_of, states, step_of
 from testing.isolation import needs_sandbox
+from testing.pipelines import jobs_of, states, step_of
 
 pytestmark = pytest.mark.slow
 

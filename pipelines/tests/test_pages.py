@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from pipelines import services
 from pipelines.models import Pipeline, PipelineRun, PipelineVersion, RunState, Schedule, StepState
-from pipelines.tests.conftest import jobs_of, save, states, step_of
+from testing.pipelines import jobs_of, save, states, step_of
 
 SPEC = """
 name: chain

@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from pipelines import schedule as schedules
 from pipelines import services
 from pipelines.models import PipelineRun, RunState, Schedule
-from pipelines.tests.conftest import jobs_of, save
+from testing.pipelines import jobs_of, save
 
 NIGHTLY = """
 name: nightly

@@ -1,5 +1,5 @@
-"""Pipelines tests' helpers: save a spec, end a step's job on the fake backend (its output files written as its
-task would), and run engine ticks."""
+"""Pipelines' test support, for pipelines' tests and the CLI's: save a spec, end a step's job on the fake backend
+(its output files written as its task would), run engine ticks. The ``drive`` fixture is loaded by the plugin."""
 
 from __future__ import annotations
 
