@@ -11,6 +11,7 @@ import pytest
 
 from testing.asgi import AsgiServer, launch_args
 from testing.fakekube import FakeKube, running_fake
+from testing.hooks import webhook_server  # noqa: F401 - the fixture: a webhook receiver on loopback
 from testing.isolation import SANDBOX_REFUSED, portal_layout  # noqa: F401 - the fixture: the embedded defaults' var/ with canaries
 from testing.local import local_cluster, stop_all  # noqa: F401 - the fixtures: a local cluster for real jobs
 from testing.pipelines import drive  # noqa: F401 - the fixture: pipeline runs driven on the fake backend

@@ -1,9 +1,6 @@
 """The workers' steps: submit (idempotent, retried with back-off), sync, reaper, timeout, retry, notify."""
 
-import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
@@ -205,29 +202,6 @@ def test_stop_while_queued_never_reaches_the_backend_as_running(
     tasks.submit_job(job.pk)
     job.refresh_from_db()
     assert job.state == JobState.STOPPED and job.public_id not in fake_backend.jobs
-
-
-class _Hook(BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.received.append((self.headers["Content-Type"], json.loads(body)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def webhook_server():
-    _Hook.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Hook.received
-    server.shutdown()
 
 
 def test_notifications_go_out_on_running_and_final_states_only(
