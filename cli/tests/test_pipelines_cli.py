@@ -1,7 +1,7 @@
 """`easyai pipeline` against a real portal (the project's ASGI server: HTTP and the log socket).
 
 Steps run on the fake backend's cluster: the test ends their jobs and ticks the engine as the sync pass and the
-clock would (pipelines/tests/conftest.py's Driver), between CLI calls, so every state the CLI reads was reached
+clock would (testing/pipelines.py's Driver), between CLI calls, so every state the CLI reads was reached
 deterministically.
 """
 
