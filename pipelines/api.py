@@ -11,9 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django.utils.translation import gettext as _
@@ -544,14 +542,6 @@ class ScheduleListView(APIView):
         )
 
 
-def schedule_delete(*, user, schedule: Schedule) -> None:
-    """Delete a schedule (its owner, the pipeline's owner or a team admin); its runs stay, no longer its."""
-    if schedule.owner_id != user.pk and not permissions.can(user, schedule.pipeline, Action.CHANGE):
-        raise PermissionDenied(_("Only the schedule's owner, the pipeline's owner or a team admin changes it."))
-    with transaction.atomic():
-        Schedule.objects.filter(pk=schedule.pk).delete()
-
-
 class ScheduleDetailView(APIView):
     @extend_schema(responses=PipelineScheduleSerializer)
     def get(self, request, pk):
@@ -573,7 +563,7 @@ class ScheduleDetailView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, pk):
-        schedule_delete(user=request.user, schedule=_schedule(request, pk))
+        services.schedule_delete(user=request.user, schedule=_schedule(request, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

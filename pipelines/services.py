@@ -465,19 +465,20 @@ def schedule_save(*, user, pipeline: Pipeline, data: dict, schedule: Schedule | 
 
     if not permissions.can_use_team(user, pipeline.team):
         raise PermissionDenied(_("Only members of the pipeline's team may schedule it."))
-    if (
-        schedule is not None
-        and schedule.owner_id != user.pk
-        and not permissions.can(user, pipeline, permissions.Action.CHANGE)
-    ):
+    if schedule is not None and not _may_change_schedule(user, schedule):
         raise PermissionDenied(_("Only the schedule's owner, the pipeline's owner or a team admin changes it."))
     values = schedules.clean(data, pipeline=pipeline, partial=schedule is not None)
     with transaction.atomic():
+        resumed = schedule is not None and schedule.paused and values.get("paused") is False
         if schedule is None:
             schedule = Schedule(pipeline=pipeline, owner=user)
         for name, value in values.items():
             setattr(schedule, name, value)
-        if {"cron", "timezone"} & set(values) or schedule.next_time is None:
+        if resumed:
+            # The times that passed while it was paused are not missed times: it goes on from now.
+            schedule.last_time = timezone.now()
+            schedule.next_time = schedules.next_after(schedule, schedule.last_time)
+        elif {"cron", "timezone"} & set(values) or schedule.next_time is None:
             schedule.next_time = schedules.next_after(schedule, schedule.last_time or timezone.now())
         try:
             with transaction.atomic():
@@ -485,6 +486,17 @@ def schedule_save(*, user, pipeline: Pipeline, data: dict, schedule: Schedule | 
         except IntegrityError:
             raise ValidationError({"name": [_("The pipeline has a schedule of that name.")]}) from None
     return schedule
+
+
+def _may_change_schedule(user, schedule: Schedule) -> bool:
+    return schedule.owner_id == user.pk or permissions.can(user, schedule.pipeline, permissions.Action.CHANGE)
+
+
+def schedule_delete(*, user, schedule: Schedule) -> None:
+    """Delete a schedule (its owner, the pipeline's owner or a team admin); its runs stay, no longer its."""
+    if not _may_change_schedule(user, schedule):
+        raise PermissionDenied(_("Only the schedule's owner, the pipeline's owner or a team admin changes it."))
+    Schedule.objects.filter(pk=schedule.pk).delete()
 
 
 def schedule_backfill(*, user, schedule: Schedule, start: datetime, end: datetime) -> list[PipelineRun]:
@@ -518,6 +530,7 @@ __all__ = [
     "run_submit",
     "run_transition",
     "schedule_backfill",
+    "schedule_delete",
     "schedule_save",
     "step_update",
     "stop_jobs",

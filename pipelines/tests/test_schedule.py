@@ -158,3 +158,20 @@ def test_bad_schedules_are_refused_naming_the_field(owner, pipeline, data, field
         services.schedule_save(user=owner, pipeline=pipeline, data=data)
     assert field in caught.value.message_dict
     assert Schedule.objects.count() == 0
+
+
+def test_a_resumed_schedule_goes_on_from_now_without_the_paused_times(owner, pipeline):
+    made = make(owner, pipeline, catch_up=True, catch_up_limit=10)
+    services.schedule_save(user=owner, pipeline=pipeline, data={"paused": True}, schedule=made)
+    made.refresh_from_db()
+    resumed = services.schedule_save(user=owner, pipeline=pipeline, data={"paused": False}, schedule=made)
+    assert resumed.last_time > at(1) and resumed.next_time > resumed.last_time
+    assert schedules.run_schedules(now=resumed.last_time) == 0
+
+
+def test_only_its_owner_the_pipelines_owner_or_a_team_admin_deletes_a_schedule(owner, mate, team_admin, pipeline):
+    made = make(owner, pipeline)
+    with pytest.raises(PermissionDenied):
+        services.schedule_delete(user=mate, schedule=made)
+    services.schedule_delete(user=team_admin, schedule=made)
+    assert not Schedule.objects.exists()
