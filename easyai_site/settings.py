@@ -269,6 +269,7 @@ INSTALLED_APPS = [
     "channels",
     "easyai_site",
     "teams",
+    "assets",
     "accounts",
     "clusters",
     "jobs",

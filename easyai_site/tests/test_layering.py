@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-LEVEL = {"teams": 0, "accounts": 1, "clusters": 1, "jobs": 2, "files": 3, "endpoints": 3, "notebooks": 4, "serving": 4,
+LEVEL = {"teams": 0, "accounts": 1, "assets": 1, "clusters": 1, "jobs": 2, "files": 3, "endpoints": 3, "notebooks": 4, "serving": 4,
          "apps": 4, "webapps": 4, "pipelines": 4, "monitoring": 4, "usage": 4}  # fmt: skip
 
 
