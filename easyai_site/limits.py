@@ -3,7 +3,8 @@
 Without them Django spools any body to disk before authentication or a size check is made (an anonymous
 10 GiB POST to the sign-in page wrote 300 MiB). Each request gets the limit of its route:
 
-- uploads (``/api/v1/files/…`` and the file browser's ``/files/upload/``, and the API routes that take a zip
+- uploads (``/api/v1/files/…``, a resumable upload's chunks ``/api/v1/uploads/{id}/``, the file browser's
+  ``/files/upload/``, and the API routes that take a zip
   archive of a folder: an app's publish, a model version's push): ``EASYAI_UPLOAD_MAX_BYTES`` plus room for a
   multipart form's framing;
 - everything else (forms, API calls, job specs): ``EASYAI_MAX_BODY_BYTES`` (5 MiB: a spec's 1,000,000
@@ -41,7 +42,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 MULTIPART_ALLOWANCE = 2**20  # a multipart form's boundaries and part headers around the file itself
 # Files, and the API routes that take a folder as a zip archive (an app's publish, a model version's push).
 _UPLOAD_ROUTES = re.compile(
-    r"^/(api/v1/files/|files/upload/|api/v1/apps/$|api/v1/apps/[^/]+/[^/]+/revisions/$"
+    r"^/(api/v1/files/|files/upload/|api/v1/uploads/[^/]+/$|api/v1/apps/$|api/v1/apps/[^/]+/[^/]+/revisions/$"
     r"|api/v1/models/[^/]+/[^/]+/versions/$)"
 )
 
