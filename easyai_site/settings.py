@@ -554,6 +554,9 @@ EASYAI_LOW_EFFICIENCY = env_float("EASYAI_LOW_EFFICIENCY", 0.3, minimum=0)
 EASYAI_UPLOAD_MAX_BYTES = env_int("EASYAI_UPLOAD_MAX_BYTES", 10 * 2**30, minimum=1)
 # A resumable upload (files/uploads.py) left untouched this long expires, and its bytes are removed.
 EASYAI_UPLOAD_RESUME_HOURS = env_int("EASYAI_UPLOAD_RESUME_HOURS", 24, minimum=1)
+# The most one dataset version may hold (files copied into datasets/{team}/{name}/{version}), and its files.
+EASYAI_DATASET_MAX_BYTES = env_int("EASYAI_DATASET_MAX_BYTES", 100 * 2**30, minimum=1024)
+EASYAI_DATASET_MAX_FILES = env_int("EASYAI_DATASET_MAX_FILES", 100_000, minimum=1)
 # Any other request body (forms, API calls, job specs), refused with 413 before it is read (easyai_site/limits.py).
 EASYAI_MAX_BODY_BYTES = env_int("EASYAI_MAX_BODY_BYTES", 5 * 2**20, minimum=1024)
 

@@ -66,7 +66,8 @@ PATH_PARAMETERS = [
 
 
 class WorkspaceFilesView(APIView):
-    """Your personal workspace, and the public one every signed-in user shares."""
+    """Your personal workspace, the public one every signed-in user shares, and your data (your jobs' data_dir,
+    read-only in their tasks)."""
 
     parser_classes = [MultiPartParser, FormParser]
 

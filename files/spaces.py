@@ -1,11 +1,13 @@
-"""Where the browsable folders lie: the workspaces and a job's outputs.
+"""Where the browsable folders lie: the workspaces, the data space and a job's outputs.
 
-Workspaces (see ``clusters.backends.contract.storage``):
+Spaces (see ``clusters.backends.contract.storage``):
 
 - ``personal``: ``{root}/notebook/{username}``, only its user reads and writes it;
 - ``public``: ``{root}/notebook/public``, shared by every signed-in user of the
   platform, who may all read and write it (it belongs to no team: its path on
-  shared storage has none).
+  shared storage has none);
+- ``data``: ``{root}/data/{username}``, its user's training data: only they read and write it here, and their
+  tasks see it as ``data_dir``, read-only.
 
 A job's outputs form a small read-only tree: ``model_dir``, ``log_dir``,
 ``share_dir`` and ``summary_dir/<task name>``. The storage root is read from
@@ -26,10 +28,10 @@ from jobs import selectors as job_selectors
 from jobs.models import Job
 from teams.permissions import Action, get_or_404
 
-WORKSPACES = ("personal", "public")
+WORKSPACES = ("personal", "public", "data")
 
-# A personal workspace is notebook/{username}: these names would make it the
-# public workspace or a folder above it (Django's username rule allows "." and "..").
+# A personal workspace is notebook/{username} (and the data space data/{username}): these names would make it
+# the public workspace or a folder above it (Django's username rule allows "." and "..").
 RESERVED_USERNAMES = frozenset({"public", ".", ".."})
 
 
@@ -59,20 +61,25 @@ def storage_root() -> Path:
 
 
 def workspace_root(user, space: str) -> Path:
-    """The workspace's folder, created on first use."""
-    if space == "personal":
+    """The workspace's (or data space's) folder, created on first use."""
+    if space in ("personal", "data"):
         if user.username in RESERVED_USERNAMES or "/" in user.username:
             raise WorkspaceUnavailableError(
                 _("The username %(name)s cannot have a personal workspace; use the public one.")
                 % {"name": user.username}
             )
-        root = storage.personal_workspace(storage_root(), user.username)
+        root = storage.personal_workspace(storage_root(), user.username) if space == "personal" else data_space(user)
     elif space == "public":
         root = storage.public_workspace(storage_root())
     else:
         raise UnknownSpaceError(_("No such workspace: %(space)s.") % {"space": space})
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def data_space(user) -> Path:
+    """The user's data (``data_dir`` of their jobs); not created here."""
+    return storage_root() / "data" / user.username
 
 
 def workspace_location(user, space: str, relative: str) -> Location:

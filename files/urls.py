@@ -1,6 +1,6 @@
 from django.urls import path
 
-from files import views
+from files import datasets_views, views
 
 urlpatterns = [
     path("files/", views.file_browser, name="file-browser"),
@@ -10,4 +10,12 @@ urlpatterns = [
     path("files/delete/", views.file_delete_view, name="file-delete"),
     path("jobs/<str:job_id>/outputs/", views.job_outputs, name="job-outputs"),
     path("jobs/<str:job_id>/outputs/download/", views.job_output_download, name="job-output-download"),
+    path("datasets/", datasets_views.dataset_list, name="dataset-list"),
+    path("datasets/new/", datasets_views.dataset_create, name="dataset-create"),
+    path("datasets/<slug:team>/<slug:name>/", datasets_views.dataset_detail, name="dataset-detail"),
+    path(
+        "datasets/<slug:team>/<slug:name>/<int:version>/delete/",
+        datasets_views.dataset_version_delete,
+        name="dataset-version-delete",
+    ),
 ]

@@ -1,4 +1,4 @@
-"""Pages: the workspace file browser and a job's outputs (read-only)."""
+"""Pages: the file browser (the workspaces and the data space) and a job's outputs (read-only)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def file_browser(request: HttpRequest) -> HttpResponse:
     path = request.GET.get("path", "")
     context = {
         "space": space,
-        "spaces": [("personal", _("Personal workspace")), ("public", _("Public workspace"))],
+        "spaces": [("personal", _("Personal workspace")), ("public", _("Public workspace")), ("data", _("Data"))],
         "entries": None,
         "crumbs": [],
         "path": "",

@@ -9,6 +9,7 @@ from django.conf import settings
 
 from clusters.backends.base import JobDescription, TaskDescription
 from clusters.backends.contract import storage
+from jobs import datasets as job_datasets
 from jobs import spec as job_spec
 from jobs.models import Job, Volume
 
@@ -39,6 +40,7 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
         "registered_model": spec.get("registered_model"),
         "app_source": spec.get("app_source"),
         "inputs": spec.get("inputs"),
+        "datasets": job_datasets.mounts(job.team.slug, spec.get("datasets")),
     }
     roles = job_spec.role_resources(spec)
     hidden = _env_sources[job.framework](job) if job.framework in _env_sources else {}

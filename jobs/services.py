@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from clusters.backends.base import JobDescription
 from clusters.models import Cluster
+from jobs import datasets as job_datasets
 from jobs import quota as quotas
 from jobs import spec as job_spec
 from jobs.describe import describe
@@ -139,6 +140,9 @@ def _resolve(user, spec: dict) -> tuple[Team, Cluster, list[Volume], Job | None]
         for name, job_id in wanted.items():
             if job_id not in seen:
                 errors[f"inputs.{name}"] = [_("No job %(job)r that you can see.") % {"job": job_id}]
+
+    if spec.get("datasets") and team is not None:
+        errors.update(job_datasets.problems(team, spec["datasets"]))
 
     if errors:
         raise ValidationError(errors)

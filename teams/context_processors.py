@@ -29,6 +29,7 @@ NAV = [
     ("app-list", gettext_noop("Apps")),
     ("pipeline-list", gettext_noop("Pipelines")),
     ("file-browser", gettext_noop("Files")),
+    ("dataset-list", gettext_noop("Datasets")),
     ("usage", gettext_noop("Usage")),
 ]
 

@@ -1,4 +1,5 @@
-"""download (a job's outputs) and upload (into your workspace), with a progress bar."""
+"""download (a job's outputs, or a workspace or your data) and upload (into a workspace or your data), with a
+progress bar."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from easyai_cli.progress import Progress
 
 CHUNK = 256 * 1024
 OUTPUTS = ("model_dir", "summary_dir", "log_dir", "share_dir")
-WORKSPACES = ("personal", "public")
+WORKSPACES = ("personal", "public", "data")
 
 
 @dataclass
@@ -47,6 +48,8 @@ def _safe_relative(path: str) -> PurePosixPath:
 
 def download(ctx: Context, args: argparse.Namespace) -> int:
     portal = ctx.portal()
+    if getattr(args, "space", None):
+        return _download_space(portal, args)
     job_id = resolve_job(ctx, portal, args.job)
     outputs_path = job_path(job_id, "outputs/")
     if not args.output_name:
@@ -95,6 +98,44 @@ def download(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _download_space(portal: Portal, args: argparse.Namespace) -> int:
+    """``--from data PATH``: a file or a folder (everything in it) of a workspace or your data, saved under DIR."""
+    if args.output_name or args.path:
+        raise CLIError("with --from, give one PATH in that space (download --from data mnist/train)", code=2)
+    space = args.space
+    remote = (args.job or "").strip("/")
+    base = f"files/{space}/"
+    what = f"{space}:{remote or '/'}"
+    destination = Path(args.dest)
+    base_name = PurePosixPath(remote).name or space
+    if args.zip:
+        target = destination / f"{space}-{remote.replace('/', '-') or 'all'}.zip"
+        response = portal.request("GET", base + _remote_path(remote), params={"archive": "zip"}, stream=True, what=what)
+        _save(response, target, Progress(target.name, _length(response)), portal)
+        print(f"saved {target} ({size(target.stat().st_size)})", file=sys.stderr)
+        return 0
+    response = portal.request("GET", base + _remote_path(remote), stream=True, what=what)
+    if "attachment" in response.headers.get("Content-Disposition", ""):
+        target = destination / base_name
+        _make_folder(destination)
+        _save(response, target, Progress(base_name, _length(response)), portal)
+        print(f"saved {target} ({size(target.stat().st_size)})", file=sys.stderr)
+        return 0
+    root = destination / base_name
+    files, folders = _walk(portal, base, remote, portal.decode(response), root)
+    _make_folder(root)
+    for folder in folders:
+        _make_folder(folder)
+    total = sum(f.size for f in files)
+    progress = Progress(f"{what} ({len(files)} files)", total)
+    for item in files:
+        file_response = portal.request("GET", base + _remote_path(item.remote), stream=True, what=item.remote)
+        _save(file_response, item.local, progress, portal, finish=False)
+    progress.finish()
+    print(f"saved {len(files)} files ({size(total)}) in {root}", file=sys.stderr)
+    return 0
+
+
 def _walk(
     portal: Portal, outputs_path: str, remote: str, listing: dict, root: Path
 ) -> tuple[list[RemoteFile], list[Path]]:
@@ -102,7 +143,7 @@ def _walk(
     files: list[RemoteFile] = []
     folders: list[Path] = []
     pending = [listing]
-    prefix = remote.strip("/") + "/"
+    prefix = remote.strip("/") + "/" if remote.strip("/") else ""
     while pending:
         body = pending.pop()
         for entry in body.get("entries", []):
@@ -200,7 +241,9 @@ def upload(ctx: Context, args: argparse.Namespace) -> int:
     if not source.exists():
         raise CLIError(f"{args.file}: no such file or folder", code=2)
     portal = ctx.portal()
-    space = "public" if args.public else "personal"
+    space = getattr(args, "to", None) or ("public" if args.public else "personal")
+    if args.public and space != "public":
+        raise CLIError(f"--public and --to {space} name two places: give one", code=2)
     dest = (args.dest or "").strip()
     items = list(_local_files(source))
     if not items:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from easyai_cli import __version__, account, files, jobs, logs, models, pipelines, shell, specs, usage, webapps
 from easyai_cli import config as config_module
+from easyai_cli import datasets as datasets
 from easyai_cli.client import CLIError
 from easyai_cli.context import Context
 
@@ -291,11 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
         "easyai download j-3k9x2m4q                    # list the job's outputs\n"
         "easyai download j-3k9x2m4q model_dir -o ./out # ./out/model_dir/...\n"
         "easyai download j-3k9x2m4q model_dir ckpt/final.pt -o .\n"
-        "easyai download j-3k9x2m4q summary_dir worker-0 --zip",
+        "easyai download j-3k9x2m4q summary_dir worker-0 --zip\n"
+        "easyai download --from data mnist -o .         # ./mnist/... from your data",
         description="Download a job's outputs. OUTPUT[/PATH] is saved under DIR by its last name: a folder with "
-        "everything in it, or one file. Without OUTPUT, lists the job's outputs.",
+        "everything in it, or one file. Without OUTPUT, lists the job's outputs. With --from SPACE, JOB is a path "
+        "in that space instead (your data, or a workspace).",
     )
-    p.add_argument("job", metavar="JOB", help=JOB_HELP)
+    p.add_argument("job", metavar="JOB", help=JOB_HELP + "; with --from, a path in that space")
+    p.add_argument("--from", dest="space", choices=files.WORKSPACES, help="download from your data or a workspace")
     p.add_argument(
         "output_name", nargs="?", metavar="OUTPUT", choices=(*files.OUTPUTS, None), help=", ".join(files.OUTPUTS)
     )
@@ -316,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help="a file, or a folder to upload with everything in it")
     p.add_argument("dest", nargs="?", metavar="DEST", help="where in the workspace (a folder when it ends with /)")
     p.add_argument("--public", action="store_true", help="into the public workspace, shared by every user")
+    p.add_argument(
+        "--to", choices=files.WORKSPACES, help="personal (default), public, or data: your data, $data_dir of your jobs"
+    )
     p.add_argument("--format", choices=("json", "yaml"), help="print what was uploaded as JSON or YAML")
 
     _model_commands(sub)
@@ -323,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     _app_commands(sub)
     _usage_commands(sub)
     pipelines.add_commands(sub, _command)
+    datasets.add_commands(sub, _command)
     return parser
 
 

@@ -440,6 +440,7 @@ def validate(data: Any) -> dict[str, Any]:
         text(80, storage.APP_SOURCE, "must be a published revision of one of the team's apps, such as demo/2"),
     )
     optional("inputs", _inputs(errs))
+    optional("datasets", _datasets(errs))
     for field in OPTIONAL_FIELDS:
         if spec[field] is None:
             del spec[field]  # only a model server's or an app's job names one: other specs keep their shape
@@ -472,6 +473,37 @@ def _inputs(errs: _Errors) -> Any:
             )  # fmt: skip
             if text is not None:
                 result[name] = text
+        return result or None
+
+    return check
+
+
+def _datasets(errs: _Errors) -> Any:
+    def check(value: Any, path: str) -> list[str] | None:
+        if not isinstance(value, list):
+            errs.add(path, f"must be a list of dataset versions such as imagenet@3, not {_type_name(value)}")
+            return None
+        if len(value) > storage.MAX_DATASETS:
+            errs.add(path, f"at most {storage.MAX_DATASETS}")
+            return None
+        result: list[str] = []
+        names: set[str] = set()
+        for i, item in enumerate(value):
+            where = f"{path}.{i}"
+            text = _string(
+                item, where, errs, max_len=80, pattern=storage.DATASET_REF,
+                message="must be a dataset of the job's team and its version, such as imagenet@3",
+            )  # fmt: skip
+            if text is None:
+                continue
+            name = text.split("@", 1)[0]
+            if len(name) > 63:
+                errs.add(where, "a dataset's name has at most 63 characters")
+            elif name in names:
+                errs.add(where, "names a dataset twice: each is mounted at /datasets/{name}")
+            else:
+                names.add(name)
+                result.append(text)
         return result or None
 
     return check

@@ -109,8 +109,9 @@ FIELDS = (
 )  # fmt: skip
 # Present only when given: a model server's job names the registered version it serves ("churn/3"), an app's
 # job the published revision of its code it runs ("demo/2"), a job may read folders of earlier jobs' outputs
-# ("inputs": name -> "j-3k9x2m4q/model_dir/ckpt", read-only at /inputs/{name}, as a pipeline's steps do).
-OPTIONAL_FIELDS = ("registered_model", "app_source", "inputs")
+# ("inputs": name -> "j-3k9x2m4q/model_dir/ckpt", read-only at /inputs/{name}, as a pipeline's steps do), and
+# mount versions of its team's datasets ("datasets": ["imagenet@3", ...], read-only at /datasets/{name}).
+OPTIONAL_FIELDS = ("registered_model", "app_source", "inputs", "datasets")
 ROLE_FIELDS = ("replicas", "cpu", "memory", "gpu", "image", "command", "env")
 SCHEDULING_FIELDS = ("node_selector", "tolerations", "queue", "gang", "oversell")
 TOLERATION_FIELDS = ("key", "operator", "value", "effect")

@@ -9,6 +9,7 @@
 | share_dir     | /share_dir           | {prefix}/{job_id}/share_dir                 |
 | registered_model_dir | /mnt/models (ro) | {prefix}/models/{team}/{model}/{version} |
 | app_dir       | /app (ro)            | {prefix}/apps/{team}/{app}/{revision}       |
+| EASYAI_DATASET_{NAME} | /datasets/{name} (ro) | {prefix}/datasets/{team}/{name}/{version} |
 |               | /workspace/personal  | {prefix}/notebook/{owner}                   |
 |               | /workspace/public    | {prefix}/notebook/public                    |
 
@@ -56,9 +57,31 @@ def input_variable(name: str) -> str:
     return "EASYAI_INPUT_" + name.upper()
 
 
+# A team's datasets a job mounts (spec "datasets": ["name@version", ...]), read-only at /datasets/{name}, in
+# $EASYAI_DATASET_{NAME} ('-' as '_'); a version's files lie at datasets/{team}/{name}/{version}, never changed.
+MAX_DATASETS = 20
+DATASET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", re.ASCII)  # at most 63 characters
+DATASET_REF = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?)@([1-9][0-9]{0,8})", re.ASCII)  # name@version
+DATASET_VARIABLE_PREFIX = "EASYAI_DATASET_"
+
+
+def dataset_variable(name: str) -> str:
+    return DATASET_VARIABLE_PREFIX + name.upper().replace("-", "_")
+
+
+def dataset_dir(team: str, name: str, version: int | str) -> str:
+    """Where a version of a team's dataset lies under the storage prefix."""
+    return f"datasets/{team}/{name}/{version}"
+
+
 def is_foreign(place: Place) -> bool:
-    """A place that is another job's output (a previous job's model_dir, an input): read, never made or changed."""
-    return place.variable == "pre_model_dir" or place.variable.startswith("EASYAI_INPUT_")
+    """A place that is not the job's own (a previous job's model_dir, an input, a dataset): read, never made or
+    changed."""
+    return (
+        place.variable == "pre_model_dir"
+        or place.variable.startswith("EASYAI_INPUT_")
+        or place.variable.startswith(DATASET_VARIABLE_PREFIX)
+    )
 
 
 def registry_version_dir(team: str, model_version: str) -> str:
@@ -85,9 +108,11 @@ def places(
     registered_model: str | None = None,
     app_source: str | None = None,
     inputs: dict[str, str] | None = None,
+    datasets: dict[str, str] | None = None,
 ) -> list[Place]:
     """Every place a task of this job sees, in the order of the table; a registered model version
-    ("{model}/{version}" of the job's team) and an app's code ("{app}/{revision}") only when the job names one.
+    ("{model}/{version}" of the job's team) and an app's code ("{app}/{revision}") only when the job names one;
+    ``datasets``: name -> "{team}/{name}/{version}", each read-only at /datasets/{name}.
 
     An app's run serves visitors (anyone, for a public app): it sees its code and its job's own folders, never
     its owner's data_dir or workspaces."""
@@ -115,6 +140,8 @@ def places(
         )
     for name, source in sorted((inputs or {}).items()):
         result.append(Place(input_variable(name), f"/inputs/{name}", source, read_only=True))
+    for name, version_dir in sorted((datasets or {}).items()):
+        result.append(Place(dataset_variable(name), f"/datasets/{name}", f"datasets/{version_dir}", read_only=True))
     if app:
         result.append(Place("app_dir", "/app", app_source_dir(team, app_source), read_only=True))
         return result
@@ -128,8 +155,8 @@ def places(
 def local_env(
     root: Path, job_id: str, task_name: str, owner: str, pre_job_id: str | None = None, **named: Any
 ) -> dict[str, str]:
-    """Variable -> real path under a local storage root (``named``: places()'s team, registered_model, app_source
-    and inputs)."""
+    """Variable -> real path under a local storage root (``named``: places()'s team, registered_model, app_source,
+    inputs and datasets)."""
     return {
         p.variable: str(root / p.relative)
         for p in places(job_id, task_name, owner, pre_job_id, **named)  # type: ignore[arg-type]
