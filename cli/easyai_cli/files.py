@@ -20,6 +20,8 @@ from easyai_cli.context import Context
 from easyai_cli.jobs import job_path, resolve_job
 from easyai_cli.output import dump, size, table
 from easyai_cli.progress import Progress
+from easyai_cli.uploads import threshold as resumable_threshold
+from easyai_cli.uploads import upload_file as resumable_upload
 
 CHUNK = 256 * 1024
 OUTPUTS = ("model_dir", "summary_dir", "log_dir", "share_dir")
@@ -249,6 +251,7 @@ def upload(ctx: Context, args: argparse.Namespace) -> int:
     if not items:
         raise CLIError(f"{args.file}: nothing to upload", code=2)
     uploaded: list[dict] = []
+    resumable_above = resumable_threshold(getattr(args, "resumable_above", None))
     for path, relative in items:
         if source.is_file():
             # DEST names the file, or the folder it goes into when it ends with "/" (or is not given).
@@ -260,6 +263,12 @@ def upload(ctx: Context, args: argparse.Namespace) -> int:
             length = os.fstat(handle.fileno()).st_size
         except OSError as exc:
             raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if length > resumable_above:
+            handle.close()
+            entry = resumable_upload(portal, path, space, remote, relative, resume=getattr(args, "resume", False))
+            uploaded.append(entry)
+            print(f"uploaded {path} -> {space}:{entry.get('path', remote)} ({size(length)})", file=sys.stderr)
+            continue
         progress = Progress(relative, length)
         with handle:
             entry = portal.json(

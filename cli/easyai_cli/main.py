@@ -324,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", choices=files.WORKSPACES, help="personal (default), public, or data: your data, $data_dir of your jobs"
     )
     p.add_argument("--format", choices=("json", "yaml"), help="print what was uploaded as JSON or YAML")
+    p.add_argument("--resume", action="store_true", help="go on with an interrupted upload of a large file")
+    p.add_argument(
+        "--resumable-above",
+        type=int,
+        metavar="BYTES",
+        help="send files above this in resumable chunks (default: $EASYAI_RESUMABLE_ABOVE or 8 MiB)",
+    )
 
     _model_commands(sub)
     _serve_commands(sub)
