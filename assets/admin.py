@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from assets.models import Dataset, DatasetVersion
+from assets import images as image_services
+from assets.models import Dataset, DatasetVersion, Image
+from easyai_site.admin_utils import ServiceRefusalsMixin
 
 # --- datasets -----------------------------------------------------------------------------------------------------
 # Versions are records of copies made once: read-only here. Deleting goes through the Datasets page or the API
@@ -62,3 +64,26 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+# --- images -------------------------------------------------------------------------------------------------------
+# Operators are platform admins: they register the platform's images (no team) and any team's. Saves go through
+# assets.images (the name and tags checked, one default per framework and place).
+
+
+@admin.register(Image)
+class ImageAdmin(ServiceRefusalsMixin, admin.ModelAdmin):
+    list_display = ["name", "team", "tags", "frameworks", "accelerator", "default_for", "created_at"]
+    list_filter = ["accelerator", "team"]
+    search_fields = ["name", "description", "team__slug"]
+    list_select_related = ["team"]
+    raw_id_fields = ["team"]
+    readonly_fields = ["created_by", "created_at"]
+
+    def save_model(self, request, obj: Image, form, change: bool) -> None:
+        values = {field: getattr(obj, field) for field in image_services.EDITABLE}
+        if change:
+            image_services.image_update(user=request.user, image=obj, **values)
+        else:
+            saved = image_services.image_register(user=request.user, team=obj.team, **values)
+            obj.pk = saved.pk

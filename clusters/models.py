@@ -64,7 +64,11 @@ class Cluster(models.Model):
 
         from clusters.alert_settings import problems
 
-        if found := problems(self.settings):
+        found = problems(self.settings)
+        if isinstance(self.settings, dict) and not isinstance(self.settings.get("registered_images_only", False), bool):
+            # jobs/images.py: true runs only the images registered for the job's team (and the platform's)
+            found.append(_("registered_images_only: true or false."))
+        if found:
             raise ValidationError({"settings": found})
 
     @property

@@ -14,5 +14,6 @@ urlpatterns = [
     path("", include("apps.api_urls")),
     path("", include("pipelines.api_urls")),
     path("", include("files.api_urls")),
+    path("", include("assets.api_urls")),
     path("", include("monitoring.api_urls")),
 ]

@@ -14,7 +14,8 @@ from django.utils.translation import ngettext
 
 from easyai_site.admin_utils import CappedCountPaginator, SharingAdminMixin
 from jobs import services
-from jobs.models import Experiment, Job, JobClusterEvent, JobEvent, Task, Volume
+from jobs import templates as job_templates
+from jobs.models import Experiment, Job, JobClusterEvent, JobEvent, JobTemplate, Task, Volume
 
 
 @admin.register(Experiment)
@@ -186,6 +187,28 @@ class VolumeAdmin(admin.ModelAdmin):
     list_display = ["name", "mount_path", "read_only", "host_path", "nfs_server", "nfs_path"]
     search_fields = ["name"]
     filter_horizontal = ["teams"]
+
+
+# --- job templates: made and deleted through jobs.templates (placeholders checked, the spec validated) ---------
+
+
+@admin.register(JobTemplate)
+class JobTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "team", "framework", "owner", "updated_at"]
+    list_filter = ["framework", "team"]
+    search_fields = ["name", "description", "team__slug", "owner__username"]
+    list_select_related = ["team", "owner"]
+    raw_id_fields = ["team", "owner"]
+    readonly_fields = ["framework", "spec", "fields", "owner", "created_at", "updated_at"]
+    actions = ["load_shipped"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # from a spec or a job: the API, the job page, or manage.py load_templates
+
+    @admin.action(description=_("Load the shipped templates (examples/templates) as platform templates"))
+    def load_shipped(self, request, queryset) -> None:
+        loaded = job_templates.load_platform_templates(user=request.user)
+        self.message_user(request, _("%(n)d platform templates loaded.") % {"n": len(loaded)}, messages.SUCCESS)
 
 
 from jobs import admin_shell  # noqa: E402, F401

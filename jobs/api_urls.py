@@ -1,10 +1,12 @@
 from rest_framework.routers import SimpleRouter
 
 from jobs.api import ExperimentViewSet, JobViewSet
+from jobs.templates_api import JobTemplateViewSet
 
 router = SimpleRouter()
 router.register("experiments", ExperimentViewSet, basename="api-experiment")
 router.register("jobs", JobViewSet, basename="api-job")
+router.register("templates", JobTemplateViewSet, basename="api-job-template")
 
 urlpatterns = router.urls
 

@@ -245,15 +245,30 @@ class JobSpecForm(_Bootstrap, forms.Form):
     )
 
     def __init__(
-        self, *args, teams: list[tuple[str, str]] | None = None, experiments: list[str] | None = None, **kwargs
+        self,
+        *args,
+        teams: list[tuple[str, str]] | None = None,
+        experiments: list[str] | None = None,
+        images: list[tuple[str, list[str], str]] | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # Registered images (reference, frameworks, label) offered as a datalist the page filters by framework;
+        # free text stays allowed except on clusters that run registered images only (jobs/images.py refuses).
+        self.image_choices = images or []
+        if self.image_choices:
+            self.fields["image"].widget.attrs["list"] = "image-names"
+            self.fields["image"].widget.attrs["autocomplete"] = "off"
         self.fields["framework"].widget.choices = _framework_choices()
         clusters = list(
             Cluster.objects.filter(enabled=True)
             .order_by("name")
-            .values_list("name", "is_default", "healthy", "health_message")
+            .values_list("name", "is_default", "healthy", "health_message", "settings")
         )
+        self.restricted_clusters = [
+            row[0] for row in clusters if isinstance(row[4], dict) and row[4].get("registered_images_only") is True
+        ]
+        clusters = [row[:4] for row in clusters]
         self.fields["cluster"].widget.choices = [("", _("the default cluster"))] + [
             (name, _cluster_label(name, default, healthy, message)) for name, default, healthy, message in clusters
         ]

@@ -293,3 +293,41 @@ class JobClusterEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}: {self.type} {self.reason}"
+
+
+class JobTemplate(models.Model):
+    """A spec with ``{{field}}`` placeholders that users fill in to submit (``jobs/templates.py``).
+
+    A team's template is seen by the team and changed by its owner or a team admin; a platform template
+    (``team`` empty, loaded from ``examples/templates/`` by ``manage.py load_templates``) is seen by everyone
+    and changed by platform admins only. ``fields``: name -> {"description": ..., "default": ...}.
+    """
+
+    team = models.ForeignKey(
+        "teams.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="job_templates",
+        help_text=_("Empty: a platform template, every team's."),
+    )  # fmt: skip
+    name = models.SlugField(_("name"), max_length=63)
+    description = models.TextField(_("description"), blank=True)
+    framework = models.CharField(_("framework"), max_length=20, choices=Framework.choices)
+    spec = models.JSONField(_("spec"))
+    fields = models.JSONField(_("fields"), default=dict, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="job_templates"
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name = _("job template")
+        verbose_name_plural = _("job templates")
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="job_template_name_unique_in_team"),
+            models.UniqueConstraint(
+                fields=["name"], condition=models.Q(team__isnull=True), name="job_template_name_unique_in_platform"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.name}" if self.team_id else self.name

@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from clusters.backends.base import JobDescription
 from clusters.models import Cluster
 from jobs import datasets as job_datasets
+from jobs import images as job_images
 from jobs import quota as quotas
 from jobs import spec as job_spec
 from jobs.describe import describe
@@ -143,6 +144,9 @@ def _resolve(user, spec: dict) -> tuple[Team, Cluster, list[Volume], Job | None]
 
     if spec.get("datasets") and team is not None:
         errors.update(job_datasets.problems(team, spec["datasets"]))
+
+    # The framework's default image filled in where the spec names none; a restricted cluster's refusals.
+    errors.update(job_images.resolve(team, cluster, spec))
 
     if errors:
         raise ValidationError(errors)

@@ -16,16 +16,18 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from assets import images as image_registry
 from clusters.backends.contract.quantity import format_cpu, format_memory
 from clusters.models import Cluster
 from jobs import forms as spec_forms
 from jobs import origins, panels, selectors, services
 from jobs import spec as job_spec
+from jobs import templates as job_templates
 from jobs.forms import SPEC_FORM_FIELDS, ExperimentForm, JobSpecForm
 from jobs.models import Experiment, Framework, Job
 from jobs.page_helpers import MAX_STATE_IDS, ORDERING_CHOICES, errors_of, format_duration, list_params
@@ -170,6 +172,10 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "cluster_events": selectors.cluster_events_of(job),
         "reruns": list(job.reruns.filter(deleted=False).order_by("created_at").values_list("public_id", flat=True)),
         "spec_yaml": job_spec.to_yaml(job.spec),
+        # The image each role ran (the framework's default when the spec named none): the stored spec says.
+        "images": sorted(
+            {role.get("image") or job.spec.get("image") or "" for role in job.spec["roles"].values()} - {""}
+        ),
         "waiting": waiting,
         "duration_text": format_duration(job.duration),
         "totals": {"cpu": format_cpu(job.cpu_milli), "memory": format_memory(job.memory_bytes), "gpu": job.gpu},
@@ -272,6 +278,7 @@ def job_submit(request: HttpRequest) -> HttpResponse:
     dry_run = None
     status = 200
     form_note = ""
+    picked = None
     if request.method == "POST":
         yaml_text = request.POST.get("yaml", "")
         form_values = {name: request.POST.get(name, "") for name in SPEC_FORM_FIELDS}
@@ -308,6 +315,8 @@ def job_submit(request: HttpRequest) -> HttpResponse:
             yaml_text = job_spec.to_yaml(original.spec)
             fields, form_note = _form_of(original.spec)
             form_values = fields or {}
+        elif request.GET.get("template"):
+            source, yaml_text, form_values, form_note, errors, picked = _from_template(request)
         else:
             source = "form"
             form_values = dict(DEFAULT_FORM)
@@ -317,6 +326,7 @@ def job_submit(request: HttpRequest) -> HttpResponse:
         form_values,
         teams=list(permissions.visible_teams(request.user).order_by("slug").values_list("slug", "name")),
         experiments=_experiment_names(request),
+        images=_image_choices(request),
     )
     form.add_spec_errors(errors)
     context = {
@@ -331,8 +341,46 @@ def job_submit(request: HttpRequest) -> HttpResponse:
         "dry_run_description": _dump(dry_run.description.to_dict()) if dry_run else "",
         "dry_run_manifests": _dump(dry_run.rendered) if dry_run else "",
         "copied_from": request.GET.get("from", ""),
+        "templates": list(job_templates.visible_for_picker(request.user)[:200]),
+        "picked": picked,
     }
     return render(request, "jobs/job_submit.html", context, status=status)
+
+
+def _image_choices(request: HttpRequest) -> list[tuple[str, list[str], str]]:
+    """Each registered image the user may pick, one entry per tag: (reference, frameworks, label)."""
+    choices = []
+    for image in image_registry.images_visible(request.user).order_by("name", "id"):
+        label = f"{image.get_accelerator_display()}{' · ' + image.description[:60] if image.description else ''}"
+        choices += [(reference, image.frameworks or [], label) for reference in image.references()]
+    return choices
+
+
+def _from_template(request: HttpRequest) -> tuple[str, str, dict[str, str], str, dict[str, list[str]], Any]:
+    """The submit page filled in from a template: its fields' values from ``set-<field>`` (else defaults)."""
+    template = job_templates.template_get(request.user, pk=_int_or_404(request.GET["template"]))
+    values = {name: request.GET[f"set-{name}"] for name in template.fields if request.GET.get(f"set-{name}")}
+    picked = {
+        "template": template,
+        "fields": [
+            (name, values.get(name, ""), field.get("description", ""), field.get("default", ""))
+            for name, field in template.fields.items()
+        ],
+    }
+    try:
+        spec = job_templates.render(template, values)
+    except ValidationError as exc:
+        return "yaml", job_spec.to_yaml(template.spec), {}, "", errors_of(exc), picked
+    if template.team_id and not spec.get("team"):
+        spec["team"] = template.team.slug
+    fields, form_note = _form_of(spec)
+    return "yaml", job_spec.to_yaml(spec), fields or {}, form_note, {}, picked
+
+
+def _int_or_404(text: str) -> int:
+    if not text.isdigit():
+        raise Http404(_("Not found."))
+    return int(text)
 
 
 def _body(request: HttpRequest) -> dict[str, Any]:

@@ -42,6 +42,8 @@ def resolve_job(ctx: Context, portal: Portal, ref: str) -> str:
 
 
 def submit_file(ctx: Context, args: argparse.Namespace) -> int:
+    if getattr(args, "template", None):
+        return submit_template(ctx, args)
     if args.file == "-":
         text = sys.stdin.read()
         name = "<stdin>"
@@ -63,6 +65,27 @@ def submit_file(ctx: Context, args: argparse.Namespace) -> int:
         text = specs.with_team_json(text, team) if json_file else specs.with_team(text, team)
     content_type = "application/json" if json_file else "application/yaml"
     return _submit(portal, args, data=text.encode("utf-8"), headers={"Content-Type": content_type + "; charset=utf-8"})
+
+
+def submit_template(ctx: Context, args: argparse.Namespace) -> int:
+    """``--template NAME --set field=value``: the team's template of that name, else the platform's, filled in."""
+    values: dict[str, str] = {}
+    for item in args.set or []:
+        field, equals, value = item.partition("=")
+        if not equals or not field.strip():
+            raise CLIError(f"--set {item}: give FIELD=VALUE", code=2)
+        values[field.strip()] = value
+    portal = ctx.portal()
+    team = args.team or ctx.config.effective_team()
+    params = {"name": args.template, **({"team": team} if team else {})}
+    found = portal.get("templates/", params=params).get("results", [])
+    # The team's own template of that name before the platform's.
+    found.sort(key=lambda t: (t.get("team") is None, t.get("team") != team))
+    if not found:
+        raise CLIError(f"no template {args.template!r} that you can see (the portal's Job templates page lists them)")
+    body: dict[str, Any] = {"values": values, "dry_run": bool(args.dry_run), **({"team": team} if team else {})}
+    result = portal.json("POST", f"templates/{found[0]['id']}/submit/", json=body)
+    return _print_submitted(args, result, dry_run=bool(args.dry_run))
 
 
 def submit_framework(ctx: Context, args: argparse.Namespace) -> int:
@@ -98,10 +121,14 @@ def submit_framework(ctx: Context, args: argparse.Namespace) -> int:
 def _submit(portal: Portal, args: argparse.Namespace, **body: Any) -> int:
     path = "jobs/?dry_run=true" if args.dry_run else "jobs/"
     result = portal.json("POST", path, **body)
+    return _print_submitted(args, result, dry_run=args.dry_run)
+
+
+def _print_submitted(args: argparse.Namespace, result: dict, *, dry_run: bool) -> int:
     if args.output:
         dump(result, args.output)
         return 0
-    if args.dry_run:
+    if dry_run:
         spec = result["spec"]
         tasks = [task["name"] for task in result.get("description", {}).get("tasks", [])]
         print(

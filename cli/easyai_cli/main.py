@@ -164,10 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         "submit a job from a spec file (-f), or arena-style from flags (submit pytorch|tensorflow|batch)",
         "easyai submit -f job.yaml\n"
         "easyai submit -f job.yaml --dry-run\n"
+        "easyai submit --template pytorch-ddp --set workers=2 --set epochs=30\n"
         'easyai submit pytorch --name mnist --image pytorch/pytorch:2.3 --workers 2 --gpus 1 "python train.py"\n'
         "easyai submit pytorch --help",
     )
     p.add_argument("-f", "--file", help="the job spec, YAML or JSON (- reads standard input)")
+    p.add_argument("--template", metavar="NAME", help="submit a job template (your team's, else the platform's)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="a template field's value; repeat for more"
+    )
     _submit_options(p, suppress=False)
     frameworks = p.add_subparsers(title="arena-style (flags instead of a file)", metavar="FRAMEWORK", dest="framework")
     for framework in specs.FRAMEWORKS:
@@ -815,9 +820,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    if handler is jobs.submit_file and not args.file:
+    if handler is jobs.submit_file and args.file and getattr(args, "template", None):
+        print("easyai submit: give either -f FILE or --template NAME, not both", file=sys.stderr)
+        return 2
+    if handler is jobs.submit_file and not args.file and not getattr(args, "template", None):
         print(
-            "easyai submit: give -f FILE, or a framework (pytorch, tensorflow, batch); see easyai submit --help",
+            "easyai submit: give -f FILE, --template NAME, or a framework (pytorch, tensorflow, batch); "
+            "see easyai submit --help",
             file=sys.stderr,
         )
         return 2

@@ -212,3 +212,22 @@
     escaped = false;
   });
 })();
+
+/* Registered images: the image field's suggestions follow the framework picked (free text stays allowed). */
+(function () {
+  "use strict";
+
+  var list = document.getElementById("image-names");
+  var framework = document.getElementById("id_framework");
+  if (!list || !framework) {
+    return;
+  }
+  function filter() {
+    Array.prototype.forEach.call(list.options, function (option) {
+      var suits = (option.getAttribute("data-frameworks") || "").split(" ").filter(Boolean);
+      option.disabled = suits.length > 0 && suits.indexOf(framework.value) === -1;
+    });
+  }
+  framework.addEventListener("change", filter);
+  filter();
+})();
