@@ -136,7 +136,7 @@ def upload_for(user, upload_id: uuid.UUID | str) -> Upload:
     if upload is None:
         raise Http404(_("No such upload."))
     if upload.expires <= timezone.now():
-        _remove(upload)
+        upload_remove(upload=upload)
         raise Http404(_("No such upload."))
     return upload
 
@@ -172,7 +172,7 @@ def upload_append(*, user, upload_id: uuid.UUID | str, offset: int, chunks: Iter
     try:
         handle = open(staged_path(upload), "r+b")  # noqa: SIM115 - held across the lock, closed below
     except FileNotFoundError:
-        _remove(upload)
+        upload_remove(upload=upload)
         raise Http404(_("No such upload.")) from None
     with handle:
         # One writer per upload: a second request for the same upload waits for no one, it is told the offset.
@@ -240,7 +240,7 @@ def _complete(user, upload: Upload, handle) -> Appended:
     """Check the whole file's digest, then move it into place in one rename (still holding the upload's lock)."""
     actual = _sha256_of(handle)
     if upload.sha256 and actual != upload.sha256:
-        _remove(upload)
+        upload_remove(upload=upload)
         raise UploadDigestError(
             _("The file's sha256 is %(actual)s, not %(expected)s as given: it was not saved; upload it again.")
             % {"actual": actual, "expected": upload.sha256}
@@ -284,10 +284,11 @@ def _place(staged: Path, target: Path) -> None:
 
 def upload_cancel(*, user, upload_id: uuid.UUID | str) -> None:
     """Drop an upload and its bytes (a complete one's file stays where it was placed)."""
-    _remove(upload_for(user, upload_id))
+    upload_remove(upload=upload_for(user, upload_id))
 
 
-def _remove(upload: Upload) -> None:
+def upload_remove(*, upload: Upload) -> None:
+    """Remove an upload's bytes and its row (the uploader's cancel, expiry, an operator's action)."""
     try:
         os.unlink(staged_path(upload))
     except FileNotFoundError:
@@ -299,5 +300,5 @@ def uploads_expire(now: datetime | None = None) -> int:
     """Remove uploads untouched past their expiry, and their bytes; returns how many went."""
     expired = list(Upload.objects.filter(expires__lte=now or timezone.now()).order_by("expires")[:EXPIRED_SWEEP_BATCH])
     for upload in expired:
-        _remove(upload)
+        upload_remove(upload=upload)
     return len(expired)

@@ -118,7 +118,7 @@ class UploadView(APIView):
                 OFFSET_HEADER, int, OpenApiParameter.HEADER, required=True, description="where this chunk starts"
             ),
         ],
-        request={"application/offset+octet-stream": OpenApiTypes.BINARY},
+        request={"application/octet-stream": OpenApiTypes.BINARY},  # application/offset+octet-stream (tus) too
         responses={
             200: UploadSerializer,
             409: OpenApiResponse(OffsetConflictSerializer, description="the offset is not the portal's"),

@@ -341,3 +341,20 @@ def test_the_uploads_api_is_in_the_schema(api, owner):
     schema = api(owner).get("/api/schema/").content.decode()
     assert "/api/v1/uploads/:" in schema and "/api/v1/uploads/{upload_id}/:" in schema
     assert "Upload-Offset" in schema
+
+
+def test_operators_see_uploads_in_the_admin_and_cancelling_removes_the_bytes(api, owner, make_user):
+    from django.test import Client
+
+    client = api(owner)
+    upload = create(client, size=10).json()
+    send(client, upload["url"], 0, b"12345")
+    operator = Client()
+    operator.force_login(make_user("root", is_staff=True, is_superuser=True))
+    listing = operator.get("/admin/files/upload/")
+    assert listing.status_code == 200 and "big/blob.bin" in listing.content.decode()
+    answer = operator.post(
+        "/admin/files/upload/", {"action": "cancel_uploads", "_selected_action": [upload["id"]]}, follow=True
+    )
+    assert "Cancelled 1 upload." in answer.content.decode()
+    assert staged_files() == [] and Upload.objects.count() == 0
