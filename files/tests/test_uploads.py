@@ -358,3 +358,15 @@ def test_operators_see_uploads_in_the_admin_and_cancelling_removes_the_bytes(api
     )
     assert "Cancelled 1 upload." in answer.content.decode()
     assert staged_files() == [] and Upload.objects.count() == 0
+
+
+def test_the_sites_clock_sweeps_expired_uploads(api, owner):
+    from django.apps import apps
+    from django.core.cache import cache
+
+    upload = create(api(owner), size=10).json()
+    _age(upload["id"], 1)
+    cache.delete("easyai:uploads-expire")
+    for work in apps.get_app_config("files").periodic_work:
+        work({})  # django-q2 runs the task inline in tests
+    assert Upload.objects.count() == 0 and staged_files() == []
