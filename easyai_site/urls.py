@@ -44,6 +44,7 @@ urlpatterns = [
     path("", include("apps.urls")),
     path("", include("pipelines.urls")),
     path("", include("files.urls")),
+    path("", include("assets.image_urls")),  # /images/
 ]
 
 if _uses_oidc(_authentication_backends()):

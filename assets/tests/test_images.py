@@ -223,3 +223,25 @@ def test_platform_admins_register_images_in_the_admin(client, team):
     assert image.team is None and image.created_by == admin and image.default_for == ["batch"]
     assert client.get("/admin/assets/image/").status_code == 200
     assert client.get("/admin/jobs/jobtemplate/").status_code == 200
+
+
+def test_the_images_page_lists_what_each_sees_and_lets_team_admins_register(
+    client, owner, team_admin, outsider, images
+):
+    client.force_login(owner)
+    page = client.get("/images/").content.decode()
+    assert 'data-image="pytorch/pytorch"' in page and 'data-image="vision/train"' in page
+    assert "speech/secret" not in page and 'id="image-register"' not in page  # a member registers nothing
+    assert client.post(f"/images/{images['team'].pk}/delete/").status_code == 403
+    client.force_login(outsider)
+    assert client.post(f"/images/{images['team'].pk}/delete/").status_code == 404
+    client.force_login(team_admin)
+    page = client.get("/images/").content.decode()
+    assert 'id="image-register"' in page and "every team (platform)" not in page
+    form = {"team": "vision", "name": "vision/eval", "tags": "1.0, 0.9", "frameworks": "batch", "accelerator": "cpu"}
+    assert client.post("/images/", form).status_code == 302
+    assert Image.objects.get(name="vision/eval").tags == ["1.0", "0.9"]
+    response = client.post("/images/", {**form, "team": "", "name": "python"})  # the platform's: not theirs
+    assert response.status_code == 403 and not Image.objects.filter(name="python").exists()
+    assert client.post(f"/images/{images['team'].pk}/delete/").status_code == 302
+    assert not Image.objects.filter(pk=images["team"].pk).exists()
