@@ -211,3 +211,11 @@ def test_a_lost_answer_is_retried_from_the_portals_offset_not_resent(config_dir,
     assert result.code == 0, result
     assert sent == [n * MiB for n in range(20)]
     assert sha256(workspace() / "weights.bin") == sha256(big)
+
+
+def test_a_large_file_goes_into_the_data_space_in_chunks_too(config_dir, big):
+    result = run("upload", str(big), "train/", "--to", "data")
+    assert result.code == 0, result
+    placed = Path(settings.EASYAI_STORAGE_ROOT) / "data" / "owner" / "train" / "weights.bin"
+    assert sha256(placed) == sha256(big)
+    assert Upload.objects.get().space == "data"
