@@ -417,3 +417,32 @@ def test_a_register_model_step_that_the_registry_refuses_fails_with_its_reason(o
     assert not ModelVersion.objects.exists()
     run.refresh_from_db()
     assert run.state == RunState.FAILED and states(run)["announce"] == "skipped"
+
+
+def test_a_tick_asked_for_while_one_runs_is_not_lost(owner, drive):
+    from django.core.cache import cache
+
+    from pipelines import schedule, tasks
+
+    run = services.run_submit(user=owner, pipeline=save(owner, CHAIN).pipeline)
+    drive.tick()
+    [pretrain] = jobs_of(run, "pretrain")
+    real = engine.advance
+    rounds = []
+
+    def advance_while_a_job_ends():
+        rounds.append(real())
+        if len(rounds) == 1:  # while the first round runs, the job ends and a sync pass asks for a tick
+            drive.end(pretrain, files={"model_dir/loss.txt": "1"})
+            assert schedule.enqueue_advance() is False  # one is running: it is asked to go round again
+        return rounds[-1]
+
+    engine.advance = advance_while_a_job_ends
+    try:
+        cache.add(schedule.ADVANCE_KEY, 1)
+        tasks.advance()
+    finally:
+        engine.advance = real
+    assert len(rounds) == 2
+    assert states(run) == {"pretrain": "success", "finetune": "running"}
+    assert cache.get(schedule.ADVANCE_KEY) is None  # the lease is given back
