@@ -6,4 +6,9 @@ class EasyAISiteConfig(AppConfig):
     verbose_name = "EasyAI site"
 
     def ready(self) -> None:
-        from easyai_site import checks  # noqa: F401 - registers the site's system checks
+        from easyai_site import (
+            checks,  # noqa: F401 - registers the site's system checks
+            wiring,
+        )
+
+        wiring.connect()  # pipelines' register_model steps call the model registry

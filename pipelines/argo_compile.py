@@ -525,6 +525,12 @@ class _Compiler:
     def compile(self) -> Compiled:
         errors: dict[str, list[str]] = {}
         for i, step in enumerate(self.spec["steps"]):
+            if step.get("register_model"):
+                # The model registry is the portal's: a Workflow's pod cannot register a model.
+                errors.setdefault(f"steps.{i}.register_model", []).append(
+                    "a register_model step runs on the portal's engine only"
+                )
+                continue
             plan = StepPlan(index=i, spec=step)
             self.plans[step["name"]] = plan
             try:

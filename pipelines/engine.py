@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
 from django.utils import timezone
@@ -39,6 +39,7 @@ from jobs import quota as quotas
 from jobs.models import Job, Task
 from jobs.services import job_submit
 from jobs.state import JobState
+from pipelines import actions
 from pipelines import outputs as step_outputs
 from pipelines.models import (
     RUN_ACTIVE,
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 3600
 MAX_ITEMS = 200
+REGISTER_LEASE_S = 120  # a register_model step claimed longer ago than this by a tick that never ended it
 _specs: dict[int, dict] = {}  # the specs of the runs of the tick under way, by version
 
 
@@ -256,6 +258,8 @@ def _settle(run, step: RunStep, step_spec: dict, spec: dict, by_name, now, tick:
         if not go:
             tick.skipped += 1
             return step_update(step, state=StepState.SKIPPED, message=_("its when is false"), expect=StepState.WAITING)
+    if step_spec.get("register_model"):
+        return _register(run, step, step_spec, context, tick)
     try:
         items = _items(step_spec, context)
         datas = [
@@ -306,7 +310,37 @@ def _settle(run, step: RunStep, step_spec: dict, spec: dict, by_name, now, tick:
     return True
 
 
+def _register(run, step: RunStep, step_spec: dict, context: _Context, tick: Tick) -> bool:
+    """A ``register_model`` step: claimed (running), done by the portal with the run owner's rights, ended."""
+    try:
+        config = templating.render(step_spec["register_model"], context.lookup(None))
+    except (KeyError, templating.RenderError) as exc:
+        return step_update(
+            step,
+            state=StepState.FAILED,
+            message=_("cannot render it: %(error)s") % {"error": exc},
+            expect=StepState.WAITING,
+        )
+    if not step_update(step, state=StepState.RUNNING, message="", expect=StepState.WAITING):
+        return False  # another tick has it
+    try:
+        made = actions.run("register_model", user=run.owner, config=config)
+    except (ValidationError, PermissionDenied, actions.ActionUnavailableError) as exc:
+        text = _error_text(exc) if isinstance(exc, ValidationError) else str(exc)
+        step_update(step, state=StepState.FAILED, message=_("not registered: %(error)s") % {"error": text})
+        return True
+    outputs = {"parameters": {**made, "job_id": config["from"]}, "artifacts": {}, "digests": {}}
+    tick.started += 1
+    step_update(
+        step, state=StepState.SUCCESS, outputs=outputs,
+        message=_("registered %(model)s version %(version)s") % made,
+    )  # fmt: skip
+    return True
+
+
 def _cluster_kind(run, step_spec: dict) -> str:
+    if not step_spec.get("job"):
+        return "local"
     name = step_spec["job"].get("cluster") or ""
     if "{{" in name:
         name = ""
@@ -472,6 +506,12 @@ _OUTCOME = {JobState.SUCCESS: "success", JobState.FAILED: "failed", JobState.STO
 
 def _follow(run, step: RunStep, step_spec: dict, rows: list[StepJob], by_name, now, tick: Tick) -> None:
     """A running step: note its jobs' ends, start retries that are due, and end it once every item ended."""
+    if step_spec.get("register_model"):
+        # Claimed by a tick that did not finish (its lease long gone): whether the model was registered is not
+        # known here.
+        if step.started_at is None or now - step.started_at > timedelta(seconds=REGISTER_LEASE_S):
+            step_update(step, state=StepState.FAILED, message=_("interrupted while registering: see the model registry"))
+        return
     count = len(step.items) if step.items is not None else 1
     latest: dict[int, StepJob] = {}
     for row in rows:

@@ -34,13 +34,17 @@ log = logging.getLogger(__name__)
 TICK_EVERY = 0.25  # seconds between engine ticks while runs are active
 LEASE_S = 30  # an engine tick's lease: how long a killed worker can hold the next one up
 ADVANCE_KEY = "easyai:pipelines-advance"
+AGAIN_KEY = "easyai:pipelines-advance-again"
+MAX_ROUNDS = 3  # a tick asked for again while it ran goes round at most this many times
 MAX_BACKFILL = 1000
 FIELDS = ("name", "cron", "timezone", "params", "concurrency", "max_active", "catch_up", "catch_up_limit", "paused")
 
 
 def enqueue_advance() -> bool:
-    """One engine tick in the queue, unless one is queued or running already."""
+    """One engine tick in the queue, unless one is queued or running already: then that one goes round once more
+    when it ends (what it read may be older than what asked now)."""
     if not cache.add(ADVANCE_KEY, 1, timeout=LEASE_S):
+        cache.set(AGAIN_KEY, 1, timeout=LEASE_S)
         return False
     from django_q.tasks import async_task
 

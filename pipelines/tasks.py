@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from django.core.cache import cache
+
 from pipelines import engine, notify, schedule
 
 
 def advance() -> dict:
     """One engine tick: due schedules make their runs, then every active run moves on."""
     try:
-        made = schedule.run_schedules()
-        tick = engine.advance()
+        for _round in range(schedule.MAX_ROUNDS):
+            cache.delete(schedule.AGAIN_KEY)
+            made = schedule.run_schedules()
+            tick = engine.advance()
+            if not cache.get(schedule.AGAIN_KEY):
+                break  # nobody asked for a tick while this one ran
         return {"runs": tick.runs, "started": tick.started, "ended": tick.ended, "scheduled": made}
     finally:
         schedule.release_advance()

@@ -37,6 +37,11 @@ from pipelines.spec.templating import REF_FORMS, TEMPLATE, classify, references,
 # Stable, human order: also the order of the normalized spec's keys.
 FIELDS = ("name", "team", "description", "params", "steps")
 STEP_FIELDS = ("name", "job", "depends", "requires", "when", "outputs", "retry", "timeout", "cache", "foreach")
+OPTIONAL_STEP_FIELDS = ("register_model",)
+# A step that registers a model instead of running a job: what the model registry takes (the portal does it, with the
+# run owner's rights, when the step's turn comes; its outputs are the model's name and the new version's number).
+REGISTER_FIELDS = ("name", "from", "path", "format", "metrics", "description")
+REGISTER_OUTPUTS = ("model", "version")
 PARAM_FIELDS = ("type", "default")
 OUTPUT_KINDS = ("parameters", "artifacts")
 RETRY_FIELDS = ("limit", "backoff")
@@ -313,10 +318,10 @@ class _Steps:
     def _step(self, i: int, body: Any) -> None:
         path = f"steps.{i}"
         errs = self.errs
-        if _fields(body, path, STEP_FIELDS, errs) is None:
+        if _fields(body, path, (*STEP_FIELDS, *OPTIONAL_STEP_FIELDS), errs) is None:
             self.steps.append({})
             return
-        step: dict[str, Any] = dict.fromkeys(STEP_FIELDS)
+        step: dict[str, Any] = dict.fromkeys((*STEP_FIELDS, *OPTIONAL_STEP_FIELDS))
         if isinstance(body.get("name"), str):
             self.written.add(body["name"])
         if _absent(body.get("name")):
@@ -330,7 +335,14 @@ class _Steps:
             elif name is not None:
                 self.index[name] = i
             step["name"] = name
-        step["job"] = self._job_fields(body.get("job"), _join(path, "job"))
+        step["register_model"] = None
+        if not _absent(body.get("register_model")):
+            step["register_model"] = self._register_fields(body, path)
+            step["job"] = None
+            if not _absent(body.get("job")):
+                errs.add(_join(path, "job"), "a step runs a job or registers a model, not both")
+        else:
+            step["job"] = self._job_fields(body.get("job"), _join(path, "job"))
         step["depends"] = self._depends(i, body.get("depends"), _join(path, "depends"))
         step["requires"] = []  # derived from depends in pass 2: what the input says is not read
         step["when"] = self._when(body.get("when"), _join(path, "when"))
@@ -343,7 +355,46 @@ class _Steps:
             )
         step["cache"] = self._cache(body.get("cache"), _join(path, "cache"))
         step["foreach"] = self._foreach(body.get("foreach"), _join(path, "foreach"))
+        if step["register_model"] is None:
+            del step["register_model"]  # only a registering step names one: other steps keep their shape
         self.steps.append(step)
+
+    def _register_fields(self, body: Mapping, path: str) -> dict[str, Any] | None:
+        """``register_model``: the registry's name for the model, the job whose folder it is (``from``, usually
+        ``{{steps.train.job_id}}``), the folder (``path``, default model_dir), its format, metrics, a description."""
+        errs, where = self.errs, _join(path, "register_model")
+        value = body["register_model"]
+        if _fields(value, where, REGISTER_FIELDS, errs) is None:
+            return None
+        given = {
+            "outputs": isinstance(body.get("outputs"), Mapping) and any(body["outputs"].values()),
+            "retry": isinstance(body.get("retry"), Mapping | int) and not isinstance(body.get("retry"), bool)
+            and bool(body["retry"].get("limit") if isinstance(body["retry"], Mapping) else body["retry"]),
+            "foreach": not _absent(body.get("foreach")),
+            "timeout": not _absent(body.get("timeout")),
+        }  # fmt: skip
+        for field, present in given.items():
+            if present:  # (a normalized spec's empty outputs and zero retry are not "given")
+                errs.add(_join(path, field), "a register_model step has no " + field)
+        config: dict[str, Any] = {"path": "model_dir", "metrics": {}, "description": ""}
+        for field in ("name", "from", "format"):
+            if _absent(value.get(field)):
+                errs.add(_join(where, field), "required")
+            else:
+                config[field] = _string(value[field], _join(where, field), errs, max_len=500)
+        for field in ("path", "description"):
+            if not _absent(value.get(field)):
+                config[field] = _string(value[field], _join(where, field), errs, max_len=2000)
+        metrics = value.get("metrics")
+        if not _absent(metrics):
+            if not isinstance(metrics, Mapping):
+                errs.add(_join(where, "metrics"), f"must be a mapping of names to numbers, not {_type_name(metrics)}")
+            else:
+                for key, item in metrics.items():
+                    if isinstance(item, bool) or not isinstance(item, int | float | str):
+                        errs.add(_join(where, f"metrics.{key}"), "must be a number (or a template giving one)")
+                config["metrics"] = dict(metrics)
+        return config
 
     def _job_fields(self, value: Any, path: str) -> dict[str, Any] | None:
         if _absent(value):
@@ -540,6 +591,9 @@ class _Steps:
         if step["job"] is not None:
             for where, text in _walk_strings(step["job"], _join(path, "job")):
                 found.extend((where, match[1], "job") for match in TEMPLATE.finditer(text))
+        if step.get("register_model"):
+            for where, text in _walk_strings(step["register_model"], _join(path, "register_model")):
+                found.extend((where, match[1], "job") for match in TEMPLATE.finditer(text))
         if step["when"]:
             try:
                 found.extend((_join(path, "when"), ref, "when") for ref in when_references(parse_when(step["when"])))
@@ -579,6 +633,8 @@ class _Steps:
             if kind[2] in OUTPUT_KINDS:
                 output, declared = kind[3], self.output_names.get(j, {}).get(kind[2], set())
                 known = declared | set(BUILTIN_OUTPUTS) if kind[2] == "parameters" else declared
+                if self.steps[j].get("register_model") is not None:  # a registration's outputs are its own
+                    known = {*REGISTER_OUTPUTS, "job_id"} if kind[2] == "parameters" else set()
                 if output not in known:
                     what = "output parameter" if kind[2] == "parameters" else "output artifact"
                     return f"step {name!r} has no {what} {output!r}{_did_you_mean(output, known)}"
@@ -674,7 +730,10 @@ def to_text(spec: Mapping[str, Any]) -> str:
         for field in ("depends", "when", "foreach"):
             if not _absent(step.get(field)):
                 body[field] = step[field]
-        body["job"] = step["job"]
+        if step.get("register_model"):
+            body["register_model"] = step["register_model"]
+        else:
+            body["job"] = step["job"]
         outputs = {kind: named for kind, named in (step.get("outputs") or {}).items() if named}
         if outputs:
             body["outputs"] = outputs

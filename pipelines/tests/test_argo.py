@@ -274,6 +274,10 @@ REFUSED = {
          {"name": "step", "depends": "first", "job": {**JOBS["pytorch"], "pre_job": "{{steps.first.job_id}}"}}],
         "steps.1.job"),
     "a step serving ports": ([{"name": "step", "job": {**JOBS["batch"], "ports": {"web": 8080}}}], "steps.0.job.ports"),
+    "a register_model step": (
+        [FIRST, {"name": "register", "depends": "first",
+                 "register_model": {"name": "m", "from": "{{steps.first.job_id}}", "format": "pytorch"}}],
+        "steps.1.register_model"),
 }  # fmt: skip
 
 

@@ -369,3 +369,80 @@ def test_a_sync_pass_that_moved_jobs_ticks_the_engine_at_once(owner, drive):
     assert states(run)["pretrain"] == "running"  # nothing moved: no tick
     sync_pass_finished.send(Cluster, cluster=drive.backend.cluster, seconds=0.1, failed=False, jobs=1, moved=1)
     assert states(run) == {"pretrain": "success", "finetune": "running"}  # the tick ran (tasks run inline here)
+
+
+REGISTER = """
+name: publish
+steps:
+  - name: train
+    job: {framework: batch, command: "train", roles: {main: {}}}
+  - name: register
+    depends: [train]
+    register_model:
+      name: churn
+      from: "{{steps.train.job_id}}"
+      format: pytorch
+      metrics: {loss: "0.5"}
+  - name: announce
+    depends: [register]
+    job: {framework: batch, command: "echo version {{steps.register.outputs.parameters.version}}", roles: {main: {}}}
+"""
+
+
+def test_a_register_model_step_registers_the_jobs_folder_without_a_job(owner, drive):
+    from serving.models import ModelVersion
+
+    run = services.run_submit(user=owner, pipeline=save(owner, REGISTER).pipeline)
+    drive.tick()
+    [train] = jobs_of(run, "train")
+    drive.end(train, files={"model_dir/model.pt": "weights"})
+    drive.tick()
+    version = ModelVersion.objects.get(model__name="churn")
+    assert (version.number, version.metrics, version.source_job_id) == (1, {"loss": 0.5}, train.pk)
+    assert jobs_of(run, "register") == []
+    assert step_of(run, "register").message == "registered churn version 1"
+    [announce] = jobs_of(run, "announce")
+    assert announce.spec["command"][-1] == "echo version 1"
+
+
+def test_a_register_model_step_that_the_registry_refuses_fails_with_its_reason(owner, drive):
+    from serving.models import ModelVersion
+
+    run = services.run_submit(user=owner, pipeline=save(owner, REGISTER).pipeline)
+    drive.tick()
+    drive.end(jobs_of(run, "train")[0], files={"model_dir/notes.txt": "no weights"})  # no .pt file
+    drive.tick()
+    step = step_of(run, "register")
+    assert step.state == StepState.FAILED and step.message.startswith("not registered:")
+    assert not ModelVersion.objects.exists()
+    run.refresh_from_db()
+    assert run.state == RunState.FAILED and states(run)["announce"] == "skipped"
+
+
+def test_a_tick_asked_for_while_one_runs_is_not_lost(owner, drive):
+    from django.core.cache import cache
+
+    from pipelines import schedule, tasks
+
+    run = services.run_submit(user=owner, pipeline=save(owner, CHAIN).pipeline)
+    drive.tick()
+    [pretrain] = jobs_of(run, "pretrain")
+    real = engine.advance
+    rounds = []
+
+    def advance_while_a_job_ends():
+        rounds.append(real())
+        if len(rounds) == 1:  # while the first round runs, the job ends and a sync pass asks for a tick
+            drive.end(pretrain, files={"model_dir/loss.txt": "1"})
+            assert schedule.enqueue_advance() is False  # one is running: it is asked to go round again
+        return rounds[-1]
+
+    engine.advance = advance_while_a_job_ends
+    try:
+        cache.add(schedule.ADVANCE_KEY, 1)
+        tasks.advance()
+    finally:
+        engine.advance = real
+    assert len(rounds) == 2
+    assert states(run) == {"pretrain": "success", "finetune": "running"}
+    assert cache.get(schedule.ADVANCE_KEY) is None  # the lease is given back

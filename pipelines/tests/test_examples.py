@@ -80,11 +80,21 @@ def test_prepare_train_evaluate_register(owner, local_cluster, stop_all, thresho
     log = storage.task_log_path(Path(settings.EASYAI_STORAGE_ROOT), train.public_id, "master-0").read_text()
     assert f"training on 100 rows from {settings.EASYAI_STORAGE_ROOT}/{prepare.public_id}/share_dir/data" in log
     assert step_of(run, "evaluate").outputs["parameters"]["accuracy"] == "0.93"
+    from serving.models import ModelVersion
+
     if registered == "success":
-        [register] = jobs_of(run, "register")
-        assert (Path(settings.EASYAI_STORAGE_ROOT) / register.public_id / "model_dir" / "model.pt").stat().st_size > 0
+        version = ModelVersion.objects.get(model__name="ddp-regressor", model__team=run.team)
+        assert version.number == 1 and version.format == "pytorch" and version.metrics == {"accuracy": 0.93}
+        assert version.source_job_id == train.pk  # its lineage: the train step's job
+        assert any(f["path"] == "model.pt" for f in version.files)
+        assert step_of(run, "register").outputs["parameters"] == {
+            "model": "ddp-regressor",
+            "version": 1,
+            "job_id": train.public_id,
+        }
     else:
-        assert jobs_of(run, "register") == []
+        assert not ModelVersion.objects.exists()
+    assert jobs_of(run, "register") == []  # the portal registers it: no job
 
 
 @pytest.mark.parametrize("path", sorted((EXAMPLES / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
