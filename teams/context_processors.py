@@ -23,6 +23,7 @@ def current_team(request):
 NAV = [
     ("job-list", gettext_noop("Jobs")),
     ("experiment-list", gettext_noop("Experiments")),
+    ("job-template-list", gettext_noop("Templates")),
     ("notebook-list", gettext_noop("Notebooks")),
     ("model-list", gettext_noop("Models")),
     ("service-list", gettext_noop("Services")),
@@ -30,6 +31,7 @@ NAV = [
     ("pipeline-list", gettext_noop("Pipelines")),
     ("file-browser", gettext_noop("Files")),
     ("dataset-list", gettext_noop("Datasets")),
+    ("image-list", gettext_noop("Images")),
     ("usage", gettext_noop("Usage")),
 ]
 

@@ -158,6 +158,12 @@ def test_bootstrap_creates_the_default_local_cluster_and_a_second_run_changes_no
     assert Cluster.objects.get().pk == cluster.pk
     assert "Created" not in again.getvalue() and "first-run-pass-123" not in again.getvalue()
     assert "changepassword" in again.getvalue()
+    # The shipped job templates, one per framework, loaded once.
+    from jobs.models import JobTemplate
+
+    shipped = set(JobTemplate.objects.filter(team__isnull=True).values_list("framework", flat=True))
+    assert shipped == {"pytorch", "tensorflow", "mpi", "xgboost", "paddle", "batch"}
+    assert "job templates" in first.getvalue() and "job templates" not in again.getvalue()
 
 
 @pytest.mark.django_db

@@ -9,6 +9,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from clusters.models import Cluster
+from jobs import templates
+from jobs.models import JobTemplate
 from teams.models import Membership, Team
 
 
@@ -33,13 +35,17 @@ class Command(BaseCommand):
         if legacy_file.exists():
             legacy_file.unlink()
         if not Cluster.objects.exists():
-            Cluster.objects.create(name="local", kind=Cluster.Kind.LOCAL, is_default=True,
-                                   description="Processes on this host")
+            Cluster.objects.create(
+                name="local", kind=Cluster.Kind.LOCAL, is_default=True, description="Processes on this host"
+            )
             self.stdout.write("Created the local cluster (the default).")
         if not Team.objects.exists():
             team = Team.objects.create(name="Default", slug="default", description="The first team.")
             Membership.objects.create(team=team, user=admin, role=Membership.Role.ADMIN)
             self.stdout.write("Created the team 'default' with the admin as its team admin.")
+        if not JobTemplate.objects.filter(team__isnull=True).exists():
+            loaded = templates.load_platform_templates()  # the shipped job templates, one per framework
+            self.stdout.write(f"Loaded {len(loaded)} job templates (examples/templates).")
         if password:
             self.stdout.write(
                 self.style.SUCCESS(
