@@ -65,23 +65,33 @@ def send_for_event(event_pk: int) -> dict[str, bool]:
     if not (email or webhook) or not claim(event):
         return sent
     body = payload(event)
-    if email:
-        subject = f"[EasyAI] {job.name} ({job.public_id}) is {event.to_state}"
-        text = f"{subject}\n\n{event.reason}: {event.message}\n\n{body['job']['url']}\n"
+    subject = f"[EasyAI] {job.name} ({job.public_id}) is {event.to_state}"
+    text = f"{subject}\n\n{event.reason}: {event.message}\n\n{body['job']['url']}\n"
+    return deliver(
+        what=job.public_id, subject=subject, text=text, email_to=job.owner.email if email else "",
+        webhook_url=job.team.webhook_url if webhook else "", body=body,
+    )  # fmt: skip
+
+
+def deliver(*, what: str, subject: str, text: str, email_to: str, webhook_url: str, body: dict) -> dict[str, bool]:
+    """Send one notification by e-mail (when ``email_to``) and to a team's webhook (when ``webhook_url``): what
+    job and pipeline notifications share. A failure is logged, never raised."""
+    sent = {"email": False, "webhook": False}
+    if email_to:
         try:
-            send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [job.owner.email])
+            send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [email_to])
             sent["email"] = True
         except Exception as exc:  # the mail server is not ours to trust
-            log.warning("e-mail for %s failed: %s", job.public_id, exc)
-    if webhook:
+            log.warning("e-mail for %s failed: %s", what, exc)
+    if webhook_url:
         # Checked again here, not only when saved: the name may resolve elsewhere now (teams.webhooks).
         try:
-            status = webhooks.post_json(job.team.webhook_url, json.dumps(body).encode(), timeout=5)
+            status = webhooks.post_json(webhook_url, json.dumps(body).encode(), timeout=5)
             sent["webhook"] = 200 <= status < 300
             if not sent["webhook"]:
-                log.warning("webhook for %s answered %s (redirects are not followed)", job.public_id, status)
+                log.warning("webhook for %s answered %s (redirects are not followed)", what, status)
         except webhooks.WebhookRefusedError as exc:
-            log.warning("webhook for %s refused: %s", job.public_id, exc)
+            log.warning("webhook for %s refused: %s", what, exc)
         except Exception as exc:  # a team's endpoint may be down; the job goes on
-            log.warning("webhook for %s failed: %s", job.public_id, exc)
+            log.warning("webhook for %s failed: %s", what, exc)
     return sent

@@ -3,17 +3,11 @@
 
 from __future__ import annotations
 
-import json
-import logging
-
 from django.conf import settings
-from django.core.mail import send_mail
 from django.utils import timezone
 
+from jobs.notify import deliver
 from pipelines.models import PipelineRun
-from teams import webhooks
-
-log = logging.getLogger(__name__)
 
 
 def payload(run: PipelineRun) -> dict:
@@ -48,20 +42,8 @@ def send_for_run(run_pk: int) -> dict[str, bool]:
     if not PipelineRun.objects.filter(pk=run.pk, notified_at__isnull=True).update(notified_at=timezone.now()):
         return sent
     body = payload(run)
-    if email:
-        subject = f"[EasyAI] pipeline {run.pipeline.name} ({run.public_id}) is {run.state}"
-        text = f"{subject}\n\n{run.reason}: {run.message}\n\n{body['run']['url']}\n"
-        try:
-            send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [run.owner.email])
-            sent["email"] = True
-        except Exception as exc:  # the mail server is not ours to trust
-            log.warning("e-mail for %s failed: %s", run.public_id, exc)
-    if webhook:
-        try:
-            status = webhooks.post_json(run.team.webhook_url, json.dumps(body).encode(), timeout=5)
-            sent["webhook"] = 200 <= status < 300
-        except webhooks.WebhookRefusedError as exc:
-            log.warning("webhook for %s refused: %s", run.public_id, exc)
-        except Exception as exc:  # a team's endpoint may be down
-            log.warning("webhook for %s failed: %s", run.public_id, exc)
-    return sent
+    subject = f"[EasyAI] pipeline {run.pipeline.name} ({run.public_id}) is {run.state}"
+    return deliver(
+        what=run.public_id, subject=subject, text=f"{subject}\n\n{run.reason}: {run.message}\n\n{body['run']['url']}\n",
+        email_to=run.owner.email if email else "", webhook_url=run.team.webhook_url if webhook else "", body=body,
+    )  # fmt: skip

@@ -15,6 +15,28 @@ from jobs.workers.submit import job_submit_to_backend
 from pipelines import engine, services
 from pipelines.models import PipelineRun, RunStep, StepJob
 
+# A two-step chain: pretrain writes its loss, finetune reads it and names pretrain as its pre_job.
+CHAIN = """
+name: chain
+params:
+  lr: 0.1
+steps:
+  - name: pretrain
+    outputs:
+      parameters: {loss: model_dir/loss.txt}
+    job:
+      framework: batch
+      command: "echo pretrain {{params.lr}}"
+      roles: {main: {}}
+  - name: finetune
+    depends: [pretrain]
+    job:
+      framework: batch
+      pre_job: "{{steps.pretrain.job_id}}"
+      command: "echo finetune after loss {{steps.pretrain.outputs.parameters.loss}}"
+      roles: {main: {}}
+"""
+
 
 def save(user, text: str):
     return services.pipeline_save(user=user, data=text, source=text)

@@ -11,28 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from pipelines import services
 from pipelines.models import Pipeline, PipelineRun, PipelineVersion, RunState, RunStep, Schedule, StepJob
-from testing.pipelines import jobs_of, save, states
-
-CHAIN = """
-name: chain
-params:
-  lr: 0.1
-steps:
-  - name: pretrain
-    outputs:
-      parameters: {loss: model_dir/loss.txt}
-    job:
-      framework: batch
-      command: "echo pretrain {{params.lr}}"
-      roles: {main: {}}
-  - name: finetune
-    depends: [pretrain]
-    job:
-      framework: batch
-      pre_job: "{{steps.pretrain.job_id}}"
-      command: "echo finetune after loss {{steps.pretrain.outputs.parameters.loss}}"
-      roles: {main: {}}
-"""
+from testing.pipelines import CHAIN, jobs_of, save, states
 
 CYCLE = """
 name: loop

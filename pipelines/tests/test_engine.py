@@ -12,28 +12,7 @@ from django.utils import timezone
 from jobs.models import Job
 from pipelines import engine, services
 from pipelines.models import Pipeline, PipelineRun, RunState, StepJob, StepState
-from testing.pipelines import jobs_of, save, states, step_of
-
-CHAIN = """
-name: chain
-params:
-  lr: 0.1
-steps:
-  - name: pretrain
-    outputs:
-      parameters: {loss: model_dir/loss.txt}
-    job:
-      framework: batch
-      command: "echo pretrain {{params.lr}}"
-      roles: {main: {}}
-  - name: finetune
-    depends: [pretrain]
-    job:
-      framework: batch
-      pre_job: "{{steps.pretrain.job_id}}"
-      command: "echo finetune after loss {{steps.pretrain.outputs.parameters.loss}}"
-      roles: {main: {}}
-"""
+from testing.pipelines import CHAIN, jobs_of, save, states, step_of
 
 
 def test_a_chain_passes_outputs_and_the_job_on(owner, drive):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pipelines import services
-from pipelines.tests.test_engine import CHAIN, RETRY
-from testing.pipelines import jobs_of, save
+from pipelines.tests.test_engine import RETRY
+from testing.pipelines import CHAIN, jobs_of, save
 
 
 def test_the_jobs_list_links_a_step_job_back_to_its_run(owner, mate, outsider, client, drive):

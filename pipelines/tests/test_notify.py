@@ -6,8 +6,7 @@ from django.core import mail
 
 from pipelines import services
 from pipelines.notify import send_for_run
-from pipelines.tests.test_engine import CHAIN
-from testing.pipelines import jobs_of, save
+from testing.pipelines import CHAIN, jobs_of, save
 
 
 def test_a_run_that_ends_is_sent_once_by_email_and_webhook(
