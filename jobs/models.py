@@ -80,6 +80,11 @@ class Job(models.Model):
     stop_attempts = models.PositiveIntegerField(_("failed stop attempts"), default=0)
     stop_error = models.TextField(_("last stop error"), blank=True)
     cleaned_up = models.BooleanField(default=False)
+    # A failed task kept to look at (the spec's ``debug``): until when, and how ("keep_failed": the job has
+    # failed and its tasks stay; "pause_on_failure": the failing task holds and the job shows it). Empty
+    # when nothing is held, or once released or expired.
+    held_until = models.DateTimeField(_("held until"), null=True, blank=True, db_index=True)
+    held_mode = models.CharField(_("held for debugging"), max_length=20, blank=True)
 
     attempt = models.PositiveIntegerField(_("attempt"), default=1, help_text=_("1 for a first run; retries count up."))
     pre_job = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -245,6 +250,9 @@ class ShellSession(models.Model):
     username = models.CharField(_("user"), max_length=150, help_text=_("Kept when the account is deleted."))
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="shell_sessions")
     task = models.CharField(_("task"), max_length=80)
+    kind = models.CharField(
+        _("kind"), max_length=8, default="shell", choices=[("shell", _("web shell")), ("ssh", _("SSH"))]
+    )
     client = models.CharField(_("client address"), max_length=100, blank=True)
     opened_at = models.DateTimeField(_("opened"), auto_now_add=True, db_index=True)
     closed_at = models.DateTimeField(_("closed"), null=True, blank=True)

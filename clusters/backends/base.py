@@ -39,6 +39,12 @@ class TaskDescription:
     # they were carried (a local job's record from an earlier version).
     log_path: str = ""
     places: list[Place] = field(default_factory=list)
+    # The debug toolbox (clusters.backends.contract.toolbox): the role's background services ({"name",
+    # "command", "port", "health"}; each port is also in ``ports`` under the service's name), and the hold
+    # of a task whose command failed (the spec's ``debug``: "keep_failed" or "pause_on_failure", seconds).
+    services: list[dict[str, Any]] = field(default_factory=list)
+    hold_mode: str = ""
+    hold_seconds: int = 0
 
     def places_seen(self, job: JobDescription) -> list[Place]:
         """The places this task sees; a description without them gets the layout's (no previous job's model_dir)."""
