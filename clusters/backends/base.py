@@ -181,6 +181,10 @@ class TaskObservation:
     # Named web endpoints (the spec's ``ports``) where the portal reaches them now: name -> "host:port".
     # Locally a free host port chosen at placement; on Kubernetes the pod IP and the container port.
     endpoints: dict[str, str] = field(default_factory=dict)
+    # A task whose command failed and that is held for debugging (clusters.backends.contract.toolbox):
+    # how ("keep_failed" or "pause_on_failure") and until when; its exit_code is the command's.
+    held: str = ""
+    held_until: datetime | None = None
 
 
 # Why a task cannot start, as a backend reports it in a task's reason: it cannot be placed (the scheduler's
@@ -250,6 +254,21 @@ class ShellSession(Protocol):
         """The shell's exit status once ended, when the backend knows it (None otherwise)."""
 
 
+class StreamSession(Protocol):
+    """A byte stream to a program in a running task (an SSH connection's server end): no terminal, no echo."""
+
+    def read(self, timeout: float = 0.1) -> bytes | None:
+        """Bytes from the program; b"" when nothing came within the timeout; None once it has ended."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None:
+        """End the program and everything it started."""
+
+    @property
+    def exit_code(self) -> int | None: ...
+
+
 # --- errors ------------------------------------------------------------------------
 
 
@@ -312,6 +331,18 @@ class Backend(Protocol):
 
         Idempotent: called again after every change of the team or its quota, and by redelivered tasks.
         """
+
+
+@runtime_checkable
+class DebugBackend(Protocol):
+    """What a backend does for the debug toolbox (optional: a backend without it offers no SSH and no holds)."""
+
+    def open_ssh(self, job_id: str, task_name: str, keys: list[str]) -> StreamSession:
+        """One SSH connection into a running (or held) task, as its user, accepting only these public keys: the
+        toolbox's ``easyai-sshd`` with a socket for its standard input and output. BackendError says why not."""
+
+    def release_hold(self, job_id: str) -> None:
+        """End the holds of the job's held tasks (they end with their commands' status). Idempotent."""
 
 
 @runtime_checkable

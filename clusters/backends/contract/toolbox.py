@@ -27,6 +27,7 @@ Files in ``$EASYAI_RUN_DIR`` are the whole contract with the backend:
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -214,7 +215,7 @@ def install_scripts(tools_dir: Path) -> None:
     for name, text in SCRIPTS.items():
         path = tools_dir / name
         if not path.exists() or path.read_text() != "#!/bin/sh\n" + text:
-            part = path.with_name(name + ".part")
+            part = path.with_name(f".{name}.{os.getpid()}")
             part.write_text("#!/bin/sh\n" + text)
             part.chmod(0o755)
             part.replace(path)
