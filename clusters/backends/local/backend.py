@@ -230,6 +230,17 @@ class LocalBackend:
     def open_shell(self, job_id: str, task_name: str, command: list[str] | None = None) -> PtyShell:
         return shell.open_shell(self, job_id, task_name, command)
 
+    @property
+    def tools_dir(self) -> Path:
+        """The tools folder every task sees read-only (clusters/backends/local/tools.py); made on first use."""
+        return self.state_dir / "tools"
+
+    def open_ssh(self, job_id: str, task_name: str, keys: list[str]) -> shell.StreamSession:
+        return shell.open_ssh(self, job_id, task_name, keys)
+
+    def release_hold(self, job_id: str) -> None:
+        launch.release_hold(self, job_id)
+
     def working_dir(self, job: JobDescription, task: TaskDescription) -> str:
         return task.working_dir or str(storage.personal_workspace(self.storage_root, job.owner))
 
