@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clusters.backends.base import JobObservation, ObservedState, TaskObservation
-from clusters.backends.contract import storage
+from clusters.backends.contract import storage, toolbox
 from clusters.backends.local import contract
 from clusters.backends.local.proc import is_alive, read_json
 from clusters.backends.local.records import HOLDING, WAITING, RecordStore
@@ -48,6 +48,9 @@ class TaskRuntime:
     pid: int | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    # A running task whose command failed and that holds for debugging: (mode, exit code, until epoch).
+    held: tuple[str, int, int] | None = None
+    held_since: float | None = None  # when the hold began (its command's end)
 
     @property
     def ended(self) -> bool:
@@ -73,7 +76,8 @@ def task_runtime(store: RecordStore, job_id: str, name: str, task: dict[str, Any
         found = read_json(task_dir / "supervisor.json") or {}
         pid, starttime = found.get("pid"), found.get("starttime")
     if pid and is_alive(pid, starttime):
-        return TaskRuntime(True, pid=child.get("pid"), started_at=started)
+        held, since = read_held(task_dir)
+        return TaskRuntime(True, pid=child.get("pid"), started_at=started, held=held, held_since=since)
     if not pid and _now() - (task.get("launched_at") or since) < START_TIMEOUT_S:
         # The supervisor is still starting (or, after a worker died half-way through a start, may be).
         return TaskRuntime(True, started_at=started)
@@ -85,6 +89,38 @@ def task_runtime(store: RecordStore, job_id: str, name: str, task: dict[str, Any
     return TaskRuntime(
         False, lost=True, pid=child.get("pid"), started_at=started, finished_at=task.get("lost_at") or _now()
     )
+
+
+def run_dir(task_dir: Path) -> Path:
+    """The task's ``EASYAI_RUN_DIR`` (clusters.backends.contract.toolbox): the wrapper's files, the task user's."""
+    return task_dir / "run"
+
+
+def read_held(task_dir: Path) -> tuple[tuple[str, int, int] | None, float | None]:
+    """The task's hold as its wrapper wrote it, and when; (None, None) when it holds not (or was released)."""
+    run = run_dir(task_dir)
+    try:
+        text = (run / "held").read_text()
+        since = (run / "held").stat().st_mtime
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None, None
+    held = toolbox.parse_held(text)
+    if held is None or (run / "release").exists():
+        return None, None
+    return held, since
+
+
+def task_held(store: RecordStore, job_id: str, task_name: str) -> tuple[str, int, int] | None:
+    """(mode, exit code, until in epoch seconds) while the task's process holds after its command failed (a
+    shell or an SSH connection may join it then, whatever the job's state says); None otherwise."""
+    record = store.load(job_id)
+    task = (record or {}).get("tasks", {}).get(task_name)
+    if record is None or task is None or not task["process"] or record["status"] not in HOLDING:
+        return None
+    runtime = task_runtime(store, job_id, task_name, task, record.get("started_at") or 0)
+    if runtime.ended or runtime.held is None or runtime.held[2] <= _now():
+        return None
+    return runtime.held
 
 
 def task_runtimes(store: RecordStore, record: dict[str, Any]) -> dict[str, TaskRuntime]:
