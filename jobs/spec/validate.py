@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -10,6 +9,8 @@ from typing import Any
 
 from clusters.backends.contract import storage
 from clusters.backends.contract.quantity import MAX_INT64, parse_cpu, parse_duration, parse_memory
+from jobs.spec import toolbox
+from jobs.spec.checks import _choice, _command, _Errors, _fields, _integer, _string
 from jobs.spec.text import document_problem
 from jobs.spec.vocabulary import (
     _DNS_LABEL,
@@ -20,9 +21,7 @@ from jobs.spec.vocabulary import (
     _LABEL_NAME,
     _MAX_GPU_TOTAL,
     _MAX_LIST,
-    _MAX_SUGGESTED_KEY,
     _MAX_TIMEOUT,
-    _MAX_UNKNOWN,
     _NO_SPACES,
     _PORT_NAME,
     _SLUG,
@@ -42,7 +41,6 @@ from jobs.spec.vocabulary import (
     RESERVED_ENV,
     ROLE_FIELDS,
     SCHEDULING_FIELDS,
-    SHELL,
     SINGLE_ROLES,
     TOLERATION_EFFECTS,
     TOLERATION_FIELDS,
@@ -53,65 +51,7 @@ from jobs.spec.vocabulary import (
     _type_name,
 )
 
-_MAX_ERRORS = 200  # paths reported at most: a spec of 100,000 wrong keys gets a bounded answer
-
-
-class _Errors:
-    def __init__(self) -> None:
-        self.errors: dict[str, list[str]] = {}
-
-    def add(self, path: str, message: str) -> None:
-        if path not in self.errors and len(self.errors) >= _MAX_ERRORS:
-            path, message = "spec", "more problems not shown"
-        messages = self.errors.setdefault(path, [])
-        if message not in messages:
-            messages.append(message)
-
-
-def _fields(value: Any, path: str, known: tuple[str, ...], errs: _Errors, what: str = "a mapping") -> Mapping | None:
-    """The mapping, with every unknown key reported; None (reported) when it is not a mapping."""
-    if not isinstance(value, Mapping):
-        errs.add(path or "spec", f"must be {what}, not {_type_name(value)}")
-        return None
-    unknown = [key for key in value if not (isinstance(key, str) and key in known)]
-    for key in unknown[:_MAX_UNKNOWN]:
-        suggest = isinstance(key, str) and len(key) <= _MAX_SUGGESTED_KEY
-        close = difflib.get_close_matches(key, known, n=1) if suggest else []
-        errs.add(_join(path, key), "unknown field" + (f"; did you mean {close[0]!r}?" if close else ""))
-    if len(unknown) > _MAX_UNKNOWN:
-        errs.add(path or "spec", f"{len(unknown) - _MAX_UNKNOWN} more unknown fields")
-    return value
-
-
-def _string(
-    value: Any, path: str, errs: _Errors, *, max_len: int, pattern: re.Pattern | None = None, message: str = ""
-) -> str | None:
-    if not isinstance(value, str):
-        hint = "; put it in quotes" if isinstance(value, bool | int | float) else ""
-        errs.add(path, f"must be a string, not {_type_name(value)}{hint}")
-    elif "\x00" in value:
-        errs.add(path, "must not contain NUL characters")
-    elif not value:
-        errs.add(path, "must not be empty")
-    elif len(value) > max_len:
-        errs.add(path, f"must be at most {max_len} characters")
-    elif pattern is not None and not pattern.fullmatch(value):
-        errs.add(path, message)
-    else:
-        return value
-    return None
-
-
-def _integer(value: Any, path: str, errs: _Errors, *, low: int, high: int) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        errs.add(path, f"must be a whole number, not {_type_name(value)}")
-    elif value < low:
-        errs.add(path, f"must be at least {low}")
-    elif value > high:
-        errs.add(path, f"must be at most {high}")
-    else:
-        return value
-    return None
+__all__ = ["_Errors", "_fields", "_integer", "_string", "role_resources", "totals", "validate"]
 
 
 def _framework(value: Any, path: str, errs: _Errors) -> str | None:
@@ -119,39 +59,6 @@ def _framework(value: Any, path: str, errs: _Errors) -> str | None:
         return value
     # The message names only what a user may submit: notebooks and TensorBoard have pages of their own.
     return _choice(value, path, errs, tuple(FRAMEWORK_ROLES))
-
-
-def _choice(value: Any, path: str, errs: _Errors, choices: tuple[str, ...]) -> str | None:
-    if isinstance(value, str) and value in choices:
-        return value
-    errs.add(path, f"must be one of {', '.join(choices)}")
-    return None
-
-
-def _command(value: Any, path: str, errs: _Errors) -> list[str]:
-    if isinstance(value, str):
-        if "\x00" in value:
-            errs.add(path, "must not contain NUL characters")
-        elif not value.strip():
-            errs.add(path, "must not be blank")
-        else:
-            return [*SHELL, value]
-        return []
-    if not isinstance(value, list):
-        errs.add(path, f"must be a string (run by /bin/sh) or a list of strings, not {_type_name(value)}")
-        return []
-    ok = True
-    for i, arg in enumerate(value):
-        if not isinstance(arg, str):
-            errs.add(_join(path, i), f"must be a string, not {_type_name(arg)}")
-            ok = False
-        elif "\x00" in arg:
-            errs.add(_join(path, i), "must not contain NUL characters")
-            ok = False
-    if ok and not value[0]:
-        errs.add(_join(path, 0), "must not be empty: it is the program to run")
-        ok = False
-    return list(value) if ok else []
 
 
 def _env(value: Any, path: str, errs: _Errors) -> dict[str, str]:
@@ -441,6 +348,7 @@ def validate(data: Any) -> dict[str, Any]:
     )
     optional("inputs", _inputs(errs))
     optional("datasets", _datasets(errs))
+    optional("debug", lambda value, path: toolbox.debug(value, errs))
     for field in OPTIONAL_FIELDS:
         if spec[field] is None:
             del spec[field]  # only a model server's or an app's job names one: other specs keep their shape
@@ -448,9 +356,22 @@ def validate(data: Any) -> dict[str, Any]:
     optional("timeout", _timeout(errs))
     optional("max_retries", lambda value, path: _integer(value, path, errs, low=0, high=MAX_RETRIES), 0)
     optional("ports", _ports(errs), {})
+    _role_services(raw_roles, spec, errs)
     if errs.errors:
         raise SpecError(errs.errors)
     return spec
+
+
+def _role_services(raw_roles: Any, spec: dict[str, Any], errs: _Errors) -> None:
+    """Each role's ``services``, checked against the job's ports; kept in the normalized role only when given."""
+    if not isinstance(raw_roles, Mapping):
+        return
+    for name, body in raw_roles.items():
+        if not isinstance(body, Mapping) or _absent(body.get("services")):
+            continue
+        found = toolbox.services(body["services"], _join(_join("roles", name), "services"), errs, spec["ports"] or {})
+        if found and spec["roles"] is not None and name in spec["roles"]:
+            spec["roles"][name]["services"] = found
 
 
 def _inputs(errs: _Errors) -> Any:

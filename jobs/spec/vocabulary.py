@@ -110,9 +110,19 @@ FIELDS = (
 # Present only when given: a model server's job names the registered version it serves ("churn/3"), an app's
 # job the published revision of its code it runs ("demo/2"), a job may read folders of earlier jobs' outputs
 # ("inputs": name -> "j-3k9x2m4q/model_dir/ckpt", read-only at /inputs/{name}, as a pipeline's steps do), and
-# mount versions of its team's datasets ("datasets": ["imagenet@3", ...], read-only at /datasets/{name}).
-OPTIONAL_FIELDS = ("registered_model", "app_source", "inputs", "datasets")
-ROLE_FIELDS = ("replicas", "cpu", "memory", "gpu", "image", "command", "env")
+# mount versions of its team's datasets ("datasets": ["imagenet@3", ...], read-only at /datasets/{name}), and
+# keep a failed task to look at ("debug": {"keep_failed": "2h"} or {"pause_on_failure": "30m"}).
+OPTIONAL_FIELDS = ("registered_model", "app_source", "inputs", "datasets", "debug")
+# A role's ``services`` is present only when given, like OPTIONAL_FIELDS: other roles keep their shape.
+ROLE_FIELDS = ("replicas", "cpu", "memory", "gpu", "image", "command", "env", "services")
+# A background service beside a role's command (clusters.backends.contract.toolbox starts and restarts it); its
+# port is served through the endpoint proxy like the spec's ``ports``, under the service's name.
+SERVICE_FIELDS = ("name", "command", "port", "health")
+MAX_SERVICES = 16  # per role
+MAX_SERVICE_COMMAND = 16 * 1024  # characters: the command travels in a variable (EASYAI_SERVICE_<NAME>)
+# How a failed task is kept (``debug``): one of these, for a duration at most the cluster's ``debug_hold_max``.
+DEBUG_FIELDS = ("keep_failed", "pause_on_failure")
+DEFAULT_DEBUG_HOLD_MAX = 3600  # seconds: a cluster without debug_hold_max in its settings keeps one an hour at most
 SCHEDULING_FIELDS = ("node_selector", "tolerations", "queue", "gang", "oversell")
 TOLERATION_FIELDS = ("key", "operator", "value", "effect")
 
