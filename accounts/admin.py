@@ -1,12 +1,14 @@
 """Operators' admin of directory sign-on: group mappings (directory group → team and role), the directory
-accounts sync looks after, and the trail of what sync changed or refused (read-only)."""
+accounts sync looks after, the trail of what sync changed or refused (read-only), and users' SSH keys (seen and
+removed here, added by their owners only)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
-from accounts.models import DirectoryAccount, DirectoryChange, GroupMapping
+from accounts.models import DirectoryAccount, DirectoryChange, GroupMapping, SSHKey
 
 
 @admin.register(GroupMapping)
@@ -47,3 +49,17 @@ class DirectoryChangeAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+@admin.register(SSHKey)
+class SSHKeyAdmin(ReadOnlyAdmin):
+    list_display = ["user", "name", "key_type", "fingerprint", "created_at", "last_used_at"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "name", "fingerprint"]
+    raw_id_fields = ["user"]
+    fields = ["user", "name", "fingerprint", "public_key", "created_at", "last_used_at"]
+    readonly_fields = fields
+
+    @admin.display(description=_("type"))
+    def key_type(self, obj: SSHKey) -> str:
+        return obj.key_type

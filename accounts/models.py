@@ -130,3 +130,31 @@ class CliGrant(models.Model):
 
     def __str__(self) -> str:
         return f"CLI sign-in code of {self.user}"
+
+
+class SSHKey(models.Model):
+    """One SSH public key of a user: what a task's SSH server accepts from them (accounts/ssh_keys.py checks it)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys")
+    name = models.CharField(_("name"), max_length=100)
+    # "TYPE BASE64": no options, no comment (accounts.ssh_keys.PublicKey.line).
+    public_key = models.TextField(_("public key"))
+    fingerprint = models.CharField(_("fingerprint"), max_length=64, help_text=_("SHA256, as ssh-keygen -l prints it."))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["user", "created_at", "pk"]
+        verbose_name = _("SSH key")
+        verbose_name_plural = _("SSH keys")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "fingerprint"], name="one_ssh_key_per_fingerprint_and_user"),
+            models.UniqueConstraint(fields=["user", "name"], name="one_ssh_key_name_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.fingerprint})"
+
+    @property
+    def key_type(self) -> str:
+        return self.public_key.split(" ", 1)[0]

@@ -17,14 +17,16 @@ import secrets
 from collections.abc import Iterable
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts import ssh_keys
 from accounts.groups import normalize, wanted_roles
-from accounts.models import CliGrant, Directory, DirectoryAccount, DirectoryChange, GroupMapping
+from accounts.models import CliGrant, Directory, DirectoryAccount, DirectoryChange, GroupMapping, SSHKey
 from teams import services as team_services
 from teams.models import ApiToken, Membership, Team
 
@@ -238,3 +240,43 @@ def cli_grant_redeem(*, code: str, verifier: str, name: str = "") -> tuple[ApiTo
     if not grant.user.is_active:
         raise refused
     return team_services.token_create(user=grant.user, name=(name or grant.name or "easyai login --sso")[:100])
+
+
+# --- SSH keys -------------------------------------------------------------------------------
+
+MAX_SSH_KEYS = 50  # per user: every key of a user travels to the task on each SSH connection
+
+
+@transaction.atomic
+def ssh_key_add(*, user, public_key: object, name: object = "") -> SSHKey:
+    """Keep one of the user's SSH public keys (one OpenSSH line; its comment names it when no name is given)."""
+    key = ssh_keys.parse(public_key)
+    if not isinstance(name, str):
+        raise ValidationError({"name": _("The name is text.")})
+    name = " ".join(name.split()) or key.comment or key.fingerprint
+    if len(name) > 100:
+        raise ValidationError({"name": _("A key's name is at most 100 characters.")})
+    # Locks the user's row: two adds at once cannot both pass the checks below.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    mine = SSHKey.objects.filter(user=user)
+    same = mine.filter(fingerprint=key.fingerprint).first()
+    if same is not None:
+        raise ValidationError({"public_key": _("You already added this key, as “%(name)s”.") % {"name": same.name}})
+    if mine.filter(name=name).exists():
+        raise ValidationError({"name": _("You already have a key named “%(name)s”.") % {"name": name}})
+    if mine.count() >= MAX_SSH_KEYS:
+        raise ValidationError(
+            {
+                "public_key": _("You have %(count)d SSH keys, the most one may keep; remove one first.")
+                % {"count": MAX_SSH_KEYS}
+            }
+        )
+    return SSHKey.objects.create(user=user, name=name, public_key=key.line, fingerprint=key.fingerprint)
+
+
+@transaction.atomic
+def ssh_key_remove(*, user, key_id: int) -> None:
+    """Forget one of the user's SSH keys: SSH connections opened from then on no longer accept it."""
+    deleted, _rows = SSHKey.objects.filter(user=user, pk=key_id).delete()
+    if not deleted:
+        raise ValidationError({"key": _("There is no such SSH key.")})

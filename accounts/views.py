@@ -1,20 +1,25 @@
-"""Pages of directory sign-on: sign-out that ends the provider's session too, and the CLI's sign-in page."""
+"""Pages of the accounts app: sign-out that ends the provider's session too, the CLI's sign-in page, and your SSH
+keys."""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import urlencode
 
+from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _l
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import services
+from accounts import selectors, services
+from teams.forms import BootstrapMixin, add_service_errors
 
 STATE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
@@ -87,3 +92,60 @@ def cli_authorize(request: HttpRequest) -> HttpResponse:
     response = render(request, "accounts/cli_authorize.html", {"params": params})
     response["Content-Security-Policy"] = CLI_PAGE_POLICY
     return response
+
+
+# --- SSH keys ---------------------------------------------------------------------------------
+
+
+class SSHKeyForm(BootstrapMixin, forms.Form):
+    name = forms.CharField(
+        label=_l("Name"),
+        max_length=100,
+        required=False,
+        help_text=_l("What the key is (your laptop, say); left empty, the key's comment."),
+    )
+    public_key = forms.CharField(
+        label=_l("Public key"),
+        strip=False,
+        max_length=20000,
+        widget=forms.Textarea(attrs={"rows": 3, "class": "form-control font-monospace", "spellcheck": "false"}),
+        help_text=_l("The one line of your .pub file, e.g. <code>cat ~/.ssh/id_ed25519.pub</code>."),
+    )
+
+
+def _render_ssh_keys(request: HttpRequest, form: SSHKeyForm | None = None, status: int = 200) -> HttpResponse:
+    context = {"keys": selectors.ssh_keys_of(request.user), "form": form or SSHKeyForm()}
+    return render(request, "accounts/ssh_keys.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def ssh_keys(request: HttpRequest) -> HttpResponse:
+    """Your SSH public keys: the list, and a form to add one."""
+    if request.method == "GET":
+        return _render_ssh_keys(request)
+    form = SSHKeyForm(request.POST)
+    if not form.is_valid():
+        return _render_ssh_keys(request, form, status=400)
+    try:
+        key = services.ssh_key_add(
+            user=request.user, public_key=form.cleaned_data["public_key"], name=form.cleaned_data["name"]
+        )
+    except ValidationError as exc:
+        add_service_errors(form, exc)
+        return _render_ssh_keys(request, form, status=400)
+    messages.success(
+        request, _("SSH key %(name)s added (%(fingerprint)s).") % {"name": key.name, "fingerprint": key.fingerprint}
+    )
+    return redirect("ssh-keys")
+
+
+@login_required
+@require_POST
+def ssh_key_remove(request: HttpRequest, key_id: int) -> HttpResponse:
+    try:
+        services.ssh_key_remove(user=request.user, key_id=key_id)
+    except ValidationError:
+        raise Http404(_("There is no such SSH key.")) from None
+    messages.success(request, _("The SSH key was removed; new SSH connections no longer accept it."))
+    return redirect("ssh-keys")
