@@ -12,6 +12,7 @@ from clusters.backends.contract import storage
 from jobs import datasets as job_datasets
 from jobs import spec as job_spec
 from jobs.models import Job, Volume
+from jobs.spec import toolbox
 
 # framework -> source(job) of environment variables a job's tasks get but its spec does not show (an app's
 # secrets): registered by the app that submits such jobs, in its AppConfig.ready(); read when the job is
@@ -26,6 +27,19 @@ def register_env(framework: str, source: EnvSource) -> None:
 
 def _task_names(roles: dict[str, dict]) -> list[tuple[str, int, int]]:
     return [(role, index, res["replicas"]) for role, res in roles.items() for index in range(res["replicas"])]
+
+
+def _services(role: dict) -> list[dict]:
+    """A role's services as the task wrapper runs them: the command as text for sh, health "" when none."""
+    return [
+        {
+            "name": s["name"],
+            "command": toolbox.command_text(s["command"]),
+            "port": s["port"],
+            "health": s.get("health", ""),
+        }
+        for s in role.get("services") or []
+    ]
 
 
 def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription:
@@ -44,6 +58,7 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
     }
     roles = job_spec.role_resources(spec)
     hidden = _env_sources[job.framework](job) if job.framework in _env_sources else {}
+    hold_mode, hold_seconds = toolbox.hold_of(spec)
     tasks: list[TaskDescription] = []
     for role, index, replicas in _task_names(roles):
         res = roles[role]
@@ -61,6 +76,7 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
         env = {**res["env"], **hidden, **paths}
         if local:
             env.update({v.env_name: v.host_path for v in volumes or [] if v.host_path})
+        services = _services(spec["roles"][role])
         tasks.append(
             TaskDescription(
                 role=role,
@@ -75,9 +91,13 @@ def describe(job: Job, *, volumes: list[Volume] | None = None) -> JobDescription
                 memory_bytes=res["memory_bytes"],
                 gpu=res["gpu"],
                 storage=storage_map,
-                ports=dict(spec.get("ports") or {}),
+                # A service's port is one of the task's named ports: the proxy and placement treat it as such.
+                ports={**(spec.get("ports") or {}), **{s["name"]: s["port"] for s in services}},
                 log_path=str(storage.task_log_path(Path(root), job.public_id, name)),
                 places=places,
+                services=services,
+                hold_mode=hold_mode,
+                hold_seconds=hold_seconds,
             )
         )
     scheduling = spec.get("scheduling") or {}

@@ -6,7 +6,9 @@
 - timeouts;
 - stops the backend failed, again after their back-off, until the backend confirms them;
 - cleanups of finished jobs' backend records once kept as long as their cluster keeps them
-  (its settings.keep_finished_minutes; else at once on Kubernetes and EASYAI_CLEANUP_AFTER locally).
+  (its settings.keep_finished_minutes; else at once on Kubernetes and EASYAI_CLEANUP_AFTER locally), and
+  not while a failed task is held for debugging;
+- the end of holds whose time ran out (the spec's ``debug``), every few seconds.
 
 Offered to the clock by ``JobsConfig.ready()``; nothing here runs work itself: it enqueues django-q2 tasks.
 """
@@ -24,7 +26,7 @@ from jobs.models import Job
 from jobs.state import HOLDS_RESOURCES
 
 # How often the slower scans run, in seconds; sync passes follow each cluster's own interval.
-SCAN_EVERY = {"submits": 0.5, "stops": 1.0, "timeouts": 1.0}
+SCAN_EVERY = {"submits": 0.5, "stops": 1.0, "timeouts": 1.0, "holds": 5.0}
 
 
 def enqueue_due(last: dict) -> None:
@@ -53,6 +55,10 @@ def enqueue_due(last: dict) -> None:
         last["timeouts"] = now
         for job_pk in workers.jobs_timed_out():
             async_task("jobs.tasks.timeout_job", job_pk)
+    if now - last.get("holds", 0) >= SCAN_EVERY["holds"]:
+        last["holds"] = now
+        for job_pk in workers.holds_run_out():
+            async_task("jobs.tasks.end_hold", job_pk)
     # Cleanups are not urgent: looked for once a minute.
     if cache.add("easyai:cleanup-scan", 1, timeout=60):
         for job_pk in workers.cleanups_due():

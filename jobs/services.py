@@ -24,7 +24,8 @@ from jobs import quota as quotas
 from jobs import spec as job_spec
 from jobs.describe import describe
 from jobs.models import Experiment, Job, JobEvent, ShellSession, Task, Volume, new_job_id
-from jobs.state import ACTIVE, ENDED_OBSERVATIONS, FINAL, Input, JobState
+from jobs.spec import toolbox as job_spec_toolbox
+from jobs.state import ACTIVE, ENDED_OBSERVATIONS, FINAL, HOLD_RELEASED, Input, JobState
 from jobs.state import path as transition_path
 from teams import permissions
 from teams.exceptions import ActionRefused
@@ -113,6 +114,8 @@ def _resolve(user, spec: dict) -> tuple[Team, Cluster, list[Volume], Job | None]
             errors["cluster"] = [_("The cluster %(cluster)r is disabled.") % {"cluster": cluster.name}]
     elif cluster is None:
         errors["cluster"] = [_("No cluster is enabled: ask a platform admin to add one.")]
+    if cluster is not None and spec.get("debug"):
+        errors.update(job_spec_toolbox.hold_problem(spec, cluster.name, cluster.settings))
 
     volumes: list[Volume] = []
     if spec.get("volumes"):
@@ -312,6 +315,8 @@ def job_transition(
         fields["started_at"] = now
     if target in FINAL:
         fields["finished_at"] = now
+    if target == JobState.STOPPED:
+        fields.update(held_until=None, held_mode="")  # a stopped job's tasks are ended: nothing stays held
     with transaction.atomic():
         changed = Job.objects.filter(pk=job.pk, state=job.state).update(**fields)
         if not changed:
@@ -399,6 +404,41 @@ def job_delete(*, job: Job, actor=None) -> Job:
             # It ended on its own between our read and the stop: nothing left to stop.
     Job.objects.filter(pk=job.pk).update(deleted=True, deleted_at=timezone.now())
     job.refresh_from_db()
+    return job
+
+
+def job_release_hold(*, job: Job, actor) -> Job:
+    """End the hold of a job's failed task now: the owner or a team admin (as for a shell in it).
+
+    The backend ends the held tasks first (a backend without holds has none to end); then the hold is cleared
+    (a compare-and-set on ``held_until``) with a trail entry. A refusal changes nothing."""
+    from clusters.backends.base import BackendError, DebugBackend
+    from jobs.workers.cleanup import cleanup_if_due
+
+    if not permissions.can(actor, job, permissions.Action.CHANGE):
+        raise PermissionDenied(_("Only the owner or a team admin may release a held job."))
+    job.refresh_from_db()
+    if job.held_until is None:
+        raise JobActionRefused(_("Nothing of this job is held for debugging."))
+    held_until, mode = job.held_until, job.held_mode
+    backend = job.cluster.backend()
+    if isinstance(backend, DebugBackend):
+        try:
+            backend.release_hold(job.public_id)
+        except BackendError as exc:
+            raise JobActionRefused(_("The cluster did not release the hold: %(error)s") % {"error": exc}) from None
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job.pk, held_until=held_until).update(held_until=None, held_mode=""):
+            job.refresh_from_db()
+            raise JobActionRefused(_("The hold already ended."))
+        JobEvent.objects.create(
+            job=job, from_state=job.state, to_state=job.state, reason=HOLD_RELEASED, actor=actor,
+            message=_("Released the hold (%(mode)s) before %(until)s.")
+            % {"mode": mode, "until": held_until.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")},
+        )  # fmt: skip
+        job.held_until, job.held_mode = None, ""
+        if job.state in FINAL:
+            transaction.on_commit(lambda: cleanup_if_due(job.pk))
     return job
 
 

@@ -111,3 +111,31 @@ def path(current: str, event: str, *, ran: bool = False) -> list[str]:
 
 def is_final(state: str) -> bool:
     return state in FINAL
+
+
+# --- holds (the spec's ``debug``) ------------------------------------------------------------------------------
+
+# How a failed task is kept to look at. keep_failed: the job fails as usual and its tasks stay (their cleanup
+# waits for the hold to end); pause_on_failure: the failing task holds, so the job stays running, shown as
+# HELD_LABEL, until the hold is released or runs out and the task ends with its command's status.
+KEEP_FAILED = "keep_failed"
+PAUSE_ON_FAILURE = "pause_on_failure"
+HOLD_MODES = (KEEP_FAILED, PAUSE_ON_FAILURE)
+HELD_LABEL = _("failed, held for debugging")
+# The reason of the trail entry a release writes (a JobEvent from the job's state to itself).
+HOLD_RELEASED = "hold_released"
+
+
+def is_paused(state: str, held_mode: str) -> bool:
+    """A running job whose failed task is held (pause_on_failure): it has failed, and is kept for debugging."""
+    return state == JobState.RUNNING and held_mode == PAUSE_ON_FAILURE
+
+
+def state_label(state: str, held_mode: str = "") -> str:
+    """What faces show for a job's state: "failed, held for debugging" for a paused one, else the state's name."""
+    if is_paused(state, held_mode):
+        return str(HELD_LABEL)
+    try:
+        return str(JobState(state).label)
+    except ValueError:
+        return state

@@ -57,5 +57,9 @@ def cleanup_job(job_pk: int) -> None:
     workers.job_cleanup(job_pk)
 
 
+def end_hold(job_pk: int) -> None:
+    workers.hold_end(job_pk)
+
+
 def notify(event_pk: int) -> None:
     notifications.send_for_event(event_pk)

@@ -1,4 +1,4 @@
-"""The scheduler's scans: which jobs are due for a submit, a stop retry, a timeout or a cleanup.
+"""The scheduler's scans: which jobs are due for a submit, a stop retry, a timeout, a cleanup or a hold's end.
 
 Each returns job ids; the scans that could hand one job to two workers lease what they return.
 """
@@ -14,6 +14,7 @@ from clusters.models import Cluster
 from jobs.models import Job
 from jobs.services import STOP_LEASE_SECONDS
 from jobs.state import ACTIVE, FINAL, JobState
+from jobs.workers.cleanup import not_held
 
 
 def submits_due(now=None, lease_seconds: float = 30.0) -> list[int]:
@@ -72,7 +73,13 @@ def cleanups_due(now=None, limit: int = 200) -> list[int]:
     if not kept:
         return []
     return list(
-        Job.objects.filter(kept, state__in=FINAL, cleaned_up=False)
+        Job.objects.filter(kept, not_held(now), state__in=FINAL, cleaned_up=False)
         .order_by("finished_at")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+def holds_run_out(now=None, limit: int = 200) -> list[int]:
+    """Jobs whose failed task's hold has run out (``Job.held_until`` passed): their holds are to end."""
+    now = now or timezone.now()
+    return list(Job.objects.filter(held_until__lte=now).order_by("held_until").values_list("pk", flat=True)[:limit])

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
-from clusters.backends.base import ObservedState
+from clusters.backends.base import JobObservation, ObservedState
 from clusters.models import Cluster
 from jobs import readiness
 from jobs.models import Job, JobClusterEvent, Task
 from jobs.services import job_apply_path, job_transition
-from jobs.state import FINAL, HOLDS_RESOURCES, Input, JobState
+from jobs.state import FINAL, HOLDS_RESOURCES, KEEP_FAILED, PAUSE_ON_FAILURE, Input, JobState
+from jobs.workers import holds
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,14 @@ def _apply_tasks(cluster: Cluster, job: Job, observation, tasks: dict[tuple[str,
         task = tasks.get((seen.role, seen.index))
         if task is None:
             continue
+        # A task kept after its command failed (keep_failed) has failed: the job's record says so; a paused one
+        # (pause_on_failure) runs on, its services reachable, while the job shows it failed and held.
+        kept = seen.held == KEEP_FAILED
+        observed = ObservedState.FAILED if kept else seen.state
         # Only a running task is reachable: an ended one keeps no stale address.
-        endpoints = dict(seen.endpoints) if seen.state == ObservedState.RUNNING else {}
+        endpoints = dict(seen.endpoints) if observed == ObservedState.RUNNING else {}
         values = {
-            "state": _TASK_STATE.get(seen.state, Task.State.PENDING),
+            "state": _TASK_STATE.get(observed, Task.State.PENDING),
             "node": seen.node[:255],
             "pod_name": seen.pod_name[:255],
             "address": seen.address[:64],
@@ -74,11 +80,11 @@ def _apply_tasks(cluster: Cluster, job: Job, observation, tasks: dict[tuple[str,
             # A new address (a restarted pod) is checked again before the proxy routes to it.
             "ready_endpoints": _still_ready(cluster, job, task, endpoints),
             "exit_code": seen.exit_code,
-            "reason": seen.reason[:100],
+            "reason": (seen.reason or ("held" if seen.held else ""))[:100],
             "message": seen.message,
             "started_at": seen.started_at or task.started_at,
             # An ended task the backend gives no end time for ended by this pass, at the latest.
-            "finished_at": seen.finished_at or task.finished_at or (now if seen.state in _ENDED else None),
+            "finished_at": seen.finished_at or task.finished_at or (now if observed in _ENDED else None),
         }
         if any(getattr(task, k) != v for k, v in values.items()):
             for k, v in values.items():
@@ -113,6 +119,8 @@ def cluster_sync(cluster: Cluster) -> dict[str, int]:
             "stop_requested",
             "framework",
             "created_at",
+            "held_until",
+            "held_mode",
         )
     )
     counts = {"jobs": len(jobs), "moved": 0}
@@ -145,6 +153,8 @@ def cluster_sync(cluster: Cluster) -> dict[str, int]:
             continue
         if job.missing_since is not None:
             Job.objects.filter(pk=job.pk).update(missing_since=None)
+        # The hold is recorded before any transition: a job never ends unheld when its tasks are to be kept.
+        seen = _as_held(job, seen, now)
         changed_tasks += _apply_tasks(cluster, job, seen, tasks_by_job.get(job.pk, {}), now)
         seen_jobs.append((job, seen))
     # The tasks first: a worker that dies after a job's final transition must not leave its tasks unrecorded.
@@ -168,6 +178,24 @@ def cluster_sync(cluster: Cluster) -> dict[str, int]:
     Job.objects.filter(pk__in=[j.pk for j in jobs]).update(last_synced_at=now)
     _probe_endpoints(cluster, [job for job, _seen in seen_jobs], tasks_by_job)
     return counts
+
+
+def _as_held(job: Job, seen: JobObservation, now) -> JobObservation:
+    """The observation as the job's record reads it once a held task's hold is recorded (``jobs.workers.holds``):
+    a kept failed task fails the job, a paused one keeps it running."""
+    hold = holds.hold_in(seen)
+    if not holds.hold_record(job, hold, now) or hold is None:
+        return seen
+    if hold.mode == PAUSE_ON_FAILURE and seen.state in (ObservedState.RUNNING, ObservedState.FAILED):
+        return replace(seen, state=ObservedState.RUNNING)
+    if hold.mode == KEEP_FAILED and seen.state in (ObservedState.PENDING, ObservedState.RUNNING):
+        code = "" if hold.exit_code is None else f" with exit code {hold.exit_code}"
+        message = (
+            f"Task {hold.task} failed{code}; the job's tasks are kept for debugging until "
+            f"{holds.until_text(job.held_until)}."
+        )
+        return replace(seen, state=ObservedState.FAILED, reason="failed", message=message)
+    return seen
 
 
 def _keep_events(seen_jobs: list, tasks_by_job: dict[int, dict[tuple[str, int], Task]], now) -> None:
