@@ -19,7 +19,7 @@ from clusters.backends.base import (
     ObservedState,
 )
 from clusters.backends.contract import storage
-from clusters.backends.local import LocalBackend, isolation
+from clusters.backends.local import LocalBackend, isolation, tools
 from clusters.backends.local.placement import Demand, PlacedJob, WaitingJob, plan
 from clusters.backends.local.records import job_from_dict
 from clusters.models import Cluster
@@ -174,7 +174,9 @@ def test_a_command_that_does_not_exist_fails_with_127_and_says_so_in_the_log(loc
     obs = wait_for(backend, job.job_id)
 
     assert (obs.state, obs.tasks[0].exit_code) == (ObservedState.FAILED, 127)
-    assert "cannot start '/no/such/program'" in obs.message
+    # The task wrapper's shell says so where busybox is (tools.can_wrap()), the supervisor where it is not.
+    assert "/no/such/program: not found" in obs.message or "cannot start '/no/such/program'" in obs.message
+    assert log_of(job, "main-0").strip() in obs.message
 
 
 # --- stop ---------------------------------------------------------------------------------------------
@@ -830,7 +832,8 @@ def test_mpi_runs_the_launcher_under_mpirun_over_the_workers(local):
     )
     assert backend.check(job) == []
     plans = backend.render(job)
-    assert plans[0]["argv"][:5] == [shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", "2"]
+    assert plans[0]["command"][:5] == [shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", "2"]
+    assert plans[0]["argv"][-len(plans[0]["command"]) :] == plans[0]["command"]  # under the wrapper, if any
     assert plans[1]["argv"] is None
 
     backend.submit(job)
@@ -850,7 +853,14 @@ def test_render_describes_each_process_without_starting_anything(local):
     plans = backend.render(job)
 
     assert [p["task"] for p in plans] == ["master-0", "worker-0"]
-    assert plans[1]["argv"] == [PY, "-c", "pass"]
+    assert plans[1]["command"] == [PY, "-c", "pass"]
+    if tools.can_wrap():  # the task wrapper runs the command (static tools, services, holds)
+        tools_dir = str(backend.tools_dir)
+        assert plans[1]["argv"] == [f"{tools_dir}/busybox", "sh", f"{tools_dir}/easyai-task", PY, "-c", "pass"]
+        assert plans[1]["toolbox"]["tools"] == tools_dir
+        assert {"EASYAI_TOOLS", "EASYAI_RUN_DIR", "EASYAI_SERVICE_LOGS", "EASYAI_SERVICES"} <= set(plans[1]["env"])
+    else:
+        assert plans[1]["argv"] == [PY, "-c", "pass"]
     assert plans[1]["working_dir"] == str(storage.personal_workspace(root(), "alice"))
     assert {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "model_dir", "EASYAI_JOB_ID"} <= set(plans[1]["env"])
     assert plans[1]["accounted"] == {"cpu_milli": 500, "memory_bytes": 128 * 2**20, "gpu": 0}

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from clusters.backends.base import BackendRejected, ObservedState
 from clusters.backends.contract import storage
-from clusters.backends.local import LocalBackend, launch, sandbox
+from clusters.backends.local import LocalBackend, launch, sandbox, tools
 from clusters.models import Cluster
 from clusters.tests.conftest import GATED, cluster, log_of, make_job, release, running_pid, wait_for
 from testing.isolation import (
@@ -53,6 +53,24 @@ def root() -> Path:
     return Path(settings.EASYAI_STORAGE_ROOT)
 
 
+def with_the_toolbox(targets: dict, backend: LocalBackend, job_id: str, victim_id: str) -> dict:
+    """What a task sees of the backend's state besides: the tools folder (read-only) and its own run folder, on the
+    way to them; never another task's run folder, nor a change to the tools."""
+    state = backend.state_dir
+    var = Path(settings.VAR_DIR)
+    targets["list"].update({
+        str(var): ["local-backend", "storage"],
+        str(state.parent): [state.name],
+        str(state): ["tasks", "tools"],
+        str(state / "tasks"): [job_id],
+        str(state / "tasks" / job_id): ["main-0"],
+        str(state / "tasks" / job_id / "main-0"): ["run"],
+        str(state / "tasks" / victim_id): None,
+    })  # fmt: skip
+    targets["write"] += [str(backend.tools_dir / "easyai-task"), str(backend.tools_dir / "bin" / "planted")]
+    return targets
+
+
 # --- from inside a task ----------------------------------------------------------------------------------------------
 
 
@@ -84,11 +102,17 @@ def test_a_task_reads_nothing_of_the_portal_nor_of_other_users_or_jobs_and_kills
     targets = attack_targets(
         portal_layout, attacker.job_id, others=others, kill=[os.getpid(), victim_pid, *victim_inside], write=write
     )
+    with_the_toolbox(targets, backend, attacker.job_id, victim.job_id)
     attacker.tasks[0].command = [PY, "-c", ATTACK, json.dumps(targets)]
     backend.submit(attacker)
     obs = wait_for(backend, attacker.job_id, timeout=30)
 
-    assert obs.state == ObservedState.SUCCEEDED, obs.message
+    # The attack's last blow (kill -1) reaches what its own user runs in its sandbox: the task wrapper too, where
+    # there is one, and the task ends killed; never anything outside.
+    wrapped = tools.can_wrap()
+    assert (obs.state, obs.tasks[0].exit_code) == (
+        (ObservedState.FAILED, 137) if wrapped else (ObservedState.SUCCEEDED, 0)
+    ), obs.message
     report = report_of(log_of(attacker, "main-0"))
     assert_nothing_leaked(report, targets)
     # The victim lives on, untouched, and ends as it would have.
@@ -199,6 +223,7 @@ def test_a_shell_in_a_task_is_in_the_same_sandbox_as_the_same_user(backends, por
         kill=[os.getpid(), victim_pid, task_pid],
         write=[str(portal_layout / "admin-password.txt")],
     )
+    with_the_toolbox(targets, backend, job.job_id, victim.job_id)
 
     shell = backend.open_shell(job.job_id, "main-0", [PY, "-c", ATTACK, json.dumps(targets)])
     output = b""

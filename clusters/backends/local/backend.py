@@ -115,6 +115,7 @@ class LocalBackend:
                 problems.append(
                     f"task {task.name} has no command: the local backend runs commands, not an image's entrypoint"
                 )
+        problems += launch.toolbox_problems(job)
         total = placement.Demand(config.capacity.cpu_milli, config.capacity.memory_bytes, len(config.capacity.gpus))
         problems += placement.too_big(self._need(job), total)
         return problems

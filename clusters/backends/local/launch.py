@@ -1,6 +1,12 @@
 """Starting and stopping a local job's processes: each task under a detached supervisor (supervisor.py), in its
 sandbox where the cluster isolates tasks; SIGTERM to a task's process group, SIGKILL at the deadline; the
-job's /dev/shm and the shells opened in it. Also what a task sees of the storage, and the plan render shows."""
+job's /dev/shm and the shells opened in it. Also what a task sees of the storage, and the plan render shows.
+
+Where this host has busybox (tools.py), every task's command runs under the toolbox's wrapper
+(clusters/backends/contract/toolbox.py): the static tools on its PATH after its own, its role's services
+beside it, and the hold of a failed command the spec's ``debug`` asks for. The wrapper's files are in the
+task's run folder (``{task dir}/run``, the task user's alone, shown at the same path in its sandbox); the
+services' logs beside the task's log (``{task}.services/{name}.log``); the tools folder read-only."""
 
 from __future__ import annotations
 
@@ -10,12 +16,14 @@ import signal
 import stat
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clusters.backends.base import JobDescription, TaskDescription
-from clusters.backends.contract import storage
-from clusters.backends.local import contract, isolation, placement, sandbox
+from clusters.backends.contract import storage, toolbox
+from clusters.backends.local import contract, isolation, placement, sandbox, tools
+from clusters.backends.local.observe import read_held, run_dir
 from clusters.backends.local.proc import (
     is_alive,
     kill_group,
@@ -64,6 +72,22 @@ def visible(storage_root: Path, job: JobDescription, task: TaskDescription) -> l
     return mounts
 
 
+def toolbox_problems(job: JobDescription) -> list[str]:
+    """Why this host cannot give the job's tasks what their spec asks of the toolbox (services, a hold)."""
+    asking = [t for t in job.tasks if contract.runs_as_process(job, t) and (t.services or t.hold_mode)]
+    if not asking or tools.can_wrap():
+        return []
+    wants = []
+    if any(t.services for t in asking):
+        wants.append("services")
+    if any(t.hold_mode for t in asking):
+        wants.append(f"debug.{next(t.hold_mode for t in asking if t.hold_mode)}")
+    return [
+        f"{' and '.join(wants)} need busybox on this host, which runs the task wrapper; "
+        "an operator installs it with apt-get install busybox-static"
+    ]
+
+
 def plan(backend: LocalBackend, job: JobDescription) -> list[dict[str, Any]]:
     """The processes start() would start for this job; ports and GPU ids are chosen only at placement."""
     mpirun = shutil.which("mpirun")
@@ -86,17 +110,37 @@ def plan(backend: LocalBackend, job: JobDescription) -> list[dict[str, Any]]:
             if task.ports:
                 # The spec's ports; each gets a free host port at placement, given as EASYAI_PORT_<NAME>.
                 entry["ports"] = dict(task.ports)
-            argv = contract.task_argv(job, task, mpirun or "mpirun")
+            command = contract.task_argv(job, task, mpirun or "mpirun")
+            argv = list(command)
+            toolbox_mounts: list[sandbox.Mount] = []
+            if tools.can_wrap():
+                places = toolbox_places(backend, job, task)
+                env.update(places.env)
+                argv = toolbox.wrapped_argv(str(backend.tools_dir), argv)
+                toolbox_mounts = places.mounts
+                entry["toolbox"] = {
+                    "tools": str(backend.tools_dir),
+                    "run_dir": str(places.run_dir),
+                    "service_logs": str(places.service_logs),
+                }
+            if task.services:
+                entry["services"] = [
+                    {key: service[key] for key in ("name", "command", "port", "health") if service.get(key)}
+                    for service in task.services
+                ]
+            if task.hold_mode and task.hold_seconds > 0:
+                entry["hold"] = {"mode": task.hold_mode, "seconds": task.hold_seconds}
             if readonly and env.get("data_dir"):
                 argv = isolation.readonly_argv(argv, env["data_dir"])
             entry.update(
                 argv=argv,
+                command=command,
                 working_dir=backend.working_dir(job, task),
                 env=sorted(env),
                 log=backend.task_log(job, task),
             )
             if box is not None:
-                mounts = backend.visible(job, task)
+                mounts = backend.visible(job, task) + toolbox_mounts
                 entry["sandbox"] = {
                     "user": box.uid,
                     "group": box.gid,
@@ -109,6 +153,34 @@ def plan(backend: LocalBackend, job: JobDescription) -> list[dict[str, Any]]:
             entry.update(argv=None, note="an MPI rank started by the launcher's mpirun, not a process of its own")
         plans.append(entry)
     return plans
+
+
+@dataclass(frozen=True)
+class ToolboxPlaces:
+    """Where a task's wrapper finds the tools and keeps its files, the variables that say so, and the mounts
+    that show them in its sandbox (the same paths as on the host)."""
+
+    run_dir: Path
+    service_logs: Path
+    env: dict[str, str]
+    mounts: list[sandbox.Mount]
+
+
+def toolbox_places(backend: LocalBackend, job: JobDescription, task: TaskDescription) -> ToolboxPlaces:
+    run = run_dir(backend.records.task_dir(job.job_id, task.name))
+    log = Path(backend.task_log(job, task))
+    service_logs = log.parent / f"{task.name}.services"
+    env = {
+        toolbox.TOOLS: str(backend.tools_dir),
+        toolbox.RUN_DIR: str(run),
+        toolbox.SERVICE_LOGS: str(service_logs),
+        **toolbox.wrapper_env(task.services, task.hold_mode, task.hold_seconds),
+    }
+    mounts = [sandbox.Mount(str(backend.tools_dir), False), sandbox.Mount(str(run), True)]
+    seen = [m.path for m in backend.visible(job, task) if m.writable]
+    if not sandbox.inside(str(service_logs), seen):
+        mounts.append(sandbox.Mount(str(service_logs), True))
+    return ToolboxPlaces(run, service_logs, env, mounts)
 
 
 def start(
@@ -152,6 +224,9 @@ def start(
             endpoints[task.name] = dict(zip(task.ports, chosen, strict=True))
             taken_ports.update(chosen)
     mpirun = shutil.which("mpirun")
+    wrap = tools.can_wrap()
+    if wrap:
+        tools.prepare(backend.tools_dir)
     all_gpus = [g for ids in gpu_ids.values() for g in ids]
     now = _now()
     record.update(status=RUNNING, started_at=now, message="", ports=ports)
@@ -181,6 +256,15 @@ def start(
         task_dir = backend.records.task_dir(job_id, task.name)
         task_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         argv = contract.task_argv(job, task, mpirun)
+        extra_mounts: list[sandbox.Mount] = []
+        if wrap:
+            places = toolbox_places(backend, job, task)
+            owner = (box.uid, box.gid) if box is not None else None
+            _own_dir(places.run_dir, owner, 0o700)
+            _own_dir(places.service_logs, owner, 0o755)
+            env.update(places.env)
+            argv = toolbox.wrapped_argv(str(backend.tools_dir), argv)
+            extra_mounts = places.mounts
         spec: dict[str, Any] = {"argv": argv, "cwd": cwd, "env": env, "log": str(log)}
         if box is not None:
             # The portal's HOME and TMPDIR are not there: the owner's workspace and the task's own /tmp are.
@@ -188,7 +272,8 @@ def start(
                 env["HOME"] = str(storage.personal_workspace(root, job.owner))
             if "TMPDIR" not in task.env:
                 env["TMPDIR"] = "/tmp"
-            spec["argv"] = sandbox.task_argv(box, argv, cwd=cwd, mounts=backend.visible(job, task), shm=shm)
+            mounts = backend.visible(job, task) + extra_mounts
+            spec["argv"] = sandbox.task_argv(box, argv, cwd=cwd, mounts=mounts, shm=shm)
             spec["cwd"] = "/"  # the sandbox enters the working directory itself, as the task's user
             spec["working_dir"] = cwd
             spec["sandboxed"] = True
@@ -210,6 +295,17 @@ def start(
     backend.records.save(record)
 
 
+def _own_dir(path: Path, owner: tuple[int, int] | None, mode: int) -> None:
+    """A folder of the task's: made, given to the sandbox's user (never through a link), with this mode."""
+    path.mkdir(parents=True, exist_ok=True)
+    found = os.lstat(path)
+    if not stat.S_ISDIR(found.st_mode):
+        raise OSError(f"{path} is not a folder: refusing to give it to the task")
+    if owner and (found.st_uid, found.st_gid) != owner:
+        os.chown(path, *owner, follow_symlinks=False)
+    os.chmod(path, mode)
+
+
 def launch(task_dir: Path) -> int:
     """Start the task's supervisor detached: a throw-away sh backgrounds it and exits, so the supervisor
     is nobody's child here (init adopts it) and outlives this worker; sh prints its pid."""
@@ -228,13 +324,32 @@ def launch(task_dir: Path) -> int:
     return int(out.strip())
 
 
-def begin_stop(store: RecordStore, record: dict[str, Any], grace: float) -> None:
-    """Ask every task to stop (SIGTERM to its process group); SIGKILL follows at the deadline."""
-    if record.get("stop"):
-        return
+def begin_stop(store: RecordStore, record: dict[str, Any], grace: float, *, spare: list[str] | None = None) -> None:
+    """Ask every task to stop (SIGTERM to its process group); SIGKILL follows at the deadline.
+
+    ``spare``: held tasks (their command failed, their hold keeps them for debugging) left running, with their
+    shells, when another task's failure ends the job; they end with their hold. Asked again (a stop of the job),
+    the spared tasks are stopped too, at once.
+    """
     now = _now()
-    record["stop"] = {"at": now, "deadline": now + grace, "killed_at": None}
-    for name, task in record["tasks"].items():
+    if record.get("stop"):
+        spared = record["stop"].pop("spare", None)
+        if not spared:
+            return
+        record["stop"]["deadline"] = now + grace
+        record["stop"]["killed_at"] = None
+        names = spared
+        for name in names:
+            release = run_dir(store.task_dir(record["job_id"], name)) / "release"
+            if release.parent.is_dir():
+                release.touch()
+    else:
+        record["stop"] = {"at": now, "deadline": now + grace, "killed_at": None}
+        if spare:
+            record["stop"]["spare"] = list(spare)
+        names = [name for name in record["tasks"] if name not in (spare or [])]
+    for name in names:
+        task = record["tasks"][name]
         task_dir = store.task_dir(record["job_id"], name)
         if not task["process"] or not task_dir.is_dir():
             continue
@@ -243,12 +358,32 @@ def begin_stop(store: RecordStore, record: dict[str, Any], grace: float) -> None
         child = read_json(task_dir / "child.json")
         if child and not (task_dir / "exit.json").exists():
             kill_group(child["pid"], signal.SIGTERM)
-    kill_shells(store, record["job_id"], record)
+    kill_shells(store, record["job_id"], record, spare=record["stop"].get("spare"))
 
 
-def kill_tasks(store: RecordStore, record: dict[str, Any], *, supervisors: bool = False) -> None:
-    """SIGKILL every task process group and whatever else is left in its supervisor's session."""
+def release_hold(backend: LocalBackend, job_id: str) -> None:
+    """End the holds of the job's held tasks: each ends at once with its command's status (toolbox.py's
+    ``release``). Idempotent; nothing to do for a job without holds, ended or gone."""
+    record = backend.records.load(job_id)
+    if record is None:
+        return
     for name, task in record["tasks"].items():
+        task_dir = backend.records.task_dir(job_id, name)
+        if not task["process"] or (task_dir / "exit.json").exists():
+            continue
+        held, _since = read_held(task_dir)
+        if held is not None:
+            (run_dir(task_dir) / "release").touch()
+
+
+def kill_tasks(
+    store: RecordStore, record: dict[str, Any], *, supervisors: bool = False, spare: list[str] | None = None
+) -> None:
+    """SIGKILL every task process group (but the ``spare`` ones) and whatever else is left in its supervisor's
+    session."""
+    for name, task in record["tasks"].items():
+        if name in (spare or ()):
+            continue
         task_dir = store.task_dir(record["job_id"], name)
         if not task["process"] or not task_dir.is_dir() or (task_dir / "exit.json").exists():
             continue
@@ -290,9 +425,13 @@ def drop_shm(state_dir: Path, cluster_name: str, job_id: str) -> None:
     shutil.rmtree(shm_dir(state_dir, cluster_name, job_id), ignore_errors=True)
 
 
-def kill_shells(store: RecordStore, job_id: str, record: dict[str, Any] | None) -> None:
+def kill_shells(
+    store: RecordStore, job_id: str, record: dict[str, Any] | None, *, spare: list[str] | None = None
+) -> None:
     names = list(record["tasks"]) if record else []
     for name in names:
+        if name in (spare or ()):
+            continue
         shells = store.task_dir(job_id, name) / "shells"
         if not shells.is_dir():
             continue

@@ -110,6 +110,24 @@ def read_held(task_dir: Path) -> tuple[tuple[str, int, int] | None, float | None
     return held, since
 
 
+def service_restarts(task_dir: Path, names: list[str]) -> dict[str, int]:
+    """How often each of a task's services was restarted after it ended (the wrapper counts them)."""
+    counts = {}
+    for name in names:
+        try:
+            counts[name] = int((run_dir(task_dir) / "services" / f"{name}.restarts").read_text().strip() or 0)
+        except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError):
+            counts[name] = 0
+    return counts
+
+
+def services_line(task_dir: Path, services: list[dict[str, Any]]) -> str:
+    """A running task's note on its services that were restarted ("" when none was)."""
+    counts = service_restarts(task_dir, [s["name"] for s in services if s.get("name")])
+    restarted = [f"{name} {n} time{'s' if n != 1 else ''}" for name, n in counts.items() if n]
+    return f"services restarted: {', '.join(restarted)}" if restarted else ""
+
+
 def task_held(store: RecordStore, job_id: str, task_name: str) -> tuple[str, int, int] | None:
     """(mode, exit code, until in epoch seconds) while the task's process holds after its command failed (a
     shell or an SSH connection may join it then, whatever the job's state says); None otherwise."""
@@ -176,6 +194,16 @@ def observation(store: RecordStore, job_id: str, record: dict[str, Any] | None) 
         info = record["tasks"].get(source, {}) if source else {}
         if record["status"] == WAITING:
             obs.reason, obs.message = "waiting", record.get("message", "")
+        elif runtime is not None and runtime.running and runtime.held and task["process"]:
+            # Its command failed and the task holds for debugging: keep_failed counts as failed (the job
+            # failed with it), pause_on_failure as running; either way its process is there to look into.
+            mode, code, until = runtime.held
+            obs.held, obs.held_until, obs.exit_code = mode, _dt(until), code
+            if mode == "keep_failed":
+                obs.state, obs.reason = ObservedState.FAILED, "exit_code"
+                obs.finished_at = _dt(runtime.held_since)
+            else:
+                obs.state = ObservedState.RUNNING
         elif runtime is not None and runtime.running:
             obs.state = ObservedState.RUNNING
         elif info.get("launched_at") or runtime is not None:
@@ -196,6 +224,8 @@ def observation(store: RecordStore, job_id: str, record: dict[str, Any] | None) 
             obs.state, obs.reason = ObservedState.STOPPED, outcome["reason"]
         if obs.state == ObservedState.RUNNING and task.get("endpoints"):
             obs.endpoints = {name: f"{contract.LOCALHOST}:{port}" for name, port in task["endpoints"].items()}
+        if runtime is not None and runtime.running and task["process"] and not obs.message:
+            obs.message = services_line(store.task_dir(job_id, name), spec.get("services") or [])
         pid = (runtime.pid if runtime else None) or info.get("pid")
         if pid and task["process"]:
             obs.pod_name = f"pid {pid}"

@@ -8,7 +8,7 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 from clusters.backends.base import ObservedState
-from clusters.backends.local import launch, observe, placement
+from clusters.backends.local import launch, observe, placement, sandbox
 from clusters.backends.local.proc import kill_session
 from clusters.backends.local.records import ENDED, ENDING, HOLDING, WAITING
 from clusters.backends.local.records import now as _now
@@ -48,8 +48,12 @@ def refresh(backend: LocalBackend, record: dict[str, Any], config: LocalConfig) 
             task["started_at"] = rt.started_at
             task["pid"] = rt.pid
 
+    # A task held by keep_failed has failed as far as its job goes (its command ended non-zero); its process
+    # stays, with its shells, until the hold ends. One held by pause_on_failure still counts as running.
+    kept = {name: rt for name, rt in runtimes.items() if rt.running and rt.held and rt.held[0] == "keep_failed"}
     if record["outcome"] is None:
         failures = [(rt.finished_at or 0, name, rt) for name, rt in runtimes.items() if rt.ended and not rt.ok]
+        failures += [(rt.held_since or _now(), name, rt) for name, rt in kept.items()]
         if failures:
             at, name, rt = min(failures)
             if rt.lost:
@@ -57,10 +61,12 @@ def refresh(backend: LocalBackend, record: dict[str, Any], config: LocalConfig) 
                 message = f"task {name} ended without an exit code (its supervisor vanished; was the host restarted?)"
             else:
                 reason = "exit_code"
+                code = rt.held[1] if rt.running and rt.held else rt.exit_code
+                sig = rt.signal if rt.ended else sandbox.signal_of(code or 0)
                 how = (
-                    f"was killed by {observe.signal_name(rt.signal)} (exit code {rt.exit_code})"
-                    if rt.signal
-                    else f"exited with code {rt.exit_code}"
+                    f"was killed by {observe.signal_name(sig)} (exit code {code})"
+                    if sig
+                    else f"exited with code {code}"
                 )
                 message = f"task {name} {how}"
                 tail = observe.log_tail(backend.records, backend.storage_root, job_id, name)
@@ -73,9 +79,10 @@ def refresh(backend: LocalBackend, record: dict[str, Any], config: LocalConfig) 
                 "at": at or _now(),
                 "task": name,
             }
-            # Like the operators: one failed task fails the job, and its other tasks are stopped.
+            # Like the operators: one failed task fails the job, and its other tasks are stopped; held ones stay.
             if not all(r.ended for r in runtimes.values()):
-                launch.begin_stop(backend.records, record, config.stop_grace)
+                held = sorted(n for n, r in runtimes.items() if r.running and r.held)
+                launch.begin_stop(backend.records, record, config.stop_grace, spare=held)
         elif runtimes and all(rt.ok for rt in runtimes.values()):
             finished = max(rt.finished_at or 0 for rt in runtimes.values()) or _now()
             record["outcome"] = {
@@ -94,13 +101,13 @@ def refresh(backend: LocalBackend, record: dict[str, Any], config: LocalConfig) 
         else:
             record["status"] = ENDING
             stop = record.get("stop") or {}
+            spare = stop.get("spare")  # held tasks: they end with their hold, not at the stop's deadline
             if stop and _now() >= stop.get("deadline", 0) and not stop.get("killed_at"):
-                launch.kill_tasks(backend.records, record)
+                launch.kill_tasks(backend.records, record, spare=spare)
                 stop["killed_at"] = _now()
             elif stop.get("killed_at") and _now() >= stop["killed_at"] + SUPERVISOR_KILL_AFTER_S:
-                launch.kill_tasks(
-                    backend.records, record, supervisors=True
-                )  # a supervisor that does not finish is stuck
+                # A supervisor that does not finish is stuck.
+                launch.kill_tasks(backend.records, record, supervisors=True, spare=spare)
     return repr(record) != before
 
 
