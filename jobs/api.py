@@ -16,8 +16,9 @@ from rest_framework.response import Response
 
 from easyai_site.api import BuiltOnceFields
 from easyai_site.api import raise_validation as _raise_validation
-from jobs import selectors, services
+from jobs import readiness, selectors, services
 from jobs import spec as job_spec
+from jobs import state as job_state
 from jobs.models import Experiment, Job, JobEvent, Task
 from teams import permissions
 from teams.permissions import Action
@@ -96,6 +97,8 @@ class JobSerializer(BuiltOnceFields, serializers.ModelSerializer):
     duration = serializers.SerializerMethodField()
     # The API's name for how often the submit to the cluster failed and was retried.
     retry_count = serializers.IntegerField(source="submit_attempts", read_only=True)
+    # The state as pages show it: "failed, held for debugging" while a failed task is paused (pause_on_failure).
+    state_label = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -121,11 +124,29 @@ class JobSerializer(BuiltOnceFields, serializers.ModelSerializer):
             "gpu",
             "attempt",
             "retry_count",
+            "state_label",
+            "held_mode",
+            "held_until",
         ]
+
+    def get_state_label(self, job: Job) -> str:
+        return job_state.state_label(job.state, job.held_mode)
 
     def get_duration(self, job: Job) -> float | None:
         duration = job.duration
         return round(duration.total_seconds(), 3) if duration is not None else None
+
+
+class ServiceLinkSerializer(serializers.Serializer):
+    """One background service of one task (the spec's role ``services``), reached through the endpoint proxy."""
+
+    task = serializers.CharField()
+    name = serializers.CharField()
+    port = serializers.IntegerField()
+    health = serializers.CharField(help_text="the HTTP path its readiness is checked on; empty: none")
+    ready = serializers.BooleanField(help_text="the task runs and the service answered its check")
+    url = serializers.CharField(help_text="where it is reached through the endpoint proxy; empty for those who "
+                                "may not open the job's endpoints")  # fmt: skip
 
 
 class JobDetailSerializer(JobSerializer):
@@ -135,9 +156,20 @@ class JobDetailSerializer(JobSerializer):
     pre_job = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True)
     rerun_of = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True)
     can_change = serializers.SerializerMethodField()
+    services = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
-        fields = [*JobSerializer.Meta.fields, "spec", "pre_job", "rerun_of", "tasks", "events", "can_change"]
+        fields = [
+            *JobSerializer.Meta.fields, "spec", "pre_job", "rerun_of", "tasks", "services", "events", "can_change",
+        ]  # fmt: skip
+
+    @extend_schema_field(ServiceLinkSerializer(many=True))
+    def get_services(self, job: Job) -> list:
+        tasks = getattr(job, "submitted_tasks", None)
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        tasks = job.tasks.all() if tasks is None else tasks
+        return readiness.service_links(job, tasks, may_open=permissions.can(user, job, Action.OPEN))
 
     # A job just submitted is answered from the rows made (services.job_submit): its tasks, and no events yet.
     @extend_schema_field(TaskSerializer(many=True))
@@ -156,7 +188,6 @@ class JobDetailSerializer(JobSerializer):
 
 
 # --- views -------------------------------------------------------------------------
-
 
 
 class ExperimentViewSet(
@@ -278,6 +309,19 @@ class JobViewSet(viewsets.GenericViewSet):
     def stop(self, request, id=None):
         job = self._get_job(Action.CHANGE)
         services.job_stop(job=job, actor=request.user)  # refused: 409 from the API's exception handler
+        job = selectors.jobs_visible(request.user, detail=True).get(pk=job.pk)
+        return Response(JobDetailSerializer(job, context={"request": request}).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: JobDetailSerializer, 409: OpenApiTypes.OBJECT},
+        description="End the hold of the job's failed task now (the spec's debug.keep_failed or "
+        "debug.pause_on_failure): the owner or a team admin. 409 when nothing is held.",
+    )
+    @action(detail=True, methods=["post"])
+    def release(self, request, id=None):
+        job = self._get_job(Action.CHANGE)
+        services.job_release_hold(job=job, actor=request.user)  # nothing held: 409 from the exception handler
         job = selectors.jobs_visible(request.user, detail=True).get(pk=job.pk)
         return Response(JobDetailSerializer(job, context={"request": request}).data)
 

@@ -11,7 +11,9 @@ Pages and the API read the recorded answer; they never probe.
 The checks come from the apps that know what serves an endpoint: each registers
 one per job framework in its ``AppConfig.ready()`` (the jobs app may not import
 them). An endpoint without a check (a job's own ``ports``) is ready as soon as
-its address is known.
+its address is known. A role's background service (the spec's ``services``) has one rule whatever the
+framework: with a ``health`` path it is ready once ``GET http://{address}{health}`` answers below 500 (a
+service that says 401 or 404 there is up); without one, once its address is known.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class Endpoint:
     task: str  # "{role}-{index}"
     name: str
     address: str  # host:port the backend reported
+    # For a role's background service: its health path ("" when it has none); None for any other endpoint.
+    health: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Probe:
     address: str  # host:port to connect to
     path: str  # request target, e.g. /endpoints/j-…/notebook-0/jupyter/api/status
     headers: dict[str, str] = field(default_factory=dict)
+    ready_below: int = 400  # the answers from 200 up to this status (excluded) say "ready"
 
 
 # Sent by the sync pass once an endpoint answered its check and was recorded ready: framework, job_id (public),
@@ -67,7 +72,12 @@ def register(framework: str, check: Check) -> None:
     _checks[framework] = check
 
 
+SERVICE_READY_BELOW = 500
+
+
 def probe_for(endpoint: Endpoint) -> Probe | None:
+    if endpoint.health is not None:  # a background service: its own rule, not its framework's
+        return Probe(endpoint.address, endpoint.health, ready_below=SERVICE_READY_BELOW) if endpoint.health else None
     check = _checks.get(endpoint.framework)
     return check(endpoint) if check is not None else None
 
@@ -77,7 +87,7 @@ def has_check(endpoint: Endpoint) -> bool:
 
 
 def answers(probe: Probe, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """True when the endpoint's server answered the probe with 2xx or 3xx.
+    """True when the endpoint's server answered the probe with 2xx or 3xx (below ``probe.ready_below``).
 
     No environment proxies (the portal reaches pod IPs and its ingress directly, as its own proxy does), and a
     refused connection, a timeout, a 5xx (an ingress with no ready backend) or a 4xx (an ingress that has no
@@ -99,7 +109,7 @@ def answers(probe: Probe, timeout: float = PROBE_TIMEOUT_S) -> bool:
         return False
     finally:
         connection.close()
-    return 200 <= status < 400
+    return 200 <= status < probe.ready_below
 
 
 def probe_all(probes: Iterable[tuple[Any, Probe]]) -> set[Any]:
@@ -128,3 +138,37 @@ def mark_ready(job: Any, task: Any, names: list[str]) -> bool:
     for name in newly:
         endpoint_ready.send(sender=None, framework=job.framework, job_id=job.public_id, task=task.name, name=name)
     return True
+
+
+# --- where an endpoint is reached --------------------------------------------------------------------------
+
+# (job_id, task, name) -> the absolute URL of a task's named endpoint behind the portal's proxy. The endpoints
+# app knows the proxy's origin and paths and registers it in its AppConfig.ready() (the jobs app may not import
+# it); without it, faces of the jobs app show no link.
+LinkBuilder = Callable[[str, str, str], str]
+_link: list[LinkBuilder] = []
+
+
+def register_link(builder: LinkBuilder) -> None:
+    _link[:] = [builder]
+
+
+def endpoint_link(job_id: str, task: str, name: str) -> str:
+    """Where a browser or a client reaches a task's named endpoint ("" when no app said where)."""
+    return _link[0](job_id, task, name) if _link else ""
+
+
+def service_links(job: Any, tasks: Iterable[Any], *, may_open: bool) -> list[dict[str, Any]]:
+    """Each task's background services (the spec's role ``services``): task, name, port, health, whether it is
+    ready, and its link (only for those who may open the job's endpoints: ``may_open``)."""
+    roles = job.spec.get("roles") or {}
+    result = []
+    for task in tasks:
+        for service in roles.get(task.role, {}).get("services") or []:
+            name = service["name"]
+            result.append({
+                "task": task.name, "name": name, "port": service["port"], "health": service.get("health", ""),
+                "ready": job.state == "running" and bool(task.ready_address(name)),
+                "url": endpoint_link(job.public_id, task.name, name) if may_open else "",
+            })  # fmt: skip
+    return result

@@ -17,4 +17,5 @@ urlpatterns = [
     path("jobs/<str:public_id>/stop/", views.job_stop, name="job-stop"),
     path("jobs/<str:public_id>/rerun/", views.job_rerun, name="job-rerun"),
     path("jobs/<str:public_id>/delete/", views.job_delete, name="job-delete"),
+    path("jobs/<str:public_id>/release/", views.job_release, name="job-release"),
 ]

@@ -25,13 +25,13 @@ from assets import images as image_registry
 from clusters.backends.contract.quantity import format_cpu, format_memory
 from clusters.models import Cluster
 from jobs import forms as spec_forms
-from jobs import origins, panels, selectors, services
+from jobs import origins, panels, readiness, selectors, services
 from jobs import spec as job_spec
 from jobs import templates as job_templates
 from jobs.forms import SPEC_FORM_FIELDS, ExperimentForm, JobSpecForm
 from jobs.models import Experiment, Framework, Job
 from jobs.page_helpers import MAX_STATE_IDS, ORDERING_CHOICES, errors_of, format_duration, list_params
-from jobs.state import ACTIVE, STOPPABLE, JobState
+from jobs.state import ACTIVE, STOPPABLE, JobState, state_label
 from teams import permissions
 from teams.permissions import Action
 
@@ -142,10 +142,9 @@ def job_list(request: HttpRequest) -> HttpResponse:
 def job_states(request: HttpRequest) -> JsonResponse:
     """The states of the jobs a page shows, for its badges to follow without a reload."""
     ids = [value for value in request.GET.getlist("id") if value][:MAX_STATE_IDS]
-    labels = dict(JobState.choices)
-    rows = selectors.jobs_visible(request.user).filter(public_id__in=ids).values_list("public_id", "state")
+    rows = selectors.jobs_visible(request.user).filter(public_id__in=ids).values_list("public_id", "state", "held_mode")
     return JsonResponse(
-        {"jobs": {public_id: {"state": state, "label": str(labels.get(state, state))} for public_id, state in rows}}
+        {"jobs": {public_id: {"state": state, "label": state_label(state, held)} for public_id, state, held in rows}}
     )
 
 
@@ -164,9 +163,10 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     job = _job(request, public_id, detail=True)
     can_change = permissions.can(request.user, job, Action.CHANGE)
     waiting = selectors.why_waiting(job) if job.state in (JobState.QUEUED, JobState.UNKNOWN, JobState.PENDING) else ""
+    tasks = list(job.tasks.all())
     context = {
         "job": job,
-        "tasks": list(job.tasks.all()),
+        "tasks": tasks,
         "events": list(job.events.all()),
         # The cluster's own events (Kubernetes Events on the job's pods and objects), the latest ones.
         "cluster_events": selectors.cluster_events_of(job),
@@ -184,8 +184,25 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "can_rerun": services.can_rerun(request.user, job),
         "active": job.state in ACTIVE,
         "panels": panels.panels_for(request, job),
+        # The debug section: the tasks' background services (links for those who may open the job's endpoints),
+        # and the hold of a failed task with its release (the owner or a team admin, as for a shell).
+        "services": readiness.service_links(job, tasks, may_open=permissions.can(request.user, job, Action.OPEN)),
+        "can_release": can_change and job.held_until is not None,
     }
     return render(request, "jobs/job_detail.html", context)
+
+
+@login_required
+@require_POST
+def job_release(request: HttpRequest, public_id: str) -> HttpResponse:
+    job = _job(request, public_id, Action.CHANGE)
+    try:
+        services.job_release_hold(job=job, actor=request.user)
+    except services.JobActionRefused as exc:
+        messages.error(request, _("The hold was not released: %(reason)s") % {"reason": exc})
+    else:
+        messages.success(request, _("The hold of job %(id)s was released.") % {"id": job.public_id})
+    return redirect("job-detail", public_id=job.public_id)
 
 
 @login_required

@@ -1,4 +1,4 @@
-"""submit, list, get, stop, delete, rerun."""
+"""submit, list, get, stop, delete, rerun, release."""
 
 from __future__ import annotations
 
@@ -213,7 +213,8 @@ def get_job(ctx: Context, args: argparse.Namespace) -> int:
     if args.output:
         dump(job, args.output)
         return 0
-    state = job["state"] + (f" ({job['reason']})" if job.get("reason") else "")
+    state = job.get("state_label") or job["state"]
+    state += f" ({job['reason']})" if job.get("reason") else ""
     fields = [
         ("ID", job["id"]),
         ("Name", job["name"]),
@@ -236,10 +237,11 @@ def get_job(ctx: Context, args: argparse.Namespace) -> int:
         ("Attempt", job.get("attempt")),
         ("Rerun of", job.get("rerun_of")),
         ("Pre-job", job.get("pre_job")),
+        ("Held", _hold_text(job)),
     ]
     width = max(len(label) for label, _ in fields) + 2
     for label, value in fields:
-        if value in (None, "") and label in ("Experiment", "Message", "Rerun of", "Pre-job"):
+        if value in (None, "") and label in ("Experiment", "Message", "Rerun of", "Pre-job", "Held"):
             continue
         print(f"{label + ':':<{width}}{cell_text(value) if label != 'Message' else value}")
     print("\nTasks:")
@@ -259,6 +261,15 @@ def get_job(ctx: Context, args: argparse.Namespace) -> int:
             for t in job.get("tasks", [])
         ],
     )
+    if job.get("services"):
+        print("\nServices:")
+        table(
+            ["TASK", "NAME", "PORT", "READY", "URL"],
+            [
+                (s["task"], s["name"], s["port"], "yes" if s.get("ready") else "no", s.get("url"))
+                for s in job["services"]
+            ],
+        )
     print("\nEvents:")
     table(
         ["TIME", "FROM", "TO", "REASON", "BY", "MESSAGE"],
@@ -293,6 +304,21 @@ def delete_job(ctx: Context, args: argparse.Namespace) -> int:
     job_id = resolve_job(ctx, portal, args.job)
     portal.json("DELETE", job_path(job_id), what=f"job {job_id}")
     print(f"job {job_id} deleted")
+    return 0
+
+
+def _hold_text(job: dict) -> str | None:
+    if not job.get("held_until"):
+        return None
+    return f"{job.get('held_mode')} until {local_time(job['held_until'])} (release it: easyai release {job['id']})"
+
+
+def release_job(ctx: Context, args: argparse.Namespace) -> int:
+    """End the hold of a job's failed task now (its spec's debug.keep_failed or debug.pause_on_failure)."""
+    portal = ctx.portal()
+    job_id = resolve_job(ctx, portal, args.job)
+    job = portal.post(job_path(job_id, "release/"), what=f"job {job_id}")
+    print(f"job {job_id}: the hold was released (state: {job.get('state_label') or job['state']})")
     return 0
 
 

@@ -263,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
             "easyai delete j-3k9x2m4q",
         ),
         ("rerun", jobs.rerun_job, "submit a new job from a job's spec", "easyai rerun j-3k9x2m4q"),
+        (
+            "release",
+            jobs.release_job,
+            "end the hold of a job's failed task now (its spec's debug.keep_failed or debug.pause_on_failure)",
+            "easyai release j-3k9x2m4q",
+        ),
     ):
         p = _command(sub, name, handler, verb, example)
         p.add_argument("job", metavar="JOB", help=JOB_HELP)

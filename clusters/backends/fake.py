@@ -44,6 +44,7 @@ class FakeBackend:
         # What tasks use, as a test sets it: (job id, task name) -> the reading usage() answers with.
         self.task_usage: dict[tuple[str, str], TaskUsage] = {}
         self.fail_usage: Exception | None = None  # raised by usage while set
+        self.fail_release: Exception | None = None  # raised by release_hold while set; the hold stays
 
     # --- what tests call -------------------------------------------------------
 
@@ -155,6 +156,20 @@ class FakeBackend:
 
     def provision_team(self, team: TeamDescription) -> None:
         self.calls.append(("provision_team", team))
+
+    # --- holds (the DebugBackend protocol's release_hold) ---------------------------------------
+
+    def release_hold(self, job_id: str) -> None:
+        """As a released task does: its hold ends (``held`` cleared), it ends with its command's status, and the
+        job with it."""
+        self.calls.append(("release_hold", job_id))
+        if self.fail_release is not None:
+            raise self.fail_release
+        state = self.states.get(job_id)
+        for task in state.tasks if state is not None else []:
+            if task.held:
+                task.held, task.held_until, task.state = "", None, ObservedState.FAILED
+                state.state = ObservedState.FAILED
 
     # --- serving (the ServingBackend protocol) ----------------------------------------
 

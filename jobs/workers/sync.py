@@ -43,22 +43,47 @@ _TASK_FIELDS = Task.OBSERVED_FIELDS
 _ENDED = {ObservedState.SUCCEEDED, ObservedState.FAILED, ObservedState.STOPPED}
 
 
-def _endpoint(cluster: Cluster, job: Job, task: Task, name: str, address: str) -> readiness.Endpoint:
-    return readiness.Endpoint(cluster, job.public_id, job.framework, task.name, name, address)
+class _ServiceHealth:
+    """Which endpoints of a pass's jobs are background services, and their health paths: each job's spec is
+    read once per pass, and only when one of its endpoints needs a readiness decision (never in a quiet pass)."""
+
+    def __init__(self) -> None:
+        self._by_job: dict[int, dict[tuple[str, str], str]] = {}
+
+    def of(self, job: Job, task: Task, name: str) -> str | None:
+        if job.pk not in self._by_job:
+            spec = Job.objects.filter(pk=job.pk).values_list("spec", flat=True).first() or {}
+            self._by_job[job.pk] = {
+                (role, service["name"]): service.get("health", "")
+                for role, body in (spec.get("roles") or {}).items()
+                for service in (body.get("services") or [])
+            }
+        return self._by_job[job.pk].get((task.role, name))
 
 
-def _still_ready(cluster: Cluster, job: Job, task: Task, endpoints: dict[str, str]) -> list[str]:
+def _endpoint(
+    cluster: Cluster, job: Job, task: Task, name: str, address: str, services: _ServiceHealth
+) -> readiness.Endpoint:
+    health = services.of(job, task, name)
+    return readiness.Endpoint(cluster, job.public_id, job.framework, task.name, name, address, health)
+
+
+def _still_ready(
+    cluster: Cluster, job: Job, task: Task, endpoints: dict[str, str], services: _ServiceHealth
+) -> list[str]:
     """Endpoints ready at the addresses now reported: ready before at the same address, or with no check."""
     before, was_ready = task.endpoints or {}, set(task.ready_endpoints or [])
     return [
         name
         for name, address in sorted(endpoints.items())
         if (name in was_ready and before.get(name) == address)
-        or not readiness.has_check(_endpoint(cluster, job, task, name, address))
+        or not readiness.has_check(_endpoint(cluster, job, task, name, address, services))
     ]
 
 
-def _apply_tasks(cluster: Cluster, job: Job, observation, tasks: dict[tuple[str, int], Task], now) -> list[Task]:
+def _apply_tasks(
+    cluster: Cluster, job: Job, observation, tasks: dict[tuple[str, int], Task], now, services: _ServiceHealth
+) -> list[Task]:
     changed = []
     for seen in observation.tasks:
         task = tasks.get((seen.role, seen.index))
@@ -78,7 +103,7 @@ def _apply_tasks(cluster: Cluster, job: Job, observation, tasks: dict[tuple[str,
             "gpu_ids": list(seen.gpu_ids),
             "endpoints": endpoints,
             # A new address (a restarted pod) is checked again before the proxy routes to it.
-            "ready_endpoints": _still_ready(cluster, job, task, endpoints),
+            "ready_endpoints": _still_ready(cluster, job, task, endpoints, services),
             "exit_code": seen.exit_code,
             "reason": (seen.reason or ("held" if seen.held else ""))[:100],
             "message": seen.message,
@@ -137,6 +162,7 @@ def cluster_sync(cluster: Cluster) -> dict[str, int]:
     for task in Task.objects.filter(job__in=[j.pk for j in jobs]):
         tasks_by_job.setdefault(task.job_id, {})[(task.role, task.index)] = task
     changed_tasks: list[Task] = []
+    services = _ServiceHealth()
     missing_grace = timedelta(seconds=settings.EASYAI_MISSING_GRACE)
     seen_jobs = []
     for job in jobs:
@@ -155,7 +181,7 @@ def cluster_sync(cluster: Cluster) -> dict[str, int]:
             Job.objects.filter(pk=job.pk).update(missing_since=None)
         # The hold is recorded before any transition: a job never ends unheld when its tasks are to be kept.
         seen = _as_held(job, seen, now)
-        changed_tasks += _apply_tasks(cluster, job, seen, tasks_by_job.get(job.pk, {}), now)
+        changed_tasks += _apply_tasks(cluster, job, seen, tasks_by_job.get(job.pk, {}), now, services)
         seen_jobs.append((job, seen))
     # The tasks first: a worker that dies after a job's final transition must not leave its tasks unrecorded.
     if changed_tasks:
@@ -176,7 +202,7 @@ def cluster_sync(cluster: Cluster) -> dict[str, int]:
             # The "why is my job waiting" line, kept fresh without an event per pass.
             Job.objects.filter(pk=job.pk, state=JobState.PENDING).update(reason=seen.reason[:100], message=seen.message)
     Job.objects.filter(pk__in=[j.pk for j in jobs]).update(last_synced_at=now)
-    _probe_endpoints(cluster, [job for job, _seen in seen_jobs], tasks_by_job)
+    _probe_endpoints(cluster, [job for job, _seen in seen_jobs], tasks_by_job, services)
     return counts
 
 
@@ -250,7 +276,9 @@ def _run_times(job: Job, seen, tasks, now) -> tuple[Any, Any]:
     return started, finished
 
 
-def _probe_endpoints(cluster: Cluster, jobs: list[Job], tasks_by_job: dict[int, dict[tuple[str, int], Task]]) -> None:
+def _probe_endpoints(
+    cluster: Cluster, jobs: list[Job], tasks_by_job: dict[int, dict[tuple[str, int], Task]], services: _ServiceHealth
+) -> None:
     """Probe the running tasks' endpoints that are not ready yet; record those that answered."""
     probes = []
     job_of: dict[int, Job] = {}
@@ -264,7 +292,7 @@ def _probe_endpoints(cluster: Cluster, jobs: list[Job], tasks_by_job: dict[int, 
             for name, address in sorted((task.endpoints or {}).items()):
                 if name in (task.ready_endpoints or []):
                     continue
-                probe = readiness.probe_for(_endpoint(cluster, job, task, name, address))
+                probe = readiness.probe_for(_endpoint(cluster, job, task, name, address, services))
                 if probe is not None:
                     probes.append(((task, name), probe))
     answered = readiness.probe_all(probes)
