@@ -59,6 +59,9 @@ DIMENSIONS: dict[str, list[Any]] = {
     "placement": [False, True],
     "oversell": [False, True],
     "nfs": [True, False],
+    # The debug toolbox: a role's background services (their ports among the task's named ports), a hold.
+    "debug": ["none", "services", "keep_failed", "pause_on_failure"],
+    "tools_image": ["default", "registry"],
 }
 
 
@@ -122,7 +125,19 @@ def option_job(case: dict[str, Any]):
             task.env.update(container_env(job.job_id, task.name, job.owner, PRE_JOB))
             task.storage["pre_model_dir"] = f"/export/easyai/{PRE_JOB}/model_dir"
             task.places = places(job.job_id, task.name, job.owner, PRE_JOB)
+        if case["debug"] == "services":
+            task.services = SERVICES
+            task.ports.update({service["name"]: service["port"] for service in SERVICES})
+        elif case["debug"] != "none":
+            task.hold_mode, task.hold_seconds = case["debug"], 1800
     return job
+
+
+SERVICES = [
+    {"name": "board", "command": "tensorboard --logdir /summary_dir --port 6007", "port": 6007, "health": "/"},
+    {"name": "lab", "command": "jupyter lab --port=8889", "port": 8889, "health": ""},
+]
+TOOLS_IMAGE = "registry.example.org/easyai/tools:1"
 
 
 def pod_specs(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -147,7 +162,7 @@ def test_the_option_matrix_covers_every_pair_and_stays_small():
         for y in DIMENSIONS[b]
     }
     assert covered == every_pair
-    assert len(CASES) < 80  # the full product would be 124,416
+    assert len(CASES) < 80  # the full product would be 995,328
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: "-".join(
@@ -155,7 +170,9 @@ def test_the_option_matrix_covers_every_pair_and_stays_small():
     + [f"{name}={value}" for name, value in case.items() if name != "framework_scheduler"]))  # fmt: skip
 def test_every_option_renders_and_validates_strictly(case):
     framework, volcano = case["framework_scheduler"]
-    target = cluster(volcano=volcano, nfs=case["nfs"], image_pull_secrets=PULL_SECRETS[case["pull_secrets"]])
+    settings = {"tools_image": TOOLS_IMAGE} if case["tools_image"] == "registry" else {}
+    target = cluster(volcano=volcano, nfs=case["nfs"], image_pull_secrets=PULL_SECRETS[case["pull_secrets"]],
+                     settings=settings)  # fmt: skip
     (manifest,) = m.render(option_job(case), target)
     assert validate_manifest(manifest) == []
 
@@ -178,7 +195,9 @@ def test_every_option_renders_and_validates_strictly(case):
         mounts = {mount["mountPath"] for mount in container.get("volumeMounts", [])}
         env = {item["name"]: item.get("value") for item in container["env"]}
         volumes = [volume["name"] for volume in pod.get("volumes", [])]
-        assert volumes == ([m.NFS_VOLUME] if case["nfs"] else []) + [v.name for v in VOLUMES[case["volumes"]]]
+        assert volumes == ([m.NFS_VOLUME] if case["nfs"] else []) + [v.name for v in VOLUMES[case["volumes"]]] + [
+            m.TOOLS_VOLUME, m.RUN_VOLUME]  # fmt: skip
+        check_toolbox(manifest, pod, case)
         assert {v.mount_path for v in VOLUMES[case["volumes"]]} <= mounts
         assert ("/pre_model_dir" in mounts) is (case["nfs"] and case["pre_job"])
         if case["nfs"] and case["pre_job"]:
@@ -190,6 +209,101 @@ def test_every_option_renders_and_validates_strictly(case):
         secrets = [secret["name"] for secret in pod.get("imagePullSecrets", [])]
         assert secrets == ([] if case["pull_secrets"] == "none" else ["regcred", "mirror"])
         assert (pod.get("priorityClassName") == f"easyai-{case['priority']}") is volcano
+
+
+def check_toolbox(manifest: dict[str, Any], pod: dict[str, Any], case: dict[str, Any]) -> None:
+    """The toolbox in one rendered pod: the tools' init container and volumes, the wrapped command and its
+    variables, the services' ports, and a hold's annotations and readiness probe."""
+    (init,) = pod["initContainers"]
+    assert init["name"] == "easyai-tools"
+    assert init["image"] == (TOOLS_IMAGE if case["tools_image"] == "registry" else m.DEFAULT_TOOLS_IMAGE)
+    assert init["command"] == ["/tools/busybox", "cp", "-R", "/tools/.", "/easyai/tools/"]
+    assert init["volumeMounts"] == [{"name": "easyai-tools", "mountPath": "/easyai/tools"}]
+    assert set(init["resources"]["limits"]) == {"cpu", "memory"} == set(init["resources"]["requests"])
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["easyai-tools"] == {"name": "easyai-tools", "emptyDir": {}}
+    assert volumes["easyai-run"] == {"name": "easyai-run", "emptyDir": {}}
+    (container,) = pod["containers"]
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    assert mounts["/easyai/tools"] == {"name": "easyai-tools", "mountPath": "/easyai/tools", "readOnly": True}
+    assert mounts["/easyai/run"] == {"name": "easyai-run", "mountPath": "/easyai/run"}
+    assert container["command"] == ["/easyai/tools/busybox", "sh", "/easyai/tools/easyai-task", "python", "train.py"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["EASYAI_TOOLS"] == "/easyai/tools" and env["EASYAI_RUN_DIR"] == "/easyai/run"
+    if case["nfs"]:
+        # Beside the task's log, as locally: the role and index are defined before it in the list.
+        assert env["EASYAI_SERVICE_LOGS"] == "/log_dir/$(EASYAI_TASK_ROLE)-$(EASYAI_TASK_INDEX).services"
+        names = [item["name"] for item in container["env"]]
+        assert names.index("EASYAI_TASK_INDEX") < names.index("EASYAI_SERVICE_LOGS")
+    else:
+        assert env["EASYAI_SERVICE_LOGS"] == "/easyai/run/services"
+    annotations = [manifest["metadata"]["annotations"]]
+    if manifest["kind"] != "Pod":
+        annotations += [template["metadata"]["annotations"] for template in pod_templates(manifest)]
+    if case["debug"] == "services":
+        assert env["EASYAI_SERVICES"] == "board lab"
+        assert env["EASYAI_SERVICE_BOARD"] == SERVICES[0]["command"]
+        ports = {(p["name"], p["containerPort"]) for p in container["ports"]}
+        assert {("board", 6007), ("lab", 8889)} <= ports
+        assert env["EASYAI_PORT_BOARD"] == "6007"
+    else:
+        assert env["EASYAI_SERVICES"] == ""
+    if case["debug"] in ("keep_failed", "pause_on_failure"):
+        assert (env["EASYAI_HOLD"], env["EASYAI_HOLD_SECONDS"]) == (case["debug"], "1800")
+        for found in annotations:
+            assert (found[m.ANNOTATION_HOLD], found[m.ANNOTATION_HOLD_SECONDS]) == (case["debug"], "1800")
+        probe = container["readinessProbe"]["exec"]["command"]
+        assert probe == ["/easyai/tools/busybox", "test", "!", "-e", "/easyai/run/held"]
+        if manifest["kind"] not in ("Pod", "Job"):
+            # Failed pods stay where the training-operator would clean them up.
+            assert manifest["spec"]["runPolicy"]["cleanPodPolicy"] == "None"
+    else:
+        assert "EASYAI_HOLD" not in env and "readinessProbe" not in container
+        assert all(m.ANNOTATION_HOLD not in found for found in annotations)
+
+
+def pod_templates(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = manifest["spec"]
+    if manifest["kind"] == "Job":
+        return [task["template"] for task in spec["tasks"]]
+    (field,) = [name for name in spec if name.endswith("ReplicaSpecs")]
+    return [replica["template"] for replica in spec[field].values()]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_task_left_to_its_images_entrypoint_gets_the_tools_unwrapped(framework):
+    job = make_job(framework)
+    for task in job.tasks:
+        task.command = []
+    (manifest,) = m.render(job, cluster())
+    assert validate_manifest(manifest) == []
+    for pod in pod_specs(manifest):
+        (container,) = pod["containers"]
+        assert "command" not in container  # the image's entrypoint and command run as they are
+        assert [init["name"] for init in pod["initContainers"]] == ["easyai-tools"]
+        assert "/easyai/tools" in {mount["mountPath"] for mount in container["volumeMounts"]}
+        assert not any(item["name"].startswith("EASYAI_SERVICE") for item in container["env"])
+
+
+def test_services_or_a_hold_need_a_command():
+    job = make_job("pytorch")
+    job.tasks[0].command = []
+    job.tasks[0].services = SERVICES[:1]
+    job.tasks[1].command = []
+    job.tasks[1].hold_mode, job.tasks[1].hold_seconds = "keep_failed", 60
+    problems = m.toolbox_problems(job)
+    assert len(problems) == 2
+    assert problems[0].startswith("master-0: services need the task's command")
+    assert problems[1].startswith("worker-0: debug.keep_failed need the task's command")
+    job.tasks[0].command = job.tasks[1].command = ["python", "train.py"]
+    assert m.toolbox_problems(job) == []
+
+
+def test_the_tools_image_setting():
+    assert m.tools_image(cluster()) == m.DEFAULT_TOOLS_IMAGE == "easyai/tools:1"
+    assert m.tools_image(cluster(settings={"tools_image": " mirror.example/tools:2 "})) == "mirror.example/tools:2"
+    assert m.tools_image(cluster(settings={"tools_image": ""})) == m.DEFAULT_TOOLS_IMAGE
+    assert m.tools_image(cluster(settings={"tools_image": 3})) == m.DEFAULT_TOOLS_IMAGE
 
 
 @pytest.mark.parametrize("volcano", [False, True])
@@ -239,7 +353,11 @@ def test_pytorch_job_shape():
     assert mounts["/data_dir"] == {"name": m.NFS_VOLUME, "mountPath": "/data_dir", "subPath": "data/alice",
                                    "readOnly": True}  # fmt: skip
     assert mounts["/summary_dir"]["subPathExpr"] == "j-ab12cd34/$(EASYAI_TASK_ROLE)-$(EASYAI_TASK_INDEX)/summary_dir"
-    assert pod["volumes"] == [{"name": m.NFS_VOLUME, "nfs": {"server": "nfs.example.org", "path": "/export/easyai"}}]
+    assert pod["volumes"] == [
+        {"name": m.NFS_VOLUME, "nfs": {"server": "nfs.example.org", "path": "/export/easyai"}},
+        {"name": m.TOOLS_VOLUME, "emptyDir": {}},
+        {"name": m.RUN_VOLUME, "emptyDir": {}},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -420,3 +538,15 @@ def test_management_command_validates_files(tmp_path):
     bad.write_text(yaml.safe_dump(bad_manifest))
     with pytest.raises(CommandError, match="1 manifest"):
         call_command("k8s_validate", str(bad))
+
+
+def test_the_init_container_is_checked_strictly_too(pytorch_job):
+    init = _master(pytorch_job)["template"]["spec"]["initContainers"][0]
+    init["volumeMount"] = init.pop("volumeMounts")
+    assert any("initContainers.0" in p and "volumeMount" in p for p in validate_manifest(pytorch_job))
+
+
+def test_an_admin_volume_named_like_the_tools_is_refused():
+    job = make_job("pytorch", volumes=[{"name": "easyai-tools", "mountPath": "/x", "emptyDir": {}}])
+    (obj,) = m.render(job, cluster())
+    assert any("duplicate" in p for p in validate_manifest(obj))

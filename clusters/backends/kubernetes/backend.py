@@ -157,6 +157,7 @@ class KubernetesBackend:
             problems.append("this cluster has no NFS configured: jobs here cannot see their data and outputs")
         if any(task.gpu for task in job.tasks) and not self.cluster.gpu_resource_name:
             problems.append("this cluster names no GPU resource")
+        problems += m.toolbox_problems(job)
         try:
             manifests = m.render(job, self.cluster)
         except ValueError as exc:

@@ -30,8 +30,12 @@ role and index the operator writes on each pod (read through the downward API).
 A served model (a ``ServiceDescription``) becomes a KServe ``serving.kserve.io/v1beta1`` InferenceService in
 its team's namespace (serving).
 
-The modules: names (labels, kinds, names), pods (pod templates), workloads (what a job is submitted as),
-endpoints (Services and the Ingress), team (a team's objects), serving (InferenceServices).
+Every task's pod carries the debug toolbox (an init container copying the cluster's tools image into it, the
+command under the toolbox's wrapper, a held task's annotations): see toolbox.
+
+The modules: names (labels, kinds, names), pods (pod templates), toolbox (the debug toolbox in a pod),
+workloads (what a job is submitted as), endpoints (Services and the Ingress), team (a team's objects),
+serving (InferenceServices).
 """
 
 from clusters.backends.kubernetes.manifests.endpoints import (  # noqa: F401
@@ -132,6 +136,18 @@ from clusters.backends.kubernetes.manifests.team import (  # noqa: F401
     team_queue,
     team_quota,
 )
+from clusters.backends.kubernetes.manifests.toolbox import (  # noqa: F401
+    ANNOTATION_HOLD,
+    ANNOTATION_HOLD_SECONDS,
+    DEFAULT_TOOLS_IMAGE,
+    INIT_CONTAINER,
+    RUN_VOLUME,
+    TOOLS_VOLUME,
+    job_hold,
+    pod_hold,
+    tools_image,
+)
+from clusters.backends.kubernetes.manifests.toolbox import problems as toolbox_problems  # noqa: F401
 from clusters.backends.kubernetes.manifests.workloads import (  # noqa: F401
     render,
     single_pod,

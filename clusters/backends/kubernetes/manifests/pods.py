@@ -1,14 +1,17 @@
 """Pod templates: a task's container (command, environment, resources, ports), its storage mounts from the
-cluster's NFS (the job's places, a TensorBoard's summary_dirs, admin volumes) and the pod spec around it."""
+cluster's NFS (the job's places, a TensorBoard's summary_dirs, admin volumes), the debug toolbox (an init
+container with the tools, the wrapped command: manifests/toolbox.py) and the pod spec around it."""
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from typing import Any
 
 from clusters.backends.base import JobDescription, TaskDescription
 from clusters.backends.contract import storage
+from clusters.backends.kubernetes.manifests import toolbox as tools
 from clusters.backends.kubernetes.manifests.names import (
     ENV_NAME,
     LABEL_INDEX,
@@ -67,8 +70,13 @@ def _task_identity_env(source: str) -> list[dict[str, Any]]:
     ]
 
 
-def _env(job: JobDescription, task: TaskDescription, source: str, container_paths: dict[str, str]) -> list[dict]:
+def _env(
+    job: JobDescription, task: TaskDescription, source: str, container_paths: dict[str, str], nfs: bool
+) -> list[dict]:
     env = [{"name": "EASYAI_JOB_ID", "value": job.job_id}, *_task_identity_env(source)]
+    if tools.wrappable(task):
+        # Before the task's own: the wrapper's variables are not the user's to change.
+        env += tools.wrapper_env(task, nfs)
     # Where each named endpoint listens, as the local backend gives it: here the container port itself.
     env += [{"name": _port_variable(port["name"]), "value": str(port["containerPort"])} for port in _ports(task)]
     seen = {item["name"] for item in env}
@@ -174,11 +182,13 @@ def pod_spec(
     main: dict[str, Any] = {
         "name": container,
         "image": task.image,
-        "env": _env(job, task, source, container_paths),
+        "env": _env(job, task, source, container_paths, nfs),
         "resources": resources(cluster, job, task),
     }
-    if task.command:
-        main["command"] = list(task.command)
+    if tools.wrappable(task):
+        main["command"] = tools.wrapped_command(task)
+        if tools.job_hold(job) is not None:
+            main["readinessProbe"] = copy.deepcopy(tools.HELD_PROBE)
     if task.working_dir:
         main["workingDir"] = task.working_dir
     if task.ports:
@@ -187,11 +197,12 @@ def pod_spec(
     if nfs:
         volumes.insert(0, {"name": NFS_VOLUME, "nfs": {"server": cluster.nfs_server, "path": cluster.nfs_path}})
         mounts = _nfs_mounts(cluster, job, task, source) + _summary_mounts(job, task) + mounts
-    if mounts:
-        main["volumeMounts"] = mounts
-    spec: dict[str, Any] = {"containers": [main]}
-    if volumes:
-        spec["volumes"] = volumes
+    main["volumeMounts"] = mounts + tools.mounts()
+    spec: dict[str, Any] = {
+        "initContainers": [tools.init_container(cluster)],
+        "containers": [main],
+        "volumes": volumes + tools.volumes(),
+    }
     if job.node_selector:
         spec["nodeSelector"] = dict(job.node_selector)
     if job.tolerations:
@@ -208,7 +219,7 @@ def _template(job: JobDescription, role: str, spec: dict[str, Any], extra_labels
     return {
         "metadata": {
             "labels": {**job_labels(job), LABEL_ROLE: role, **(extra_labels or {})},
-            "annotations": job_annotations(job),
+            "annotations": {**job_annotations(job), **tools.hold_annotations(job)},
         },
         "spec": spec,
     }
@@ -219,5 +230,5 @@ def _metadata(cluster: ClusterSettings, job: JobDescription) -> dict[str, Any]:
         "name": job.job_id,
         "namespace": namespace_name(cluster, job.team),
         "labels": job_labels(job),
-        "annotations": job_annotations(job),
+        "annotations": {**job_annotations(job), **tools.hold_annotations(job)},
     }
