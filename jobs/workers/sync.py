@@ -91,8 +91,9 @@ def _apply_tasks(
             continue
         # A task kept after its command failed (keep_failed) has failed: the job's record says so; a paused one
         # (pause_on_failure) runs on, its services reachable, while the job shows it failed and held.
-        kept = seen.held == KEEP_FAILED
-        observed = ObservedState.FAILED if kept else seen.state
+        observed = {KEEP_FAILED: ObservedState.FAILED, PAUSE_ON_FAILURE: ObservedState.RUNNING}.get(
+            seen.held, seen.state
+        )
         # Only a running task is reachable: an ended one keeps no stale address.
         endpoints = dict(seen.endpoints) if observed == ObservedState.RUNNING else {}
         values = {
