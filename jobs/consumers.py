@@ -1,16 +1,20 @@
-"""Websockets of a task: its live log and an interactive shell (wire protocol: docs/websockets.md).
+"""Websockets of a task: its live log, an interactive shell and an SSH tunnel (wire protocol: docs/websockets.md).
 
 Both authorise on connect through ``teams.permissions`` and then only relay:
 the log socket relays what the backend reads from the persisted log (the file
 is the source of truth, so a client that reconnects with ``?offset=`` loses
 and repeats nothing); the shell socket relays bytes between the browser's
-terminal and the backend's ShellSession. Neither changes a job.
+terminal and the backend's ShellSession; the SSH socket relays an SSH connection's raw bytes between the client's
+``ssh`` (through ``easyai ssh-proxy``) and the task's SSH server, which accepts only the connecting user's own
+keys. None changes a job. A shell or an SSH connection opens in a running task, or in one held for debugging
+after its command failed (``Job.held_until`` still ahead).
 
 A refused socket is accepted, told why in an ``error`` frame, and closed with
 a 4xxx code (accepting first is the only way a browser gets to read a reason):
 
     4400 bad request  4401 not signed in  4403 not allowed  4404 no such job or task
-    4409 the task is not running (shell)  4410 access withdrawn while open  4502 the cluster failed us
+    4409 the task is not running (shell, SSH)  4410 access withdrawn while open  4412 you have no SSH key (SSH)
+    4502 the cluster failed us
 
 An open socket asks the permission module again every EASYAI_WS_RECHECK_SECONDS: when its user may no
 longer do what the socket does (a share revoked, a member removed, an account deactivated) it is closed
@@ -32,13 +36,16 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404
+from django.utils import timezone
 
+from accounts.selectors import ssh_key_lines
 from clusters.backends.base import BackendError
 from clusters.backends.contract.quantity import whole_number
 from jobs import services
 from jobs.logs_api import TAIL_LINES, TaskEnd, TaskNotFoundError, job_for, tail_offset, task_end, task_of, utf8_complete
-from jobs.models import Job, Task
+from jobs.models import Job, ShellSession, Task
 from jobs.streams import StoppedError, hand_over
 from teams.permissions import Action
 from teams.tokens import token_for_key
@@ -57,6 +64,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_NOT_RUNNING = 4409
 CLOSE_REVOKED = 4410
+CLOSE_NO_SSH_KEY = 4412
 CLOSE_BACKEND = 4502
 
 
@@ -326,45 +334,50 @@ class TaskLogConsumer(_TaskSocket):
                 pass
 
 
-class TaskShellConsumer(_TaskSocket):
-    """``/ws/jobs/<id>/tasks/<task>/shell/``: a terminal in a running task; every session is audited."""
+class _SessionSocket(_TaskSocket):
+    """A socket joined to a backend session in a task (a shell's terminal, an SSH connection): a thread pumps its
+    output to the socket, binary frames go to its input; every session is on the audit record while it lives."""
 
     action = Action.CHANGE
+    kind = "shell"
+
+    async def open_session(self, backend: Any) -> Any:
+        raise NotImplementedError
 
     async def start(self) -> None:
         if await database_sync_to_async(_has_ended)(self.job, self.task):
             raise RefusedError(
                 CLOSE_NOT_RUNNING,
-                f"Task {self.task.name} has ended ({self.task.state}); a shell opens only in a running task.",
+                f"Task {self.task.name} has ended ({self.task.state}); a {self.what} opens only in a running task.",
             )
         backend = await database_sync_to_async(self.job.cluster.backend)()
         try:
-            self.session = await asyncio.to_thread(backend.open_shell, self.job.public_id, self.task.name)
+            self.session = await self.open_session(backend)
         except BackendError as exc:
             raise RefusedError(CLOSE_NOT_RUNNING, str(exc)) from None
         except (AttributeError, NotImplementedError):
-            raise RefusedError(CLOSE_BACKEND, f"Cluster {self.job.cluster.name} offers no shells.") from None
+            raise RefusedError(CLOSE_BACKEND, f"Cluster {self.job.cluster.name} offers no {self.what}s.") from None
         self.lock = threading.Lock()  # a write never overlaps the close of the session
         self.stop = threading.Event()
         loop = asyncio.get_running_loop()
         self.ended: asyncio.Future[int | None] = loop.create_future()
         user = self.scope["user"]
         try:
-            self.audit = await database_sync_to_async(services.shell_session_open)(
-                user=user, job=self.job, task=self.task.name, client=_client_address(self.scope)
+            self.audit = await database_sync_to_async(_audit_open)(
+                user=user, job=self.job, task=self.task.name, client=_client_address(self.scope), kind=self.kind
             )
         except BaseException:
-            # Nobody may hold a shell that is not on the record.
+            # Nobody may hold a session that is not on the record.
             await asyncio.to_thread(self.session.close)
             self.ended.set_result(None)
             raise
         threading.Thread(
-            target=self._pump, args=(loop,), name=f"shell {self.job.public_id}/{self.task.name}", daemon=True
+            target=self._pump, args=(loop,), name=f"{self.kind} {self.job.public_id}/{self.task.name}", daemon=True
         ).start()
         self.watch = asyncio.create_task(self._watch())
 
     def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Terminal output to the socket, until the shell ends or the socket goes; then the session is closed."""
+        """The session's output to the socket, until it ends or the socket goes; then the session is closed."""
         code: int | None = None
         try:
             while not self.stop.is_set():
@@ -376,7 +389,7 @@ class TaskShellConsumer(_TaskSocket):
         except StoppedError:
             pass
         except OSError as exc:
-            log.info("shell in %s/%s ended: %s", self.job.public_id, self.task.name, exc)
+            log.info("%s in %s/%s ended: %s", self.kind, self.job.public_id, self.task.name, exc)
         finally:
             with self.lock:
                 try:
@@ -392,7 +405,7 @@ class TaskShellConsumer(_TaskSocket):
     async def _watch(self) -> None:
         code = await self.ended
         await self._record_close(code)
-        if not self.stop.is_set():  # the shell ended by itself: tell the client
+        if not self.stop.is_set():  # the session ended by itself: tell the client
             try:
                 await self.send_json({"type": "exit", "code": code})
                 await self.close(code=1000)
@@ -417,6 +430,51 @@ class TaskShellConsumer(_TaskSocket):
         except (ValueError, KeyError, TypeError):
             await self.send_json({"type": "error", "reason": "control frames are JSON objects with a type"})
             return
+        await self.control(kind, message)
+
+    async def control(self, kind: str, message: dict[str, Any]) -> None:
+        if kind != "ping":
+            await self.send_json({"type": "error", "reason": f"unknown control frame type {kind!r}"})
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            await asyncio.to_thread(self._locked, self.session.write, data)
+        except (OSError, TimeoutError) as exc:
+            log.info("writing to the %s in %s/%s failed: %s", self.kind, self.job.public_id, self.task.name, exc)
+
+    def _locked(self, method: Callable[..., Any], *args: Any) -> Any:
+        with self.lock:
+            return method(*args)
+
+    async def end(self) -> None:
+        # The pump sees the stop within SHELL_READ_S and closes the session: it and what it started end.
+        self.stop.set()
+        await self.ended
+
+    async def disconnect(self, code: int) -> None:
+        await self.stop_rechecking()
+        stop = getattr(self, "stop", None)
+        if stop is None:
+            return  # refused before a session was opened
+        stop.set()
+        # The pump closes the session (it owns the descriptor it reads); wait for that, then audit.
+        exit_code = await self.ended
+        watch = getattr(self, "watch", None)
+        if watch is not None:
+            await watch
+        await self._record_close(exit_code)
+
+
+class TaskShellConsumer(_SessionSocket):
+    """``/ws/jobs/<id>/tasks/<task>/shell/``: a terminal in a running task; every session is audited."""
+
+    kind = "shell"
+    what = "shell"
+
+    async def open_session(self, backend: Any) -> Any:
+        return await asyncio.to_thread(backend.open_shell, self.job.public_id, self.task.name)
+
+    async def control(self, kind: str, message: dict[str, Any]) -> None:
         if kind == "resize":
             try:
                 rows, cols = int(message["rows"]), int(message["cols"])
@@ -427,43 +485,46 @@ class TaskShellConsumer(_TaskSocket):
                 await asyncio.to_thread(self._locked, self.session.resize, rows, cols)
         elif kind == "input":
             await self._write(str(message.get("data", "")).encode())
-        elif kind != "ping":
-            await self.send_json({"type": "error", "reason": f"unknown control frame type {kind!r}"})
+        else:
+            await super().control(kind, message)
 
-    async def _write(self, data: bytes) -> None:
-        try:
-            await asyncio.to_thread(self._locked, self.session.write, data)
-        except (OSError, TimeoutError) as exc:
-            log.info("writing to the shell in %s/%s failed: %s", self.job.public_id, self.task.name, exc)
 
-    def _locked(self, method: Callable[..., Any], *args: Any) -> Any:
-        with self.lock:
-            return method(*args)
+class TaskSSHConsumer(_SessionSocket):
+    """``/ws/jobs/<id>/tasks/<task>/ssh/``: one SSH connection into a running (or held) task, its bytes in binary
+    frames both ways; the task's SSH server accepts only the connecting user's own keys. Audited as kind ssh."""
 
-    async def end(self) -> None:
-        # The pump sees the stop within SHELL_READ_S and closes the session: the shell and what it started end.
-        self.stop.set()
-        await self.ended
+    kind = "ssh"
+    what = "SSH connection"
 
-    async def disconnect(self, code: int) -> None:
-        await self.stop_rechecking()
-        stop = getattr(self, "stop", None)
-        if stop is None:
-            return  # refused before a shell was opened
-        stop.set()
-        # The pump closes the session (it owns the descriptor it reads); wait for that, then audit.
-        exit_code = await self.ended
-        watch = getattr(self, "watch", None)
-        if watch is not None:
-            await watch
-        await self._record_close(exit_code)
+    async def open_session(self, backend: Any) -> Any:
+        keys = await database_sync_to_async(ssh_key_lines)(self.scope["user"].pk)
+        if not keys:
+            raise RefusedError(
+                CLOSE_NO_SSH_KEY,
+                "You have no SSH key: add your public key on your profile's SSH keys page, "
+                "or with `easyai ssh-key add ~/.ssh/id_ed25519.pub`.",
+            )
+        open_ssh = backend.open_ssh  # AttributeError: a backend without the debug toolbox
+        return await asyncio.to_thread(open_ssh, self.job.public_id, self.task.name, keys)
+
+
+def _audit_open(*, user: Any, job: Job, task: str, client: str, kind: str) -> ShellSession:
+    with transaction.atomic():
+        audit = services.shell_session_open(user=user, job=job, task=task, client=client)
+        if audit.kind != kind:
+            audit.kind = kind
+            audit.save(update_fields=["kind"])
+    return audit
 
 
 def _has_ended(job: Job, task: Task) -> bool:
+    """Whether the task has ended for good: a task held for debugging (its job's hold still ahead) has not."""
     from jobs.logs_api import task_has_ended
 
     task.refresh_from_db(fields=["state"])
-    job.refresh_from_db(fields=["state"])
+    job.refresh_from_db(fields=["state", "held_until"])
+    if job.held_until is not None and job.held_until > timezone.now():
+        return False
     return task_has_ended(job, task)
 
 
@@ -475,4 +536,4 @@ def _exit_code(session: Any) -> int | None:
     return code
 
 
-__all__ = ["TaskEnd", "TaskLogConsumer", "TaskShellConsumer"]
+__all__ = ["TaskEnd", "TaskLogConsumer", "TaskSSHConsumer", "TaskShellConsumer"]

@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from jobs.consumers import TaskLogConsumer, TaskShellConsumer
+from jobs.consumers import TaskLogConsumer, TaskShellConsumer, TaskSSHConsumer
 
 websocket_urlpatterns = [
     path("ws/jobs/<str:job_id>/tasks/<str:task>/log/", TaskLogConsumer.as_asgi()),
     path("ws/jobs/<str:job_id>/tasks/<str:task>/shell/", TaskShellConsumer.as_asgi()),
+    path("ws/jobs/<str:job_id>/tasks/<str:task>/ssh/", TaskSSHConsumer.as_asgi()),
 ]

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from easyai_cli import __version__, account, files, jobs, logs, models, pipelines, shell, specs, usage, webapps
+from easyai_cli import __version__, account, files, jobs, logs, models, pipelines, shell, specs, ssh, usage, webapps
 from easyai_cli import config as config_module
 from easyai_cli import datasets as datasets
 from easyai_cli.client import CLIError
@@ -294,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", metavar="JOB", help=JOB_HELP)
     p.add_argument("-t", "--task", help="the task, e.g. worker-1")
     p.add_argument("command", nargs="*", metavar="-- CMD", help="a command to run instead of an interactive shell")
+
+    ssh.register(sub, _command)  # ssh-key, ssh, ssh-proxy, ssh-config
 
     p = _command(
         sub,
