@@ -1,6 +1,6 @@
-"""The shell audit in the admin: every shell opened in a task, read-only.
+"""The shell audit in the admin: every web shell and SSH connection opened in a task, read-only.
 
-Rows are written by the shell socket only; nobody adds, edits or deletes them here.
+Rows are written by the shell and SSH sockets only; nobody adds, edits or deletes them here.
 """
 
 from __future__ import annotations
@@ -17,13 +17,24 @@ from jobs.models import ShellSession
 
 @admin.register(ShellSession)
 class ShellSessionAdmin(admin.ModelAdmin):
-    list_display = ["opened_at", "username", "job", "task", "client", "closed_at", "shown_duration", "exit_code"]
+    list_display = [
+        "opened_at",
+        "kind",
+        "username",
+        "job",
+        "task",
+        "client",
+        "closed_at",
+        "shown_duration",
+        "exit_code",
+    ]
     list_select_related = ["job"]
-    list_filter = ["opened_at"]
+    list_filter = ["kind", "opened_at"]
     search_fields = ["username", "job__public_id", "task", "client"]
     date_hierarchy = "opened_at"
     raw_id_fields = ["user", "job"]
     readonly_fields = [
+        "kind",
         "user",
         "username",
         "job",
