@@ -167,6 +167,8 @@ class JobDetailSerializer(JobSerializer):
     def get_services(self, job: Job) -> list:
         tasks = getattr(job, "submitted_tasks", None)
         request = self.context.get("request")
+        if not any(role.get("services") for role in (job.spec.get("roles") or {}).values()):
+            return []  # most jobs: nothing to list, and no permission to ask
         user = getattr(request, "user", None)
         tasks = job.tasks.all() if tasks is None else tasks
         return readiness.service_links(job, tasks, may_open=permissions.can(user, job, Action.OPEN))

@@ -186,7 +186,9 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "panels": panels.panels_for(request, job),
         # The debug section: the tasks' background services (links for those who may open the job's endpoints),
         # and the hold of a failed task with its release (the owner or a team admin, as for a shell).
-        "services": readiness.service_links(job, tasks, may_open=permissions.can(request.user, job, Action.OPEN)),
+        "services": readiness.service_links(job, tasks, may_open=permissions.can(request.user, job, Action.OPEN))
+        if any(role.get("services") for role in job.spec["roles"].values())
+        else [],
         "can_release": can_change and job.held_until is not None,
     }
     return render(request, "jobs/job_detail.html", context)
