@@ -24,8 +24,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from assets import images as image_registry
 from clusters.backends.contract.quantity import format_cpu, format_memory
 from clusters.models import Cluster
+from jobs import debug_views, origins, panels, readiness, selectors, services
 from jobs import forms as spec_forms
-from jobs import origins, panels, readiness, selectors, services
 from jobs import spec as job_spec
 from jobs import templates as job_templates
 from jobs.forms import SPEC_FORM_FIELDS, ExperimentForm, JobSpecForm
@@ -190,6 +190,8 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         if any(role.get("services") for role in job.spec["roles"].values())
         else [],
         "can_release": can_change and job.held_until is not None,
+        # How to connect over SSH (jobs/_ssh_connect.html): None when the viewer may not, or no task takes one now.
+        "ssh": (debug_views.ssh_connect_context(request, job) or {}).get("ssh"),
     }
     return render(request, "jobs/job_detail.html", context)
 

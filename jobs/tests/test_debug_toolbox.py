@@ -388,6 +388,8 @@ def test_the_job_page_shows_the_debug_section(held_job, owner, mate, client, lin
     assert f'action="/jobs/{job.public_id}/release/"' in page and "csrfmiddlewaretoken" in page
     assert "failed, held for debugging" in page
     assert 'id="job-services"' in page and ">board<" in page
+    assert f"easyai ssh {job.public_id}/master-0" in page  # the SSH partial, for those who may open a shell
     client.force_login(mate)
     seen_by_mate = client.get(f"/jobs/{job.public_id}/").content.decode()
     assert 'id="job-hold-countdown"' in seen_by_mate and "/release/" not in seen_by_mate
+    assert "easyai ssh " not in seen_by_mate
