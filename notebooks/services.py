@@ -92,12 +92,13 @@ def _check_kind(kind: Any, cluster: Cluster | None, errors: dict[str, list[str]]
         return
     if cluster is None or cluster.kind != Cluster.Kind.LOCAL:
         return  # on Kubernetes the image brings the server
-    program, advice = (
-        ("code-server", _("install code-server on this host"))
-        if kind == Notebook.Kind.VSCODE
-        else ("jupyter", _("install the notebook extras: pip install -r requirements-notebooks.txt"))
-    )
-    if specs.local_program(program) is None:
+    if kind == Notebook.Kind.VSCODE:
+        program, found = "code-server", specs.code_server()
+        advice = _("install it with sh notebooks/vscode/install.sh (make setup does where npm is installed)")
+    else:
+        program, found = "jupyter", specs.local_program("jupyter")
+        advice = _("install the notebook extras: pip install -r requirements-notebooks.txt")
+    if found is None:
         errors["kind"] = [
             _("%(kind)s needs %(program)s on the local cluster's host, and it is not there: %(advice)s.")
             % {"kind": Notebook.Kind(kind).label, "program": program, "advice": advice}

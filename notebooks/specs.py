@@ -3,6 +3,7 @@ endpoint proxy, its web endpoint, the workspaces, the oversold resources."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -26,6 +27,16 @@ def local_program(program: str) -> str | None:
     return str(here) if here.exists() else shutil.which(program)
 
 
+def code_server() -> str | None:
+    """code-server as a local VS Code notebook runs it: EASYAI_CODE_SERVER when set (a path; absent when nothing
+    runs there), else the one notebooks/vscode/install.sh put beside the portal's Python, else PATH's."""
+    configured = getattr(settings, "EASYAI_CODE_SERVER", "")
+    if configured:
+        path = Path(configured)
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return local_program("code-server")
+
+
 def _workspaces(cluster: Cluster, owner: str) -> tuple[str, str]:
     if cluster.kind == Cluster.Kind.LOCAL:
         root = Path(settings.EASYAI_STORAGE_ROOT)
@@ -44,8 +55,15 @@ def notebook_command(notebook: Notebook, cluster: Cluster) -> str:
     personal, _public = _workspaces(cluster, notebook.owner.username)
     base = f'/endpoints/"$EASYAI_JOB_ID"/{NOTEBOOK_TASK}/{notebook.endpoint_name}/'
     if notebook.kind == Notebook.Kind.VSCODE:
+        # Locally the one code_server() finds (the portal refuses the kind when there is none); in a pod the
+        # image's. Its settings and extensions stay in HOME (locally the personal workspace); its session
+        # socket is the run's own, so two runs sharing a HOME do not take each other's. --auth none: the
+        # portal's proxy lets only the notebook's owner through, and the server itself asks for nothing
+        # (unlike Jupyter, which demands the token only the proxy sends).
+        program = (code_server() or "code-server") if cluster.kind == Cluster.Kind.LOCAL else "code-server"
         return (
-            f'exec code-server --bind-addr {bind_address(cluster)}:"$EASYAI_PORT_VSCODE" --auth none '
+            f'exec {shlex.quote(program)} --bind-addr {bind_address(cluster)}:"$EASYAI_PORT_VSCODE" --auth none '
+            f'--session-socket /tmp/code-server-"$EASYAI_JOB_ID".sock --disable-workspace-trust '
             f"--disable-telemetry --disable-update-check {shlex.quote(personal)}"
         )
     root_dir = personal if cluster.kind == Cluster.Kind.LOCAL else "/workspace"
@@ -66,11 +84,11 @@ def notebook_command(notebook: Notebook, cluster: Cluster) -> str:
 def notebook_spec(notebook: Notebook, cluster: Cluster) -> dict[str, Any]:
     personal, public = _workspaces(cluster, notebook.owner.username)
     vscode = notebook.kind == Notebook.Kind.VSCODE
-    image = notebook.image or (
-        settings.EASYAI_VSCODE_IMAGE
-        if vscode
-        else settings.EASYAI_NOTEBOOK_IMAGE
-    )
+    image = notebook.image or (settings.EASYAI_VSCODE_IMAGE if vscode else settings.EASYAI_NOTEBOOK_IMAGE)
+    env = {"EASYAI_WORKSPACE_PERSONAL": personal, "EASYAI_WORKSPACE_PUBLIC": public}
+    if cluster.kind == Cluster.Kind.LOCAL:
+        # A task runs as the sandbox's user, whose login shell is nologin: the servers' terminals start bash.
+        env["SHELL"] = shutil.which("bash") or "/bin/sh"
     return {
         "name": notebook.name,
         "team": notebook.team.slug,
@@ -78,7 +96,7 @@ def notebook_spec(notebook: Notebook, cluster: Cluster) -> dict[str, Any]:
         "framework": "notebook",
         "image": image,
         "command": notebook_command(notebook, cluster),
-        "env": {"EASYAI_WORKSPACE_PERSONAL": personal, "EASYAI_WORKSPACE_PUBLIC": public},
+        "env": env,
         "roles": {"notebook": {"replicas": 1, "cpu": notebook.cpu, "memory": notebook.memory, "gpu": notebook.gpu}},
         # A notebook mostly waits for its user: it asks for a share of its limits (GPUs are never oversold).
         "scheduling": {"oversell": settings.EASYAI_NOTEBOOK_OVERSELL},

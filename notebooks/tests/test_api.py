@@ -165,12 +165,36 @@ def test_a_name_is_unique_per_owner_in_a_team(api, people, notebook, committed):
     assert committed(api(people["mate"]).post, "/api/v1/notebooks/", GOOD, format="json").status_code == 201
 
 
-def test_vscode_is_refused_on_a_local_cluster_without_code_server(api, people, fake_backend, committed, monkeypatch):
+def test_vscode_is_refused_on_a_local_cluster_without_code_server(
+    api, people, fake_backend, committed, monkeypatch, settings, tmp_path
+):
+    # Nothing where the setting points (so neither the environment's install nor PATH is looked at), nor on PATH.
+    settings.EASYAI_CODE_SERVER = str(tmp_path / "no-code-server")
     monkeypatch.setenv("PATH", "/nonexistent")
     response = committed(api(people["owner"]).post, "/api/v1/notebooks/", {**GOOD, "kind": "vscode"}, format="json")
     assert response.status_code == 400
-    assert "code-server" in response.json()["kind"][0]
-    assert not Notebook.objects.exists()
+    assert "code-server" in response.json()["kind"][0] and "notebooks/vscode/install.sh" in response.json()["kind"][0]
+    assert not Notebook.objects.exists() and not Job.objects.exists() and fake_backend.submits() == 0
+
+
+def test_a_local_vscode_notebook_runs_the_code_server_the_setting_names(
+    api, people, fake_backend, committed, settings, tmp_path
+):
+    program = tmp_path / "bin dir" / "code-server"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    settings.EASYAI_CODE_SERVER = str(program)
+    response = committed(api(people["owner"]).post, "/api/v1/notebooks/", {**GOOD, "kind": "vscode"}, format="json")
+    assert response.status_code == 201, response.content
+    job = Notebook.objects.get().job
+    assert job.spec["command"][-1].startswith(f"exec '{program}' --bind-addr 127.0.0.1:"), job.spec["command"]
+    assert job.spec["env"]["SHELL"].endswith(("/bash", "/sh"))  # not the sandbox user's nologin
+    # Not executable: absent, and refused.
+    program.chmod(0o644)
+    response = committed(api(people["owner"]).post, "/api/v1/notebooks/", {**GOOD, "name": "two", "kind": "vscode"},
+                         format="json")  # fmt: skip
+    assert response.status_code == 400 and "code-server" in response.json()["kind"][0]
 
 
 @pytest.mark.parametrize("framework", ["notebook", "tensorboard"])
