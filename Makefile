@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 .PHONY: run test lint setup
 
 $(VENV)/.installed: requirements.txt requirements-test.txt requirements-notebooks.txt requirements-serving.txt \
-		requirements-apps.txt requirements-mysql.txt requirements-sso.txt $(wildcard modelserver/pyproject.toml modelserver/easyai_modelserver/*.py)
+		requirements-apps.txt requirements-mysql.txt requirements-sso.txt notebooks/vscode/package-lock.json $(wildcard modelserver/pyproject.toml modelserver/easyai_modelserver/*.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt
@@ -23,6 +23,8 @@ $(VENV)/.installed: requirements.txt requirements-test.txt requirements-notebook
 	if pkg-config --exists ldap 2>/dev/null || [ -f /usr/include/ldap.h ]; then $(PY) -m pip install -q -r requirements-sso.txt; fi
 	# The test OpenID provider's one package (node-oidc-provider) where npm is installed.
 	if command -v npm >/dev/null 2>&1; then npm ci --silent --no-audit --no-fund --prefix testing/oidc || true; fi
+	# code-server for VS Code notebooks, into the environment (a task sees it, not the repository), where npm is.
+	if command -v npm >/dev/null 2>&1; then sh notebooks/vscode/install.sh $(VENV) || echo "code-server not installed: VS Code notebooks are refused on the local backend"; fi
 	# The MySQL driver only where MySQL is used: it needs the client headers (see the README).
 	case "$$DATABASE_URL" in mysql*|mariadb*) $(PY) -m pip install -q -r requirements-mysql.txt;; esac
 	touch $@
