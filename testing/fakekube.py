@@ -6,7 +6,8 @@ resourceVersion and creationTimestamp), get, list (label selectors with
 equality, comma-separated; ``status.phase!=X`` field selectors; across
 namespaces), replace, merge-patch (status and spec), delete (the
 propagationPolicy is recorded), pod logs (canned, followable), pod exec over a
-websocket (an echoing shell that records resizes), ``/version``, discovery and
+websocket (an echoing shell that records resizes; or a program a test gives, ``on_exec``, with the
+channels' bytes and the exit status as the API server sends them), ``/version``, discovery and
 the CustomResourceDefinition list, core/v1 Events (``add_event``). Every request goes into a journal, and
 faults can be injected: the next N requests matching a method and a path
 pattern answer with a status, or hang past the client's timeout.
@@ -26,13 +27,15 @@ import base64
 import copy
 import hashlib
 import json
+import queue
 import re
 import socket
 import struct
+import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -89,6 +92,85 @@ class ExecSession:
     stdin: bytearray = field(default_factory=bytearray)
     resizes: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
+    # What the client asked besides the command (container, stdin, stdout, stderr, tty), and, when a program
+    # given with ``on_exec`` served it, its exit status.
+    query: dict[str, str] = field(default_factory=dict)
+    exit_code: int | None = None
+
+
+class ExecChannels:
+    """A program's side of an exec (``FakeKube.on_exec``): the client's stdin, and its stdout and stderr."""
+
+    def __init__(self, send: Callable[[int, bytes], None]) -> None:
+        self._send = send
+        self._stdin: queue.Queue[bytes | None] = queue.Queue()
+        self.ended = False  # the client's stdin ended (it closed the connection)
+
+    def read(self, timeout: float | None = None) -> bytes | None:
+        """The next bytes the client wrote; None once it has gone; b"" when nothing came within the timeout."""
+        if self.ended:
+            return None
+        try:
+            data = self._stdin.get(timeout=timeout)
+        except queue.Empty:
+            return b""
+        if data is None:
+            self.ended = True
+        return data
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._send(1, data)
+
+    def write_stderr(self, data: bytes) -> None:
+        if data:
+            self._send(2, data)
+
+
+# A program an exec runs instead of the echoing shell: given the session and its channels, it returns the exit
+# status the API server reports on the status channel.
+ExecProgram = Callable[[ExecSession, ExecChannels], int]
+
+
+def process_program(rewrite: Callable[[list[str]], list[str]] | None = None, **popen: Any) -> ExecProgram:
+    """An exec program that runs the command as a real process on this host (``rewrite`` maps the pod's paths
+    to this host's): the client's stdin goes to its standard input (closed when the client goes), its standard
+    output and error come back on their channels, its exit status on the status channel."""
+
+    def run(session: ExecSession, channels: ExecChannels) -> int:
+        argv = rewrite(list(session.command)) if rewrite else list(session.command)
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   bufsize=0, **popen)  # fmt: skip
+
+        def feed() -> None:
+            assert process.stdin is not None
+            try:
+                while (data := channels.read(timeout=None)) is not None:
+                    process.stdin.write(data)
+            except OSError:
+                pass
+            finally:
+                try:
+                    process.stdin.close()
+                except OSError:
+                    pass
+
+        def errors() -> None:
+            assert process.stderr is not None
+            while data := process.stderr.read(65536):
+                channels.write_stderr(data)
+
+        threads = [threading.Thread(target=feed, daemon=True), threading.Thread(target=errors, daemon=True)]
+        for thread in threads:
+            thread.start()
+        assert process.stdout is not None
+        while data := process.stdout.read(65536):
+            channels.write(data)
+        code = process.wait()
+        threads[1].join(timeout=5)
+        return code if code >= 0 else 128 - code
+
+    return run
 
 
 def now_iso() -> str:
@@ -148,6 +230,7 @@ class FakeKube:
         self.journal: list[Request] = []
         self.faults: list[Fault] = []
         self.execs: list[ExecSession] = []
+        self.exec_programs: list[tuple[Callable[[list[str]], bool], ExecProgram]] = []
         self.version = version
         self.token = "fake-token"
         self.hang_seconds = 3.0
@@ -354,7 +437,11 @@ class FakeKube:
         requests: dict[str, str] | None = None,
         log: bytes | None = None,
         conditions: list[dict[str, Any]] | None = None,
+        ready: bool | None = None,
+        spec: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """A pod (``spec``: the pod spec it was made from, e.g. a rendered template's; ``ready``: its main
+        container's readiness, by default whether it runs)."""
         pod = {
             "metadata": {"name": name, "labels": labels, "annotations": annotations or {}},
             "spec": {
@@ -366,11 +453,13 @@ class FakeKube:
                 "podIP": ip,
                 "startTime": now_iso(),
                 "containerStatuses": [
-                    {"name": container, "ready": phase == "Running", "restartCount": 0,
+                    {"name": container, "ready": phase == "Running" if ready is None else ready, "restartCount": 0,
                      "state": state or ({"running": {"startedAt": now_iso()}} if phase == "Running" else {})}
                 ],
             },
         }  # fmt: skip
+        if spec is not None:
+            pod["spec"] = {**copy.deepcopy(spec), "nodeName": node}
         if conditions is not None:
             pod["status"]["conditions"] = conditions
         if log is not None:
@@ -413,6 +502,11 @@ class FakeKube:
             "status": {"allocatable": allocatable, "conditions": [{"type": "Ready", "status": "True"}]},
         }
         self.put("", "v1", "nodes", "", node)
+
+    def on_exec(self, program: ExecProgram, match: Callable[[list[str]], bool] | None = None) -> None:
+        """Execs whose command ``match`` accepts (every exec without it) run ``program``, the latest given first;
+        the others get the echoing shell."""
+        self.exec_programs.insert(0, (match or (lambda _command: True), program))
 
     # --- the journal and faults ---------------------------------------------------------
 
@@ -661,8 +755,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Upgrade", "").lower() != "websocket":
             return self._error(400, "exec needs a websocket upgrade", record)
         commands = parse_qs(urlparse(self.path).query).get("command", [])
-        session = ExecSession(namespace, name, commands)
+        session = ExecSession(namespace, name, commands, query={k: v for k, v in query.items() if k != "command"})
         self.kube.execs.append(session)
+        program = next((run for match, run in list(self.kube.exec_programs) if match(commands)), None)
         accept = base64.b64encode(hashlib.sha1((self.headers["Sec-WebSocket-Key"] + WS_MAGIC).encode()).digest())
         record.status = 101
         self.send_response(101)
@@ -672,6 +767,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
         self.end_headers()
         self.wfile.flush()
+        if program is not None:
+            return self._exec_program(session, program)
         self._ws_send(bytes([1]) + b"$ ")
         while True:
             frame = self._ws_read()
@@ -693,6 +790,54 @@ class _Handler(BaseHTTPRequestHandler):
                 self._ws_send(bytes([1]) + data)  # the shell echoes
             elif channel == 4:
                 session.resizes.append(json.loads(data))
+        session.closed = True
+        self.close_connection = True
+        return None
+
+    def _exec_program(self, session: ExecSession, program: ExecProgram) -> None:
+        """Serve an exec with a test's program: frames from the client are read on a thread of their own."""
+        lock = threading.Lock()
+
+        def send(channel: int, data: bytes, opcode: int = 2) -> None:
+            with lock:
+                self._ws_send(bytes([channel]) + data if opcode == 2 else data, opcode=opcode)
+
+        channels = ExecChannels(send)
+
+        def receive() -> None:
+            try:
+                while (frame := self._ws_read()) is not None:
+                    opcode, payload = frame
+                    if opcode == 8:
+                        break
+                    if opcode in (1, 2) and payload:
+                        if payload[0] == 0:
+                            session.stdin += payload[1:]
+                            channels._stdin.put(bytes(payload[1:]))
+                        elif payload[0] == 4:
+                            session.resizes.append(json.loads(payload[1:]))
+            except (OSError, ValueError):
+                pass
+            finally:
+                channels._stdin.put(None)
+
+        reader = threading.Thread(target=receive, daemon=True, name="fakekube-exec")
+        reader.start()
+        try:
+            code = program(session, channels)
+        except Exception as exc:  # a broken program: the exec's internal error, said on stderr
+            channels.write_stderr(f"fakekube: the exec program failed: {exc!r}\n".encode())
+            code = 1
+        session.exit_code = code
+        if code == 0:
+            status: dict[str, Any] = {"metadata": {}, "status": "Success"}
+        else:
+            status = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+                      "message": f"command terminated with non-zero exit code: exit status {code}",
+                      "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}  # fmt: skip
+        send(3, json.dumps(status).encode())
+        send(0, b"", opcode=8)
+        reader.join(timeout=5)
         session.closed = True
         self.close_connection = True
         return None
@@ -796,8 +941,11 @@ PYTORCH = ("kubeflow.org", "v1", "pytorchjobs")
 VCJOB = ("batch.volcano.sh", "v1alpha1", "jobs")
 
 
-def run_pods(fake: FakeKube, kind: tuple[str, str, str], name: str, **pod_fields: Any) -> list[dict[str, Any]]:
-    """Play the operator: a pod per replica, labelled as training-operator (or Volcano) labels them."""
+def run_pods(
+    fake: FakeKube, kind: tuple[str, str, str], name: str, *, from_template: bool = False, **pod_fields: Any
+) -> list[dict[str, Any]]:
+    """Play the operator: a pod per replica, labelled as training-operator (or Volcano) labels them;
+    ``from_template``: with the template's annotations and pod spec too, as the operators copy them."""
     from clusters.backends.kubernetes import manifests as m
 
     obj = fake.get(*kind, NS, name)
@@ -816,6 +964,9 @@ def run_pods(fake: FakeKube, kind: tuple[str, str, str], name: str, **pod_fields
                 annotations = {m.VC_TASK_SPEC: role, m.VC_TASK_INDEX: str(index)}
             else:
                 labels.update({m.TO_REPLICA_TYPE: role, m.TO_REPLICA_INDEX: str(index)})
+            if from_template:
+                annotations = {**(template["metadata"].get("annotations") or {}), **annotations}
+                pod_fields = {**pod_fields, "spec": template["spec"]}
             pod_name = f"{name}-{role}-{index}"
             pods.append(
                 fake.add_pod(NS, pod_name, labels, annotations=annotations,

@@ -10,6 +10,12 @@ the request for thousands of pods.
 
 It also serves models (``ServingBackend``): a KServe InferenceService per service, created or patched to the
 description, and read back with one list call per cluster, whatever the number of services.
+
+The debug toolbox (``DebugBackend``) works through the exec API in the task's pod: an SSH connection is the
+toolbox's ``easyai-sshd`` given a socket by ``easyai-inetd`` (``open_ssh``), a hold is read from the wrapper's
+``held`` file and released by its ``release`` file. A sync pass reads ``held`` only in the running pods of jobs
+whose spec holds failed tasks and whose container is not ready (the probe on that file): jobs without a hold
+cost no call more.
 """
 
 from __future__ import annotations
@@ -42,16 +48,27 @@ from clusters.backends.base import (
     ServiceDescription,
     ServiceObservation,
     ShellSession,
+    StreamSession,
     TeamDescription,
 )
+from clusters.backends.contract import toolbox
 from clusters.backends.contract.quantity import parse_quantity
 from clusters.backends.contract.storage import task_log_path
 from clusters.backends.kubernetes import manifests as m
 from clusters.backends.kubernetes import provisioning
 from clusters.backends.kubernetes import usage as prometheus_usage
 from clusters.backends.kubernetes.client import ConflictError, Connection, NotFoundError, gc_paused, new_api_client
-from clusters.backends.kubernetes.observe import FINAL, event_observation, job_observation, pod_task
-from clusters.backends.kubernetes.shell import KubernetesShellSession
+from clusters.backends.kubernetes.manifests import toolbox as tools
+from clusters.backends.kubernetes.observe import (
+    FINAL,
+    apply_holds,
+    event_observation,
+    held_now,
+    job_observation,
+    main_container_status,
+    pod_task,
+)
+from clusters.backends.kubernetes.shell import KubernetesShellSession, KubernetesStreamSession, exit_status
 
 if TYPE_CHECKING:
     from clusters.models import Cluster
@@ -61,7 +78,29 @@ log = logging.getLogger(__name__)
 DISCOVERY_TTL = 600.0  # seconds a CRD list is trusted: operators are installed rarely
 EVENTS_REMEMBERED = 100_000  # events reported already, so a pass reports only new ones (forgotten past this)
 FOLLOW_READ_TIMEOUT = 3600.0  # a quiet training may print nothing for long; the stream is reopened then
-DEFAULT_SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi"]
+
+
+def shell_command(tools_bin: str) -> list[str]:
+    """The web shell: a login shell with the toolbox's static tools (``ping``, ``wget``, ``nc``, ``vi``...) on
+    PATH after the image's own, where the pod has them. A login profile may set PATH again (Debian's and
+    Alpine's do): bash gets the tools back at its first prompt; sh (an image without bash) reads the profiles
+    here, before the tools are added, and goes on as an interactive shell."""
+    script = f"""t={tools_bin}
+tools() {{ if [ -d "$t" ]; then case ":$PATH:" in *":$t:"*) ;; *) PATH="${{PATH:+$PATH:}}$t" ;; esac; fi; export PATH; }}
+tools
+if command -v bash >/dev/null 2>&1; then
+    [ -d "$t" ] && export PROMPT_COMMAND="case \\":\\$PATH:\\" in *\\":$t:\\"*) ;; *) PATH=\\"\\$PATH:$t\\" ;; esac${{PROMPT_COMMAND:+; $PROMPT_COMMAND}}"
+    exec bash -l
+fi
+[ -r /etc/profile ] && . /etc/profile
+[ -r "$HOME/.profile" ] && . "$HOME/.profile"
+tools
+exec sh -i"""
+    return ["/bin/sh", "-c", script]
+
+
+DEFAULT_SHELL = shell_command(f"{toolbox.POD_TOOLS_DIR}/bin")
+HELD_READ_TIMEOUT = 10.0  # seconds an exec reading a pod's held file may take
 DELETE_OPTIONS = {"propagation_policy": "Foreground"}
 OPERATOR_HINT = {
     "kubeflow.org": "the Kubeflow training-operator",
@@ -81,6 +120,10 @@ class KubernetesBackend:
         # (job id, event uid) -> (count, last seen) of the events reported already: a pass reports what changed.
         self._events_seen: dict[tuple[str, str], tuple[int, datetime | None]] = {}
         self._lock = threading.Lock()
+        # Execs connect through an ApiClient of their own: kubernetes.stream swaps its transport while it
+        # connects, so one connect at a time, and other threads' REST calls never go over a websocket.
+        self._exec_client: k8s.ApiClient | None = None
+        self._exec_lock = threading.Lock()
 
     # --- settings ----------------------------------------------------------------------
 
@@ -295,6 +338,9 @@ class KubernetesBackend:
             kind_obj = objects.get(job_id)
             pods = pods_by_job.get(job_id, [])
             observation = job_observation(job_id, kind_obj[1] if kind_obj else None, pods)
+            hold = next((found for pod in pods if (found := tools.pod_hold(pod))), None)
+            if hold is not None:
+                apply_holds(observation, self._read_holds(pods), hold[1])
             if kind_obj is not None:
                 self._where[job_id] = (kind_obj[0], kind_obj[1]["metadata"].get("namespace", ""))
             elif observation.state != ObservedState.MISSING:
@@ -347,8 +393,34 @@ class KubernetesBackend:
                 self._events_seen[key] = mark
                 result[job_id].events.append(seen)
 
+    def _read_holds(self, pods: list[dict[str, Any]]) -> dict[tuple[str, int], tuple[str, int, int]]:
+        """(role, index) -> (mode, exit code, until) of a job's held tasks: the ``held`` file of each running pod
+        whose container is not ready (its probe fails while the file is there), read by exec."""
+        held: dict[tuple[str, int], tuple[str, int, int]] = {}
+        for pod in pods:
+            meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+            container = main_container_status(pod)
+            if status.get("phase") != "Running" or meta.get("deletionTimestamp") or container.get("ready"):
+                continue
+            if "running" not in (container.get("state") or {}):
+                continue
+            namespace, name = meta.get("namespace", ""), meta.get("name", "")
+            try:
+                code, output = self._exec_output(namespace, name, container.get("name", ""),
+                                                 [tools.BUSYBOX, "cat", tools.HELD_FILE])  # fmt: skip
+            except BackendError as exc:
+                log.info("the hold of %s/%s on %s not read: %s", namespace, name, self.cluster.name, exc)
+                continue
+            found = toolbox.parse_held(output.decode(errors="replace")) if code == 0 else None
+            if found is not None:
+                held[pod_task(pod)] = found
+        return held
+
     def _finish(self, job_id: str, observation: JobObservation, pods: list[dict[str, Any]]) -> None:
-        """A final job: keep its pods' logs, then remove its objects once kept long enough."""
+        """A final job: keep its pods' logs, then remove its objects once kept long enough (and none is held:
+        the cleanup after the hold copies the logs and removes them)."""
+        if held_now(observation):
+            return
         try:
             self._save_logs(job_id, pods)
             finished = observation.finished_at or datetime.now(UTC)
@@ -477,18 +549,102 @@ class KubernetesBackend:
         if pod is None:
             raise BackendError(f"task {task_name} of job {job_id} has no pod on {self.cluster.name}")
         namespace, name, container = pod
-        # kubernetes.stream swaps the ApiClient's transport while it connects: a client of its own keeps
-        # other threads' REST calls off the websocket.
-        api = k8s.CoreV1Api(new_api_client(self.cluster))
-        try:
-            ws = k8s_stream(
-                api.connect_get_namespaced_pod_exec, name, namespace, container=container,
-                command=command or DEFAULT_SHELL, stdin=True, stdout=True, stderr=True, tty=True,
-                _preload_content=False, binary=True,
-            )  # fmt: skip
-        except ApiException as exc:
-            raise self.conn.translate(f"exec in {namespace}/{name}", exc) from exc
+        ws = self._exec_connect(namespace, name, container, command or DEFAULT_SHELL, stdin=True, tty=True)
         return KubernetesShellSession(ws)
+
+    # --- exec: the debug toolbox ------------------------------------------------------------------------
+
+    def _exec_connect(
+        self, namespace: str, name: str, container: str, command: list[str], *, stdin: bool, tty: bool
+    ) -> Any:
+        """An exec's websocket (kubernetes.stream's WSClient, binary), connected through the exec client."""
+        with self._exec_lock:
+            if self._exec_client is None:
+                self._exec_client = new_api_client(self.cluster)
+            api = k8s.CoreV1Api(self._exec_client)
+            self.conn.calls += 1
+            try:
+                return k8s_stream(
+                    api.connect_get_namespaced_pod_exec, name, namespace, container=container, command=command,
+                    stdin=stdin, stdout=True, stderr=True, tty=tty, _preload_content=False, binary=True,
+                    _request_timeout=self.conn.timeout,
+                )  # fmt: skip
+            except ApiException as exc:
+                raise self.conn.translate(f"exec in {namespace}/{name}", exc) from exc
+
+    def _exec_output(
+        self, namespace: str, name: str, container: str, command: list[str], timeout: float = HELD_READ_TIMEOUT
+    ) -> tuple[int | None, bytes]:
+        """Run a short command in a pod: (its exit status, None when it did not end in time; its output)."""
+        ws = self._exec_connect(namespace, name, container, command, stdin=False, tty=False)
+        try:
+            deadline = time.monotonic() + timeout
+            output = b""
+            while ws.is_open() and time.monotonic() < deadline:
+                ws.update(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                output += ws.read_stdout(timeout=0) or b""
+            output += ws.read_stdout(timeout=0) or b""
+            return exit_status(ws), output
+        except OSError as exc:
+            raise BackendError(f"exec in {namespace}/{name}: {exc}") from exc
+        finally:
+            ws.close()
+
+    def _running_pod(self, job_id: str, task_name: str) -> dict[str, Any]:
+        """The pod of a running task, with the toolbox in it (BackendError says why not)."""
+        pod = self._find_pod(job_id, task_name)
+        if pod is None:
+            raise BackendError(f"task {task_name} of job {job_id} has no pod on {self.cluster.name}")
+        namespace, name, _container = pod
+        try:
+            found = self.conn.raw_json(f"read pod {namespace}/{name}", self.conn.core.read_namespaced_pod, name,
+                                       namespace)  # fmt: skip
+        except NotFoundError:
+            self._pods.pop((job_id, task_name), None)
+            raise BackendError(f"task {task_name} of job {job_id} has no pod on {self.cluster.name}") from None
+        phase = (found.get("status") or {}).get("phase")
+        if phase != "Running":
+            raise BackendError(f"task {task_name} of job {job_id} is not running (its pod is {phase or 'unknown'})")
+        volumes = {volume.get("name") for volume in (found.get("spec") or {}).get("volumes") or []}
+        if tools.TOOLS_VOLUME not in volumes:
+            raise BackendError(
+                f"task {task_name} of job {job_id} was started without the debug tools (before they were put "
+                "into every pod): run the job again to connect to it"
+            )
+        return found
+
+    def open_ssh(self, job_id: str, task_name: str, keys: list[str]) -> StreamSession:
+        """One SSH connection: the toolbox's easyai-sshd in the task's main container, given a socket by
+        easyai-inetd, over an exec without a terminal (stdin and stdout carry the connection's bytes)."""
+        self._running_pod(job_id, task_name)
+        namespace, name, container = self._pods[(job_id, task_name)]
+        command = [
+            tools.BUSYBOX, "env", f"{toolbox.TOOLS}={toolbox.POD_TOOLS_DIR}", f"{toolbox.SSH_KEYS}={chr(10).join(keys)}",
+            f"{toolbox.POD_TOOLS_DIR}/easyai-inetd", *toolbox.sshd_argv(toolbox.POD_TOOLS_DIR),
+        ]  # fmt: skip
+        ws = self._exec_connect(namespace, name, container, command, stdin=True, tty=False)
+        return KubernetesStreamSession(ws, what=f"ssh into {namespace}/{name}")
+
+    def release_hold(self, job_id: str) -> None:
+        """Make the ``release`` file in each running pod of the job that holds (one that does not is left alone:
+        a later failure there is still held). Idempotent."""
+        selector = f"{m.SELECTOR},{m.LABEL_JOB_ID}={job_id}"
+        release = f"[ ! -e {tools.HELD_FILE} ] || {tools.BUSYBOX} touch {tools.RELEASE_FILE}"
+        failures = []
+        for pod in self._list_pods(selector):
+            meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+            if tools.pod_hold(pod) is None or status.get("phase") != "Running" or meta.get("deletionTimestamp"):
+                continue
+            container = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name", "")
+            namespace, name = meta.get("namespace", ""), meta.get("name", "")
+            try:
+                code, _output = self._exec_output(namespace, name, container, [tools.BUSYBOX, "sh", "-c", release])
+            except NotFoundError:
+                continue  # gone meanwhile: nothing to release
+            if code != 0:
+                failures.append(f"{name}: the release did not end well (status {code})")
+        if failures:
+            raise BackendError(f"releasing the hold of {job_id}: {'; '.join(failures)}")
 
     # --- stop and delete ---------------------------------------------------------------------------
 

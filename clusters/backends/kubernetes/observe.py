@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clusters.backends.base import WAITING_REASONS, EventObservation, JobObservation, ObservedState, TaskObservation
@@ -257,3 +257,43 @@ def event_observation(event: dict[str, Any], task: str = "") -> EventObservation
         object=f"{involved.get('kind', '')}/{involved.get('name', '')}",
         task=task,
     )
+
+
+def apply_holds(
+    observation: JobObservation, held: dict[tuple[str, int], tuple[str, int, int]], seconds: int = 0
+) -> None:
+    """A job's held tasks (``held``: (role, index) -> (mode, exit code, until), from their pods' ``held`` files;
+    ``seconds``: how long the spec holds one, so the hold began that long before its end).
+
+    The pod of a held task runs on (the wrapper holds it), so the operator still shows it running. keep_failed:
+    the task failed (its command's status) and the job with it, its pods kept; pause_on_failure: the task is
+    running, held, and so is the job.
+    """
+    failed: list[TaskObservation] = []
+    for task in observation.tasks:
+        found = held.get((task.role, task.index))
+        if found is None:
+            continue
+        mode, code, until = found
+        task.held, task.exit_code = mode, code
+        task.held_until = datetime.fromtimestamp(until, UTC)
+        task.reason = "Held"
+        task.message = f"the command ended with status {code}; held for debugging ({mode})"
+        if mode == "keep_failed":
+            task.state = ObservedState.FAILED
+            task.finished_at = task.held_until - timedelta(seconds=max(0, seconds))
+            failed.append(task)
+    if failed and observation.state not in FINAL:
+        first = failed[0]
+        observation.state = ObservedState.FAILED
+        observation.reason = "Held"
+        observation.message = (
+            f"task {first.role}-{first.index} exited with code {first.exit_code}; its pods are kept for debugging"
+        )
+        observation.finished_at = observation.finished_at or min(t.finished_at or first.held_until for t in failed)
+
+
+def held_now(observation: JobObservation, now: datetime | None = None) -> bool:
+    """Whether a task of the job is held (its hold has not run out)."""
+    now = now or datetime.now(UTC)
+    return any(task.held and task.held_until and task.held_until > now for task in observation.tasks)
