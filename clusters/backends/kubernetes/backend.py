@@ -36,6 +36,7 @@ from django.conf import settings
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream as k8s_stream
+from websocket import WebSocketException
 
 from clusters.backends.base import (
     BackendError,
@@ -585,10 +586,13 @@ class KubernetesBackend:
                 output += ws.read_stdout(timeout=0) or b""
             output += ws.read_stdout(timeout=0) or b""
             return exit_status(ws), output
-        except OSError as exc:
+        except (OSError, WebSocketException) as exc:
             raise BackendError(f"exec in {namespace}/{name}: {exc}") from exc
         finally:
-            ws.close()
+            try:
+                ws.close()
+            except (OSError, WebSocketException):
+                pass
 
     def _running_pod(self, job_id: str, task_name: str) -> dict[str, Any]:
         """The pod of a running task, with the toolbox in it (BackendError says why not)."""
