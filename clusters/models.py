@@ -68,6 +68,18 @@ class Cluster(models.Model):
         if isinstance(self.settings, dict) and not isinstance(self.settings.get("registered_images_only", False), bool):
             # jobs/images.py: true runs only the images registered for the job's team (and the platform's)
             found.append(_("registered_images_only: true or false."))
+        if isinstance(self.settings, dict) and "debug_hold_max" in self.settings:
+            # The longest a failed task may be held for debugging (the job spec's debug), a duration.
+            from clusters.backends.contract.quantity import parse_duration
+
+            try:
+                parse_duration(self.settings["debug_hold_max"])
+            except ValueError as exc:
+                found.append(_("debug_hold_max: %(problem)s.") % {"problem": exc})
+        tools_image = self.settings.get("tools_image") if isinstance(self.settings, dict) else None
+        if tools_image is not None and (not isinstance(tools_image, str) or not tools_image.strip()):
+            # The image the debug toolbox's init container copies /tools from (Kubernetes).
+            found.append(_("tools_image: an image reference, such as registry.example.com/easyai/tools:1."))
         if found:
             raise ValidationError({"settings": found})
 

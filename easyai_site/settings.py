@@ -521,6 +521,8 @@ EASYAI_TENSORBOARD_IDLE_MINUTES = env_int("EASYAI_TENSORBOARD_IDLE_MINUTES", 30,
 EASYAI_NOTEBOOK_OVERSELL = env_float("EASYAI_NOTEBOOK_OVERSELL", 4.0, minimum=1)
 EASYAI_NOTEBOOK_IMAGE = env_str("EASYAI_NOTEBOOK_IMAGE", "quay.io/jupyter/scipy-notebook:latest")
 EASYAI_VSCODE_IMAGE = env_str("EASYAI_VSCODE_IMAGE", "codercom/code-server:latest")
+# code-server on the local backend (VS Code notebooks): empty = the virtual environment's (notebooks/vscode/install.sh), else PATH's.
+EASYAI_CODE_SERVER = env_str("EASYAI_CODE_SERVER", "")
 EASYAI_TENSORBOARD_IMAGE = env_str("EASYAI_TENSORBOARD_IMAGE", "tensorflow/tensorflow:latest")
 
 # The model registry's store: empty, files under EASYAI_STORAGE_ROOT/models; or s3://bucket/prefix, an

@@ -36,7 +36,6 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
@@ -509,12 +508,7 @@ class TaskSSHConsumer(_SessionSocket):
 
 
 def _audit_open(*, user: Any, job: Job, task: str, client: str, kind: str) -> ShellSession:
-    with transaction.atomic():
-        audit = services.shell_session_open(user=user, job=job, task=task, client=client)
-        if audit.kind != kind:
-            audit.kind = kind
-            audit.save(update_fields=["kind"])
-    return audit
+    return services.shell_session_open(user=user, job=job, task=task, client=client, kind=kind)
 
 
 def _has_ended(job: Job, task: Task) -> bool:

@@ -106,6 +106,10 @@ def _form_problems(spec: dict[str, Any]) -> list[str]:
         problems.append("scheduling other than a queue")
     if spec["ports"]:
         problems.append("ports")
+    if any(role.get("services") for role in roles.values()):
+        problems.append("a role's services")
+    if spec.get("debug"):
+        problems.append("debug")
     if any("\n" in value or value != value.strip() for value in spec["env"].values()):
         problems.append("an env value with line breaks or surrounding spaces")
     if any(isinstance(spec[name], str) and spec[name] != spec[name].strip() for name in _FORM_TEXT):

@@ -442,9 +442,11 @@ def job_release_hold(*, job: Job, actor) -> Job:
     return job
 
 
-def shell_session_open(*, user: Any, job: Job, task: str, client: str) -> ShellSession:
-    """Record who opened a shell in which task, before any keystroke reaches it."""
-    return ShellSession.objects.create(user_id=user.pk, username=user.get_username(), job=job, task=task, client=client)
+def shell_session_open(*, user: Any, job: Job, task: str, client: str, kind: str = "shell") -> ShellSession:
+    """Record who opened a shell (or an SSH connection: ``kind`` "ssh") in which task, before any byte reaches it."""
+    return ShellSession.objects.create(
+        user_id=user.pk, username=user.get_username(), job=job, task=task, client=client, kind=kind
+    )
 
 
 def shell_session_close(*, session: ShellSession, exit_code: int | None) -> None:

@@ -30,7 +30,7 @@ def local_program(program: str) -> str | None:
 def code_server() -> str | None:
     """code-server as a local VS Code notebook runs it: EASYAI_CODE_SERVER when set (a path; absent when nothing
     runs there), else the one notebooks/vscode/install.sh put beside the portal's Python, else PATH's."""
-    configured = getattr(settings, "EASYAI_CODE_SERVER", "")
+    configured = settings.EASYAI_CODE_SERVER
     if configured:
         path = Path(configured)
         return str(path) if path.is_file() and os.access(path, os.X_OK) else None

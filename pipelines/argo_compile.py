@@ -645,7 +645,8 @@ def _container_template(cluster, manifest: dict[str, Any], description) -> dict[
     if m.uses_volcano(cluster):
         annotations[m.VC_QUEUE_ANNOTATION] = m.queue_name(cluster, description)
     template: dict[str, Any] = {"metadata": {"labels": labels, "annotations": annotations}, "container": container}
-    for key in ("volumes", "nodeSelector", "tolerations", "priorityClassName", "schedulerName"):
+    # initContainers: the debug toolbox's, which fills /easyai/tools before the step's wrapped command runs.
+    for key in ("initContainers", "volumes", "nodeSelector", "tolerations", "priorityClassName", "schedulerName"):
         if pod.get(key):
             template[key] = copy.deepcopy(pod[key])
     return template

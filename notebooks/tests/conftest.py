@@ -11,6 +11,7 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection
 
+from clusters.backends.contract import toolbox
 from clusters.models import Cluster
 from jobs import workers as job_workers
 from notebooks.models import Notebook
@@ -132,6 +133,9 @@ def argv_of(container: dict[str, Any]) -> list[str]:
     """The arguments the container's shell gives the server, with the container's environment."""
     env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
     command = list(container["command"])
+    wrapper = toolbox.wrapped_argv(toolbox.POD_TOOLS_DIR, [])
+    if command[: len(wrapper)] == wrapper:  # the debug toolbox's wrapper runs the command
+        command = command[len(wrapper) :]
     assert command[:2] == ["/bin/sh", "-c"] and command[2].startswith("exec "), command
     script = "set -- " + command[2].removeprefix("exec ") + '\nfor a in "$@"; do printf "%s\\0" "$a"; done'
     out = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, check=True).stdout

@@ -196,6 +196,7 @@ def test_a_step_creates_exactly_what_the_kubernetes_backend_renders_for_its_job(
         pod = rendered["spec"]["tasks"][0]["template"]["spec"]
         assert leaf["container"] == {k: v for k, v in pod["containers"][0].items() if k != "name"}
         assert leaf["volumes"] == pod["volumes"]
+        assert leaf["initContainers"] == pod["initContainers"]  # the debug toolbox's tools, copied in first
 
 
 # --- what the validator catches: each rule once -------------------------------------------------------------
