@@ -4,6 +4,7 @@ a role's services (restarted when they die, reachable on their named port), and 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -391,3 +392,52 @@ def test_a_job_with_services_or_a_hold_is_refused_where_busybox_is_not(local, mo
     with pytest.raises(BackendRejected, match="busybox-static"):
         backend.submit(with_services)
     assert backend.records.load(with_services.job_id) is None
+
+
+# --- through the portal ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_roles_service_answers_through_the_endpoint_proxy_and_again_after_it_was_killed(
+    local_cluster, stop_all, owner, asgi_server
+):
+    from jobs import services as job_services
+    from jobs import workers as job_workers
+    from testing import echo_server
+    from testing.wait import wait_until
+    from testing.web import fetch, wait_answering
+
+    # The service is the test's web app (it answers with what it was sent), which the sandbox shows it.
+    local_cluster.settings = {**local_cluster.settings, "sandbox_read_only": [str(Path(echo_server.__file__).parent)]}
+    local_cluster.save(update_fields=["settings"])
+    web = {"name": "web", "command": f"exec {PY} {echo_server.__file__}", "port": 8000}
+    spec = {
+        "name": "with-a-service",
+        "framework": "batch",
+        "command": "sleep 600",
+        "roles": {"main": {"cpu": "250m", "memory": "256Mi", "services": [web]}},
+    }
+    job = job_services.job_submit(user=owner, data=spec)
+    backend = local_cluster.backend()
+
+    def endpoint() -> str:
+        job_workers.cluster_sync(local_cluster)
+        return job.tasks.get().endpoints.get("web", "")
+
+    address = wait_until(endpoint, 30, "the service's endpoint", every=0.1)
+    assert address.startswith("127.0.0.1:") and address != "127.0.0.1:8000"
+    path = f"/endpoints/{job.public_id}/main-0/web/"
+    assert json.loads(wait_answering(asgi_server.port, path + "echo?n=1", owner))["path"] == path + "echo?n=1"
+
+    services = backend.records.task_dir(job.public_id, "main-0") / "run" / "services"
+    pid = int((services / "web.pid").read_text())
+    record = backend.records.load(job.public_id)["tasks"]["main-0"]
+    task = json.loads((services.parent.parent / "child.json").read_text())["pid"]
+    os.kill(host_pid(task, pid) if record.get("sandboxed") else pid, signal.SIGKILL)
+
+    wait_until(lambda: (services / "web.restarts").exists(), 30, "the service's restart", every=0.1)
+    assert json.loads(wait_answering(asgi_server.port, path + "echo?n=2", owner))["path"] == path + "echo?n=2"
+    assert int((services / "web.pid").read_text()) != pid
+    job_workers.cluster_sync(local_cluster)
+    assert job.tasks.get().message == "services restarted: web 1 time"
+    assert fetch(asgi_server.port, path + "echo")[0] == 401  # not without a user who may see the job
