@@ -141,7 +141,9 @@ def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
     task = Task.objects.filter(job=job, role=role, index=int(index)).first()
     if task is None:
         raise Refused(404, f"Job {job_id} has no task {task_name}.")
-    declared = name in (job.spec.get("ports") or {})
+    # The spec's named ports, and its roles' background services (each serves under its own name).
+    services = (service.get("name") for role in (job.spec.get("roles") or {}).values() for service in role.get("services") or [])
+    declared = name in (job.spec.get("ports") or {}) or name in services
     if not declared:
         raise Refused(404, f"Task {task_name} of job {job_id} serves no endpoint named {name!r}.")
     if job.state not in ACTIVE:

@@ -118,6 +118,25 @@ def portal_files(var: Path) -> list[str]:
     return found
 
 
+def with_the_toolbox(targets: dict, backend, job_id: str, victim_id: str = "", task: str = "main-0") -> dict:
+    """What a task sees of its local backend's state besides: the tools folder (read-only) and its own run folder, on
+    the way to them; never another task's run folder, nor a change to the tools."""
+    state = backend.state_dir
+    var = Path(settings.VAR_DIR)
+    targets["list"].update({
+        str(var): sorted([state.parent.name, "storage"]),
+        str(state.parent): [state.name],
+        str(state): ["tasks", "tools"],
+        str(state / "tasks"): [job_id],
+        str(state / "tasks" / job_id): [task],
+        str(state / "tasks" / job_id / task): ["run"],
+    })  # fmt: skip
+    if victim_id:
+        targets["list"][str(state / "tasks" / victim_id)] = None
+    targets["write"] += [str(backend.tools_dir / "easyai-task"), str(backend.tools_dir / "bin" / "planted")]
+    return targets
+
+
 def attack_targets(
     var: Path, job_id: str, *, others: list[str], kill: list[int], write: list[str], owner: str = "alice"
 ) -> dict:

@@ -26,6 +26,7 @@ from testing.isolation import (
     needs_sandbox,
     other_users_files,
     report_of,
+    with_the_toolbox,
 )
 
 PY = sys.executable
@@ -51,24 +52,6 @@ def backends():
 
 def root() -> Path:
     return Path(settings.EASYAI_STORAGE_ROOT)
-
-
-def with_the_toolbox(targets: dict, backend: LocalBackend, job_id: str, victim_id: str) -> dict:
-    """What a task sees of the backend's state besides: the tools folder (read-only) and its own run folder, on the
-    way to them; never another task's run folder, nor a change to the tools."""
-    state = backend.state_dir
-    var = Path(settings.VAR_DIR)
-    targets["list"].update({
-        str(var): ["local-backend", "storage"],
-        str(state.parent): [state.name],
-        str(state): ["tasks", "tools"],
-        str(state / "tasks"): [job_id],
-        str(state / "tasks" / job_id): ["main-0"],
-        str(state / "tasks" / job_id / "main-0"): ["run"],
-        str(state / "tasks" / victim_id): None,
-    })  # fmt: skip
-    targets["write"] += [str(backend.tools_dir / "easyai-task"), str(backend.tools_dir / "bin" / "planted")]
-    return targets
 
 
 # --- from inside a task ----------------------------------------------------------------------------------------------

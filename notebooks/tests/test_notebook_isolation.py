@@ -13,6 +13,7 @@ import uuid
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from clusters.backends.local import tools
 from clusters.crypto import endpoint_token
 from notebooks import services
 from notebooks.tests.conftest import _execute_request, _stream_output, _xsrf, wait_running
@@ -24,6 +25,7 @@ from testing.isolation import (
     needs_sandbox,
     other_users_files,
     report_of,
+    with_the_toolbox,
 )
 from testing.web import fetch, token_for, wait_answering
 
@@ -79,6 +81,8 @@ def test_a_notebook_kernel_reaches_nothing_of_the_portal_and_jupyter_demands_the
     targets = attack_targets(
         portal_layout, job.public_id, others=other_users_files(), kill=[os.getpid()], write=[], owner=owner.username
     )
+    if tools.can_wrap():
+        with_the_toolbox(targets, local_cluster.backend(), job.public_id, task="notebook-0")
     targets["kill_all"] = False  # it would end its own Jupyter server, and with it the answer
     xsrf = _xsrf(port, base, owner)
     code, _headers, body = fetch(

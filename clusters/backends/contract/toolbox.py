@@ -104,10 +104,14 @@ supervise() {  # name: run the service's command, again whenever it ends, until 
     while [ ! -e "$run/stopping" ]; do
         began=$("$bb" date +%s)
         echo "easyai: starting service $name" >>"$logs/$name.log"
-        sh -c "$cmd" </dev/null >>"$logs/$name.log" 2>&1 &
-        echo $! >"$run/services/$name.pid"
-        wait $!
+        # A process group of its own (setsid): a restart ends everything the last run left, a server its sh
+        # started included, so none of them keeps the port.
+        "$bb" setsid sh -c "$cmd" </dev/null >>"$logs/$name.log" 2>&1 &
+        pid=$!
+        echo $pid >"$run/services/$name.pid"
+        wait $pid 2>/dev/null
         code=$?
+        kill -KILL -- -$pid 2>/dev/null
         [ -e "$run/stopping" ] && break
         n=$("$bb" cat "$run/services/$name.restarts" 2>/dev/null || echo 0)
         echo $((n + 1)) >"$run/services/$name.restarts"
@@ -128,18 +132,22 @@ done
 stop_services() {
     : >"$run/stopping"
     for name in ${EASYAI_SERVICES:-}; do
-        pid=$("$bb" cat "$run/services/$name.pid" 2>/dev/null) && kill -TERM "$pid" 2>/dev/null
+        pid=$("$bb" cat "$run/services/$name.pid" 2>/dev/null) && kill -TERM -- -"$pid" "$pid" 2>/dev/null
     done
     [ -n "$supervisors" ] && kill -TERM $supervisors 2>/dev/null
 }
 
+case "$1" in
+*/*) [ -e "$1" ] || { echo "easyai: cannot start '$1': No such file or directory" >&2; exit 127; } ;;
+*) command -v "$1" >/dev/null 2>&1 || { echo "easyai: cannot start '$1': not found on PATH" >&2; exit 127; } ;;
+esac
 "$@" &
 main=$!
 asked=""
 trap 'asked=TERM; kill -TERM $main 2>/dev/null' TERM
 trap 'asked=INT; kill -INT $main 2>/dev/null' INT
 while :; do
-    wait $main
+    wait $main 2>/dev/null
     status=$?
     kill -0 $main 2>/dev/null || break  # a trapped signal ends wait early; the command may still run
 done

@@ -296,6 +296,9 @@ def open_shell(backend: LocalBackend, job_id: str, task_name: str, command: list
     task, task_dir = _joinable_task(backend, job_id, task_name, "shell")
     env, cwd = _recorded(task_dir)
     env.setdefault("TERM", "xterm-256color")
+    if env.get(toolbox.TOOLS):
+        # As in the task under its wrapper: the static tools after the task's own programs.
+        env["PATH"] = ":".join(filter(None, (env.get("PATH", ""), f"{env[toolbox.TOOLS]}/bin")))
     if task.get("sandboxed"):
         # No rcfile: the sandbox shows nothing of the task's folder here, and HOME is the owner's workspace.
         argv = (
