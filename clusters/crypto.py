@@ -143,3 +143,9 @@ def endpoint_token(job_id: str) -> str:
     permission check.
     """
     return hashlib.sha256(f"easyai-endpoint:{settings.SECRET_KEY}:{job_id}".encode()).hexdigest()[:48]
+
+
+def endpoint_password_hash(job_id: str) -> str:
+    """A VS Code notebook's code-server password, as its HASHED_PASSWORD (SHA-256 of the endpoint token): the
+    server takes this value as its session cookie, which only the portal's proxy sends."""
+    return hashlib.sha256(endpoint_token(job_id).encode()).hexdigest()

@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from clusters.crypto import endpoint_token
+from clusters.crypto import endpoint_password_hash, endpoint_token
 from endpoints import origin as endpoint_origin
 from endpoints import registry
 from endpoints.paths import endpoint_path
@@ -67,6 +67,7 @@ WS_HANDSHAKE = frozenset(
     {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol"}
 )
 AUTHORIZED_FOR_S = 5.0  # how long one permission answer is reused: a revoked membership bites within this
+CODE_SERVER_COOKIE = "code-server-session"  # the cookie code-server keeps its session in
 ACCESS_EVERY_S = 10.0  # how often a job's last access is written to the cache (TensorBoard's idle shutdown)
 CONNECT_TIMEOUT_S = 10.0
 WS_CLOSE_SENDABLE = range(3000, 5000)
@@ -93,6 +94,7 @@ class Target:
     strip_prefix: bool  # the upstream serves at "/" (code-server has no base-path setting)
     host: str = ""  # the Host header the upstream gets instead of the client's: an ingress routes by it
     token: str = ""  # the upstream's own token (a Jupyter on a cluster): sent as "Authorization: token …"
+    cookie: str = ""  # the upstream's own session cookie, "name=value" (a VS Code notebook's code-server)
 
 
 def upstream_of(cluster: Any, address: str, *, strip_prefix: bool = False) -> tuple[str, str]:
@@ -105,6 +107,13 @@ def upstream_of(cluster: Any, address: str, *, strip_prefix: bool = False) -> tu
     if address and ingress and getattr(cluster, "kind", "") == "kubernetes" and not strip_prefix:
         return ingress, ingress
     return address, ""
+
+
+def upstream_cookie(cluster: Any, framework: str, job_id: str, name: str) -> str:
+    """The session cookie a VS Code notebook's code-server demands (its HASHED_PASSWORD); "" for anything else."""
+    if framework == "notebook" and name == "vscode" and getattr(cluster, "kind", "") in ("kubernetes", "local"):
+        return f"{CODE_SERVER_COOKIE}={endpoint_password_hash(job_id)}"
+    return ""
 
 
 def upstream_token(cluster: Any, framework: str, job_id: str, name: str) -> str:
@@ -142,7 +151,9 @@ def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
     if task is None:
         raise Refused(404, f"Job {job_id} has no task {task_name}.")
     # The spec's named ports, and its roles' background services (each serves under its own name).
-    services = (service.get("name") for role in (job.spec.get("roles") or {}).values() for service in role.get("services") or [])
+    services = (
+        service.get("name") for role in (job.spec.get("roles") or {}).values() for service in role.get("services") or []
+    )
     declared = name in (job.spec.get("ports") or {}) or name in services
     if not declared:
         raise Refused(404, f"Task {task_name} of job {job_id} serves no endpoint named {name!r}.")
@@ -154,7 +165,8 @@ def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
         raise Refused(503, f"Job {job_id} is starting: its endpoint {name!r} is not up yet.")
     address, host = upstream_of(job.cluster, address, strip_prefix=strip)
     token = upstream_token(job.cluster, job.framework, job_id, name)
-    return Target(address, job_id, endpoint_path(job_id, task_name, name), strip, host, token)
+    cookie = upstream_cookie(job.cluster, job.framework, job_id, name)
+    return Target(address, job_id, endpoint_path(job_id, task_name, name), strip, host, token, cookie)
 
 
 _authorized: dict[tuple, tuple[float, Target]] = {}
@@ -321,6 +333,7 @@ def upstream_headers(scope: dict[str, Any], target: Target, *, websocket: bool =
         token.strip().lower().encode() for token in _header(scope, b"connection").split(",") if token.strip()
     }
     portal_cookies = _portal_cookies()
+    own_cookie = {target.cookie.split("=", 1)[0]} if target.cookie else set()  # the client's copy never counts
     headers: list[tuple[str, str]] = []
     forwarded_for = ""
     for raw_name, raw_value in scope.get("headers", []):
@@ -334,7 +347,7 @@ def upstream_headers(scope: dict[str, Any], target: Target, *, websocket: bool =
             kept = [
                 part
                 for part in (p.strip() for p in value.split(";"))
-                if part and part.split("=", 1)[0].strip() not in portal_cookies
+                if part and part.split("=", 1)[0].strip() not in portal_cookies | own_cookie
             ]
             if not kept:
                 continue
@@ -361,6 +374,12 @@ def upstream_headers(scope: dict[str, Any], target: Target, *, websocket: bool =
     headers.append(("X-Forwarded-Prefix", target.prefix.rstrip("/")))
     if target.token:
         headers.append(("Authorization", f"token {target.token}"))
+    if target.cookie:
+        at = next((i for i, (n, _v) in enumerate(headers) if n.lower() == "cookie"), None)
+        if at is None:
+            headers.append(("Cookie", target.cookie))
+        else:
+            headers[at] = (headers[at][0], f"{headers[at][1]}; {target.cookie}")
     return headers
 
 

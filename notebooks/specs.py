@@ -57,12 +57,13 @@ def notebook_command(notebook: Notebook, cluster: Cluster) -> str:
     if notebook.kind == Notebook.Kind.VSCODE:
         # Locally the one code_server() finds (the portal refuses the kind when there is none); in a pod the
         # image's. Its settings and extensions stay in HOME (locally the personal workspace); its session
-        # socket is the run's own, so two runs sharing a HOME do not take each other's. --auth none: the
-        # portal's proxy lets only the notebook's owner through, and the server itself asks for nothing
-        # (unlike Jupyter, which demands the token only the proxy sends).
+        # socket is the run's own, so two runs sharing a HOME do not take each other's. --auth password: the
+        # backend gives it HASHED_PASSWORD, a hash only the portal can make, which code-server takes as its
+        # session cookie; the portal's proxy (which lets only the owner through) sends that cookie. Others who
+        # reach the server (a pod's IP; locally every task shares the host's loopback) get its login page.
         program = (code_server() or "code-server") if cluster.kind == Cluster.Kind.LOCAL else "code-server"
         return (
-            f'exec {shlex.quote(program)} --bind-addr {bind_address(cluster)}:"$EASYAI_PORT_VSCODE" --auth none '
+            f'exec {shlex.quote(program)} --bind-addr {bind_address(cluster)}:"$EASYAI_PORT_VSCODE" --auth password '
             f'--session-socket /tmp/code-server-"$EASYAI_JOB_ID".sock --disable-workspace-trust '
             f"--disable-telemetry --disable-update-check {shlex.quote(personal)}"
         )

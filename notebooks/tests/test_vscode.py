@@ -6,6 +6,7 @@ Skipped where code-server is not installed (``sh notebooks/vscode/install.sh``);
 
 from __future__ import annotations
 
+import http.client
 import re
 from pathlib import Path
 
@@ -62,6 +63,22 @@ def test_a_local_vscode_notebook_runs_the_installed_code_server_behind_the_proxy
     assert status == 200 and b"vscode-workbench-web-configuration" in body
     status, _headers, body = fetch(port, base + "healthz", user=owner)
     assert status == 200 and b'"status"' in body
+
+    # Straight to the server, as another task on this host's loopback could: its login page, never the workbench,
+    # whatever session cookie is made up; the portal's proxy sends the one only the portal can make.
+    host, _, server_port = address.partition(":")
+    connection = http.client.HTTPConnection(host, int(server_port), timeout=10)
+    for cookie in ("", "code-server-session=" + "0" * 64):
+        connection.request("GET", f"/?folder={_workspace(owner)}", headers={"Cookie": cookie} if cookie else {})
+        response = connection.getresponse()
+        body = response.read()
+        assert response.status == 302 and "login" in response.getheader("Location", ""), (response.status, body[:200])
+        assert b"vscode-workbench-web-configuration" not in body
+    connection.close()
+    status, _headers, body = fetch(
+        port, f"{base}?folder={_workspace(owner)}", user=owner, Accept="text/html", Cookie="code-server-session=forged"
+    )
+    assert status == 200 and b"vscode-workbench-web-configuration" in body  # the client's own copy does not count
 
     # A notebook is personal: nobody else reaches its server.
     assert fetch(port, base, user=people["outsider"])[0] == 404

@@ -36,7 +36,7 @@ from clusters.backends.local.proc import (
 from clusters.backends.local.records import RUNNING, RecordStore, job_from_dict
 from clusters.backends.local.records import now as _now
 from clusters.backends.local.resources import LocalConfig
-from clusters.crypto import endpoint_token
+from clusters.crypto import endpoint_password_hash, endpoint_token
 
 if TYPE_CHECKING:
     from clusters.backends.local.backend import LocalBackend
@@ -250,6 +250,8 @@ def start(
             # As on a cluster: Jupyter demands a token only the portal can make, and its proxy sends it;
             # another task on this host's loopback cannot use the notebook.
             env["JUPYTER_TOKEN"] = endpoint_token(job_id)
+        if job.framework == "notebook" and "vscode" in task.ports:
+            env["HASHED_PASSWORD"] = endpoint_password_hash(job_id)  # code-server's, as on a cluster
         cwd = backend.working_dir(job, task)
         log = Path(entry["log"])
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,13 @@ def single_pod(cluster: ClusterSettings, job: JobDescription) -> dict[str, Any]:
         spec["containers"][0].setdefault("env", []).append(
             {"name": "JUPYTER_TOKEN", "value": endpoint_token(job.job_id)}
         )
+    if job.framework == "notebook" and "vscode" in task.ports:
+        # code-server asks for a password whose hash only the portal can make; its proxy sends the session cookie.
+        from clusters.crypto import endpoint_password_hash
+
+        spec["containers"][0].setdefault("env", []).append(
+            {"name": "HASHED_PASSWORD", "value": endpoint_password_hash(job.job_id)}
+        )
     metadata = _metadata(cluster, job)
     metadata["labels"] = {**metadata["labels"], LABEL_ROLE: task.role, LABEL_INDEX: str(task.index)}
     if uses_volcano(cluster):
