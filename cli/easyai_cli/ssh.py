@@ -95,6 +95,7 @@ def register(sub: argparse._SubParsersAction, command: Callable[..., argparse.Ar
         "ssh-proxy",
         proxy,
         "relay an SSH connection to a task through the portal (ssh's ProxyCommand)",
+        "easyai ssh-proxy j-3k9x2m4q.master-0   # as ssh runs it: "
         "ssh -o 'ProxyCommand=easyai ssh-proxy %h' easyai@j-3k9x2m4q.master-0",
         description="ssh's ProxyCommand: carries standard input and output to a task's SSH server through the "
         "portal's websocket. HOST is j-xxxxxxxx.TASK (or j-xxxxxxxx: the job's first task). easyai ssh-config "

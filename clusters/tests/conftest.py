@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 from clusters.backends.base import JobDescription, JobObservation, ObservedState, TaskDescription
@@ -127,3 +128,20 @@ def running_pid(backend: LocalBackend, job_id: str, index: int = 0) -> int:
             return task_pid(obs, index)
         assert time.monotonic() < deadline, obs
         time.sleep(0.02)
+
+
+@pytest.fixture
+def local():
+    """local(**settings) -> a LocalBackend; every job left behind is killed and forgotten afterwards."""
+    made: list[LocalBackend] = []
+
+    def make(**overrides) -> LocalBackend:
+        backend = LocalBackend(cluster(**overrides))
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        jobs_dir = backend.state_dir / "jobs"
+        for path in jobs_dir.glob("*.json") if jobs_dir.is_dir() else []:
+            backend.delete(path.stem)

@@ -25,7 +25,6 @@ from clusters.backends.local.records import job_from_dict
 from clusters.models import Cluster
 from clusters.tests.conftest import (
     GATED,
-    cluster,
     gone,
     log_of,
     make_job,
@@ -39,23 +38,6 @@ from testing.isolation import needs_sandbox
 
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def local():
-    """local(**settings) -> a LocalBackend; every job left behind is killed and forgotten afterwards."""
-    made: list[LocalBackend] = []
-
-    def make(**overrides) -> LocalBackend:
-        backend = LocalBackend(cluster(**overrides))
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        jobs_dir = backend.state_dir / "jobs"
-        for path in jobs_dir.glob("*.json") if jobs_dir.is_dir() else []:
-            backend.delete(path.stem)
 
 
 # --- outcomes ------------------------------------------------------------------------------------

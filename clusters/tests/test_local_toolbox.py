@@ -23,7 +23,7 @@ from clusters.backends.contract import storage
 from clusters.backends.local import LocalBackend, tools
 from clusters.backends.local import observe as reading
 from clusters.backends.local.records import ENDED
-from clusters.tests.conftest import GATED, cluster, gone, log_of, make_job, release, root, running_pid, wait_for
+from clusters.tests.conftest import GATED, gone, log_of, make_job, release, root, running_pid, wait_for
 from clusters.tests.test_local_backend import host_pid
 from testing.isolation import SANDBOX_REFUSED
 
@@ -39,22 +39,6 @@ MODES = [
     ),
     pytest.param({"isolation": False, "allow_unisolated": True}, id="unsandboxed"),
 ]
-
-
-@pytest.fixture
-def local():
-    made: list[LocalBackend] = []
-
-    def make(**overrides) -> LocalBackend:
-        backend = LocalBackend(cluster(**overrides))
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        jobs_dir = backend.state_dir / "jobs"
-        for path in jobs_dir.glob("*.json") if jobs_dir.is_dir() else []:
-            backend.delete(path.stem)
 
 
 def poll(what: str, check, timeout: float = 30.0):

@@ -35,19 +35,8 @@ refused = SANDBOX_REFUSED
 
 
 @pytest.fixture
-def backends():
-    made: list[LocalBackend] = []
-
-    def make(**overrides) -> LocalBackend:
-        backend = LocalBackend(cluster(cpu=4, **overrides))
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        jobs_dir = backend.state_dir / "jobs"
-        for path in jobs_dir.glob("*.json") if jobs_dir.is_dir() else []:
-            backend.delete(path.stem)
+def backends(local):
+    return lambda **overrides: local(**{"cpu": 4, **overrides})
 
 
 def root() -> Path:
@@ -473,7 +462,9 @@ def test_the_portals_secret_files_are_empty_in_folders_a_task_sees(backends, por
 def test_a_link_planted_where_a_jobs_shm_goes_is_not_followed(backends, portal_layout, tmp_path):
     backend = backends()
     job = make_job([("main", 1, "ls -A /dev/shm")])
-    planted = launch.shm_dir(backend.state_dir, backend.name, job.job_id)  # /dev/shm is everyone's: another user of the host may plant a link
+    planted = launch.shm_dir(
+        backend.state_dir, backend.name, job.job_id
+    )  # /dev/shm is everyone's: another user of the host may plant a link
     target = tmp_path / "elsewhere"
     target.mkdir()
     planted.symlink_to(target)

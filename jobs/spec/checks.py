@@ -89,6 +89,11 @@ def _command(value: Any, path: str, errs: _Errors) -> list[str]:
     if not isinstance(value, list):
         errs.add(path, f"must be a string (run by /bin/sh) or a list of strings, not {_type_name(value)}")
         return []
+    return list(value) if _argv_ok(value, path, errs) else []
+
+
+def _argv_ok(value: list, path: str, errs: _Errors) -> bool:
+    """Whether a command given as a list is a program's arguments: strings without NUL, the first not empty."""
     ok = True
     for i, arg in enumerate(value):
         if not isinstance(arg, str):
@@ -100,4 +105,4 @@ def _command(value: Any, path: str, errs: _Errors) -> list[str]:
     if ok and not value[0]:
         errs.add(_join(path, 0), "must not be empty: it is the program to run")
         ok = False
-    return list(value) if ok else []
+    return ok

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from clusters.backends.contract.quantity import parse_duration
-from jobs.spec.checks import _Errors, _fields, _integer, _string
+from jobs.spec.checks import _argv_ok, _Errors, _fields, _integer, _string
 from jobs.spec.vocabulary import (
     _MAX_TIMEOUT,
     _PORT_NAME,
@@ -106,17 +106,7 @@ def _service_command(value: Any, path: str, errs: _Errors) -> str | list[str] | 
     if not isinstance(value, list):
         errs.add(path, f"must be a string (run by sh) or a list of strings, not {_type_name(value)}")
         return None
-    ok = True
-    for i, arg in enumerate(value):
-        if not isinstance(arg, str):
-            errs.add(_join(path, i), f"must be a string, not {_type_name(arg)}")
-            ok = False
-        elif "\x00" in arg:
-            errs.add(_join(path, i), "must not contain NUL characters")
-            ok = False
-    if ok and not value[0]:
-        errs.add(_join(path, 0), "must not be empty: it is the program to run")
-        ok = False
+    ok = _argv_ok(value, path, errs)
     if ok and len(shlex.join(value)) > MAX_SERVICE_COMMAND:
         errs.add(path, f"must be at most {MAX_SERVICE_COMMAND} characters in all")
         ok = False

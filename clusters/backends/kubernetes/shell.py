@@ -48,73 +48,13 @@ def exit_status(ws: Any) -> int | None:
         return None
 
 
-class KubernetesShellSession:
-    """The ShellSession protocol over kubernetes.stream's WSClient (binary mode)."""
+class _ExecSession:
+    """An exec's connection (kubernetes.stream's WSClient, binary mode): written to while open, closed once, its
+    exit status from the status channel."""
 
     def __init__(self, ws: Any) -> None:
         self._ws = discard_copies(ws)
         self._closed = False
-
-    def read(self, timeout: float = 0.1) -> bytes | None:
-        if self._closed:
-            return None
-        update(self._ws, timeout)
-        # Drain what arrived even when the connection closed with it: the last words of the shell.
-        data = self._ws.read_stdout(timeout=0) + self._ws.read_stderr(timeout=0)
-        if isinstance(data, str):
-            data = data.encode()
-        if data:
-            return data
-        return b"" if self._ws.is_open() else None
-
-    def write(self, data: bytes) -> None:
-        if self._ws.is_open():
-            try:
-                self._ws.write_stdin(data)
-            except (OSError, WebSocketException):
-                pass  # the connection broke: the next read says the shell ended
-
-    def resize(self, rows: int, cols: int) -> None:
-        if self._ws.is_open():
-            self._ws.write_channel(RESIZE_CHANNEL, json.dumps({"Width": int(cols), "Height": int(rows)}))
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            try:
-                self._ws.close()
-            except (OSError, WebSocketException):
-                pass
-
-    @property
-    def exit_code(self) -> int | None:
-        """The exit status the API server sends on the error channel when the command ends."""
-        return exit_status(self._ws)
-
-
-class KubernetesStreamSession:
-    """The StreamSession protocol over an exec without a terminal: stdin and stdout carry bytes as they are
-    (an SSH connection), stderr is logged, the exit status comes on the status channel.
-
-    The exec API's stdin has no end of its own: closing the session ends it, and the program sees the end of
-    its input then."""
-
-    def __init__(self, ws: Any, what: str = "") -> None:
-        self._ws = discard_copies(ws)
-        self._what = what
-        self._closed = False
-
-    def read(self, timeout: float = 0.1) -> bytes | None:
-        if self._closed:
-            return None
-        update(self._ws, timeout)
-        errors = self._ws.read_stderr(timeout=0)
-        if errors:
-            log.info("%s: %s", self._what or "exec", bytes(errors).decode(errors="replace").rstrip())
-        data = self._ws.read_stdout(timeout=0)
-        if data:
-            return bytes(data)
-        return b"" if self._ws.is_open() else None
 
     def write(self, data: bytes) -> None:
         if data and self._ws.is_open():
@@ -133,4 +73,49 @@ class KubernetesStreamSession:
 
     @property
     def exit_code(self) -> int | None:
+        """The exit status the API server sends on the status channel when the command ends."""
         return exit_status(self._ws)
+
+
+class KubernetesShellSession(_ExecSession):
+    """The ShellSession protocol over kubernetes.stream's WSClient (binary mode)."""
+
+    def read(self, timeout: float = 0.1) -> bytes | None:
+        if self._closed:
+            return None
+        update(self._ws, timeout)
+        # Drain what arrived even when the connection closed with it: the last words of the shell.
+        data = self._ws.read_stdout(timeout=0) + self._ws.read_stderr(timeout=0)
+        if isinstance(data, str):
+            data = data.encode()
+        if data:
+            return data
+        return b"" if self._ws.is_open() else None
+
+    def resize(self, rows: int, cols: int) -> None:
+        if self._ws.is_open():
+            self._ws.write_channel(RESIZE_CHANNEL, json.dumps({"Width": int(cols), "Height": int(rows)}))
+
+
+class KubernetesStreamSession(_ExecSession):
+    """The StreamSession protocol over an exec without a terminal: stdin and stdout carry bytes as they are
+    (an SSH connection), stderr is logged, the exit status comes on the status channel.
+
+    The exec API's stdin has no end of its own: closing the session ends it, and the program sees the end of
+    its input then."""
+
+    def __init__(self, ws: Any, what: str = "") -> None:
+        super().__init__(ws)
+        self._what = what
+
+    def read(self, timeout: float = 0.1) -> bytes | None:
+        if self._closed:
+            return None
+        update(self._ws, timeout)
+        errors = self._ws.read_stderr(timeout=0)
+        if errors:
+            log.info("%s: %s", self._what or "exec", bytes(errors).decode(errors="replace").rstrip())
+        data = self._ws.read_stdout(timeout=0)
+        if data:
+            return bytes(data)
+        return b"" if self._ws.is_open() else None

@@ -38,7 +38,57 @@ SHELL_JOIN_WAIT_S = 5.0  # how long a shell waits for a starting task's read-onl
 _TAKE_TTY = "import fcntl,os,sys,termios;fcntl.ioctl(0,termios.TIOCSCTTY,0);os.execvp(sys.argv[1],sys.argv[1:])"
 
 
-class PtyShell:
+class _TaskProgram:
+    """A program started in a task for a shell or a connection: registered in the task's ``shells/`` (stopping the
+    job ends it too), ended with its whole process group."""
+
+    _proc: subprocess.Popen
+    _registry: Path | None
+
+    def _register(self, registry: Path | None) -> None:
+        self._registry = registry / f"{self._proc.pid}" if registry else None
+        if self._registry:
+            # Stopping the job ends its shells and SSH connections too: the backend finds them here.
+            self._registry.parent.mkdir(parents=True, exist_ok=True)
+            self._registry.write_text(str(self._proc.pid))
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def exit_code(self) -> int | None:
+        """The program's exit status once it has ended (negative: killed by that signal)."""
+        return self._proc.poll()
+
+    def _end(self, first: signal.Signals) -> None:
+        """``first`` to the program's group, a second for it to go by itself, then SIGKILL; unregistered."""
+        kill_group(self._proc.pid, first)
+        deadline = time.monotonic() + 1.0
+        while self._proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        kill_group(self._proc.pid, signal.SIGKILL)
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        if self._registry:
+            try:
+                self._registry.unlink()
+            except FileNotFoundError:
+                pass
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class PtyShell(_TaskProgram):
     """The ShellSession of the local backend."""
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: str, registry: Path | None = None) -> None:
@@ -61,20 +111,7 @@ class PtyShell:
         finally:
             os.close(slave)
         self._fd: int | None = master
-        self._registry = registry / f"{self._proc.pid}" if registry else None
-        if self._registry:
-            # Stopping the job ends its shells too: the backend finds them here.
-            self._registry.parent.mkdir(parents=True, exist_ok=True)
-            self._registry.write_text(str(self._proc.pid))
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
-    @property
-    def exit_code(self) -> int | None:
-        """The shell's exit status once it has ended (negative: killed by that signal)."""
-        return self._proc.poll()
+        self._register(registry)
 
     def read(self, timeout: float = 0.1) -> bytes | None:
         if self._fd is None:
@@ -110,31 +147,12 @@ class PtyShell:
     def close(self) -> None:
         if self._fd is None:
             return
-        kill_group(self._proc.pid, signal.SIGHUP)
-        deadline = time.monotonic() + 1.0
-        while self._proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        kill_group(self._proc.pid, signal.SIGKILL)
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        self._end(signal.SIGHUP)
         os.close(self._fd)
         self._fd = None
-        if self._registry:
-            try:
-                self._registry.unlink()
-            except FileNotFoundError:
-                pass
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
-class SocketStream:
+class SocketStream(_TaskProgram):
     """The StreamSession of the local backend: a program whose standard input and output are one end of a socket
     pair (Dropbear's inetd mode wants a socket there); this object holds the other end."""
 
@@ -157,19 +175,7 @@ class SocketStream:
         finally:
             theirs.close()
         self._sock: socket.socket | None = ours
-        self._registry = registry / f"{self._proc.pid}" if registry else None
-        if self._registry:
-            # Stopping the job ends its SSH connections too, as its shells (launch.kill_shells).
-            self._registry.parent.mkdir(parents=True, exist_ok=True)
-            self._registry.write_text(str(self._proc.pid))
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
-    @property
-    def exit_code(self) -> int | None:
-        return self._proc.poll()
+        self._register(registry)
 
     def read(self, timeout: float = 0.1) -> bytes | None:
         if self._sock is None:
@@ -201,28 +207,9 @@ class SocketStream:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        kill_group(self._proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 1.0
-        while self._proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        kill_group(self._proc.pid, signal.SIGKILL)
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        self._end(signal.SIGTERM)
         self._sock.close()
         self._sock = None
-        if self._registry:
-            try:
-                self._registry.unlink()
-            except FileNotFoundError:
-                pass
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 def _joinable_task(backend: LocalBackend, job_id: str, task_name: str, what: str) -> tuple[dict, Path]:
