@@ -3,18 +3,23 @@ expiry, release (owner, team-mate, team admin, outsider), service readiness, the
 
 from __future__ import annotations
 
+import html
 import http.server
 import json
+import re
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from clusters.backends.base import BackendError, ObservedState
+from clusters.backends.contract import storage
 from endpoints.origin import endpoint_url
 from endpoints.paths import endpoint_path
 from jobs import readiness, schedule, services, tasks, workers
@@ -393,3 +398,19 @@ def test_the_job_page_shows_the_debug_section(held_job, owner, mate, client, lin
     seen_by_mate = client.get(f"/jobs/{job.public_id}/").content.decode()
     assert 'id="job-hold-countdown"' in seen_by_mate and "/release/" not in seen_by_mate
     assert "easyai ssh " not in seen_by_mate
+
+
+def test_a_services_log_opens_from_the_job_page(held_job, owner, client, links):
+    """The service's log, beside the task's in the job's log_dir (where the backends write it), one click away."""
+    job = held_job("pause_on_failure")
+    log = storage.task_log_path(Path(settings.EASYAI_STORAGE_ROOT), job.public_id, "master-0")
+    service_log = log.with_name("master-0.services") / "board.log"
+    service_log.parent.mkdir(parents=True, exist_ok=True)
+    service_log.write_text("easyai: starting service board\nTensorBoard 2.16 at http://127.0.0.1:6006/\n")
+    client.force_login(owner)
+    page = client.get(f"/jobs/{job.public_id}/").content.decode()
+    found = re.search(r'href="([^"]*\.services/board\.log[^"]*)"', page)
+    assert found, "no link to the service's log"
+    response = client.get(html.unescape(found.group(1)))
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == service_log.read_bytes()
