@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import sysconfig
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -260,3 +263,50 @@ def test_stopping_the_job_ends_its_ssh_connections(asgi_server, run_job, owner, 
         lambda: ShellSession.objects.filter(job=job, kind="ssh", closed_at__isnull=False).exists(),
         what="the session to be closed on the record",
     )
+
+
+def test_a_port_of_the_task_is_forwarded_as_vs_codes_remote_ssh_forwards_its_server(
+    asgi_server, run_job, owner, tmp_path, key_files
+):
+    """VS Code's Remote-SSH reaches the server it starts in the task by SSH port forwarding: ``ssh -L`` through
+    the portal's tunnel reaches a port the task listens on, on the task's own loopback."""
+    add_key(owner, key_files)
+    page = storage.personal_workspace(Path(settings.EASYAI_STORAGE_ROOT), owner.username) / "served"  # seen there
+    page.mkdir(parents=True, exist_ok=True)
+    (page / "index.html").write_text(f"served-in-the-task-{os.getpid()}\n")
+    page.chmod(0o755)
+    (page / "index.html").chmod(0o644)
+    task_port, local_port = (_free_port() for _ in range(2))
+    job = run_job(
+        owner,
+        f"{sys.executable} -m http.server {task_port} --bind 127.0.0.1 --directory {page} & {GATED}; kill $!",
+    )
+    wait_until(lambda: log_path(job, "main-0").exists(), what="the task to start")
+    client = Client(asgi_server, owner, tmp_path / "laptop")
+    forward = subprocess.Popen(
+        ["ssh", *client.ssh_argv(key_files["owner"]), "-N", "-o", "ExitOnForwardFailure=yes",
+         "-L", f"127.0.0.1:{local_port}:127.0.0.1:{task_port}", f"{job.public_id}.main-0"],
+        env=client.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+
+        def through_the_tunnel() -> bytes | None:
+            assert forward.poll() is None, forward.stderr.read().decode()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{local_port}/index.html", timeout=5) as answer:
+                    return answer.read()
+            except OSError:
+                return None
+
+        body = wait_until(through_the_tunnel, what="the forwarded port to answer", timeout=60)
+        assert body == f"served-in-the-task-{os.getpid()}\n".encode()
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+    (storage.output_dir(Path(settings.EASYAI_STORAGE_ROOT), job.public_id, "share_dir") / "go").touch()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
