@@ -81,6 +81,30 @@ def _local_clusters_where_the_host_cannot_sandbox() -> Iterator[None]:
         resources.ISOLATION_DEFAULTS.update(before)
 
 
+# --- the debug toolbox's tests on a host without its packages ----------------------------------------------
+
+# They skip, saying what is missing (busybox-static, dropbear-bin, libnss-wrapper, the OpenSSH client, gcc,
+# code-server); CI installs everything and sets EASYAI_REQUIRE_TOOLBOX=1, which makes any skip there a failure.
+TOOLBOX_TESTS = frozenset({
+    "jobs/tests/test_ssh.py", "cli/tests/test_ssh_cli.py", "clusters/tests/test_local_toolbox.py",
+    "clusters/tests/test_k8s_toolbox.py", "clusters/tests/test_k8s_tools_image.py", "notebooks/tests/test_vscode.py",
+})  # fmt: skip
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and os.environ.get("EASYAI_REQUIRE_TOOLBOX") == "1"
+        and item.nodeid.split("::", 1)[0] in TOOLBOX_TESTS
+    ):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"EASYAI_REQUIRE_TOOLBOX=1 but this test skipped: {reason}"
+
+
 @pytest.fixture(autouse=True)
 def _site_language_after_each_test() -> Iterator[None]:
     """A request in another language (Accept-Language: zh-hans) leaves that language active in the test's
