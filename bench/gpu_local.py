@@ -11,8 +11,8 @@ On a host whose ``nvidia-smi`` lists GPUs (the cluster's settings name none, so 
    task's GPU), while the task keeps the GPU busy;
 3. prints the figures: GPUs found, the time from submit to the task's first line, the usage read, and what waited.
 
-It drives the backend directly (no database, no workers), in a temporary EASYAI_VAR_DIR; tasks run unisolated
-where this host has no bubblewrap. It exits non-zero when a check fails.
+It drives the backend directly (no database, no workers), in a temporary EASYAI_VAR_DIR; tasks run in their
+sandbox where this host has bubblewrap (the GPU's /dev/nvidia* let through), unisolated otherwise. It exits non-zero when a check fails.
 """
 
 from __future__ import annotations
@@ -73,9 +73,7 @@ def main() -> int:
     if not shutil.which("bwrap"):
         settings.update(isolation=False, allow_unisolated=True)
     backend = LocalBackend(cluster(**settings))
-    script = Path(os.environ["EASYAI_VAR_DIR"]) / "gpu_task.py"
-    script.write_text(TASK)
-    trainer = make_job([("main", 1, [sys.executable, str(script), "20"])], gpu=1)
+    trainer = make_job([("main", 1, [sys.executable, "-c", TASK, "20"])], gpu=1)
     extra = [make_job([("main", 1, ["true"])], gpu=1) for _ in range(len(gpus))]
     submitted = time.time()
     backend.submit(trainer)
@@ -100,7 +98,9 @@ def main() -> int:
     backend.stop(trainer.job_id)
     for job in extra:
         backend.stop(job.job_id)
-    print(f"placed on GPU {task.gpu_ids}; the task saw {seen}")
+    print(
+        f"tasks {'sandboxed' if backend.sandbox() else 'unisolated'}; placed on GPU {task.gpu_ids}; the task saw {seen}"
+    )
     print(f"submit to the task's first line: {(seen['at'] - submitted) if seen else float('nan'):.2f} s")
     if readings:
         utils = [u.gpu_util for u in readings]

@@ -313,7 +313,8 @@ def test_nvidia_devices_pass_into_the_sandbox_when_the_host_has_them(backends, p
     backend.submit(job)
     assert wait_for(backend, job.job_id).state == ObservedState.SUCCEEDED
     seen = log_of(job, "main-0").splitlines()
-    assert seen[:-1] == devices and seen[-1] == "CUDA_VISIBLE_DEVICES="
+    # ls sorts by the task's locale, which may not be sorted()'s order: the same devices, in any order.
+    assert sorted(seen[:-1]) == devices and seen[-1] == "CUDA_VISIBLE_DEVICES="
 
 
 @needs_sandbox
