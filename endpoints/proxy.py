@@ -47,6 +47,7 @@ from clusters.crypto import endpoint_password_hash, endpoint_token
 from endpoints import origin as endpoint_origin
 from endpoints import registry
 from endpoints.paths import endpoint_path
+from jobs.spec.toolbox import services_of
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +152,7 @@ def authorize(user: Any, job_id: str, task_name: str, name: str) -> Target:
     if task is None:
         raise Refused(404, f"Job {job_id} has no task {task_name}.")
     # The spec's named ports, and its roles' background services (each serves under its own name).
-    services = (
-        service.get("name") for role in (job.spec.get("roles") or {}).values() for service in role.get("services") or []
-    )
+    services = {service["name"] for _role, service in services_of(job.spec)}
     declared = name in (job.spec.get("ports") or {}) or name in services
     if not declared:
         raise Refused(404, f"Task {task_name} of job {job_id} serves no endpoint named {name!r}.")

@@ -20,6 +20,7 @@ from jobs import readiness, selectors, services
 from jobs import spec as job_spec
 from jobs import state as job_state
 from jobs.models import Experiment, Job, JobEvent, Task
+from jobs.spec.toolbox import services_of
 from teams import permissions
 from teams.permissions import Action
 
@@ -167,7 +168,7 @@ class JobDetailSerializer(JobSerializer):
     def get_services(self, job: Job) -> list:
         tasks = getattr(job, "submitted_tasks", None)
         request = self.context.get("request")
-        if not any(role.get("services") for role in (job.spec.get("roles") or {}).values()):
+        if not services_of(job.spec):
             return []  # most jobs: nothing to list, and no permission to ask
         user = getattr(request, "user", None)
         tasks = job.tasks.all() if tasks is None else tasks

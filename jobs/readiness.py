@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 from django.dispatch import Signal
 
+from jobs.spec.toolbox import services_of
+
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2.0  # a pass probes concurrently; one endpoint that hangs holds its pass this long at most
@@ -161,10 +163,10 @@ def endpoint_link(job_id: str, task: str, name: str) -> str:
 def service_links(job: Any, tasks: Iterable[Any], *, may_open: bool) -> list[dict[str, Any]]:
     """Each task's background services (the spec's role ``services``): task, name, port, health, whether it is
     ready, and its link (only for those who may open the job's endpoints: ``may_open``)."""
-    roles = job.spec.get("roles") or {}
+    services = services_of(job.spec)
     result = []
     for task in tasks:
-        for service in roles.get(task.role, {}).get("services") or []:
+        for service in (service for role, service in services if role == task.role):
             name = service["name"]
             result.append({
                 "task": task.name, "name": name, "port": service["port"], "health": service.get("health", ""),

@@ -31,6 +31,7 @@ from jobs import templates as job_templates
 from jobs.forms import SPEC_FORM_FIELDS, ExperimentForm, JobSpecForm
 from jobs.models import Experiment, Framework, Job
 from jobs.page_helpers import MAX_STATE_IDS, ORDERING_CHOICES, errors_of, format_duration, list_params
+from jobs.spec.toolbox import services_of
 from jobs.state import ACTIVE, STOPPABLE, JobState, state_label
 from teams import permissions
 from teams.permissions import Action
@@ -187,7 +188,7 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         # The debug section: the tasks' background services (links for those who may open the job's endpoints),
         # and the hold of a failed task with its release (the owner or a team admin, as for a shell).
         "services": readiness.service_links(job, tasks, may_open=permissions.can(request.user, job, Action.OPEN))
-        if any(role.get("services") for role in job.spec["roles"].values())
+        if services_of(job.spec)
         else [],
         "can_release": can_change and job.held_until is not None,
         # How to connect over SSH (jobs/_ssh_connect.html): None when the viewer may not, or no task takes one now.

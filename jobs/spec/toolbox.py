@@ -113,6 +113,15 @@ def _service_command(value: Any, path: str, errs: _Errors) -> str | list[str] | 
     return list(value) if ok else None
 
 
+def services_of(spec: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A validated spec's background services, as (role, service) in the spec's order; empty for most jobs."""
+    return [
+        (role, service)
+        for role, body in (spec.get("roles") or {}).items()
+        for service in (body.get("services") or [] if isinstance(body, Mapping) else [])
+    ]
+
+
 def command_text(command: str | list[str]) -> str:
     """A service's command as the text sh runs: a list of arguments is quoted for it."""
     return command if isinstance(command, str) else shlex.join(command)

@@ -15,6 +15,7 @@ from clusters.models import Cluster
 from jobs import readiness
 from jobs.models import Job, JobClusterEvent, Task
 from jobs.services import job_apply_path, job_transition
+from jobs.spec.toolbox import services_of
 from jobs.state import FINAL, HOLDS_RESOURCES, KEEP_FAILED, PAUSE_ON_FAILURE, Input, JobState
 from jobs.workers import holds
 
@@ -54,9 +55,7 @@ class _ServiceHealth:
         if job.pk not in self._by_job:
             spec = Job.objects.filter(pk=job.pk).values_list("spec", flat=True).first() or {}
             self._by_job[job.pk] = {
-                (role, service["name"]): service.get("health", "")
-                for role, body in (spec.get("roles") or {}).items()
-                for service in (body.get("services") or [])
+                (role, service["name"]): service.get("health", "") for role, service in services_of(spec)
             }
         return self._by_job[job.pk].get((task.role, name))
 
