@@ -37,13 +37,22 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.utils import timezone
 
 from accounts.selectors import ssh_key_lines
 from clusters.backends.base import BackendError
 from clusters.backends.contract.quantity import whole_number
 from jobs import services
-from jobs.logs_api import TAIL_LINES, TaskEnd, TaskNotFoundError, job_for, tail_offset, task_end, task_of, utf8_complete
+from jobs.logs_api import (
+    TAIL_LINES,
+    TaskEnd,
+    TaskNotFoundError,
+    job_for,
+    tail_offset,
+    task_end,
+    task_has_ended,
+    task_of,
+    utf8_complete,
+)
 from jobs.models import Job, ShellSession, Task
 from jobs.streams import StoppedError, hand_over
 from teams.permissions import Action
@@ -513,11 +522,9 @@ def _audit_open(*, user: Any, job: Job, task: str, client: str, kind: str) -> Sh
 
 def _has_ended(job: Job, task: Task) -> bool:
     """Whether the task has ended for good: a task held for debugging (its job's hold still ahead) has not."""
-    from jobs.logs_api import task_has_ended
-
     task.refresh_from_db(fields=["state"])
     job.refresh_from_db(fields=["state", "held_until"])
-    if job.held_until is not None and job.held_until > timezone.now():
+    if job.is_held:
         return False
     return task_has_ended(job, task)
 

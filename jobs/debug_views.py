@@ -12,7 +12,6 @@ from typing import Any
 
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import timezone
 
 from accounts.selectors import ssh_keys_of
 from jobs.models import Job, Task
@@ -21,15 +20,10 @@ from teams.permissions import Action, can
 CONFIG_COMMAND = "easyai ssh-config --write"
 
 
-def is_held(job: Job) -> bool:
-    """Whether the job's failed tasks are held for debugging now."""
-    return job.held_until is not None and job.held_until > timezone.now()
-
-
 def reachable_tasks(job: Job) -> list[Task]:
     """The job's tasks an SSH connection may open in now: running ones, and failed ones while the job holds."""
-    states = {Task.State.RUNNING, Task.State.FAILED} if is_held(job) else {Task.State.RUNNING}
-    if job.is_final and not is_held(job):
+    states = {Task.State.RUNNING, Task.State.FAILED} if job.is_held else {Task.State.RUNNING}
+    if job.is_final and not job.is_held:
         return []
     return list(job.tasks.filter(state__in=states).order_by("role", "index"))
 
@@ -55,7 +49,7 @@ def ssh_info(job: Job, user: Any) -> dict[str, Any]:
         "has_keys": allowed and ssh_keys_of(user).exists(),
         "keys_url": reverse("ssh-keys"),
         "config_command": CONFIG_COMMAND,
-        "held": is_held(job),
+        "held": job.is_held,
         "tasks": tasks,
     }
 

@@ -7,6 +7,7 @@ import string
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from jobs.spec import Framework, Priority
@@ -109,6 +110,11 @@ class Job(models.Model):
     @property
     def is_final(self) -> bool:
         return self.state in FINAL
+
+    @property
+    def is_held(self) -> bool:
+        """Whether a failed task of the job is held for debugging now (its hold neither released nor run out)."""
+        return self.held_until is not None and self.held_until > timezone.now()
 
     @property
     def duration(self):
